@@ -1,0 +1,53 @@
+"""Small helpers every actor shares: device choice inside Ray, and per-row access to ragged batch columns.
+
+Ray Data hands a numpy batch whose per-frame person arrays (``[n_i, …]``) arrive either stacked (all rows the same
+shape) or as an object array of arrays (variable shapes); ``rows_of`` gives a list of arrays in both cases.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+__all__ = ["pick_device", "rows_of", "ragged", "is_error"]
+
+
+def pick_device(device: str) -> torch.device:
+    """``"cpu"``/``"cuda"``/``"cuda:1"`` as given; ``"auto"`` → CUDA only if Ray assigned this worker a GPU.
+
+    Inside Ray the GPU assignment (``ray.get_gpu_ids()``), not ``torch.cuda.is_available()``, decides: since
+    Ray 2.48 a worker given no GPU can still see the node's GPUs (``ray-notes.md`` §2.2). Outside Ray (tests,
+    notebooks) ``"auto"`` uses CUDA when available.
+    """
+    if device != "auto":
+        return torch.device(device)
+    try:
+        import ray
+
+        if ray.is_initialized():
+            return torch.device("cuda" if ray.get_gpu_ids() else "cpu")
+    except ImportError:
+        pass
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def rows_of(column) -> list[np.ndarray]:
+    """The per-row arrays of a (possibly ragged) batch column."""
+    if isinstance(column, np.ndarray) and column.dtype != object:
+        return list(column)
+    return [np.asarray(x) for x in column]
+
+
+def ragged(arrays: list[np.ndarray]) -> np.ndarray:
+    """A batch column of per-row arrays (object array, so rows may differ in their first dimension)."""
+    out = np.empty(len(arrays), dtype=object)
+    for i, a in enumerate(arrays):
+        out[i] = a
+    return out
+
+
+def is_error(batch: dict) -> np.ndarray:
+    """bool ``[B]``: rows that carry an error from an earlier stage (they pass through untouched)."""
+    if "error" not in batch:
+        return np.zeros(len(next(iter(batch.values()))), bool)
+    return np.array([bool(e) for e in batch["error"]], dtype=bool)

@@ -1,0 +1,120 @@
+"""The SPPE stage: per-frame person crops in, per-frame keypoints out (a Ray Data callable class).
+
+Input rows are frames carrying ``crops`` (uint8 ``[n, 256, 192, 3]``) and ``crop_boxes_xyxy`` (``[n, 4]``) from the
+detector stage. All persons of a batch are pooled, run through the network in chunks of ``batch_size``, decoded
+(``models.heatmaps``) and split back into their frames as ``keypoints`` (``[n, K, 2]``, image pixels) and
+``keypoint_scores`` (``[n, K]``). The crops column is dropped here: after this stage rows are small.
+
+Error rows from earlier stages pass through with empty person arrays.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from actors.common import is_error, pick_device, ragged, rows_of
+from models.checkpoints import load_checkpoint
+from models.heatmaps import flip_test, heatmaps_to_keypoints
+from models.keypoints import get_keypoint_set
+from models.sppe import SPPE_ARCHS, build_sppe
+from models.transforms import normalize_crops
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["SPPEConfig", "SPPE"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class SPPEConfig:
+    """Settings of the pose stage."""
+
+    arch: str = "fastpose_res50"  # a models.sppe.SPPE_ARCHS name
+    checkpoint: str | None = None  # path or URI of an AlphaPose-format .pth
+    random_weights: bool = False  # required (and announced) when no checkpoint is given
+    num_joints: int = 17
+    keypoint_set: str = "coco17"  # models.keypoints name of the heatmap channels
+    flip_test: bool = False  # average with the mirrored input (AlphaPose --flip)
+    decode: str = "alphapose"  # "alphapose" (exact) or "dark" (sub-pixel)
+    batch_size: int = 64  # persons per forward pass
+    device: str = "auto"  # "auto" (GPU iff Ray assigned one), "cpu", "cuda", "cuda:N"
+
+    def __post_init__(self) -> None:
+        if self.arch not in SPPE_ARCHS:
+            raise ValueError(f"sppe.arch: unknown {self.arch!r}; choose one of {', '.join(SPPE_ARCHS)}")
+        ks = get_keypoint_set(self.keypoint_set)
+        if ks.num_keypoints != self.num_joints:
+            raise ValueError(
+                f"sppe.keypoint_set {self.keypoint_set} has {ks.num_keypoints} keypoints, "
+                f"sppe.num_joints is {self.num_joints}"
+            )
+        if self.decode not in ("alphapose", "dark"):
+            raise ValueError(f"sppe.decode must be 'alphapose' or 'dark', got {self.decode!r}")
+        if self.batch_size < 1:
+            raise ValueError(f"sppe.batch_size must be ≥ 1, got {self.batch_size}")
+        if self.checkpoint is None and not self.random_weights:
+            raise ValueError(
+                "sppe.checkpoint is not set: give an AlphaPose-format checkpoint (sppe.checkpoint=PATH), or "
+                "sppe.random_weights=true for a smoke run whose keypoints are meaningless"
+            )
+
+    @property
+    def identifier(self) -> str:
+        return self.arch
+
+
+class SPPE:
+    """``__init__`` builds and loads the network once per actor; ``__call__`` maps a batch of frame rows."""
+
+    def __init__(self, cfg: SPPEConfig) -> None:
+        self.cfg = cfg
+        self.device = pick_device(cfg.device)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)  # random weights are the same in every actor, so reruns are identical
+            self.model = build_sppe(cfg.arch, cfg.num_joints)
+        if cfg.checkpoint is not None:
+            self.sha256 = load_checkpoint(self.model, cfg.checkpoint).sha256
+        else:
+            self.sha256 = "random"
+            logger.warning("SPPE %s has RANDOM WEIGHTS: its keypoints are not pose estimates", cfg.arch)
+        self.model.to(self.device).eval()
+        self.flip_pairs = get_keypoint_set(cfg.keypoint_set).flip_pairs
+        logger.info("SPPE %s (sha256 %s) on %s, %d persons per forward", cfg.arch, self.sha256[:12],
+                    self.device, cfg.batch_size)
+
+    @torch.inference_mode()
+    def estimate(self, crops: np.ndarray, crop_boxes_xyxy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """uint8 crops ``[P, 256, 192, 3]`` + crop boxes ``[P, 4]`` → keypoints ``[P, K, 2]``, scores ``[P, K]``."""
+        k = self.cfg.num_joints
+        p = len(crops)
+        if p == 0:
+            return np.zeros((0, k, 2), np.float32), np.zeros((0, k), np.float32)
+        kps, scores = [], []
+        for s in range(0, p, self.cfg.batch_size):
+            x = normalize_crops(torch.as_tensor(crops[s:s + self.cfg.batch_size]).to(self.device))
+            hm = flip_test(self.model, x, self.flip_pairs) if self.cfg.flip_test else self.model(x)
+            boxes = torch.as_tensor(np.asarray(crop_boxes_xyxy[s:s + self.cfg.batch_size], np.float64))
+            kp, sc = heatmaps_to_keypoints(hm, boxes.to(self.device), method=self.cfg.decode)
+            kps.append(kp.cpu().numpy())
+            scores.append(sc.cpu().numpy())
+        return np.concatenate(kps), np.concatenate(scores)
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        crops = rows_of(batch["crops"])
+        boxes = rows_of(batch["crop_boxes_xyxy"])
+        errors = is_error(batch)
+        counts = [0 if err else len(c) for c, err in zip(crops, errors)]
+        pooled = [c for c, err in zip(crops, errors) if not err and len(c)]
+        pooled_boxes = [b for b, err, c in zip(boxes, errors, crops) if not err and len(c)]
+        if pooled:
+            kps, scores = self.estimate(np.concatenate(pooled), np.concatenate(pooled_boxes))
+        else:
+            kps, scores = self.estimate(np.zeros((0, 256, 192, 3), np.uint8), np.zeros((0, 4)))
+        splits = np.cumsum(counts)[:-1]
+        out = {k: v for k, v in batch.items() if k != "crops"}
+        out["keypoints"] = ragged(np.split(kps, splits))
+        out["keypoint_scores"] = ragged(np.split(scores, splits))
+        return out

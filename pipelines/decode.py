@@ -1,0 +1,258 @@
+"""Probe, shard and decode: work units → frame-exact shards → uint8 RGB frame chunks (PyAV, fsspec).
+
+A **probe** demuxes a video's packets once (no decoding) and keeps every frame's presentation timestamp (pts).
+Frame ``i`` is the ``i``-th smallest pts, so shards are frame-exact for constant and variable frame rates alike:
+a shard carries the sorted pts of its frames, decoding seeks to the keyframe before the first and keeps exactly
+the frames whose pts it lists (``ray-notes.md`` §1.4). No gaps, no duplicates, whatever the GOP structure.
+Streams without timestamps fall back to one sequential shard counted in decode order.
+
+Images are sharded by position in the unit's natural-sorted file list. Everything here is plain Python (no Ray):
+the pipeline runs ``decode_shard`` as a generator UDF in CPU tasks, and tests call it directly.
+
+A failing probe or decode never raises to the caller: it yields an **error row** (``error`` non-empty, ``stage``
+naming where) so the job records it and goes on with everything else.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import Iterator
+
+import numpy as np
+
+from pipelines.sources import WorkUnit
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["VideoProbe", "probe_video", "plan_shards", "decode_shard", "error_row", "FRAME_COLUMNS"]
+
+#: Columns of every row ``decode_shard`` yields (frames and error rows alike).
+FRAME_COLUMNS = (
+    "video_id", "source_uri", "kind", "shard_index", "num_frames", "frame_index", "timestamp_s",
+    "image_width", "image_height", "frame", "error", "stage",
+)
+
+
+@dataclass(frozen=True)
+class VideoProbe:
+    """What the probe learned: ``pts`` (int64, sorted, one per frame) is None for streams without timestamps."""
+
+    num_frames: int
+    time_base: Fraction
+    pts: np.ndarray | None
+    width: int
+    height: int
+
+
+def _open(uri: str, storage_options: dict | None):
+    import av
+    import fsspec
+
+    f = fsspec.open(uri, "rb", **(storage_options or {})).open()
+    try:
+        return av.open(f), f
+    except Exception:
+        f.close()
+        raise
+
+
+def probe_video(uri: str, storage_options: dict | None = None) -> VideoProbe:
+    """Demux every packet of the first video stream; raises on unreadable input or a stream with no frames."""
+    container, f = _open(uri, storage_options)
+    try:
+        if not container.streams.video:
+            raise ValueError("no video stream")
+        stream = container.streams.video[0]
+        pts, missing = [], 0
+        for packet in container.demux(stream):
+            if packet.size == 0:  # flush packets carry no frame
+                continue
+            if packet.pts is None:
+                missing += 1
+            else:
+                pts.append(packet.pts)
+        n = len(pts) + missing
+        if n == 0:
+            raise ValueError("video has no frames")
+        arr = None
+        if missing == 0:
+            arr = np.unique(np.asarray(pts, dtype=np.int64))
+            if len(arr) != n:  # duplicate timestamps: order by pts is ambiguous, count in decode order instead
+                arr = None
+        return VideoProbe(
+            num_frames=n,
+            time_base=stream.time_base or Fraction(1, 1),
+            pts=arr,
+            width=int(stream.codec_context.width or 0),
+            height=int(stream.codec_context.height or 0),
+        )
+    finally:
+        container.close()
+        f.close()
+
+
+def plan_shards(unit: WorkUnit, shard_frames: int, probe: VideoProbe | None = None) -> list[dict]:
+    """Split a unit into frame ranges ``[start, end)`` of at most ``shard_frames`` frames.
+
+    Args:
+        unit: the work unit.
+        shard_frames: frames per shard (≫ GOP length for videos: every shard re-decodes from a keyframe).
+        probe: the video's probe (required for videos).
+    Returns:
+        Shard descriptors (plain dicts, cheap to ship): ``video_id, source_uri, kind, shard_index, start, end,
+        num_frames`` plus ``pts`` (int64 list of the shard's frames' pts, or None) and ``time_base`` (num, den)
+        for videos, ``frames`` (URIs) for images.
+    """
+    if shard_frames < 1:
+        raise ValueError(f"shard_frames must be ≥ 1, got {shard_frames}")
+    base = {"video_id": unit.video_id, "source_uri": unit.source_uri, "kind": unit.kind}
+    if unit.kind == "images":
+        n = len(unit.frames)
+        return [
+            {**base, "shard_index": i, "start": s, "end": min(s + shard_frames, n), "num_frames": n,
+             "frames": list(unit.frames[s:s + shard_frames])}
+            for i, s in enumerate(range(0, n, shard_frames))
+        ]
+    if probe is None:
+        raise ValueError("plan_shards needs the probe of a video unit")
+    n = probe.num_frames
+    tb = (probe.time_base.numerator, probe.time_base.denominator)
+    if probe.pts is None:  # no timestamps: one shard decoded sequentially
+        return [{**base, "shard_index": 0, "start": 0, "end": n, "num_frames": n, "pts": None, "time_base": tb,
+                 "first_pts": 0}]
+    first = int(probe.pts[0])
+    return [
+        {**base, "shard_index": i, "start": s, "end": min(s + shard_frames, n), "num_frames": n,
+         "pts": probe.pts[s:s + shard_frames].tolist(), "time_base": tb, "first_pts": first}
+        for i, s in enumerate(range(0, n, shard_frames))
+    ]
+
+
+def error_row(shard: dict, stage: str, exc: BaseException | str) -> dict[str, np.ndarray]:
+    """One-row batch recording a failure of ``stage`` on ``shard`` (frame -1, empty 0×0 image)."""
+    msg = exc if isinstance(exc, str) else f"{type(exc).__name__}: {exc}"
+    return _batch(shard, [-1], [float("nan")], np.zeros((1, 0, 0, 3), np.uint8), error=msg[:2000], stage=stage)
+
+
+def _batch(shard: dict, index: list[int], ts: list[float], frames: np.ndarray, error: str = "",
+           stage: str = "") -> dict[str, np.ndarray]:
+    k = len(index)
+    return {
+        "video_id": np.array([shard["video_id"]] * k, dtype=object),
+        "source_uri": np.array([shard["source_uri"]] * k, dtype=object),
+        "kind": np.array([shard["kind"]] * k, dtype=object),
+        "shard_index": np.full(k, shard["shard_index"], np.int64),
+        "num_frames": np.full(k, shard.get("num_frames", -1), np.int64),
+        "frame_index": np.asarray(index, np.int64),
+        "timestamp_s": np.asarray(ts, np.float64),
+        "image_width": np.full(k, frames.shape[2] if frames.ndim == 4 else 0, np.int32),
+        "image_height": np.full(k, frames.shape[1] if frames.ndim == 4 else 0, np.int32),
+        "frame": frames,
+        "error": np.array([error] * k, dtype=object),
+        "stage": np.array([stage] * k, dtype=object),
+    }
+
+
+def _decode_video(shard: dict, chunk: int, storage_options: dict | None) -> Iterator[dict[str, np.ndarray]]:
+    tb = Fraction(*shard["time_base"])
+    start, end = shard["start"], shard["end"]
+    pts_list = shard.get("pts")
+    container, f = _open(shard["source_uri"], storage_options)
+    idx: list[int] = []
+    ts: list[float] = []
+    frames: list[np.ndarray] = []
+
+    def flush():
+        out = _batch(shard, idx.copy(), ts.copy(), np.stack(frames))
+        idx.clear(), ts.clear(), frames.clear()
+        return out
+
+    failure: Exception | None = None
+    try:
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        if pts_list is None:
+            # No timestamps: decode order is frame order; count frames.
+            for i, frame in enumerate(container.decode(stream)):
+                if i >= end:
+                    break
+                if i >= start:
+                    idx.append(i)
+                    ts.append(float("nan"))
+                    frames.append(frame.to_ndarray(format="rgb24"))
+                    if len(frames) == chunk:
+                        yield flush()
+        else:
+            wanted = np.asarray(pts_list, dtype=np.int64)
+            if start > 0:
+                container.seek(int(wanted[0]), stream=stream, backward=True, any_frame=False)
+            got = 0
+            for frame in container.decode(stream):
+                if frame.pts is None:
+                    continue
+                if frame.pts > wanted[-1]:
+                    break
+                j = int(np.searchsorted(wanted, frame.pts))
+                if j >= len(wanted) or wanted[j] != frame.pts:
+                    continue  # a frame decoded only to reach the shard's first one
+                idx.append(start + j)
+                ts.append(float((frame.pts - shard["first_pts"]) * tb))
+                frames.append(frame.to_ndarray(format="rgb24"))
+                got += 1
+                if len(frames) == chunk:
+                    yield flush()
+                if got == len(wanted):
+                    break
+    except Exception as e:  # keep the frames decoded so far, then report the failure
+        failure = e
+    finally:
+        container.close()
+        f.close()
+    if frames:
+        yield flush()
+    if failure is not None:
+        raise failure
+
+
+def _decode_images(shard: dict, storage_options: dict | None) -> Iterator[dict[str, np.ndarray]]:
+    import cv2
+    import fsspec
+
+    for offset, uri in enumerate(shard["frames"]):
+        i = shard["start"] + offset
+        try:
+            with fsspec.open(uri, "rb", **(storage_options or {})) as f:
+                data = np.frombuffer(f.read(), np.uint8)
+            bgr = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+            if bgr is None:
+                raise ValueError("not a decodable image")
+            rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+        except Exception as e:  # one bad image is one error row; the shard goes on
+            row = error_row({**shard, "source_uri": uri}, "decode", e)
+            row["frame_index"][:] = i
+            yield row
+            continue
+        # An image's "timestamp" is its position; image units have no clock.
+        yield _batch(shard, [i], [float("nan")], rgb[None])
+
+
+def decode_shard(shard: dict, chunk: int = 16, storage_options: dict | None = None) -> Iterator[dict[str, np.ndarray]]:
+    """Decode one shard into batches of at most ``chunk`` frames (uint8 RGB ``[n, H, W, 3]``).
+
+    Frames of a video shard come in presentation order with their global ``frame_index``. A failure yields an
+    error row (stage ``"decode"``) after whatever frames were decoded before it; frames the shard should have
+    held but did not produce are detected downstream from ``num_frames`` and reported per video.
+    """
+    if shard.get("error"):
+        yield error_row(shard, shard.get("stage") or "probe", shard["error"])
+        return
+    try:
+        if shard["kind"] == "images":
+            yield from _decode_images(shard, storage_options)
+        else:
+            yield from _decode_video(shard, chunk, storage_options)
+    except Exception as e:
+        logger.warning("decode failed for %s shard %s: %s", shard["video_id"], shard["shard_index"], e)
+        yield error_row(shard, "decode", e)

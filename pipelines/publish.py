@@ -1,0 +1,99 @@
+"""Atomic per-video publishing and the commit markers that make reruns resume (``ray-notes.md`` §4.3).
+
+A video's tables are serialised in memory and appear at their final key in one step: on a local/POSIX file system
+a temp file in the destination folder is renamed over the final name; on object stores the bytes go up in a single
+PUT (or one multipart upload, which becomes visible only when complete). Then the marker
+``_manifest/<video_id>.json`` is written the same way — **the marker is the commit point**. A crash before it
+leaves at most an overwritable table; Ray's at-least-once retries republish identical bytes to identical keys.
+
+Resume reads the markers before the pipeline is built and skips every video whose marker matches the current
+config hash and input fingerprint.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import uuid
+from dataclasses import asdict, dataclass
+
+import fsspec
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+__all__ = ["Manifest", "put_atomic", "write_table_atomic", "write_manifest", "read_manifests", "join_uri"]
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """The commit marker of one published video."""
+
+    video_id: str
+    source_uri: str
+    fingerprint: str
+    config_hash: str
+    run_id: str
+    num_frames: int
+    num_persons: int
+    num_errors: int
+    files: tuple[str, ...]
+    random_weights: bool
+
+
+def join_uri(root: str, *parts: str) -> str:
+    return "/".join([root.rstrip("/"), *[p.strip("/") for p in parts]])
+
+
+def put_atomic(data: bytes, uri: str, storage_options: dict | None = None) -> None:
+    """Make ``uri`` hold exactly ``data``, never a partial object: rename locally, a single upload elsewhere."""
+    fs, path = fsspec.core.url_to_fs(uri, **(storage_options or {}))
+    if isinstance(fs, fsspec.implementations.local.LocalFileSystem):
+        folder = os.path.dirname(path)
+        os.makedirs(folder, exist_ok=True)
+        tmp = os.path.join(folder, f".{os.path.basename(path)}.tmp-{uuid.uuid4().hex}")
+        try:
+            with open(tmp, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)  # atomic within one directory
+        finally:
+            if os.path.exists(tmp):
+                os.remove(tmp)
+    else:
+        fs.pipe_file(path, data)
+
+
+def write_table_atomic(table: pa.Table, uri: str, storage_options: dict | None = None) -> int:
+    """Serialise ``table`` to Parquet in memory and publish it atomically; returns the byte count."""
+    buf = io.BytesIO()
+    pq.write_table(table, buf, compression="zstd")
+    data = buf.getvalue()
+    put_atomic(data, uri, storage_options)
+    return len(data)
+
+
+def write_manifest(output: str, manifest: Manifest, storage_options: dict | None = None) -> None:
+    body = json.dumps(asdict(manifest), indent=1, sort_keys=True).encode()
+    put_atomic(body, join_uri(output, "_manifest", f"{manifest.video_id}.json"), storage_options)
+
+
+def read_manifests(output: str, storage_options: dict | None = None) -> dict[str, Manifest]:
+    """All commit markers under ``output`` (an empty dict when there are none or the folder does not exist)."""
+    fs, path = fsspec.core.url_to_fs(join_uri(output, "_manifest"), **(storage_options or {}))
+    try:
+        names = [p for p in fs.ls(path, detail=False) if p.endswith(".json")]
+    except FileNotFoundError:
+        return {}
+    out = {}
+    for p in names:
+        try:
+            with fs.open(p, "rb") as f:
+                d = json.load(f)
+            d["files"] = tuple(d.get("files", ()))
+            m = Manifest(**d)
+        except (ValueError, TypeError, KeyError):
+            continue  # an unreadable marker is no commit: the video is processed again
+        out[m.video_id] = m
+    return out

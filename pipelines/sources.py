@@ -1,0 +1,203 @@
+"""Input listing: URIs, globs, folders and URI lists → sorted work units with fingerprints and safe ids.
+
+Runs in the driver before Ray starts (``ray-notes.md`` §1.1): listing is cheap, and doing it here gives sorted,
+deterministic units, per-input content fingerprints for resume, and ``video_id``s that are safe to use in output
+paths. A unit is what the pipeline publishes atomically:
+
+* one **video file** (mp4, mov, mkv, avi, webm) → one unit, frames in presentation order;
+* the **image files of one folder** (jpg, jpeg, png, bmp, webp) → one unit, frames in natural name order
+  (``2.jpg`` before ``10.jpg``), so image sequences (PoseTrack, Bonn) track like videos.
+
+Accepted inputs: local paths, ``s3://`` (and any fsspec) URIs, glob patterns, folders (recursive), and ``.txt`` /
+``.csv`` files listing one URI per line (CSV: a ``uri`` column, or the first column). ``video_id`` is the sanitised
+file or folder name plus 8 hex digits of the URI's hash: readable, collision-free, and never a path traversal.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import re
+from dataclasses import dataclass, field
+from typing import Iterable, Sequence
+
+import fsspec
+
+__all__ = [
+    "VIDEO_EXTENSIONS",
+    "IMAGE_EXTENSIONS",
+    "InputError",
+    "WorkUnit",
+    "list_inputs",
+    "sanitize_id",
+    "natural_key",
+]
+
+VIDEO_EXTENSIONS = (".mp4", ".mov", ".mkv", ".avi", ".webm")
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+LIST_EXTENSIONS = (".txt", ".csv")
+
+
+class InputError(ValueError):
+    """An input URI that cannot be listed (missing, unsupported type); raised before any work starts."""
+
+
+@dataclass(frozen=True)
+class WorkUnit:
+    """One video, or one folder of images, as published by the pipeline.
+
+    Attributes:
+        video_id: safe, unique id (``[A-Za-z0-9._-]``, ≤ 73 chars); the output partition key.
+        source_uri: the video file's URI, or the image folder's URI.
+        kind: ``"video"`` or ``"images"``.
+        fingerprint: sha256 over sizes and modification stamps (ETag on S3) of the unit's files.
+        frames: for ``"images"``, the image URIs in frame order; empty for videos.
+    """
+
+    video_id: str
+    source_uri: str
+    kind: str
+    fingerprint: str
+    frames: tuple[str, ...] = field(default=())
+
+
+_SAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def sanitize_id(name: str, uri: str, max_len: int = 64) -> str:
+    """``name`` reduced to ``[A-Za-z0-9._-]`` (no leading dots), plus ``-`` and 8 hex digits of sha1(uri)."""
+    base = _SAFE.sub("_", name).strip("._-")[:max_len] or "input"
+    return f"{base}-{hashlib.sha1(uri.encode()).hexdigest()[:8]}"
+
+
+def natural_key(s: str) -> tuple:
+    """Sort key that orders embedded numbers numerically (``frame2`` < ``frame10``), then by the raw string."""
+    parts = re.split(r"(\d+)", s)
+    return tuple((0, int(p), "") if p.isdigit() else (1, 0, p.lower()) for p in parts) + ((2, 0, s),)
+
+
+def _ext(path: str) -> str:
+    dot = path.rfind(".")
+    return path[dot:].lower() if dot > path.rfind("/") else ""
+
+
+def _stamp(info: dict) -> str:
+    """What identifies a file's content cheaply: size plus ETag (object stores) or mtime (file systems)."""
+    etag = info.get("ETag") or info.get("etag")
+    mtime = info.get("mtime") or info.get("LastModified") or info.get("last_modified")
+    return f"{info.get('size')}:{etag if etag else mtime}"
+
+
+def _read_list(fs: fsspec.AbstractFileSystem, path: str, uri: str) -> list[str]:
+    with fs.open(path, "rt") as f:
+        text = f.read()
+    if _ext(path) == ".txt":
+        return [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
+    rows = list(csv.reader(io.StringIO(text)))
+    if not rows:
+        return []
+    col = rows[0].index("uri") if "uri" in rows[0] else 0
+    body = rows[1:] if "uri" in rows[0] else rows
+    return [r[col].strip() for r in body if len(r) > col and r[col].strip()]
+
+
+def _expand(uri: str, storage_options: dict) -> Iterable[tuple[fsspec.AbstractFileSystem, str, dict]]:
+    """Yield (filesystem, path, info) for every media file ``uri`` names; lists are followed one level deep."""
+    fs, path = fsspec.core.url_to_fs(uri, **storage_options)
+    if any(ch in path for ch in "*?["):
+        matches = fs.glob(path, detail=True)
+        if not matches:
+            raise InputError(f"input pattern matched nothing: {uri}")
+        items = sorted(matches.items())
+    elif fs.isdir(path):
+        items = sorted(fs.find(path, detail=True).items())
+    elif fs.isfile(path):
+        items = [(path, fs.info(path))]
+    else:
+        raise InputError(f"input not found: {uri}")
+    for p, info in items:
+        if info.get("type") == "directory":
+            continue
+        yield fs, p, info
+
+
+def _unstrip(fs: fsspec.AbstractFileSystem, path: str) -> str:
+    return fs.unstrip_protocol(path) if not isinstance(fs, fsspec.implementations.local.LocalFileSystem) else path
+
+
+def list_inputs(uris: Sequence[str], storage_options: dict | None = None) -> list[WorkUnit]:
+    """List media under ``uris`` into sorted work units.
+
+    Args:
+        uris: paths, URIs, globs, folders, or ``.txt``/``.csv`` files of URIs.
+        storage_options: fsspec options (e.g. ``{"client_kwargs": {"endpoint_url": ...}}`` for S3); credentials
+            come from the environment, never from here.
+    Returns:
+        Units sorted by ``source_uri``; each media file appears once even if named twice.
+    Raises:
+        InputError: an input that does not exist, matches nothing, or names a file of an unsupported type, and
+            ``video_id`` collisions (impossible short of a hash collision, but checked).
+    """
+    storage_options = storage_options or {}
+    videos: dict[str, str] = {}
+    images: dict[str, dict[str, str]] = {}
+
+    def add(fs, path: str, info: dict, explicit: bool) -> None:
+        ext = _ext(path)
+        full = _unstrip(fs, path)
+        if ext in VIDEO_EXTENSIONS:
+            videos[full] = _stamp(info)
+        elif ext in IMAGE_EXTENSIONS:
+            folder = full.rsplit("/", 1)[0] if "/" in full else "."
+            images.setdefault(folder, {})[full] = _stamp(info)
+        elif explicit:
+            raise InputError(
+                f"unsupported input type {ext or '(no extension)'!r}: {full}; expected a video "
+                f"({', '.join(VIDEO_EXTENSIONS)}), an image ({', '.join(IMAGE_EXTENSIONS)}), a folder, a glob, "
+                f"or a list file ({', '.join(LIST_EXTENSIONS)})"
+            )
+
+    def add_uri(uri: str) -> None:
+        fs, path = fsspec.core.url_to_fs(uri, **storage_options)
+        # A file named on its own must be media; inside folders and globs, other files are skipped.
+        explicit = not any(ch in path for ch in "*?[") and not fs.isdir(path)
+        for efs, p, info in _expand(uri, storage_options):
+            add(efs, p, info, explicit=explicit)
+
+    for uri in uris:
+        fs, path = fsspec.core.url_to_fs(uri, **storage_options)
+        if _ext(path) in LIST_EXTENSIONS and fs.isfile(path):
+            for listed in _read_list(fs, path, uri):
+                add_uri(listed)
+        else:
+            add_uri(uri)
+
+    units = [
+        WorkUnit(
+            video_id=sanitize_id(uri.rsplit("/", 1)[-1], uri),
+            source_uri=uri,
+            kind="video",
+            fingerprint=hashlib.sha256(stamp.encode()).hexdigest(),
+        )
+        for uri, stamp in videos.items()
+    ]
+    for folder, files in images.items():
+        order = sorted(files, key=natural_key)
+        digest = hashlib.sha256("\n".join(f"{f}|{files[f]}" for f in order).encode()).hexdigest()
+        units.append(
+            WorkUnit(
+                video_id=sanitize_id(folder.rsplit("/", 1)[-1], folder),
+                source_uri=folder,
+                kind="images",
+                fingerprint=digest,
+                frames=tuple(order),
+            )
+        )
+    units.sort(key=lambda u: u.source_uri)
+    seen: dict[str, str] = {}
+    for u in units:
+        if u.video_id in seen:
+            raise InputError(f"video_id collision: {seen[u.video_id]} and {u.source_uri} both map to {u.video_id}")
+        seen[u.video_id] = u.source_uri
+    return units
