@@ -187,6 +187,7 @@ class _Payload:
         return (os.system, (f"touch {self.marker}",))
 
 
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol")
 @pytest.mark.parametrize("zipped", [True, False])
 def test_pickle_with_code_is_refused_and_not_executed(tmp_path, zipped):
     marker = tmp_path / "pwned"
