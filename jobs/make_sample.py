@@ -2,7 +2,8 @@
 
     python -m jobs.make_sample --out samples/ [--frames 48] [--persons 3] [--size 640x360] [--fps 12] [--seed 0]
 
-Writes ``<out>/walkers.mp4`` and ``<out>/walkers_gt.json``. The JSON is COCO keypoints format extended for video
+Writes ``<out>/walkers.mp4``, ``<out>/walkers_gt.json`` and ``<out>/walkers_dets.json`` (person boxes as a
+detector would give them: jittered ground truth plus duplicates, for runs with precomputed detections). The JSON is COCO keypoints format extended for video
 (as PoseTrack's COCO-style files): ``images`` have ``file_name`` ``"<frame_index>.jpg"``, ``frame_index`` and
 ``video_id``; ``annotations`` have COCO-17 ``keypoints`` (x, y, v), ``bbox`` (x, y, w, h) and a 1-based
 ``track_id``. Figures cross each other, so tracking has real work to do.
@@ -142,6 +143,22 @@ def _ground_truth(truth: np.ndarray, width: int, height: int, video_name: str) -
     }
 
 
+def _detections(gt: dict, seed: int) -> list[dict]:
+    """Person detections as a detector would give them: ground-truth boxes jittered by a few percent, plus one
+    lower-scored duplicate per person (what pose NMS exists for). COCO results format, ``image_id`` =
+    ``"<frame_index>.jpg"`` (AlphaPose's video frame naming, matched by ``models.detections_io``)."""
+    rng = np.random.default_rng(seed + 1)
+    names = {im["id"]: im["file_name"] for im in gt["images"]}
+    out = []
+    for a in gt["annotations"]:
+        x, y, w, h = a["bbox"]
+        for score, jitter in ((0.95, 0.03), (0.6, 0.08)):
+            dx, dy, dw, dh = rng.normal(0, jitter, 4) * np.array([w, h, w, h])
+            out.append({"image_id": names[a["image_id"]], "category_id": 1, "score": score,
+                        "bbox": [round(float(v), 2) for v in (x + dx, y + dy, max(w + dw, 2.0), max(h + dh, 2.0))]})
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m jobs.make_sample", description=__doc__.split("\n\n")[0])
     p.add_argument("--out", required=True, help="output folder")
@@ -163,9 +180,11 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     video, truth = make_walkers(args.frames, args.persons, width, height, args.fps, args.seed)
     _write_video(out / "walkers.mp4", video, args.fps)
-    (out / "walkers_gt.json").write_text(json.dumps(_ground_truth(truth, width, height, "walkers.mp4")))
+    gt = _ground_truth(truth, width, height, "walkers.mp4")
+    (out / "walkers_gt.json").write_text(json.dumps(gt))
+    (out / "walkers_dets.json").write_text(json.dumps(_detections(gt, args.seed)))
     print(f"wrote {out / 'walkers.mp4'} ({args.frames} frames, {args.persons} persons, {width}x{height} @ {args.fps} fps)")
-    print(f"wrote {out / 'walkers_gt.json'}")
+    print(f"wrote {out / 'walkers_gt.json'} (ground truth) and {out / 'walkers_dets.json'} (jittered GT boxes)")
     return 0
 
 

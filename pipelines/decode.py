@@ -30,7 +30,7 @@ __all__ = ["VideoProbe", "probe_video", "plan_shards", "decode_shard", "error_ro
 
 #: Columns of every row ``decode_shard`` yields (frames and error rows alike).
 FRAME_COLUMNS = (
-    "video_id", "source_uri", "kind", "shard_index", "num_frames", "frame_index", "timestamp_s",
+    "frame_key", "video_id", "unit_uri", "source_uri", "kind", "shard_index", "num_frames", "frame_index", "timestamp_s",
     "image_width", "image_height", "frame", "error", "stage",
 )
 
@@ -130,18 +130,36 @@ def plan_shards(unit: WorkUnit, shard_frames: int, probe: VideoProbe | None = No
     ]
 
 
-def error_row(shard: dict, stage: str, exc: BaseException | str) -> dict[str, np.ndarray]:
-    """One-row batch recording a failure of ``stage`` on ``shard`` (frame -1, empty 0×0 image)."""
+def error_row(shard: dict, stage: str, exc: BaseException | str, frame_index: int = -1,
+              source: str | None = None) -> dict[str, np.ndarray]:
+    """One-row batch recording a failure of ``stage`` on ``shard`` (frame ``-1`` = the whole shard), 0×0 image."""
     msg = exc if isinstance(exc, str) else f"{type(exc).__name__}: {exc}"
-    return _batch(shard, [-1], [float("nan")], np.zeros((1, 0, 0, 3), np.uint8), error=msg[:2000], stage=stage)
+    return _batch(shard, [frame_index], [float("nan")], np.zeros((1, 0, 0, 3), np.uint8), error=msg[:2000],
+                  stage=stage, sources=[source or shard["source_uri"]])
+
+
+def _frame_keys(shard: dict, index: list[int], sources: list[str]) -> list[str]:
+    """Per-frame keys for precomputed detections: the image URI, or ``<video name>/<frame_index>.jpg``.
+
+    The video form ends in AlphaPose's frame naming (``<frame_index>.jpg``), so a detections file keyed by frame
+    name matches by basename, and one keyed by ``<video>/<frame>.jpg`` matches a single video exactly.
+    """
+    if shard["kind"] == "images":
+        return list(sources)
+    name = shard["source_uri"].rsplit("/", 1)[-1]
+    return [f"{name}/{i}.jpg" for i in index]
 
 
 def _batch(shard: dict, index: list[int], ts: list[float], frames: np.ndarray, error: str = "",
-           stage: str = "") -> dict[str, np.ndarray]:
+           stage: str = "", sources: list[str] | None = None) -> dict[str, np.ndarray]:
+    """A batch of frame rows; ``sources`` are the rows' files (image units), by default the unit's URI."""
     k = len(index)
+    sources = sources if sources is not None else [shard["source_uri"]] * k
     return {
+        "frame_key": np.array(_frame_keys(shard, index, sources), dtype=object),
         "video_id": np.array([shard["video_id"]] * k, dtype=object),
-        "source_uri": np.array([shard["source_uri"]] * k, dtype=object),
+        "unit_uri": np.array([shard["source_uri"]] * k, dtype=object),
+        "source_uri": np.array(sources, dtype=object),
         "kind": np.array([shard["kind"]] * k, dtype=object),
         "shard_index": np.full(k, shard["shard_index"], np.int64),
         "num_frames": np.full(k, shard.get("num_frames", -1), np.int64),
@@ -230,12 +248,9 @@ def _decode_images(shard: dict, storage_options: dict | None) -> Iterator[dict[s
                 raise ValueError("not a decodable image")
             rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
         except Exception as e:  # one bad image is one error row; the shard goes on
-            row = error_row({**shard, "source_uri": uri}, "decode", e)
-            row["frame_index"][:] = i
-            yield row
+            yield error_row(shard, "decode", e, frame_index=i, source=uri)
             continue
-        # An image's "timestamp" is its position; image units have no clock.
-        yield _batch(shard, [i], [float("nan")], rgb[None])
+        yield _batch(shard, [i], [float("nan")], rgb[None], sources=[uri])  # images have no clock: NaN time
 
 
 def decode_shard(shard: dict, chunk: int = 16, storage_options: dict | None = None) -> Iterator[dict[str, np.ndarray]]:

@@ -81,7 +81,7 @@ def table_metadata(*, random_weights: bool, config: dict | None = None, extra: d
 
 def keypoint_table(
     *,
-    source_uri: str,
+    source_uri: str | np.ndarray,
     frame_index: np.ndarray,
     timestamp_s: np.ndarray,
     image_width: np.ndarray,
@@ -100,7 +100,7 @@ def keypoint_table(
     sppe_sha256: str,
     metadata: dict | None = None,
 ) -> pa.Table:
-    """Build a keypoint table from per-person arrays (length P): ``keypoints`` float ``[P, K, 2]``,
+    """Build a keypoint table from per-person arrays (length P; ``source_uri`` one string or one per person): ``keypoints`` float ``[P, K, 2]``,
     ``keypoint_scores`` ``[P, K]``, ``box_xyxy`` ``[P, 4]``; ``track_id`` int (≤ 0 → null) or None; NaN
     timestamps become null."""
     p = int(len(frame_index))
@@ -122,7 +122,7 @@ def keypoint_table(
         t = np.asarray(track_id, np.int64)
         tid = pa.array(t, pa.int64(), mask=t <= 0)
     cols = {
-        "source_uri": pa.array([source_uri] * p, pa.string()),
+        "source_uri": pa.array([source_uri] * p if isinstance(source_uri, str) else list(source_uri), pa.string()),
         "frame_index": pa.array(np.asarray(frame_index, np.int64)),
         "timestamp_s": pa.array(ts, pa.float64(), mask=np.isnan(ts)),
         "image_width": pa.array(np.asarray(image_width, np.int32)),

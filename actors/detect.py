@@ -1,0 +1,262 @@
+"""The detection stage's Ray Data callable: frames in, person crops and boxes out, never whole frames.
+
+``Detector(cfg)`` builds the person detector once (``models.detectors.build_detector``); each call maps a batch
+``dict[str, np.ndarray]`` holding a frame column (uint8 ``[H, W, 3]`` RGB, as one ``[B, H, W, 3]`` array or an
+object array of differently sized frames) and any identity columns (``video_id``, ``frame_index``, ``path`` …).
+For every detected person it emits the SPPE input crop (AlphaPose's box → centre/scale → 256×192 affine,
+``models.transforms``; OpenCV on the CPU, ``grid_sample`` on the detector's device otherwise) and the enlarged crop
+box that maps heatmaps back (``models.heatmaps.heatmaps_to_keypoints(heatmaps, crop_box_xyxy)``), so the object
+store carries ~147 KB per person instead of megabytes per frame (``../shared/specs/ray-notes.md`` §2.3).
+
+``layout="person"`` (default): one row per person. Columns, one value per row:
+
+* identity columns: every input column except the frame column (and ``cfg.drop_columns``), unchanged, repeated
+  for each of the frame's rows;
+* ``person_index`` int32 (0..n−1; −1 on a frame's no-person or error row), ``n_persons`` int32 (the frame's
+  count);
+* ``crop`` uint8 ``[256, 192, 3]``, ``crop_box_xyxy`` float64 ``[4]``, ``box_xyxy`` float32 ``[4]`` (frame
+  pixels), ``box_score`` float32;
+* ``frame_width``, ``frame_height`` int32; ``detector`` (arch), ``detector_weights`` (sha256 or ``"random"``),
+  ``random_weights`` bool;
+* ``error`` (empty when fine) and ``stage`` (``"detect"`` on error rows, empty otherwise).
+
+A frame with no person keeps one row with ``person_index = −1``, ``n_persons = 0``, a black crop and zero boxes,
+so per-frame consumers (tracking, "frames without people" counts) lose nothing; the SPPE skips rows with
+``person_index < 0``. A frame that is not uint8 ``[H, W, 3]`` becomes one such row with ``error`` set; any other
+exception is a bug and propagates.
+
+``layout="frame"``: one row per input frame, the identity columns as given, and per-frame arrays ``crops``
+``[n, 256, 192, 3]``, ``crop_boxes_xyxy`` ``[n, 4]``, ``boxes_xyxy`` ``[n, 4]``, ``box_scores`` ``[n]`` (object
+columns, ``n`` may be 0) next to the common columns above (what ``actors.sppe.SPPE`` reads today).
+
+Example (no Ray needed)::
+
+    >>> import numpy as np
+    >>> from actors.detect import Detector, DetectorConfig
+    >>> det = Detector(DetectorConfig(arch="ssdlite320_mobilenet_v3_large", random_weights=True))
+    >>> out = det({"frame": np.zeros((1, 90, 160, 3), np.uint8), "frame_index": np.array([7])})
+    >>> out["frame_index"].tolist(), out["detector_weights"].tolist()
+    ([7], ['random'])
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import torch
+
+from actors.common import pick_device
+from models.detectors import DETECTOR_ARCHS, PersonDetector, build_detector, check_frame
+from models.transforms import (
+    INPUT_SIZE_HW,
+    boxes_to_center_scale,
+    center_scale_to_boxes,
+    crop_images,
+    crop_images_torch,
+)
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["DetectorConfig", "Detector", "OUTPUT_COLUMNS", "FRAME_OUTPUT_COLUMNS", "build_detector_from_config"]
+
+_COMMON_COLUMNS = ("n_persons", "frame_width", "frame_height", "detector", "detector_weights", "random_weights",
+                   "error", "stage", "t_detect")
+#: Columns the actor adds with ``layout="person"``; an input column with one of these names is refused.
+OUTPUT_COLUMNS = ("person_index", "crop", "crop_box_xyxy", "box_xyxy", "box_score") + _COMMON_COLUMNS
+#: Columns the actor adds with ``layout="frame"`` (per-frame arrays ``[n, …]``, as ``actors.sppe`` reads them).
+FRAME_OUTPUT_COLUMNS = ("crops", "crop_boxes_xyxy", "boxes_xyxy", "box_scores") + _COMMON_COLUMNS
+
+STAGE = "detect"
+
+
+@dataclass(frozen=True, kw_only=True)
+class DetectorConfig:
+    """Everything the detection stage needs; plain data (pickled to every actor through ``fn_constructor_kwargs``).
+
+    Model fields map one-to-one to ``models.detectors.build_detector`` arguments; see it for defaults per arch.
+    """
+
+    arch: str = "fasterrcnn_resnet50_fpn_v2"  # a key of models.detectors.DETECTOR_ARCHS
+    weights: str | None = None  # checkpoint path/URL, "torchvision", or the detections file for "precomputed"
+    random_weights: bool = False  # build without weights (tests, smoke runs); every output is marked "random"
+    device: str = "auto"  # "auto" (CUDA iff Ray gave this worker a GPU; actors.common.pick_device), "cpu", "cuda:1"
+    score_threshold: float | None = None  # keep score > this; None: the arch's default
+    nms_iou: float | None = None  # NMS IoU; None: the arch's default (YOLOv3-SPP 0.6)
+    min_box_area: float = 0.0  # keep boxes with area >= this, frame pixels²
+    max_persons: int | None = None  # at most this many persons per frame (highest scores); None: no limit
+    input_size: int | None = None  # YOLOv3-SPP letterbox side (608) / torchvision min_size
+    rpn_proposals: int | None = None  # Faster R-CNN proposals per image at test time
+    darknet_cfg: str | None = None  # a .cfg for yolov3_spp (default: the standard layer list)
+    frame_column: str = "frame"  # input column with the uint8 RGB frames
+    key_column: str | None = None  # input column with frame keys (image id or file name); needed by "precomputed"
+    drop_columns: tuple[str, ...] = ()  # input columns not to pass through (e.g. other large arrays)
+    crop_backend: Literal["auto", "opencv", "torch"] = "auto"  # auto: OpenCV (bit-exact) on CPU, torch elsewhere
+    layout: Literal["person", "frame"] = "person"  # one row per person, or per frame with [n, …] arrays
+
+    def __post_init__(self) -> None:
+        if self.arch not in DETECTOR_ARCHS:
+            raise ValueError(f"DetectorConfig.arch: unknown {self.arch!r}; choose one of: {', '.join(DETECTOR_ARCHS)}")
+        if self.arch != "precomputed" and self.weights is None and not self.random_weights:
+            raise ValueError(
+                f"DetectorConfig: {self.arch} has no weights. Set weights=PATH (or 'torchvision'), or "
+                f"random_weights=True for smoke tests (outputs are then marked 'random' and are not detections)"
+            )
+        if self.weights is not None and self.random_weights:
+            raise ValueError("DetectorConfig: weights and random_weights=True contradict each other; choose one")
+        if self.arch == "precomputed" and (self.weights is None or self.key_column is None):
+            raise ValueError("DetectorConfig: arch 'precomputed' needs weights=PATH of the detections file and "
+                             "key_column naming the input column with image ids or file names")
+        if self.crop_backend not in ("auto", "opencv", "torch"):
+            raise ValueError(
+                f"DetectorConfig.crop_backend must be 'auto', 'opencv' or 'torch', got {self.crop_backend!r}"
+            )
+        if self.layout not in ("person", "frame"):
+            raise ValueError(f"DetectorConfig.layout must be 'person' or 'frame', got {self.layout!r}")
+        if self.frame_column in OUTPUT_COLUMNS + FRAME_OUTPUT_COLUMNS:
+            raise ValueError(f"DetectorConfig.frame_column {self.frame_column!r} collides with an output column")
+
+
+def build_detector_from_config(cfg: DetectorConfig) -> PersonDetector:
+    """Unpack ``cfg``'s model fields into ``models.detectors.build_detector`` (models/ never sees a config)."""
+    device = str(pick_device(cfg.device))
+    return build_detector(cfg.arch, weights=cfg.weights, random_weights=cfg.random_weights, device=device,
+                          score_threshold=cfg.score_threshold, nms_iou=cfg.nms_iou, min_box_area=cfg.min_box_area,
+                          max_persons=cfg.max_persons, input_size=cfg.input_size, rpn_proposals=cfg.rpn_proposals,
+                          darknet_cfg=cfg.darknet_cfg)
+
+
+class Detector:
+    """Ray Data callable class: ``ds.map_batches(Detector, fn_constructor_kwargs={"cfg": cfg}, ...)``."""
+
+    def __init__(self, cfg: DetectorConfig) -> None:
+        self.cfg = cfg
+        self.detector = build_detector_from_config(cfg)
+        backend = cfg.crop_backend
+        if backend == "auto":
+            backend = "opencv" if self.detector.device.type == "cpu" else "torch"
+        self.crop_backend = backend
+        if self.detector.random_weights:
+            logger.warning("Detector: %s with RANDOM WEIGHTS on %s (outputs marked detector_weights='random')",
+                           cfg.arch, self.detector.device)
+        else:
+            logger.info("Detector: %s, weights sha256 %s, device %s, crops via %s", cfg.arch,
+                        self.detector.weights_id, self.detector.device, backend)
+
+    def _crops(self, frame: np.ndarray, crop_boxes: np.ndarray) -> np.ndarray:
+        index = np.zeros(len(crop_boxes), dtype=np.int64)
+        if self.crop_backend == "opencv":
+            return crop_images([frame], index, crop_boxes)
+        dev = self.detector.device
+        image = torch.from_numpy(np.array(frame, copy=True)).to(dev)[None]  # copy: inputs may be read-only views
+        return crop_images_torch(image, torch.from_numpy(index).to(dev),
+                                 torch.from_numpy(crop_boxes).to(dev)).cpu().numpy()
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        cfg = self.cfg
+        if cfg.frame_column not in batch:
+            raise ValueError(f"batch has no frame column {cfg.frame_column!r}; columns: {', '.join(batch)}")
+        if cfg.key_column is not None and cfg.key_column not in batch:
+            raise ValueError(f"batch has no key column {cfg.key_column!r}; columns: {', '.join(batch)}")
+        outputs = OUTPUT_COLUMNS if cfg.layout == "person" else FRAME_OUTPUT_COLUMNS
+        t0 = time.perf_counter()
+        # An earlier stage's error row (columns ``error``/``stage`` set) passes through with no persons.
+        upstream = {i: (str(e), str(st)) for i, (e, st) in
+                    enumerate(zip(batch.get("error", ()), batch.get("stage", ()))) if e}
+        identity = [c for c in batch if c != cfg.frame_column and c not in cfg.drop_columns
+                    and c not in ("error", "stage")]
+        clash = [c for c in identity if c in outputs]
+        if clash:
+            raise ValueError(f"input column(s) {', '.join(clash)} collide with detector output columns")
+        frames = batch[cfg.frame_column]
+        n_frames = len(frames)
+
+        errors: dict[int, str] = {i: e for i, (e, _) in upstream.items()}
+        for i in range(n_frames):
+            if i in errors:
+                continue
+            try:
+                check_frame(frames[i])
+            except (TypeError, ValueError) as e:
+                errors[i] = f"bad frame: {e}"
+        good = [i for i in range(n_frames) if i not in errors]
+        keys = [batch[cfg.key_column][i] for i in good] if cfg.key_column is not None else None
+        with torch.inference_mode():
+            dets = dict(zip(good, self.detector([frames[i] for i in good], keys)))
+            crops: list[np.ndarray] = []
+            crop_boxes: list[np.ndarray] = []
+            for i in range(n_frames):
+                d = dets.get(i)
+                boxes = d.boxes_xyxy if d is not None else np.zeros((0, 4), np.float32)
+                c_boxes = center_scale_to_boxes(*boxes_to_center_scale(boxes))
+                crop_boxes.append(c_boxes)
+                crops.append(self._crops(frames[i], c_boxes) if len(boxes)
+                             else np.zeros((0, *INPUT_SIZE_HW, 3), np.uint8))
+
+        n = np.asarray([len(dets[i]) if i in dets else 0 for i in range(n_frames)], np.int32)
+        sizes = np.asarray([dets[i].frame_size_wh if i in dets else (0, 0) for i in range(n_frames)],
+                           np.int32).reshape(n_frames, 2)
+        err = [errors.get(i, "") for i in range(n_frames)]
+        empty = (np.zeros((0, 4), np.float32), np.zeros(0, np.float32))
+        boxes = [dets[i].boxes_xyxy if i in dets else empty[0] for i in range(n_frames)]
+        scores = [dets[i].scores if i in dets else empty[1] for i in range(n_frames)]
+        if cfg.layout == "frame":
+            out = {c: batch[c] for c in identity}
+            out.update(crops=_ragged(crops), crop_boxes_xyxy=_ragged(crop_boxes), boxes_xyxy=_ragged(boxes),
+                       box_scores=_ragged(scores), n_persons=n)
+            take = np.arange(n_frames)
+        else:
+            # One row per person; a frame without persons (or with an error) keeps one row with index −1.
+            take = np.repeat(np.arange(n_frames), np.maximum(n, 1))
+            has = n[take] > 0
+            out = {c: np.take(np.asarray(batch[c]), take, axis=0) for c in identity}
+            first = np.concatenate([[0], np.cumsum(np.maximum(n, 1))[:-1]]).astype(np.int64)
+            person_index = (np.arange(len(take)) - first[take]).astype(np.int32)
+            blank_crop = np.zeros((1, *INPUT_SIZE_HW, 3), np.uint8)
+            out.update(
+                person_index=np.where(has, person_index, -1).astype(np.int32),
+                n_persons=n[take],
+                crop=np.concatenate([c if len(c) else blank_crop for c in crops]) if n_frames
+                else np.zeros((0, *INPUT_SIZE_HW, 3), np.uint8),
+                crop_box_xyxy=_pad_concat(crop_boxes, (4,), np.float64),
+                box_xyxy=_pad_concat(boxes, (4,), np.float32),
+                box_score=_pad_concat(scores, (), np.float32),
+            )
+        total = len(take)
+        out.update(
+            frame_width=sizes[take, 0],
+            frame_height=sizes[take, 1],
+            detector=np.full(total, cfg.arch, dtype=object),
+            detector_weights=np.full(total, self.detector.weights_id, dtype=object),
+            random_weights=np.full(total, self.detector.random_weights, dtype=bool),
+            error=_strings([err[i] for i in take]),
+            stage=_strings([upstream[i][1] if i in upstream else (STAGE if err[i] else "") for i in take]),
+            t_detect=np.full(total, (time.perf_counter() - t0) / max(total, 1)),
+        )
+        # Internal invariant (a bug of ours if it fails, never a bad input): one value per row in every column.
+        assert all(len(v) == total for v in out.values()), {k: len(v) for k, v in out.items()}
+        return out
+
+
+def _ragged(arrays: list[np.ndarray]) -> np.ndarray:
+    """Object array holding one array per frame (Ray Data's variable-shaped tensor column)."""
+    out = np.empty(len(arrays), dtype=object)
+    for i, a in enumerate(arrays):
+        out[i] = a
+    return out
+
+
+def _strings(values: list[str]) -> np.ndarray:
+    out = np.empty(len(values), dtype=object)
+    out[:] = values
+    return out
+
+
+def _pad_concat(per_frame: list[np.ndarray], row_shape: tuple[int, ...], dtype: type) -> np.ndarray:
+    """Concatenate per-frame ``[n_i, *row_shape]`` arrays, with one zero row for each frame where ``n_i = 0``."""
+    zero = np.zeros((1, *row_shape), dtype)
+    parts = [np.asarray(a, dtype).reshape(-1, *row_shape) if len(a) else zero for a in per_frame]
+    return np.concatenate(parts) if parts else np.zeros((0, *row_shape), dtype)

@@ -1,0 +1,604 @@
+"""Person detectors behind one interface: torchvision's detection models, YOLOv3-SPP as AlphaPose runs it, and
+precomputed detections.
+
+This is the first model stage of the pipeline (``actors.detect.Detector`` wraps it). Every detector is called the
+same way: a batch of RGB uint8 frames of any sizes in, one ``FrameDetections`` per frame out — person boxes
+(float32 ``[n, 4]`` xyxy in frame pixels, clamped to ``[0, W] × [0, H]``), scores (float32 ``[n]``, descending)
+and the frame size. Thresholds are applied the same way for all: score > ``score_threshold`` (strict), box area
+(after clamping, no +1) ≥ ``min_box_area``, at most ``max_persons`` boxes (highest scores first).
+
+Architectures (``DETECTOR_ARCHS``; the name is the builder function's name):
+
+* ``fasterrcnn_resnet50_fpn_v2``, ``retinanet_resnet50_fpn_v2``, ``fcos_resnet50_fpn``: torchvision's COCO
+  detectors (the accurate default family); ``fasterrcnn_mobilenet_v3_large_fpn``,
+  ``fasterrcnn_mobilenet_v3_large_320_fpn``, ``ssdlite320_mobilenet_v3_large``: the CPU-friendly ones. Person is
+  COCO label 1; the score is the model's class score. Unset thresholds take the model's own defaults.
+* ``yolov3_spp``: ``models.darknet`` with AlphaPose's settings (spec ``../shared/specs/alphapose.md`` §4): letterbox
+  608, objectness > 0.1, argmax class = person, +1-pixel NMS at IoU 0.6; score = objectness.
+* ``precomputed``: boxes from a COCO detection JSON or Parquet file (``models.detections_io``), looked up by frame
+  key instead of computed from pixels.
+
+Weights: ``weights`` is a local path or fsspec URL of a checkpoint (``.pth`` state dict for torchvision models,
+darknet ``.weights`` for YOLOv3-SPP, the detections file for ``precomputed``), or ``"torchvision"`` for the arch's
+official COCO weights (``<Arch>_Weights.DEFAULT``), fetched once into torch's hub cache when online. Every file is
+hashed (sha256, reported as ``weights_id``) and unpickled with ``torch.load(..., weights_only=True)``. Nothing is
+downloaded otherwise. Without weights a detector is built only with ``random_weights=True``; its outputs carry
+``weights_id == "random"``; random weights are drawn under a fixed seed (0), so they are the same in every process.
+
+Example::
+
+    >>> import numpy as np
+    >>> from models.detectors import build_detector
+    >>> det = build_detector("ssdlite320_mobilenet_v3_large", random_weights=True, score_threshold=0.5)
+    >>> out = det([np.zeros((120, 160, 3), np.uint8)])
+    >>> out[0].frame_size_wh, out[0].boxes_xyxy.dtype, out[0].weights_id
+    ((160, 120), dtype('float32'), 'random')
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import os
+import re
+from dataclasses import dataclass
+from typing import Any, Callable, Iterator, Literal, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from models.darknet import (
+    Darknet,
+    Letterbox,
+    letterbox,
+    letterbox_to_image,
+    parse_darknet_cfg,
+    read_darknet_cfg,
+    read_darknet_weights,
+    yolo_person_boxes,
+    yolov3_spp_cfg,
+)
+from models.detections_io import DetectionsTable, load_detections
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "RANDOM_WEIGHTS_ID",
+    "FrameDetections",
+    "check_frame",
+    "PersonDetector",
+    "TorchvisionPersonDetector",
+    "YoloPersonDetector",
+    "PrecomputedPersonDetector",
+    "fasterrcnn_resnet50_fpn_v2",
+    "retinanet_resnet50_fpn_v2",
+    "fcos_resnet50_fpn",
+    "fasterrcnn_mobilenet_v3_large_fpn",
+    "fasterrcnn_mobilenet_v3_large_320_fpn",
+    "ssdlite320_mobilenet_v3_large",
+    "yolov3_spp",
+    "precomputed",
+    "DETECTOR_ARCHS",
+    "TORCHVISION_ARCHS",
+    "build_detector",
+    "torchvision_weights_url",
+]
+
+#: ``weights_id`` of every output computed with random weights (instead of a sha256).
+RANDOM_WEIGHTS_ID = "random"
+
+
+@dataclass(frozen=True, eq=False)
+class FrameDetections:
+    """One frame's persons.
+
+    Attributes:
+        boxes_xyxy: float32 ``[n, 4]`` in frame pixels, inside ``[0, W] × [0, H]``.
+        scores: float32 ``[n]``, descending.
+        frame_size_wh: ``(W, H)`` of the frame.
+        weights_id: sha256 of the weights (or detections) file, or ``"random"``.
+    """
+
+    boxes_xyxy: np.ndarray
+    scores: np.ndarray
+    frame_size_wh: tuple[int, int]
+    weights_id: str
+
+    @property
+    def random_weights(self) -> bool:
+        """True when these boxes came from a network with random weights (not detections)."""
+        return self.weights_id == RANDOM_WEIGHTS_ID
+
+    def __len__(self) -> int:
+        return int(self.scores.shape[0])
+
+
+def check_frame(frame: object) -> None:
+    """Raise ``TypeError``/``ValueError`` describing why ``frame`` is not a uint8 ``[H, W, 3]`` array (H, W ≥ 1)."""
+    if not isinstance(frame, np.ndarray):
+        raise TypeError(f"frame must be a numpy array, got {type(frame).__name__}")
+    if frame.dtype != np.uint8:
+        raise TypeError(f"frame must be uint8, got {frame.dtype}")
+    if frame.ndim != 3 or frame.shape[2] != 3 or frame.shape[0] < 1 or frame.shape[1] < 1:
+        raise ValueError(f"frame must be [H, W, 3] with H, W >= 1, got shape {tuple(frame.shape)}")
+
+
+def _frame_tensor(frame: np.ndarray, device: torch.device) -> torch.Tensor:
+    """uint8 ``[H, W, 3]`` tensor on ``device``; read-only inputs (Ray's zero-copy views) are copied, never written."""
+    if not frame.flags.writeable or not frame.flags.c_contiguous:
+        frame = np.array(frame, order="C", copy=True)
+    return torch.from_numpy(frame).to(device)
+
+
+class PersonDetector:
+    """Common part of every detector: input checks, thresholds, clamping, and marking of the outputs.
+
+    Subclasses implement ``_detect(frames, keys)`` returning per-frame ``(boxes_xyxy, scores)`` in frame pixels.
+    """
+
+    def __init__(self, *, arch: str, weights_id: str, device: torch.device | str, score_threshold: float,
+                 min_box_area: float, max_persons: int | None) -> None:
+        self.arch = arch
+        self.weights_id = weights_id
+        self.device = torch.device(device)
+        self.score_threshold = float(score_threshold)
+        self.min_box_area = float(min_box_area)
+        self.max_persons = max_persons
+
+    @property
+    def random_weights(self) -> bool:
+        return self.weights_id == RANDOM_WEIGHTS_ID
+
+    def __call__(self, frames: Sequence[np.ndarray],
+                 keys: Sequence[object] | None = None) -> list[FrameDetections]:
+        """Detect persons in a batch of frames.
+
+        Args:
+            frames: uint8 ``[H_i, W_i, 3]`` RGB arrays (sizes may differ); never modified.
+            keys: per-frame identifiers (image id or file name); required by ``precomputed``, ignored otherwise.
+        Returns:
+            One ``FrameDetections`` per frame, in input order.
+        Raises:
+            TypeError, ValueError: a frame is not uint8 ``[H, W, 3]`` (see ``check_frame``), or keys are missing
+                or of the wrong length.
+        """
+        for i, f in enumerate(frames):
+            try:
+                check_frame(f)
+            except (TypeError, ValueError) as e:
+                raise type(e)(f"frame {i}: {e}") from None
+        if keys is not None and len(keys) != len(frames):
+            raise ValueError(f"{len(keys)} keys for {len(frames)} frames")
+        if not frames:
+            return []
+        with torch.inference_mode():
+            raw = self._detect(frames, keys)
+        return [self._finalize(b, s, (int(f.shape[1]), int(f.shape[0]))) for (b, s), f in zip(raw, frames)]
+
+    def _detect(self, frames: Sequence[np.ndarray],
+                keys: Sequence[object] | None) -> list[tuple[np.ndarray, np.ndarray]]:
+        raise NotImplementedError
+
+    def _finalize(self, boxes: np.ndarray, scores: np.ndarray, frame_wh: tuple[int, int]) -> FrameDetections:
+        w, h = frame_wh
+        b = np.asarray(boxes, dtype=np.float32).reshape(-1, 4).copy()
+        s = np.asarray(scores, dtype=np.float32).reshape(-1)
+        b[:, [0, 2]] = np.clip(b[:, [0, 2]], 0, w)
+        b[:, [1, 3]] = np.clip(b[:, [1, 3]], 0, h)
+        area = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+        # NaN boxes (a diverging network, e.g. random weights) would survive clipping: drop them with the rest.
+        keep = (s > self.score_threshold) & (area >= self.min_box_area) & ~np.isnan(b).any(axis=1)
+        b, s = b[keep], s[keep]
+        order = np.argsort(-s, kind="stable")[: self.max_persons]
+        return FrameDetections(boxes_xyxy=np.ascontiguousarray(b[order]), scores=np.ascontiguousarray(s[order]),
+                               frame_size_wh=(w, h), weights_id=self.weights_id)
+
+
+# ------------------------------------------------------------------------------------------------ torchvision
+
+
+class TorchvisionPersonDetector(PersonDetector):
+    """A torchvision detection model (eval mode) whose person detections (label ``person_label``) are kept.
+
+    ``prepare(frames)`` builds the model's own input (float ``[3, H, W]`` tensors in [0, 1] on the device) and
+    ``forward_model(inputs)`` is the model's own forward; the benchmark times both against ``__call__``.
+    """
+
+    def __init__(self, model: nn.Module, *, person_label: int = 1, **common: Any) -> None:
+        super().__init__(**common)
+        self.model = model.to(self.device).eval()
+        self.person_label = person_label
+
+    def prepare(self, frames: Sequence[np.ndarray]) -> list[torch.Tensor]:
+        return [_frame_tensor(f, self.device).permute(2, 0, 1).float().div_(255.0) for f in frames]
+
+    def forward_model(self, inputs: list[torch.Tensor]) -> list[dict[str, torch.Tensor]]:
+        return self.model(inputs)
+
+    def _detect(self, frames, keys):
+        out = []
+        for pred in self.forward_model(self.prepare(frames)):
+            person = pred["labels"] == self.person_label
+            out.append((pred["boxes"][person].float().cpu().numpy(), pred["scores"][person].float().cpu().numpy()))
+        return out
+
+
+@dataclass(frozen=True)
+class _TorchvisionArch:
+    """How torchvision builds one detector, and its inference defaults (read from torchvision 0.29 builders)."""
+
+    builder: Callable[..., nn.Module]
+    weights_enum: Any  # the <Arch>_Weights enum class
+    family: Literal["rcnn", "dense", "ssd"]  # which keyword names its thresholds take
+    score_threshold: float
+    nms_iou: float
+    detections_per_img: int
+    min_size: int | None  # None: fixed input size (SSDlite 320×320)
+    max_size: int | None
+    rpn_pre_nms: int | None
+    # torchvision builds the COCO-trained model with FrozenBatchNorm2d (eps 1e-5) in the backbone; building the
+    # same module tree here makes official state dicts load strictly and compute identically (MobileNet's own
+    # BatchNorm uses eps 1e-3).
+    frozen_bn: bool
+
+
+def _torchvision_archs() -> dict[str, _TorchvisionArch]:
+    from torchvision.models import detection as d
+
+    return {
+        "fasterrcnn_resnet50_fpn_v2": _TorchvisionArch(
+            d.fasterrcnn_resnet50_fpn_v2, d.FasterRCNN_ResNet50_FPN_V2_Weights, "rcnn", 0.05, 0.5, 100, 800, 1333,
+            1000, False),
+        "retinanet_resnet50_fpn_v2": _TorchvisionArch(
+            d.retinanet_resnet50_fpn_v2, d.RetinaNet_ResNet50_FPN_V2_Weights, "dense", 0.05, 0.5, 300, 800, 1333,
+            None, False),
+        "fcos_resnet50_fpn": _TorchvisionArch(
+            d.fcos_resnet50_fpn, d.FCOS_ResNet50_FPN_Weights, "dense", 0.2, 0.6, 100, 800, 1333, None, True),
+        "fasterrcnn_mobilenet_v3_large_fpn": _TorchvisionArch(
+            d.fasterrcnn_mobilenet_v3_large_fpn, d.FasterRCNN_MobileNet_V3_Large_FPN_Weights, "rcnn", 0.05, 0.5,
+            100, 800, 1333, 1000, True),
+        "fasterrcnn_mobilenet_v3_large_320_fpn": _TorchvisionArch(
+            d.fasterrcnn_mobilenet_v3_large_320_fpn, d.FasterRCNN_MobileNet_V3_Large_320_FPN_Weights, "rcnn", 0.05,
+            0.5, 100, 320, 640, 150, True),
+        "ssdlite320_mobilenet_v3_large": _TorchvisionArch(
+            d.ssdlite320_mobilenet_v3_large, d.SSDLite320_MobileNet_V3_Large_Weights, "ssd", 0.001, 0.55, 300,
+            None, None, None, False),
+    }
+
+
+def torchvision_weights_url(arch: str) -> str:
+    """URL of ``arch``'s official COCO weights (``<Arch>_Weights.DEFAULT``); its file name ends in a sha256 prefix."""
+    archs = _torchvision_archs()
+    if arch not in archs:
+        raise ValueError(f"{arch!r} has no torchvision weights; torchvision archs: {', '.join(archs)}")
+    return archs[arch].weights_enum.DEFAULT.url
+
+
+_HASH_IN_NAME = re.compile(r"-([a-f0-9]+)\.")
+
+
+def _torchvision_cached_file(url: str) -> str:
+    """The official file in torch's hub cache (``$TORCH_HOME/hub/checkpoints``), downloaded there if absent.
+
+    Only bytes are fetched (``torch.hub.download_url_to_file``, which verifies the sha256 prefix); unpickling
+    happens later, weights-only.
+    """
+    cache_dir = os.path.join(torch.hub.get_dir(), "checkpoints")
+    name = url.rsplit("/", 1)[-1]
+    path = os.path.join(cache_dir, name)
+    if not os.path.isfile(path):
+        os.makedirs(cache_dir, exist_ok=True)
+        m = _HASH_IN_NAME.search(name)
+        logger.info("downloading %s to %s", url, path)
+        torch.hub.download_url_to_file(url, path, hash_prefix=m.group(1) if m else None, progress=False)
+    return path
+
+
+@contextlib.contextmanager
+def _seeded(seed: int = 0) -> Iterator[None]:
+    """Build under a fixed seed without touching the caller's RNG: random weights are the same in every actor
+    and every run, so smoke runs are reproducible."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        yield
+
+
+def _freeze_batch_norm(module: nn.Module) -> None:
+    """Replace every ``BatchNorm2d`` by torchvision's ``FrozenBatchNorm2d`` (eps 1e-5), keeping its values."""
+    from torchvision.ops import FrozenBatchNorm2d
+
+    for name, child in module.named_children():
+        if isinstance(child, nn.BatchNorm2d):
+            frozen = FrozenBatchNorm2d(child.num_features)
+            for key in ("weight", "bias", "running_mean", "running_var"):
+                getattr(frozen, key).copy_(getattr(child, key).detach())
+            setattr(module, name, frozen)
+        else:
+            _freeze_batch_norm(child)
+
+
+def _torchvision_detector(arch: str, *, weights: str | None, random_weights: bool, device: str,
+                          score_threshold: float | None, nms_iou: float | None, min_box_area: float,
+                          max_persons: int | None, input_size: int | None,
+                          rpn_proposals: int | None) -> TorchvisionPersonDetector:
+    spec = _torchvision_archs()[arch]
+    score = spec.score_threshold if score_threshold is None else score_threshold
+    iou = spec.nms_iou if nms_iou is None else nms_iou
+    # The model's cap counts all 91 classes before the person filter; never let it cut below max_persons.
+    per_img = max(spec.detections_per_img, max_persons or 0)
+    kwargs: dict[str, Any]
+    if spec.family == "rcnn":
+        kwargs = {"box_score_thresh": score, "box_nms_thresh": iou, "box_detections_per_img": per_img}
+    else:
+        kwargs = {"score_thresh": score, "nms_thresh": iou, "detections_per_img": per_img}
+    if input_size is not None:
+        if spec.min_size is None:
+            raise ValueError(f"{arch} has a fixed 320×320 input; input_size must be None")
+        kwargs["min_size"] = input_size
+        kwargs["max_size"] = int(round(input_size * spec.max_size / spec.min_size))
+    if rpn_proposals is not None:
+        if spec.family != "rcnn":
+            raise ValueError(f"rpn_proposals applies to Faster R-CNN archs only, not {arch}")
+        kwargs["rpn_post_nms_top_n_test"] = rpn_proposals
+        kwargs["rpn_pre_nms_top_n_test"] = max(spec.rpn_pre_nms, rpn_proposals)
+    # weights=None, weights_backbone=None: torchvision downloads nothing; official weights are loaded below,
+    # weights-only, into the same module tree.
+    with _seeded():
+        model = spec.builder(weights=None, weights_backbone=None, num_classes=91, **kwargs)
+    if spec.frozen_bn:
+        _freeze_batch_norm(model)
+    weights_id = RANDOM_WEIGHTS_ID
+    if weights is not None:
+        from models.checkpoints import CheckpointError, load_state_dict_strict, read_state_dict, redact_uri
+
+        path = _torchvision_cached_file(torchvision_weights_url(arch)) if weights == "torchvision" else weights
+        state, weights_id = read_state_dict(path)
+        if weights == "torchvision":
+            m = _HASH_IN_NAME.search(os.path.basename(path))
+            if m and not weights_id.startswith(m.group(1)):
+                raise CheckpointError(
+                    f"{path}: sha256 {weights_id[:16]}… does not start with {m.group(1)}, the hash in the official "
+                    f"file name: the cached file is corrupt or replaced; delete it to download it again"
+                )
+        load_state_dict_strict(model, state, redact_uri(path))
+    return TorchvisionPersonDetector(model, arch=arch, weights_id=weights_id, device=device,
+                                     score_threshold=score, min_box_area=min_box_area, max_persons=max_persons)
+
+
+# ---------------------------------------------------------------------------------------------------- YOLOv3
+
+
+class YoloPersonDetector(PersonDetector):
+    """A ``Darknet`` YOLO network with AlphaPose's letterbox and person filter (spec §4.3–§4.6).
+
+    ``prepare(frames)`` letterboxes to float ``[B, 3, S, S]`` RGB in [0, 1]; ``forward_model(x)`` is the network's
+    own forward (decoded rows ``[B, R, 5 + C]``).
+    """
+
+    def __init__(self, model: Darknet, *, input_size: int, nms_iou: float, **common: Any) -> None:
+        super().__init__(**common)
+        self.model = model.to(self.device).eval()
+        self.input_size = input_size
+        self.nms_iou = nms_iou
+
+    def prepare(self, frames: Sequence[np.ndarray]) -> tuple[torch.Tensor, list[Letterbox]]:
+        canvases, geos = zip(*(letterbox(f, self.input_size) for f in frames))
+        x = torch.from_numpy(np.stack(canvases)).to(self.device)
+        return x.permute(0, 3, 1, 2).float().div_(255.0), list(geos)
+
+    def forward_model(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x)
+
+    def _detect(self, frames, keys):
+        x, geos = self.prepare(frames)
+        rows = self.forward_model(x)
+        out = []
+        for i, geo in enumerate(geos):
+            # Deviation from AlphaPose: NMS runs per image at a fixed IoU; AlphaPose lowers it to 0.55 for the whole
+            # batch once the batch holds > 100 detections (spec §4.5 item 4, §4.9 item 1; see yolo_person_boxes).
+            boxes, scores = yolo_person_boxes(rows[i], confidence=self.score_threshold, nms_iou=self.nms_iou)
+            out.append((letterbox_to_image(boxes, geo), scores))
+        return out
+
+
+# ------------------------------------------------------------------------------------------------ precomputed
+
+
+class PrecomputedPersonDetector(PersonDetector):
+    """Boxes from a ``DetectionsTable``, looked up by frame key; the frames only give their sizes.
+
+    Deviation from AlphaPose: boxes are clamped to ``[0, W] × [0, H]`` like every detector's output here;
+    AlphaPose's ``--detfile`` passes them on unclamped (spec §4.8). In ``test_coco_det_AP_H_56.json`` 2 of 118
+    boxes end 0.68 px past the right edge. ``DetectionsTable.lookup`` returns the file's boxes unchanged.
+    """
+
+    def __init__(self, table: DetectionsTable, **common: Any) -> None:
+        super().__init__(**common)
+        self.table = table
+
+    def _detect(self, frames, keys):
+        if keys is None:
+            raise ValueError(f"precomputed detections ({self.table.source}) need a key (image id or file name) "
+                             f"per frame")
+        return [self.table.lookup(k) for k in keys]
+
+
+# ------------------------------------------------------------------------------------------------- builders
+
+
+def _validate(arch: str, weights: str | None, random_weights: bool, score_threshold: float | None,
+              nms_iou: float | None, min_box_area: float, max_persons: int | None, input_size: int | None,
+              device: str) -> None:
+    if weights is None and not random_weights:
+        raise ValueError(
+            f"{arch}: no weights given. Pass weights=PATH (or 'torchvision' for the official COCO weights), or "
+            f"random_weights=True for smoke tests; outputs with random weights are marked 'random' and are not "
+            f"detections"
+        )
+    if weights is not None and random_weights:
+        raise ValueError(f"{arch}: weights={weights!r} and random_weights=True contradict each other; choose one")
+    if score_threshold is not None and math.isnan(score_threshold):
+        raise ValueError("score_threshold must be a number, got nan")
+    if nms_iou is not None and not 0.0 < nms_iou <= 1.0:
+        raise ValueError(f"nms_iou must be in (0, 1], got {nms_iou}")
+    if not min_box_area >= 0.0:
+        raise ValueError(f"min_box_area must be >= 0, got {min_box_area}")
+    if max_persons is not None and max_persons < 1:
+        raise ValueError(f"max_persons must be >= 1 or None (no limit), got {max_persons}")
+    if input_size is not None and input_size < 32:
+        raise ValueError(f"input_size must be >= 32, got {input_size}")
+    if torch.device(device).type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} requested but CUDA is not available")
+
+
+def _log_built(det: PersonDetector) -> None:
+    if det.random_weights:
+        logger.warning("%s built with RANDOM WEIGHTS on %s: its boxes are not detections", det.arch, det.device)
+    else:
+        logger.info("%s built on %s, weights sha256 %s", det.arch, det.device, det.weights_id)
+
+
+def _no_extra(arch: str, **unused: object) -> None:
+    set_ = [k for k, v in unused.items() if v is not None]
+    if set_:
+        raise ValueError(f"{arch} does not use {', '.join(set_)}; leave it None")
+
+
+def _torchvision_builder(arch: str) -> Callable[..., TorchvisionPersonDetector]:
+    def build(*, weights: str | None = None, random_weights: bool = False, device: str = "cpu",
+              score_threshold: float | None = None, nms_iou: float | None = None, min_box_area: float = 0.0,
+              max_persons: int | None = None, input_size: int | None = None, rpn_proposals: int | None = None,
+              darknet_cfg: str | None = None) -> TorchvisionPersonDetector:
+        _validate(arch, weights, random_weights, score_threshold, nms_iou, min_box_area, max_persons, input_size,
+                  device)
+        _no_extra(arch, darknet_cfg=darknet_cfg)
+        det = _torchvision_detector(arch, weights=weights, random_weights=random_weights, device=device,
+                                    score_threshold=score_threshold, nms_iou=nms_iou, min_box_area=min_box_area,
+                                    max_persons=max_persons, input_size=input_size, rpn_proposals=rpn_proposals)
+        _log_built(det)
+        return det
+
+    build.__name__ = build.__qualname__ = arch
+    build.__doc__ = (
+        f"torchvision's ``{arch}`` as a person detector (see the module docstring for the arguments).\n\n"
+        "``input_size`` sets the model's ``min_size`` (``max_size`` scales with it); ``rpn_proposals`` the "
+        "proposals kept per image at test time (Faster R-CNN only)."
+    )
+    return build
+
+
+fasterrcnn_resnet50_fpn_v2 = _torchvision_builder("fasterrcnn_resnet50_fpn_v2")
+retinanet_resnet50_fpn_v2 = _torchvision_builder("retinanet_resnet50_fpn_v2")
+fcos_resnet50_fpn = _torchvision_builder("fcos_resnet50_fpn")
+fasterrcnn_mobilenet_v3_large_fpn = _torchvision_builder("fasterrcnn_mobilenet_v3_large_fpn")
+fasterrcnn_mobilenet_v3_large_320_fpn = _torchvision_builder("fasterrcnn_mobilenet_v3_large_320_fpn")
+ssdlite320_mobilenet_v3_large = _torchvision_builder("ssdlite320_mobilenet_v3_large")
+
+
+def yolov3_spp(*, weights: str | None = None, random_weights: bool = False, device: str = "cpu",
+               score_threshold: float | None = None, nms_iou: float | None = None, min_box_area: float = 0.0,
+               max_persons: int | None = None, input_size: int | None = None, rpn_proposals: int | None = None,
+               darknet_cfg: str | None = None,
+               maxpool_padding: Literal["zeros", "darknet"] = "zeros") -> YoloPersonDetector:
+    """YOLOv3-SPP with AlphaPose's settings (spec §4.2): input 608, confidence 0.1, NMS IoU 0.6.
+
+    Args:
+        weights: darknet ``.weights`` file (AlphaPose's ``yolov3-spp.weights`` works unchanged).
+        input_size: letterbox side, a multiple of 32 (default 608).
+        darknet_cfg: path/URL of a ``.cfg``; default the standard ``yolov3_spp_cfg()`` layer list.
+        maxpool_padding: SPP padding, ``"zeros"`` as AlphaPose (default) or ``"darknet"`` (−inf).
+        Others: see the module docstring. ``score_threshold`` is the objectness confidence (strict >).
+    """
+    arch = "yolov3_spp"
+    _validate(arch, weights, random_weights, score_threshold, nms_iou, min_box_area, max_persons, input_size,
+              device)
+    _no_extra(arch, rpn_proposals=rpn_proposals)
+    size = 608 if input_size is None else input_size
+    if size % 32:
+        raise ValueError(f"yolov3_spp input_size must be a multiple of 32, got {size}")
+    spec = read_darknet_cfg(darknet_cfg) if darknet_cfg is not None else parse_darknet_cfg(yolov3_spp_cfg(),
+                                                                                          "yolov3_spp_cfg()")
+    with _seeded():
+        model = Darknet(spec, maxpool_padding=maxpool_padding)
+    weights_id = RANDOM_WEIGHTS_ID if weights is None else read_darknet_weights(model, weights).sha256
+    det = YoloPersonDetector(model, arch=arch, weights_id=weights_id, device=device, input_size=size,
+                             nms_iou=0.6 if nms_iou is None else nms_iou,
+                             score_threshold=0.1 if score_threshold is None else score_threshold,
+                             min_box_area=min_box_area, max_persons=max_persons)
+    _log_built(det)
+    return det
+
+
+def precomputed(*, weights: str | None = None, random_weights: bool = False, device: str = "cpu",
+                score_threshold: float | None = None, nms_iou: float | None = None, min_box_area: float = 0.0,
+                max_persons: int | None = None, input_size: int | None = None, rpn_proposals: int | None = None,
+                darknet_cfg: str | None = None) -> PrecomputedPersonDetector:
+    """Detections read from ``weights``, a COCO detection JSON or Parquet file (``models.detections_io``).
+
+    ``score_threshold`` defaults to none (every box in the file is kept); ``weights_id`` is the file's sha256.
+    """
+    arch = "precomputed"
+    if random_weights:
+        raise ValueError("precomputed detections have no weights to randomise; pass weights=PATH to the file")
+    if weights is None:
+        raise ValueError("precomputed needs weights=PATH of a COCO detection JSON or Parquet file")
+    _validate(arch, weights, False, score_threshold, None, min_box_area, max_persons, None, device)
+    _no_extra(arch, nms_iou=nms_iou, input_size=input_size, rpn_proposals=rpn_proposals, darknet_cfg=darknet_cfg)
+    table = load_detections(weights)
+    det = PrecomputedPersonDetector(table, arch=arch, weights_id=table.sha256, device=device,
+                                    score_threshold=-math.inf if score_threshold is None else score_threshold,
+                                    min_box_area=min_box_area, max_persons=max_persons)
+    _log_built(det)
+    return det
+
+
+#: Architecture name → builder. Every builder takes the same keyword arguments (see ``build_detector``).
+DETECTOR_ARCHS: dict[str, Callable[..., PersonDetector]] = {
+    "fasterrcnn_resnet50_fpn_v2": fasterrcnn_resnet50_fpn_v2,
+    "retinanet_resnet50_fpn_v2": retinanet_resnet50_fpn_v2,
+    "fcos_resnet50_fpn": fcos_resnet50_fpn,
+    "fasterrcnn_mobilenet_v3_large_fpn": fasterrcnn_mobilenet_v3_large_fpn,
+    "fasterrcnn_mobilenet_v3_large_320_fpn": fasterrcnn_mobilenet_v3_large_320_fpn,
+    "ssdlite320_mobilenet_v3_large": ssdlite320_mobilenet_v3_large,
+    "yolov3_spp": yolov3_spp,
+    "precomputed": precomputed,
+}
+
+#: The torchvision family (builders taking ``weights="torchvision"``).
+TORCHVISION_ARCHS = tuple(a for a in DETECTOR_ARCHS if a not in ("yolov3_spp", "precomputed"))
+
+
+def build_detector(arch: str, *, weights: str | None = None, random_weights: bool = False, device: str = "cpu",
+                   score_threshold: float | None = None, nms_iou: float | None = None, min_box_area: float = 0.0,
+                   max_persons: int | None = None, input_size: int | None = None,
+                   rpn_proposals: int | None = None, darknet_cfg: str | None = None) -> PersonDetector:
+    """Build a person detector by name.
+
+    Args:
+        arch: a key of ``DETECTOR_ARCHS``.
+        weights: checkpoint path/URL, ``"torchvision"`` (official COCO weights, torchvision archs), or the
+            detections file for ``precomputed``. Required unless ``random_weights``.
+        random_weights: build without weights (tests, smoke runs); outputs are marked ``weights_id="random"``.
+        device: ``"cpu"``, ``"cuda"``, ``"cuda:1"``…
+        score_threshold: keep score > this; None takes the arch's default (YOLOv3-SPP 0.1 on objectness,
+            torchvision the model's own, precomputed none).
+        nms_iou: NMS IoU; None takes the arch's default (YOLOv3-SPP 0.6, torchvision the model's own).
+        min_box_area: keep boxes with area ≥ this (frame pixels², after clamping).
+        max_persons: keep at most this many boxes per frame (highest scores); None for no limit.
+        input_size: YOLOv3-SPP letterbox side (multiple of 32, default 608); torchvision ``min_size``.
+        rpn_proposals: Faster R-CNN proposals per image at test time (torchvision default 1000; 150 for 320).
+        darknet_cfg: a darknet ``.cfg`` for ``yolov3_spp`` (default: the standard layer list).
+    Returns:
+        A ``PersonDetector``; call it on a list of frames.
+    Raises:
+        ValueError: unknown arch (the message lists them), no weights without ``random_weights``, an option the
+            arch does not use, or a value out of range — all before any model is built.
+    """
+    builder = DETECTOR_ARCHS.get(arch)
+    if builder is None:
+        raise ValueError(f"unknown detector arch {arch!r}; choose one of: {', '.join(DETECTOR_ARCHS)}")
+    return builder(weights=weights, random_weights=random_weights, device=device, score_threshold=score_threshold,
+                   nms_iou=nms_iou, min_box_area=min_box_area, max_persons=max_persons, input_size=input_size,
+                   rpn_proposals=rpn_proposals, darknet_cfg=darknet_cfg)

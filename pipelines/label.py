@@ -1,0 +1,191 @@
+"""The labelling pipeline: shards → decode → detect → SPPE → pose NMS → per-video track and publish.
+
+``build_label_dataset`` is the design's shape sentence as Ray Data calls, one per stage, with resources from the
+config at each call site and no math (``ray-notes.md`` §11)::
+
+    from_items(shards) ─map_batches(decode)            CPU tasks: uint8 frames, error rows for bad media
+                       ─map_batches(Detector)          actor pool (GPU when configured): boxes + crops, no frames
+                       ─map_batches(SPPE)              actor pool: crops → keypoints
+                       ─map_batches(apply_pose_nms)    CPU tasks: per-frame parametric pose NMS
+                       ─groupby(video_id).map_groups(TrackAndPublish)   sort, track, publish atomically
+
+One row is one frame all the way (persons as ragged arrays), so frames without people are never lost and no stage
+regroups frames. ``probe_units`` plans the shards in Ray tasks first (a probe demuxes a whole video, which must not
+happen in the driver for S3 inputs). ``LabelConfig`` is the job's whole configuration.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from actors.detect import Detector, DetectorConfig
+from actors.pose_nms import apply_pose_nms
+from actors.publish import PublishSpec, TrackAndPublish
+from actors.sppe import SPPE, SPPEConfig
+from models.pose_nms import PoseNMSParams
+from pipelines.decode import decode_shard, plan_shards, probe_video
+from pipelines.sources import WorkUnit
+
+__all__ = [
+    "StageResources",
+    "ResourcesConfig",
+    "RunConfig",
+    "LabelConfig",
+    "configure_data_context",
+    "probe_units",
+    "build_label_dataset",
+]
+
+
+@dataclass(frozen=True, kw_only=True)
+class StageResources:
+    """Ray resources of one actor-pool stage."""
+
+    actors: int = 1  # pool size (fixed: autoscaling pools start at one actor, ray-notes §10)
+    num_cpus: float = 0.5  # per actor; actors × num_cpus must leave ≥ 1 CPU for decode tasks (ray-notes §2.2)
+    num_gpus: float = 0.0  # per actor; fractions share a GPU
+    batch_size: int = 8  # frames per call
+
+    def __post_init__(self) -> None:
+        if self.actors < 1 or self.batch_size < 1:
+            raise ValueError(f"actors and batch_size must be ≥ 1 (got {self.actors}, {self.batch_size})")
+        if self.num_cpus < 0 or self.num_gpus < 0:
+            raise ValueError("num_cpus and num_gpus must be ≥ 0")
+
+
+@dataclass(frozen=True, kw_only=True)
+class ResourcesConfig:
+    decode_cpus: float = 0.25  # per decode task
+    detect: StageResources = field(default_factory=StageResources)
+    sppe: StageResources = field(default_factory=StageResources)
+    pose_nms_cpus: float = 0.25
+    publish: StageResources = field(default_factory=lambda: StageResources(num_cpus=0.25, batch_size=1))
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunConfig:
+    shard_frames: int = 256  # frames per video shard (≫ GOP: each shard decodes from a keyframe)
+    decode_chunk: int = 16  # frames per decoded batch
+    chunk_units: int = 64  # videos per Dataset execution: a crash loses at most one chunk's work
+    num_partitions: int = 0  # groupby partitions; 0 → min(videos in chunk, 4 × CPUs)
+
+    def __post_init__(self) -> None:
+        for name in ("shard_frames", "decode_chunk", "chunk_units"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"run.{name} must be ≥ 1, got {getattr(self, name)}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class LabelConfig:
+    """Everything ``jobs.label`` runs with; hashed (minus resources) into every commit marker."""
+
+    detector: DetectorConfig
+    sppe: SPPEConfig
+    pose_nms: PoseNMSParams = field(default_factory=PoseNMSParams)
+    run: RunConfig = field(default_factory=RunConfig)
+    resources: ResourcesConfig = field(default_factory=ResourcesConfig)
+
+    def __post_init__(self) -> None:
+        if self.detector.layout != "frame":
+            raise ValueError("detector.layout must be 'frame' in the labelling pipeline (one row per frame)")
+
+    def result_affecting(self) -> dict:
+        """The part of the config that changes outputs (resources and chunking do not)."""
+        d = dataclasses.asdict(self)
+        d.pop("resources")
+        d["run"] = {"shard_frames": self.run.shard_frames}  # shard length can move nothing, but keep it visible
+        return d
+
+
+def configure_data_context() -> None:
+    """Set Ray Data's global context once, before any Dataset is built (later changes are ignored)."""
+    import ray.data
+
+    ctx = ray.data.DataContext.get_current()
+    ctx.max_errored_blocks = 0  # bad inputs become error rows; a block failure is a bug and must be loud
+    ctx.execution_options.preserve_order = False
+    if os.environ.get("RAY_DATA_DISABLE_PROGRESS_BARS") == "1":
+        ctx.enable_progress_bars = False
+
+
+def _probe_batch(batch: dict, shard_frames: int, storage_options: dict) -> dict:
+    """Probe each unit of a batch and return its shard descriptors (an error shard when probing fails)."""
+    out: list[dict] = []
+    for i in range(len(batch["video_id"])):
+        unit = WorkUnit(video_id=str(batch["video_id"][i]), source_uri=str(batch["source_uri"][i]),
+                        kind=str(batch["kind"][i]), fingerprint="", frames=tuple(batch["frames"][i]))
+        try:
+            probe = probe_video(unit.source_uri, storage_options) if unit.kind == "video" else None
+            out += plan_shards(unit, shard_frames, probe)
+        except Exception as e:
+            out.append({"video_id": unit.video_id, "source_uri": unit.source_uri, "kind": unit.kind,
+                        "shard_index": 0, "start": 0, "end": 0, "num_frames": 0,
+                        "error": f"{type(e).__name__}: {e}"[:2000], "stage": "probe"})
+    import json
+
+    return {"shard_json": np.array([json.dumps(s) for s in out], dtype=object)}
+
+
+def probe_units(units: list[WorkUnit], cfg: LabelConfig, storage_options: dict | None = None) -> list[dict]:
+    """Shard descriptors for ``units``, probed in parallel CPU tasks (sorted by video and shard)."""
+    import json
+
+    import ray.data
+
+    items = [{"video_id": u.video_id, "source_uri": u.source_uri, "kind": u.kind, "frames": list(u.frames)}
+             for u in units]
+    ds = ray.data.from_items(items, override_num_blocks=max(1, len(items))).map_batches(
+        _probe_batch, batch_size=1, num_cpus=cfg.resources.decode_cpus,
+        fn_kwargs={"shard_frames": cfg.run.shard_frames, "storage_options": storage_options or {}},
+    )
+    shards = [json.loads(r["shard_json"]) for r in ds.take_all()]
+    return sorted(shards, key=lambda s: (s["video_id"], s["shard_index"]))
+
+
+def _decode_batch(batch: dict, chunk: int, storage_options: dict):
+    import json
+    import time
+
+    for s in batch["shard_json"]:
+        shard = json.loads(s)
+        t0 = time.perf_counter()
+        for out in decode_shard(shard, chunk=chunk, storage_options=storage_options):
+            n = len(out["frame_index"])
+            out["t_decode"] = np.full(n, (time.perf_counter() - t0) / max(n, 1))
+            t0 = time.perf_counter()
+            yield out
+
+
+def _actor_stage(ds, cls, cfg_obj, res: StageResources):
+    import ray.data
+
+    kwargs = dict(num_cpus=res.num_cpus)
+    if res.num_gpus > 0:
+        kwargs["num_gpus"] = res.num_gpus
+    return ds.map_batches(cls, fn_constructor_kwargs={"cfg": cfg_obj}, batch_size=res.batch_size,
+                          compute=ray.data.ActorPoolStrategy(size=res.actors), **kwargs)
+
+
+def build_label_dataset(shards: list[dict], cfg: LabelConfig, spec: PublishSpec, num_partitions: int):
+    """The lazy Dataset whose rows are per-video summaries; executing it publishes every video of ``shards``."""
+    import json
+
+    import ray.data
+
+    r = cfg.resources
+    ds = ray.data.from_items([{"shard_json": json.dumps(s)} for s in shards],
+                             override_num_blocks=max(1, len(shards)))
+    ds = ds.map_batches(_decode_batch, batch_size=1, num_cpus=r.decode_cpus,
+                        fn_kwargs={"chunk": cfg.run.decode_chunk, "storage_options": spec.storage_options})
+    ds = _actor_stage(ds, Detector, cfg.detector, r.detect)
+    ds = _actor_stage(ds, SPPE, cfg.sppe, r.sppe)
+    ds = ds.map_batches(apply_pose_nms, fn_kwargs={"params": cfg.pose_nms}, batch_size=r.detect.batch_size,
+                        num_cpus=r.pose_nms_cpus)
+    return ds.groupby("video_id", num_partitions=num_partitions).map_groups(
+        TrackAndPublish, fn_constructor_kwargs={"spec": spec}, num_cpus=r.publish.num_cpus,
+        compute=ray.data.ActorPoolStrategy(size=r.publish.actors),
+    )

@@ -1,0 +1,184 @@
+"""The detection actor, called directly on hand-built batches (no Ray): one row per person with the SPPE crop and
+the crop box, identity columns passed through, frames without persons and bad frames kept as rows, inputs
+untouched, random weights marked, and the per-frame layout."""
+
+from __future__ import annotations
+
+import doctest
+import hashlib
+from pathlib import Path
+
+import av
+import cv2
+import numpy as np
+import pytest
+import torch
+
+import actors.detect
+from actors.detect import FRAME_OUTPUT_COLUMNS, OUTPUT_COLUMNS, Detector, DetectorConfig
+from models.detectors import DETECTOR_ARCHS
+from models.transforms import boxes_to_center_scale, center_scale_to_boxes, crop_images
+
+NAMES = ["000000000785.jpg", "000000040083.jpg", "000000196141.jpg", "000000197388.jpg"]
+
+
+def _object_column(items: list) -> np.ndarray:
+    out = np.empty(len(items), dtype=object)
+    for i, x in enumerate(items):
+        out[i] = x
+    return out
+
+
+@pytest.fixture(scope="module")
+def coco_batch(shared_data: Path) -> dict[str, np.ndarray]:
+    """Four COCO images of different sizes, one frame the detections file does not know, and one bad frame."""
+    frames = [cv2.cvtColor(cv2.imread(str(shared_data / "coco" / n)), cv2.COLOR_BGR2RGB) for n in NAMES]
+    frames += [np.full((120, 200, 3), 90, np.uint8), np.zeros((50, 60), np.uint8)]
+    for f in frames:
+        f.flags.writeable = False  # Ray may hand zero-copy, read-only views
+    batch = {
+        "frame": _object_column(frames),
+        "path": np.array([f"coco/{n}" for n in NAMES] + ["other/unknown.jpg", "other/gray.jpg"]),
+        "frame_index": np.arange(10, 16, dtype=np.int64),
+    }
+    for v in batch.values():
+        v.flags.writeable = False
+    return batch
+
+
+@pytest.fixture(scope="module")
+def det_json(shared_data: Path) -> str:
+    return str(shared_data / "coco" / "test_coco_det_AP_H_56.json")
+
+
+def _precomputed(det_json: str, **kw) -> Detector:
+    return Detector(DetectorConfig(arch="precomputed", weights=det_json, key_column="path", max_persons=4,
+                                   device="cpu", **kw))
+
+
+def test_person_rows_crops_and_identity_columns(coco_batch, det_json):
+    snapshot = {k: [np.array(x, copy=True) for x in v] for k, v in coco_batch.items()}
+    actor = _precomputed(det_json)
+    out = actor(coco_batch)
+    assert set(out) == {"path", "frame_index", *OUTPUT_COLUMNS}  # never the frame itself
+    # Inputs untouched (they were read-only; a write would have raised, and the contents are the same).
+    assert all(np.array_equal(a, b) for k, v in coco_batch.items() for a, b in zip(v, snapshot[k]))
+
+    n = len(out["person_index"])
+    assert n == 4 * 4 + 1 + 1  # four persons in each COCO image, one row for the unknown frame, one error row
+    assert all(len(v) == n for v in out.values())
+    assert out["crop"].shape == (n, 256, 192, 3) and out["crop"].dtype == np.uint8
+    assert out["crop_box_xyxy"].shape == (n, 4) and out["crop_box_xyxy"].dtype == np.float64
+    assert out["box_xyxy"].shape == (n, 4) and out["box_xyxy"].dtype == np.float32
+    assert out["box_score"].dtype == np.float32
+    assert out["frame_index"].dtype == np.int64 and out["path"].dtype == coco_batch["path"].dtype
+    np.testing.assert_array_equal(out["frame_index"], np.repeat(np.arange(10, 16), [4, 4, 4, 4, 1, 1]))
+    np.testing.assert_array_equal(out["person_index"], [0, 1, 2, 3] * 4 + [-1, -1])
+    np.testing.assert_array_equal(out["n_persons"], [4] * 16 + [0, 0])
+    sha = hashlib.sha256(Path(det_json).read_bytes()).hexdigest()
+    assert set(out["detector_weights"]) == {sha} and not out["random_weights"].any()
+    assert set(out["detector"]) == {"precomputed"}
+
+    # Person rows: the detector's boxes; the crop box is AlphaPose's centre/scale box; crops bit-exact with OpenCV.
+    expected = actor.detector([coco_batch["frame"][i] for i in range(4)], keys=list(coco_batch["path"][:4]))
+    for f in range(4):
+        rows = slice(4 * f, 4 * f + 4)
+        frame = coco_batch["frame"][f]
+        np.testing.assert_array_equal(out["box_xyxy"][rows], expected[f].boxes_xyxy)
+        np.testing.assert_array_equal(out["box_score"][rows], expected[f].scores)
+        crop_boxes = center_scale_to_boxes(*boxes_to_center_scale(expected[f].boxes_xyxy))
+        np.testing.assert_array_equal(out["crop_box_xyxy"][rows], crop_boxes)
+        np.testing.assert_array_equal(out["crop"][rows], crop_images([frame], np.zeros(4, int), crop_boxes))
+        assert set(zip(out["frame_width"][rows], out["frame_height"][rows])) == {frame.shape[1::-1]}
+        assert set(out["error"][rows]) == {""} and set(out["stage"][rows]) == {""}
+
+    # The unknown frame keeps one empty row; the bad frame one error row naming the problem.
+    empty, bad = n - 2, n - 1
+    assert out["path"][empty] == "other/unknown.jpg" and out["error"][empty] == ""
+    assert (out["frame_width"][empty], out["frame_height"][empty]) == (200, 120)
+    assert not out["crop"][empty].any() and not out["box_xyxy"][empty].any() and out["box_score"][empty] == 0
+    assert out["path"][bad] == "other/gray.jpg" and out["stage"][bad] == "detect"
+    assert "bad frame" in out["error"][bad] and "(50, 60)" in out["error"][bad]
+
+
+def test_frame_layout_matches_person_layout(coco_batch, det_json):
+    per_person = _precomputed(det_json)(coco_batch)
+    per_frame = _precomputed(det_json, layout="frame")(coco_batch)
+    assert set(per_frame) == {"path", "frame_index", *FRAME_OUTPUT_COLUMNS}
+    assert len(per_frame["crops"]) == 6
+    np.testing.assert_array_equal(per_frame["n_persons"], [4, 4, 4, 4, 0, 0])
+    assert per_frame["frame_index"] is coco_batch["frame_index"]  # passed through as given
+    np.testing.assert_array_equal(np.concatenate(list(per_frame["crops"][:4])), per_person["crop"][:16])
+    np.testing.assert_array_equal(np.concatenate(list(per_frame["crop_boxes_xyxy"][:4])),
+                                  per_person["crop_box_xyxy"][:16])
+    assert per_frame["crops"][4].shape == (0, 256, 192, 3) and per_frame["boxes_xyxy"][5].shape == (0, 4)
+    assert list(per_frame["stage"]) == ["", "", "", "", "", "detect"]
+
+
+def test_torch_crop_path_agrees_with_opencv(coco_batch, det_json):
+    cv = _precomputed(det_json)(coco_batch)["crop"].astype(int)
+    tt = _precomputed(det_json, crop_backend="torch")(coco_batch)["crop"].astype(int)
+    diff = np.abs(cv - tt)
+    assert (diff <= 1).mean() >= 0.99  # models.transforms.crop_images_torch's documented agreement
+
+
+def test_video_frames_with_random_weights_are_marked(shared_data):
+    with av.open(str(shared_data / "videos" / "mmpose_demo.mp4")) as container:
+        decoded = [f.to_ndarray(format="rgb24") for _, f in zip(range(3), container.decode(video=0))]
+    frames = np.stack([cv2.resize(f, (320, 180), interpolation=cv2.INTER_AREA) for f in decoded])
+    frames.flags.writeable = False
+    batch = {"frame": frames, "video_id": np.array(["mmpose_demo"] * 3), "frame_index": np.arange(3)}
+    actor = Detector(DetectorConfig(arch="yolov3_spp", random_weights=True, input_size=160, device="cpu"))
+    with torch.no_grad():  # make the random network call many things "person" (objectness and class 0 biases)
+        for i in (88, 100, 112):
+            actor.detector.model.layers[i].conv.bias.view(3, 85)[:, 4:6] += 8.0
+    out = actor(batch)
+    assert out["random_weights"].all() and set(out["detector_weights"]) == {"random"}
+    assert set(out["video_id"]) == {"mmpose_demo"}
+    counts = np.bincount(out["frame_index"], minlength=3)
+    assert counts.sum() == len(out["crop"]) > 3
+    for fi in range(3):
+        rows = out["frame_index"] == fi
+        assert set(out["n_persons"][rows]) == {counts[fi]}
+    b = out["box_xyxy"]
+    assert np.all((b[:, 0] >= 0) & (b[:, 2] <= 320) & (b[:, 1] >= 0) & (b[:, 3] <= 180))
+
+
+def test_empty_batch():
+    actor = Detector(DetectorConfig(arch="ssdlite320_mobilenet_v3_large", random_weights=True, device="cpu"))
+    out = actor({"frame": np.zeros((0, 32, 32, 3), np.uint8), "frame_index": np.zeros(0, np.int64)})
+    assert all(len(v) == 0 for v in out.values())
+    assert out["crop"].shape == (0, 256, 192, 3) and out["box_xyxy"].shape == (0, 4)
+
+
+def test_config_is_checked_before_any_work():
+    with pytest.raises(ValueError, match="random_weights=True"):
+        DetectorConfig()
+    with pytest.raises(ValueError) as e:
+        DetectorConfig(arch="detr", random_weights=True)
+    assert all(name in str(e.value) for name in DETECTOR_ARCHS)
+    with pytest.raises(ValueError, match="key_column"):
+        DetectorConfig(arch="precomputed", weights="dets.json")
+    with pytest.raises(ValueError, match="contradict"):
+        DetectorConfig(weights="w.pth", random_weights=True)
+    with pytest.raises(ValueError, match="layout"):
+        DetectorConfig(random_weights=True, layout="video")
+
+
+def test_our_bugs_raise_while_bad_frames_do_not(coco_batch, det_json, monkeypatch):
+    actor = _precomputed(det_json)
+    with pytest.raises(ValueError, match="no frame column 'frame'"):
+        actor({"image": coco_batch["frame"]})
+    with pytest.raises(ValueError, match="collide"):
+        actor({**coco_batch, "box_xyxy": np.zeros((6, 4))})
+
+    def broken(frames, keys):
+        raise RuntimeError("bug in the detector")
+
+    monkeypatch.setattr(actor.detector, "_detect", broken)
+    with pytest.raises(RuntimeError, match="bug in the detector"):
+        actor(coco_batch)
+
+
+def test_module_example_runs():
+    assert doctest.testmod(actors.detect, raise_on_error=True).attempted >= 3

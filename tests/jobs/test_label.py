@@ -1,0 +1,241 @@
+"""``jobs.label`` end to end on local Ray: real media and corrupt inputs, the schema, resume, and crash recovery."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from jobs.label import main as label_main
+from jobs.make_sample import main as make_sample
+from pipelines.schema import FRAMES_SCHEMA, KEYPOINT_SCHEMA
+
+REPO = Path(__file__).resolve().parents[2]
+pytestmark = [pytest.mark.ray, pytest.mark.slow]
+
+FAST = ["--set", "sppe.arch=fastpose_res18", "--set", "sppe.random_weights=true", "--set", "pose_nms.score_threshold=0",
+        "--set", "run.shard_frames=16"]
+
+
+@pytest.fixture(scope="module")
+def ray_session():
+    import ray
+
+    os.environ["RAY_DATA_DISABLE_PROGRESS_BARS"] = "1"
+    ray.init(num_cpus=2, include_dashboard=False, object_store_memory=1 << 30, logging_level="ERROR")
+    yield
+    ray.shutdown()
+
+
+def _write_zero_frame_video(path: Path) -> None:
+    import av
+
+    out = av.open(str(path), "w")  # a header-only mp4: a video track that never got a frame
+    s = out.add_stream("libx264", rate=10)
+    s.width, s.height, s.pix_fmt = 64, 48, "yuv420p"
+    out.start_encoding()
+    out.close()
+    assert path.stat().st_size > 0
+
+
+@pytest.fixture(scope="module")
+def media(tmp_path_factory, shared_data):
+    root = tmp_path_factory.mktemp("media")
+    bonn = shared_data / "bonn_posetrack" / "060470979.mp4"
+    data = bonn.read_bytes()
+    (root / "bad").mkdir()
+    (root / "bad" / "truncated.mp4").write_bytes(data[: len(data) // 2])
+    (root / "bad" / "text.mp4").write_text("not a video at all\n")
+    _write_zero_frame_video(root / "bad" / "empty.mp4")
+    imgs = root / "images"
+    imgs.mkdir()
+    shutil.copy(shared_data / "coco" / "000000196141.jpg", imgs / "000000196141.jpg")
+    (imgs / "000000000001.jpg").write_bytes(b"\xff\xd8\xff broken")
+    return root
+
+
+def _read(out: Path, table: str):
+    return pq.read_table(str(out / table), partitioning="hive")
+
+
+def test_label_real_media_schema_errors_and_resume(ray_session, shared_data, media, tmp_path):
+    out = tmp_path / "out"
+    inputs = [str(shared_data / "videos"), str(shared_data / "bonn_posetrack" / "060470979.mp4"),
+              str(shared_data / "coco"), str(media / "bad"), str(media / "images")]
+    dets = str(shared_data / "coco" / "test_coco_det_AP_H_56.json")
+    args = ["--input", *inputs, "--output", str(out), "--set", "detector.arch=precomputed",
+            "--set", f"detector.weights={dets}", *FAST]
+    assert label_main(args) == 0
+
+    summary = json.loads(next((out / "runs").glob("*/summary.json")).read_text())
+    assert summary["random_weights"] is True and summary["weights"]["sppe_sha256"] == "random"
+    # published: 3 real videos, coco, the image folder (one bad image), and the truncated video (what it holds)
+    assert summary["inputs"] == 8 and summary["published"] == 6, summary
+    errors = pq.read_table(next((out / "runs").glob("*/errors.parquet"))).to_pylist()
+    by_uri = {}
+    for e in errors:
+        by_uri.setdefault(Path(e["source_uri"]).name, []).append(e)
+    assert {"text.mp4", "empty.mp4", "000000000001.jpg"} <= set(by_uri)
+    assert by_uri["text.mp4"][0]["stage"] == "probe" and by_uri["empty.mp4"][0]["stage"] == "probe"
+    assert by_uri["000000000001.jpg"][0]["stage"] == "decode"
+    # the truncated video is either rejected by the probe or published with its missing frames reported
+    assert "truncated.mp4" in by_uri or any("truncated" in str(p) for p in (out / "poses").iterdir())
+
+    poses, frames = _read(out, "poses"), _read(out, "frames")
+    assert poses.schema.remove_metadata().equals(KEYPOINT_SCHEMA.append(poses.schema.field("video_id")).remove_metadata())
+    assert frames.schema.remove_metadata().equals(FRAMES_SCHEMA.append(frames.schema.field("video_id")).remove_metadata())
+    md = pq.read_schema(next((out / "poses").glob("*/part-0.parquet"))).metadata
+    assert md[b"raypose.random_weights"] == b"true" and md[b"raypose.schema_version"] == b"1"
+
+    fr = frames.to_pandas()
+    ps = poses.to_pandas()
+    for vid, g in fr.groupby("video_id", observed=True):
+        assert sorted(g["frame_index"]) == list(range(len(g)))  # every frame, persons or not
+        kept = ps[ps["video_id"] == vid]
+        assert len(kept) == g["n_persons"].sum()  # one row per kept person
+    bonn = fr[fr["video_id"].astype(str).str.startswith("060470979")]
+    assert len(bonn) == 41 and set(bonn["status"]) == {"ok"}
+    coco = ps[ps["video_id"].astype(str).str.startswith("coco")]
+    assert set(coco["frame_index"]) == {0, 1, 2, 3} and len(coco) > 10  # persons from the precomputed boxes
+    assert (coco["keypoint_set"] == "coco17").all() and (coco["sppe_sha256"] == "random").all()
+    imgs = fr[fr["video_id"].astype(str).str.startswith("images")]
+    assert sorted(imgs["status"]) == ["decode_error", "ok"]
+
+    import duckdb
+
+    q = f"select count(*), count(distinct video_id) from read_parquet('{out}/poses/*/*.parquet', hive_partitioning=true)"
+    assert duckdb.sql(q).fetchall()[0] == (len(ps), ps["video_id"].nunique())
+
+    # A rerun with the same inputs and config skips every committed video and reprocesses only failures.
+    assert label_main(args) == 0
+    runs = sorted((out / "runs").glob("*/summary.json"), key=lambda p: json.loads(p.read_text())["run_id"])
+    second = [json.loads(p.read_text()) for p in runs if json.loads(p.read_text())["run_id"] != summary["run_id"]][0]
+    assert second["skipped_committed"] == 6 and second["published"] == 0 and second["processed"] == 2
+    # A changed config reprocesses.
+    assert label_main(args + ["--set", "pose_nms.score_threshold=0.01"]) == 0
+    third = max((json.loads(p.read_text()) for p in (out / "runs").glob("*/summary.json")),
+                key=lambda s: s["run_id"])
+    assert third["skipped_committed"] == 0
+
+
+def test_bad_configuration_fails_before_work(tmp_path, capsys):
+    out = tmp_path / "out"
+    assert label_main(["--input", str(tmp_path / "missing.mp4"), "--output", str(out), *FAST,
+                       "--set", "detector.random_weights=true"]) == 2
+    assert "input not found" in capsys.readouterr().err
+    (tmp_path / "a.mp4").write_bytes(b"x")
+    assert label_main(["--input", str(tmp_path / "a.mp4"), "--output", str(out), "--set", "sppe.arch=nope",
+                       "--set", "detector.random_weights=true"]) == 2
+    assert "unknown 'nope'" in capsys.readouterr().err
+    assert label_main(["--input", str(tmp_path / "a.mp4"), "--output", str(out), "--set", "detector.colour=red",
+                       *FAST]) == 2
+    assert "unknown config key detector.colour" in capsys.readouterr().err
+    assert label_main(["--input", str(tmp_path / "a.mp4"), "--output", str(out), *FAST]) == 2
+    assert "has no weights" in capsys.readouterr().err
+    assert not out.exists() or not list((out).rglob("*.parquet"))
+
+
+def _walkers(root: Path, n: int) -> list[str]:
+    paths = []
+    for i in range(n):
+        d = root / f"w{i}"
+        assert make_sample(["--out", str(d), "--frames", "24", "--size", "256x160", "--seed", str(i)]) == 0
+        p = root / f"walkers{i}.mp4"
+        shutil.move(d / "walkers.mp4", p)
+        paths.append(str(p))
+    # one detections file for all clips: keys "<frame>.jpg" match every video's frames by basename
+    shutil.copy(root / "w0" / "walkers_dets.json", root / "dets.json")
+    return paths
+
+
+def _run_cli(args: list[str], env_extra: dict | None = None, **kw) -> subprocess.Popen:
+    env = {**os.environ, "RAY_DATA_DISABLE_PROGRESS_BARS": "1", **(env_extra or {})}
+    env.pop("RAY_ADDRESS", None)
+    return subprocess.Popen([sys.executable, "-m", "jobs.label", *args, "--num-cpus", "2"], cwd=REPO, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True, **kw)
+
+
+def _tables(out: Path) -> dict:
+    """Every published table, sorted, without run-specific metadata: what must not depend on crashes."""
+    res = {}
+    for name, keys in (("poses", ["video_id", "frame_index", "person_index"]), ("frames", ["video_id", "frame_index"])):
+        df = _read(out, name).to_pandas()
+        df["video_id"] = df["video_id"].astype(str)
+        res[name] = df.sort_values(keys).reset_index(drop=True)
+    return res
+
+
+def _assert_same(a: dict, b: dict) -> None:
+    import pandas as pd
+
+    for name in a:
+        pd.testing.assert_frame_equal(a[name], b[name])
+        key = ["video_id", "frame_index"] + (["person_index"] if name == "poses" else [])
+        assert not a[name].duplicated(key).any()
+
+
+@pytest.fixture(scope="module")
+def crash_media(tmp_path_factory):
+    root = tmp_path_factory.mktemp("crash")
+    return root, _walkers(root, 4)
+
+
+def _manifests(out: Path) -> list[Path]:
+    return list((out / "_manifest").glob("*.json")) if (out / "_manifest").exists() else []
+
+
+def _cli_args(paths, dets, out):
+    return ["--input", *paths, "--output", str(out), "--set", "detector.arch=precomputed",
+            "--set", f"detector.weights={dets}", "--set", "run.chunk_units=1", *FAST]
+
+
+@pytest.fixture(scope="module")
+def clean_run(crash_media, tmp_path_factory):
+    root, paths = crash_media
+    out = tmp_path_factory.mktemp("clean")
+    assert _run_cli(_cli_args(paths, root / "dets.json", out)).wait(timeout=600) == 0
+    return _tables(out)
+
+
+def test_sigkill_driver_then_rerun_equals_clean_run(crash_media, clean_run, tmp_path):
+    root, paths = crash_media
+    out = tmp_path / "out"
+    proc = _run_cli(_cli_args(paths, root / "dets.json", out))
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None and not _manifests(out):
+        time.sleep(0.1)
+    committed_before_kill = len(_manifests(out))
+    os.killpg(proc.pid, signal.SIGKILL)  # the driver and the local Ray it started
+    proc.wait()
+    assert 1 <= committed_before_kill < 4, "the kill must land mid-run"
+    assert _run_cli(_cli_args(paths, root / "dets.json", out)).wait(timeout=600) == 0
+    summaries = [json.loads(p.read_text()) for p in (out / "runs").glob("*/summary.json")]
+    assert [s["skipped_committed"] for s in summaries] == [committed_before_kill]  # only the rerun wrote one
+    _assert_same(_tables(out), clean_run)
+
+
+def test_killed_actor_is_restarted_and_output_is_exact(crash_media, clean_run, tmp_path):
+    root, paths = crash_media
+    out = tmp_path / "out"
+    proc = _run_cli(_cli_args(paths, root / "dets.json", out))
+    killed = False
+    deadline = time.time() + 300
+    while not killed and time.time() < deadline and proc.poll() is None:
+        found = subprocess.run(["pgrep", "-f", r"MapBatches\(SPPE\)"], capture_output=True, text=True).stdout.split()
+        if found:
+            time.sleep(1.0)  # let it take work first
+            os.kill(int(found[0]), signal.SIGKILL)
+            killed = True
+        time.sleep(0.1)
+    assert killed, "no SPPE actor process was seen"
+    assert proc.wait(timeout=600) == 0
+    _assert_same(_tables(out), clean_run)
