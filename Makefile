@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 # The stamp changes with pyproject.toml, so a dependency change reinstalls and an unchanged one costs nothing.
 STAMP := $(VENV)/.installed-$(shell sha256sum pyproject.toml | cut -c1-16)
 
-.PHONY: venv test bench clean
+.PHONY: venv test demo bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -19,6 +19,15 @@ venv: $(STAMP)
 test: venv
 	RAY_DATA_DISABLE_PROGRESS_BARS=1 $(BIN)/python -m pytest; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests"; exit 0; fi; exit $$rc
+
+# The main job on local Ray (CPU): generate a sample video with known ground truth, label it, render a preview.
+DEMO := out/demo
+demo: venv
+	$(BIN)/python -m jobs.make_sample --out $(DEMO)/sample
+	RAY_DATA_DISABLE_PROGRESS_BARS=1 $(BIN)/python -m jobs.label --input $(DEMO)/sample/walkers.mp4 \
+		--output $(DEMO)/labels --config configs/demo.yaml --set detector.weights=$(DEMO)/sample/walkers_dets.json
+	$(BIN)/python -m jobs.render --output $(DEMO)/labels --dest $(DEMO)/preview --boxes
+	@echo "keypoint tables: $(DEMO)/labels/poses  frames: $(DEMO)/labels/frames  preview: $(DEMO)/preview"
 
 bench: venv
 	$(BIN)/python -m benchmarks.sppe

@@ -98,9 +98,10 @@ def _check_output(output: str, storage_options: dict) -> None:
 
 
 def _storage_options() -> dict:
-    """fsspec options from the environment (endpoint only; credentials stay in the environment, never in logs)."""
-    endpoint = os.environ.get("RAYPOSE_S3_ENDPOINT")
-    return {"client_kwargs": {"endpoint_url": endpoint}} if endpoint else {}
+    """fsspec options for every read and write. Empty: S3 endpoint and credentials come from the standard AWS
+    environment (``AWS_ENDPOINT_URL``, ``AWS_ACCESS_KEY_ID`` …, or the instance role), which Ray workers inherit,
+    so no secret ever passes through config, task arguments or logs."""
+    return {}
 
 
 def _init_ray(num_cpus: int | None) -> None:

@@ -82,6 +82,7 @@ def write_manifest(output: str, manifest: Manifest, storage_options: dict | None
 def read_manifests(output: str, storage_options: dict | None = None) -> dict[str, Manifest]:
     """All commit markers under ``output`` (an empty dict when there are none or the folder does not exist)."""
     fs, path = fsspec.core.url_to_fs(join_uri(output, "_manifest"), **(storage_options or {}))
+    fs.invalidate_cache(path)  # object-store listings are cached per process; markers may be new since
     try:
         names = [p for p in fs.ls(path, detail=False) if p.endswith(".json")]
     except FileNotFoundError:
