@@ -42,6 +42,7 @@ class SPPEConfig:
     decode: str = "alphapose"  # "alphapose" (exact) or "dark" (sub-pixel)
     batch_size: int = 64  # persons per forward pass
     device: str = "auto"  # "auto" (GPU iff Ray assigned one), "cpu", "cuda", "cuda:N"
+    threads: int = 0  # torch intra-op threads on CPU; 0 keeps Ray's default (OMP_NUM_THREADS = the actor's CPUs)
 
     def __post_init__(self) -> None:
         if self.arch not in SPPE_ARCHS:
@@ -56,6 +57,8 @@ class SPPEConfig:
             raise ValueError(f"sppe.decode must be 'alphapose' or 'dark', got {self.decode!r}")
         if self.batch_size < 1:
             raise ValueError(f"sppe.batch_size must be ≥ 1, got {self.batch_size}")
+        if self.threads < 0:
+            raise ValueError(f"sppe.threads must be ≥ 0, got {self.threads}")
         if self.checkpoint is None and not self.random_weights:
             raise ValueError(
                 "sppe.checkpoint is not set: give an AlphaPose-format checkpoint (sppe.checkpoint=PATH), or "
@@ -73,6 +76,10 @@ class SPPE:
     def __init__(self, cfg: SPPEConfig) -> None:
         self.cfg = cfg
         self.device = pick_device(cfg.device)
+        if cfg.threads and self.device.type == "cpu":
+            # Ray pins OMP_NUM_THREADS to the actor's CPU reservation (1 for fractions); a laptop's single SPPE
+            # actor may use every core while decode tasks mostly wait on it.
+            torch.set_num_threads(cfg.threads)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(0)  # random weights are the same in every actor, so reruns are identical
             self.model = build_sppe(cfg.arch, cfg.num_joints)
