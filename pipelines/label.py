@@ -170,8 +170,13 @@ def _actor_stage(ds, cls, cfg_obj, res: StageResources):
                           compute=ray.data.ActorPoolStrategy(size=res.actors), **kwargs)
 
 
-def build_label_dataset(shards: list[dict], cfg: LabelConfig, spec: PublishSpec, num_partitions: int):
-    """The lazy Dataset whose rows are per-video summaries; executing it publishes every video of ``shards``."""
+def build_label_dataset(shards: list[dict], cfg: LabelConfig, spec: PublishSpec, num_partitions: int,
+                        sppe_stage: type = SPPE, sppe_cfg: object | None = None):
+    """The lazy Dataset whose rows are per-video summaries; executing it publishes every video of ``shards``.
+
+    ``sppe_stage``/``sppe_cfg`` replace the pose stage's class and its constructor argument (default: ``SPPE`` with
+    ``cfg.sppe``); the oracle test substitutes a ground-truth SPPE to measure the rest of the system.
+    """
     import json
 
     import ray.data
@@ -182,7 +187,7 @@ def build_label_dataset(shards: list[dict], cfg: LabelConfig, spec: PublishSpec,
     ds = ds.map_batches(_decode_batch, batch_size=1, num_cpus=r.decode_cpus,
                         fn_kwargs={"chunk": cfg.run.decode_chunk, "storage_options": spec.storage_options})
     ds = _actor_stage(ds, Detector, cfg.detector, r.detect)
-    ds = _actor_stage(ds, SPPE, cfg.sppe, r.sppe)
+    ds = _actor_stage(ds, sppe_stage, sppe_cfg if sppe_cfg is not None else cfg.sppe, r.sppe)
     ds = ds.map_batches(apply_pose_nms, fn_kwargs={"params": cfg.pose_nms}, batch_size=r.detect.batch_size,
                         num_cpus=r.pose_nms_cpus)
     return ds.groupby("video_id", num_partitions=num_partitions).map_groups(
