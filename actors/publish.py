@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from actors.common import rows_of
+from models.poseflow import PoseFlowParams, PoseFlowTracker
 from pipelines.publish import Manifest, join_uri, write_manifest, write_table_atomic
 from pipelines.schema import frames_table, keypoint_table, table_metadata
 
@@ -47,6 +48,7 @@ class PublishSpec:
     random_weights: bool
     config: dict = field(default_factory=dict)
     storage_options: dict = field(default_factory=dict)
+    tracking: PoseFlowParams | None = None  # None: no tracking (track_id stays null)
 
 
 def _error(video_id: str, uri: str, shard: int, frame: int, stage: str, message: str) -> dict:
@@ -81,6 +83,21 @@ class TrackAndPublish:
             "errors_json": np.array([json.dumps(summary["errors"])], dtype=object),
             "stage_seconds_json": np.array([json.dumps(summary["seconds"])], dtype=object),
         }
+
+    def _track(self, batch, good: list[int], kps, k_scores, p_scores) -> np.ndarray:
+        """PoseFlow over the video's frames in frame order (pose-only correspondences), ids per kept person.
+
+        Where the video lives while it is tracked: this stage receives one video's rows through ``map_groups``
+        (``ray-notes.md`` §3). The rows hold poses only (about 1 KB per frame; pixels never reach the groupby),
+        so a 10-minute 30 fps video is ~20 MB here; the tracker itself keeps only its ``link_len`` window.
+        """
+        tracker = PoseFlowTracker(self.spec.tracking)
+        ids = []
+        for r in good:
+            size = (int(batch["image_width"][r]), int(batch["image_height"][r]))
+            ids.append(tracker.update(np.asarray(kps[r], np.float64), np.asarray(k_scores[r], np.float64),
+                                      np.asarray(p_scores[r], np.float64), image_size=size))
+        return np.concatenate(ids) if ids else np.zeros(0, np.int64)
 
     def _publish(self, video_id: str, batch: dict[str, np.ndarray]) -> dict:
         spec = self.spec
@@ -131,7 +148,7 @@ class TrackAndPublish:
             parts = [np.asarray(arrs[r], dtype).reshape(-1, *shape) for r in good]
             return np.concatenate(parts) if parts else np.zeros((0, *shape), dtype)
 
-        track_ids = None  # tracking plugs in here (PoseFlow over the sorted frames)
+        track_ids = self._track(batch, good, kps, k_scores, p_scores) if spec.tracking is not None else None
         detector = str(batch["detector"][good[0]])
         det_sha = str(batch["detector_weights"][good[0]])
         random_weights = spec.random_weights or det_sha == "random"

@@ -177,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
                 output=args.output, run_id=run_id, config_hash=chash,
                 fingerprints={u.video_id: u.fingerprint for u in chunk}, keypoint_set=cfg.sppe.keypoint_set,
                 sppe=cfg.sppe.arch, sppe_sha256=sppe_sha, random_weights=random_weights, config=effective,
-                storage_options=storage_options,
+                storage_options=storage_options, tracking=cfg.tracking.poseflow if cfg.tracking.enabled else None,
             )
             parts = cfg.run.num_partitions or max(1, min(len(chunk), 4 * cpus))
             ds = build_label_dataset(shards, cfg, spec, num_partitions=parts)

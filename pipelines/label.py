@@ -7,7 +7,7 @@ config at each call site and no math (``ray-notes.md`` §11)::
                        ─map_batches(Detector)          actor pool (GPU when configured): boxes + crops, no frames
                        ─map_batches(SPPE)              actor pool: crops → keypoints
                        ─map_batches(apply_pose_nms)    CPU tasks: per-frame parametric pose NMS
-                       ─groupby(video_id).map_groups(TrackAndPublish)   sort, track, publish atomically
+                       ─groupby(video_id).map_groups(TrackAndPublish)   sort, PoseFlow, publish atomically
 
 One row is one frame all the way (persons as ragged arrays), so frames without people are never lost and no stage
 regroups frames. ``probe_units`` plans the shards in Ray tasks first (a probe demuxes a whole video, which must not
@@ -27,6 +27,7 @@ from actors.pose_nms import apply_pose_nms
 from actors.publish import PublishSpec, TrackAndPublish
 from actors.sppe import SPPE, SPPEConfig
 from models.pose_nms import PoseNMSParams
+from models.poseflow import PoseFlowParams
 from pipelines.decode import decode_shard, plan_shards, probe_video
 from pipelines.sources import WorkUnit
 
@@ -34,6 +35,7 @@ __all__ = [
     "StageResources",
     "ResourcesConfig",
     "RunConfig",
+    "TrackingConfig",
     "LabelConfig",
     "configure_data_context",
     "probe_units",
@@ -80,12 +82,19 @@ class RunConfig:
 
 
 @dataclass(frozen=True, kw_only=True)
+class TrackingConfig:
+    enabled: bool = True  # PoseFlow per video; False leaves track_id null
+    poseflow: PoseFlowParams = field(default_factory=PoseFlowParams)  # mode "released" (AlphaPose) or "improved"
+
+
+@dataclass(frozen=True, kw_only=True)
 class LabelConfig:
     """Everything ``jobs.label`` runs with; hashed (minus resources) into every commit marker."""
 
     detector: DetectorConfig
     sppe: SPPEConfig
     pose_nms: PoseNMSParams = field(default_factory=PoseNMSParams)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
     run: RunConfig = field(default_factory=RunConfig)
     resources: ResourcesConfig = field(default_factory=ResourcesConfig)
 

@@ -79,8 +79,14 @@ class OracleSPPE:
         return out
 
 
-def _gt_frames(gt: dict, num_joints: int) -> dict:
-    names = {im["id"]: im["file_name"].rsplit("/", 1)[-1] for im in gt["images"]}
+def _frame_names(gt: dict, video: bool) -> dict:
+    """GT image id → the name our frame keys end in: the file name, or ``<frame_index>.jpg`` for a video."""
+    if video:
+        return {im["id"]: f"{im['frame_id']}.jpg" for im in gt["images"]}
+    return {im["id"]: im["file_name"].rsplit("/", 1)[-1] for im in gt["images"]}
+
+
+def _gt_frames(gt: dict, num_joints: int, names: dict) -> dict:
     frames: dict[str, list] = {}
     for a in gt["annotations"]:
         if not a.get("num_keypoints"):
@@ -91,15 +97,16 @@ def _gt_frames(gt: dict, num_joints: int) -> dict:
     return frames
 
 
-def _detections(gt: dict, path: Path, seed: int = 0) -> None:
+def _detections(gt: dict, path: Path, names: dict, seed: int = 0) -> None:
     """Ground-truth boxes (score 0.9) and one jittered duplicate each (score 0.6): pose NMS must merge them."""
     rng = np.random.default_rng(seed)
     out = []
     for a in gt["annotations"]:
         x, y, w, h = a["bbox"]
-        out.append({"image_id": a["image_id"], "category_id": 1, "bbox": [x, y, w, h], "score": 0.9})
+        key = names[a["image_id"]]
+        out.append({"image_id": key, "category_id": 1, "bbox": [x, y, w, h], "score": 0.9})
         d = rng.normal(0, 0.05, 4) * np.array([w, h, w, h])
-        out.append({"image_id": a["image_id"], "category_id": 1, "score": 0.6,
+        out.append({"image_id": key, "category_id": 1, "score": 0.6,
                     "bbox": [x + d[0], y + d[1], max(w + d[2], 2.0), max(h + d[3], 2.0)]})
     path.write_text(json.dumps(out))
 
@@ -115,24 +122,26 @@ def ray_session():
     ray.shutdown()
 
 
-def _run_oracle(images_dir: Path, gt_path: Path, keypoint_set: str, num_joints: int, out: Path) -> None:
+def _run_oracle(media: Path, gt_path: Path, keypoint_set: str, num_joints: int, out: Path,
+                tracking=None) -> None:
     from actors.publish import PublishSpec
     from jobs.label import build_config
     from pipelines.label import build_label_dataset, configure_data_context, probe_units
     from pipelines.sources import list_inputs
 
     gt = json.loads(gt_path.read_text())
+    names = _frame_names(gt, video=media.suffix == ".mp4")
     dets = out.parent / f"{out.name}_dets.json"
-    _detections(gt, dets)
+    _detections(gt, dets, names)
     cfg = build_config(None, ["detector.arch=precomputed", f"detector.weights={dets}", "sppe.random_weights=true",
                               f"sppe.keypoint_set={keypoint_set}", f"sppe.num_joints={num_joints}"])
     configure_data_context()
-    units = list_inputs([str(images_dir)])
+    units = list_inputs([str(media)])
     spec = PublishSpec(output=str(out), run_id="oracle", config_hash="oracle",
                        fingerprints={u.video_id: u.fingerprint for u in units}, keypoint_set=keypoint_set,
-                       sppe="oracle", sppe_sha256="oracle", random_weights=False)
+                       sppe="oracle", sppe_sha256="oracle", random_weights=False, tracking=tracking)
     summaries = build_label_dataset(probe_units(units, cfg), cfg, spec, num_partitions=1, sppe_stage=OracleSPPE,
-                                    sppe_cfg={"frames": _gt_frames(gt, num_joints), "num_joints": num_joints}
+                                    sppe_cfg={"frames": _gt_frames(gt, num_joints, names), "num_joints": num_joints}
                                     ).take_all()
     assert [s["num_errors"] for s in summaries] == [0] and summaries[0]["published"]
 
@@ -163,3 +172,21 @@ def test_oracle_crowdpose_ap(ray_session, shared_data, tmp_path):
     stats = json.loads((tmp_path / "cp_eval.json").read_text())
     print("oracle CrowdPose:", json.dumps(stats.get("stats", stats)))
     assert stats["stats"]["AP"] >= 0.90, stats
+
+
+@pytest.mark.parametrize("mode", ["released", "improved"])
+def test_oracle_bonn_video_tracking(ray_session, shared_data, tmp_path, mode):
+    """The Bonn clip (mp4, 4 people, 41 frames) with PoseFlow in the per-video stage: identities must hold."""
+    from jobs.evaluate import main as evaluate
+    from models.poseflow import PoseFlowParams
+
+    out = tmp_path / "bonn"
+    gt_path = shared_data / "bonn_posetrack" / "060470979.json"
+    _run_oracle(shared_data / "bonn_posetrack" / "060470979.mp4", gt_path, "crowdpose14", 14, out,
+                tracking=PoseFlowParams(mode=mode))
+    assert evaluate(["--output", str(out), "--gt", str(gt_path), "--kind", "track",
+                     "--out", str(tmp_path / "track.json")]) == 0
+    res = json.loads((tmp_path / "track.json").read_text())
+    stats = res["tracking"]["overall"]
+    print(f"oracle Bonn tracking ({mode}):", json.dumps(stats))
+    assert stats["IDF1"] >= 0.95 and stats["MOTA"] >= 0.95, stats

@@ -1,0 +1,370 @@
+"""Image correspondences for PoseFlow: ORB matches between consecutive frames, compact and filtered to the people.
+
+PoseFlow's two correspondence-based affinities (``models.poseflow``, spec
+``../shared/specs/poseflow-crowdpose-pgpg-prm.md`` §1.4–§1.5) need point pairs between two frames. This module
+computes them where the pixels are (the decode stage, ``../shared/specs/ray-notes.md`` §1.4) as AlphaPose's
+``trackers/PoseFlow/matching.py`` ``orb_matching`` does: OpenCV ORB (10 000 features, FAST score), 2-nearest-neighbour
+Hamming matching, Lowe's ratio test at 0.8, coordinates truncated to int, and the two fallbacks to AlphaPose's
+identity correspondence (too few keypoints, too few matches), which is returned as ``None`` (never as per-pixel rows;
+``models.poseflow`` computes that case analytically). Each frame's ORB features are computed once and reused for both
+pairs it belongs to (AlphaPose detects them twice). ``filter_for_tracking`` then keeps only the pairs that the
+tracker's grades can read, once both frames' poses are known, so that a pair of frames travels as a few kilobytes of
+int16 instead of ~10 000 float rows; the grades computed from the filtered pairs are identical.
+
+Array conventions: frames are uint8 ``[H, W, 3]`` RGB (what PyAV's ``rgb24`` gives). AlphaPose hands OpenCV an RGB
+image too (it converts ``imread``'s BGR to RGB first, and ORB's grey conversion assumes BGR), so passing our RGB
+frames unchanged reproduces its grey image. Correspondences are integer ``[M, 4]`` rows (x_t, y_t, x_t1, y_t1) in
+pixels, int16 when every coordinate fits (always, for frames under 32 768 px), else int32. Boxes are AlphaPose's
+``[x_min, x_max, y_min, y_max]`` with inclusive bounds.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterable, Literal
+
+import cv2
+import numpy as np
+
+from models.poseflow import PoseFlowParams, pose_boxes
+
+__all__ = [
+    "OrbParams",
+    "OrbFeatures",
+    "MATCHERS",
+    "orb_features",
+    "match_features",
+    "orb_correspondences",
+    "video_correspondences",
+    "compact_correspondences",
+    "alphapose_file_bytes",
+    "filter_to_boxes",
+    "tracking_regions",
+    "filter_for_tracking",
+]
+
+MATCHERS = ("bruteforce", "flann", "windowed")
+Matcher = Literal["bruteforce", "flann", "windowed"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class OrbParams:
+    """ORB matching constants (spec §1.4, AlphaPose ``matching.py``), AlphaPose's values as defaults."""
+
+    nfeatures: int = 10000  # ORB_create(nfeatures=10000, scoreType=ORB_FAST_SCORE), other ORB settings default
+    ratio: float = 0.8  # Lowe's ratio test: keep the best match if its distance is < ratio · second best
+    min_keypoint_product: int = 400  # identity fallback when len(kp_t) · len(kp_t1) < this (§1.4 step 3)
+    # Identity fallback when fewer matches survive (§1.4 step 7). AlphaPose's rule is "the match file has fewer
+    # than 1000 bytes"; a line is "%d %d %d %d %f \n", 27 bytes for 3-digit coordinates and a 2-digit distance
+    # (most rows of a 960×540 frame), so 37 lines make 999 bytes and 38 lines 1026: 38 matches reproduces the rule
+    # there. Smaller frames (2-digit coordinates, 23-byte lines) needed up to 44; set emulate_file_size for the
+    # exact byte rule.
+    min_matches: int = 38
+    emulate_file_size: bool = False  # use AlphaPose's exact "< 1000 bytes" rule instead of min_matches
+    # "bruteforce": exact 2-NN by Hamming distance (cv2.batchDistance), what FLANN's LSH search approximates. On the
+    # 40 pairs of the Bonn test clip: identical pairs for 30; for the other 10 FLANN kept the same pairs plus 1–2
+    # more (it missed a query's true second neighbour, so the ratio test passed). ~5× faster here, deterministic.
+    # "flann": AlphaPose's matcher exactly (FLANN LSH, table 12, key 12, multi-probe 2, checks 100).
+    # "windowed": exact 2-NN among the frame-t+1 points within ±window pixels of the frame-t point (a deviation:
+    # faster; it assumes nothing moves more than `window` pixels between frames and changes the ratio test's
+    # second neighbour to the best one inside the window).
+    matcher: Matcher = "bruteforce"
+    window: int = 48  # pixels, "windowed" only
+    lsh_table_number: int = 12
+    lsh_key_size: int = 12
+    lsh_multi_probe_level: int = 2
+    flann_checks: int = 100
+
+    def __post_init__(self) -> None:
+        if self.matcher not in MATCHERS:
+            raise ValueError(f"OrbParams.matcher={self.matcher!r}; choose one of {', '.join(MATCHERS)}")
+        for name in ("nfeatures", "min_keypoint_product", "min_matches", "window", "lsh_table_number",
+                     "lsh_key_size", "lsh_multi_probe_level", "flann_checks"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+                raise ValueError(f"OrbParams.{name}={value!r} must be an int >= 0")
+        if self.nfeatures < 1 or self.window < 1:
+            raise ValueError(f"OrbParams.nfeatures={self.nfeatures} and window={self.window} must be >= 1")
+        if not 0.0 < float(self.ratio) <= 1.0:
+            raise ValueError(f"OrbParams.ratio={self.ratio!r} must be in (0, 1]")
+        if not isinstance(self.emulate_file_size, bool):
+            raise TypeError(f"OrbParams.emulate_file_size must be a bool, got {self.emulate_file_size!r}")
+
+
+@dataclass(frozen=True)
+class OrbFeatures:
+    """ORB keypoints of one frame: ``points`` float32 ``[N, 2]`` (x, y) pixels, ``descriptors`` uint8 ``[N, 32]``."""
+
+    points: np.ndarray
+    descriptors: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.points)
+
+
+def _check_frame(frame: np.ndarray) -> np.ndarray:
+    img = np.asarray(frame)
+    if img.dtype != np.uint8 or img.ndim != 3 or img.shape[2] != 3:
+        raise ValueError(f"frame must be uint8 [H, W, 3] RGB, got {img.dtype} {img.shape}")
+    return img
+
+
+def orb_features(frame: np.ndarray, params: OrbParams = OrbParams()) -> OrbFeatures:
+    """ORB keypoints and descriptors of one uint8 RGB frame (spec §1.4 step 2).
+
+    Args:
+        frame: uint8 ``[H, W, 3]`` RGB. Passed to OpenCV unchanged, as AlphaPose passes its RGB-converted image.
+        params: ``nfeatures`` is read.
+
+    Returns:
+        ``OrbFeatures`` (possibly empty).
+    """
+    img = _check_frame(frame)
+    orb = cv2.ORB_create(nfeatures=params.nfeatures, scoreType=cv2.ORB_FAST_SCORE)
+    keypoints, descriptors = orb.detectAndCompute(img, None)
+    if descriptors is None or not keypoints:
+        return OrbFeatures(np.zeros((0, 2), np.float32), np.zeros((0, 32), np.uint8))
+    points = np.array([kp.pt for kp in keypoints], dtype=np.float32).reshape(-1, 2)
+    return OrbFeatures(points, descriptors)
+
+
+def _two_nearest_bruteforce(d_t: np.ndarray, d_t1: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    dist, nidx = cv2.batchDistance(d_t, d_t1, cv2.CV_32S, normType=cv2.NORM_HAMMING, K=2)
+    return dist.astype(np.int64), nidx.astype(np.int64)
+
+
+def _two_nearest_flann(d_t: np.ndarray, d_t1: np.ndarray, params: OrbParams) -> tuple[np.ndarray, np.ndarray]:
+    index_params = dict(algorithm=6, table_number=params.lsh_table_number, key_size=params.lsh_key_size,
+                        multi_probe_level=params.lsh_multi_probe_level)  # 6 = FLANN_INDEX_LSH
+    matcher = cv2.FlannBasedMatcher(index_params, dict(checks=params.flann_checks))
+    dist = np.full((len(d_t), 2), -1, np.int64)
+    nidx = np.full((len(d_t), 2), -1, np.int64)
+    for i, pair in enumerate(matcher.knnMatch(d_t, d_t1, k=2)):
+        for j, m in enumerate(pair[:2]):
+            dist[i, j] = int(m.distance)
+            nidx[i, j] = m.trainIdx
+    return dist, nidx
+
+
+def _two_nearest_windowed(f_t: OrbFeatures, f_t1: OrbFeatures, window: int) -> tuple[np.ndarray, np.ndarray]:
+    """Exact 2-NN restricted to |Δx| ≤ window and |Δy| ≤ window, one ``batchDistance`` call per grid cell.
+
+    Frame-t points are bucketed into cells of ``window`` pixels; the frame-t+1 points of the 3×3 surrounding cells
+    contain every point of the window, and a mask restricts the search to the window exactly.
+    """
+    dist = np.full((len(f_t), 2), -1, np.int64)
+    nidx = np.full((len(f_t), 2), -1, np.int64)
+    if len(f_t) == 0 or len(f_t1) == 0:
+        return dist, nidx
+    p_t, p_t1 = f_t.points.astype(np.float32), f_t1.points.astype(np.float32)
+    cell_t = np.floor(p_t / window).astype(np.int64)
+    cell_t1 = np.floor(p_t1 / window).astype(np.int64)
+    ncols = int(max(cell_t[:, 0].max(), cell_t1[:, 0].max())) + 3
+    key_t1 = cell_t1[:, 1] * ncols + cell_t1[:, 0]
+    order_t1 = np.argsort(key_t1, kind="stable")
+    sorted_t1 = key_t1[order_t1]
+    key_t = cell_t[:, 1] * ncols + cell_t[:, 0]
+    order_t = np.argsort(key_t, kind="stable")
+    cells, starts = np.unique(key_t[order_t], return_index=True)
+    ends = np.append(starts[1:], len(order_t))
+    for cell, start, end in zip(cells.tolist(), starts.tolist(), ends.tolist()):
+        cy, cx = divmod(cell, ncols)
+        pieces = []
+        for row in (cy - 1, cy, cy + 1):  # cells (cx-1..cx+1, row) are contiguous in the sorted key order
+            lo = np.searchsorted(sorted_t1, row * ncols + cx - 1, side="left")
+            hi = np.searchsorted(sorted_t1, row * ncols + cx + 1, side="right")
+            pieces.append(order_t1[lo:hi])
+        train = np.concatenate(pieces)
+        if len(train) == 0:
+            continue
+        query = order_t[start:end]
+        q_pts, t_pts = p_t[query], p_t1[train]
+        near_x = np.abs(np.subtract.outer(q_pts[:, 0], t_pts[:, 0])) <= window
+        near_x &= np.abs(np.subtract.outer(q_pts[:, 1], t_pts[:, 1])) <= window
+        mask = near_x.view(np.uint8)
+        k = min(2, len(train))
+        d, i = cv2.batchDistance(f_t.descriptors[query], f_t1.descriptors[train], cv2.CV_32S,
+                                 normType=cv2.NORM_HAMMING, K=k, mask=mask)
+        d = d.astype(np.int64).reshape(len(query), k)
+        i = i.astype(np.int64).reshape(len(query), k)
+        valid = i >= 0
+        dist[query, :k] = np.where(valid, d, -1)
+        nidx[query, :k] = np.where(valid, train[np.maximum(i, 0)], -1)
+    return dist, nidx
+
+
+def alphapose_file_bytes(correspondences: np.ndarray, distances: np.ndarray) -> int:
+    """Size in bytes of AlphaPose's ``<t>_<t1>_orb.txt`` for these matches (lines ``"%d %d %d %d %f \\n"``).
+
+    Args:
+        correspondences: int ``[M, 4]``; distances: ``[M]`` Hamming distances of the kept matches.
+    """
+    corr = np.asarray(correspondences, dtype=np.int64).reshape(-1, 4)
+    int_text = np.char.str_len(corr.astype(str))  # "%d" widths, sign included
+    float_text = np.char.str_len(np.char.mod("%f", np.asarray(distances, dtype=np.float64)))
+    return int(int_text.sum() + float_text.sum() + 6 * len(corr))  # 4 spaces + " \n" per line
+
+
+def compact_correspondences(correspondences: np.ndarray) -> np.ndarray:
+    """``[M, 4]`` integer pairs as int16 when every coordinate fits in [-32768, 32767], else int32."""
+    corr = np.asarray(correspondences).reshape(-1, 4)
+    if corr.size and (corr.min() < np.iinfo(np.int16).min or corr.max() > np.iinfo(np.int16).max):
+        return corr.astype(np.int32)
+    return corr.astype(np.int16)
+
+
+def match_features(f_t: OrbFeatures, f_t1: OrbFeatures, params: OrbParams = OrbParams()) -> np.ndarray | None:
+    """ORB correspondences between two frames' features (spec §1.4 steps 3–7).
+
+    Args:
+        f_t, f_t1: ``orb_features`` of frame t and frame t+1.
+        params: matching constants.
+
+    Returns:
+        int16/int32 ``[M, 4]`` rows (x_t, y_t, x_t1, y_t1), coordinates truncated to int as AlphaPose writes them,
+        in frame-t keypoint order; or None, meaning AlphaPose's identity fallback, when
+        ``len(f_t) · len(f_t1) < min_keypoint_product`` or fewer than ``min_matches`` matches survive.
+    """
+    if len(f_t) * len(f_t1) < params.min_keypoint_product or len(f_t1) < 2:
+        return None  # (with one frame-t+1 keypoint no query has the two neighbours the ratio test needs)
+    if params.matcher == "bruteforce":
+        dist, nidx = _two_nearest_bruteforce(f_t.descriptors, f_t1.descriptors)
+    elif params.matcher == "flann":
+        dist, nidx = _two_nearest_flann(f_t.descriptors, f_t1.descriptors, params)
+    else:
+        dist, nidx = _two_nearest_windowed(f_t, f_t1, params.window)
+    if dist.shape[1] < 2:
+        return None
+    # AlphaPose drops queries with fewer than 2 neighbours, then keeps m0 if m0.distance < 0.80 * m1.distance.
+    has_two = (nidx[:, 0] >= 0) & (nidx[:, 1] >= 0)
+    keep = has_two & (dist[:, 0].astype(np.float64) < params.ratio * dist[:, 1].astype(np.float64))
+    query = np.flatnonzero(keep)
+    train = nidx[query, 0]
+    # "%d" of a non-negative float truncates toward zero.
+    corr = np.trunc(np.concatenate([f_t.points[query], f_t1.points[train]], axis=1).astype(np.float64))
+    corr = corr.astype(np.int64)
+    if params.emulate_file_size:
+        too_few = alphapose_file_bytes(corr, dist[query, 0]) < 1000
+    else:
+        too_few = len(corr) < params.min_matches
+    return None if too_few else compact_correspondences(corr)
+
+
+def orb_correspondences(frame_t: np.ndarray, frame_t1: np.ndarray,
+                        params: OrbParams = OrbParams()) -> np.ndarray | None:
+    """``match_features(orb_features(frame_t), orb_features(frame_t1))``: AlphaPose's ``orb_matching`` for one pair.
+
+    Args:
+        frame_t, frame_t1: uint8 ``[H, W, 3]`` RGB frames.
+
+    Returns:
+        int16/int32 ``[M, 4]`` (x_t, y_t, x_t1, y_t1), or None for the identity fallback.
+    """
+    return match_features(orb_features(frame_t, params), orb_features(frame_t1, params), params)
+
+
+def video_correspondences(frames: Iterable[np.ndarray], params: OrbParams = OrbParams()) -> list[np.ndarray | None]:
+    """Correspondences of every consecutive pair, each frame's ORB features computed once.
+
+    Args:
+        frames: uint8 RGB frames in order (any iterable: frames are consumed one at a time).
+
+    Returns:
+        One entry per frame: entry t relates frame t−1 to frame t (None for t = 0 and for identity fallbacks).
+        This is the layout ``models.poseflow.track_video`` takes.
+    """
+    out: list[np.ndarray | None] = []
+    previous = None
+    for frame in frames:
+        features = orb_features(frame, params)
+        out.append(None if previous is None else match_features(previous, features, params))
+        previous = features
+    return out
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Filtering to what the tracker reads.
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def filter_to_boxes(correspondences: np.ndarray | None, regions_t: np.ndarray,
+                    regions_t1: np.ndarray) -> np.ndarray | None:
+    """Keep the pairs whose frame-t point is in some region of frame t OR whose frame-t+1 point is in one of t+1.
+
+    Why both sides: ``dm_iou`` = |S₁∩S₂| / |S₁∪S₂| with S₁ the pairs whose frame-t point is in the candidate's box
+    and S₂ those whose frame-t+1 point is in the detection's box. Keeping only pairs that land in frame-t+1 boxes
+    would drop pairs of S₁ \\ S₂ and shrink the union; keeping every pair of S₁ and of S₂ leaves both sets, hence
+    every IoU, unchanged.
+
+    Args:
+        correspondences: ``[M, 4]`` (x_t, y_t, x_t1, y_t1), or None (identity fallback, returned unchanged).
+        regions_t: ``[R, 4]`` [x_min, x_max, y_min, y_max] in frame t (inclusive bounds).
+        regions_t1: ``[S, 4]`` in frame t+1.
+
+    Returns:
+        The kept rows in their original order, compacted to int16 when they fit (see ``compact_correspondences``),
+        or None when the input was None.
+    """
+    if correspondences is None:
+        return None
+    corr = np.asarray(correspondences)
+    c = corr.reshape(-1, corr.shape[-1])[:, :4].astype(np.float64)
+    keep = np.zeros(len(c), dtype=bool)
+    for regions, (cx, cy) in ((regions_t, (0, 1)), (regions_t1, (2, 3))):
+        r = np.asarray(regions, dtype=np.float64).reshape(-1, 4)
+        if len(r):
+            inside = ((c[:, cx, None] >= r[:, 0]) & (c[:, cx, None] <= r[:, 1])
+                      & (c[:, cy, None] >= r[:, 2]) & (c[:, cy, None] <= r[:, 3]))
+            keep |= inside.any(axis=1)
+    kept = corr.reshape(-1, corr.shape[-1])[keep, :4]
+    return compact_correspondences(kept) if np.issubdtype(kept.dtype, np.integer) else kept
+
+
+def tracking_regions(keypoints: np.ndarray, image_size: tuple[int, int],
+                     params: PoseFlowParams = PoseFlowParams()) -> np.ndarray:
+    """Regions of one frame that PoseFlow's correspondence terms can read: 2 boxes per person.
+
+    For each pose: its AlphaPose box (``dm_iou``, spec §1.3) and the hull of its keypoint squares,
+    [min x − mag, max x + mag] × [min y − mag, max y + mag] (``pose_iou_dm``; every square lies inside it).
+
+    Args:
+        keypoints: float ``[N, K, 2]`` pixels; image_size: (W, H); params: ``mag`` and ``box_expand`` are read.
+
+    Returns:
+        float64 ``[2N, 4]`` [x_min, x_max, y_min, y_max].
+    """
+    kp = np.asarray(keypoints, dtype=np.float64)
+    if kp.shape[0] == 0:
+        return np.zeros((0, 4), dtype=np.float64)
+    boxes = pose_boxes(kp, image_size, params.box_expand).astype(np.float64)
+    lo = kp.min(axis=1) - params.mag
+    hi = kp.max(axis=1) + params.mag
+    hulls = np.stack([lo[:, 0], hi[:, 0], lo[:, 1], hi[:, 1]], axis=1)
+    return np.concatenate([boxes, hulls])
+
+
+def filter_for_tracking(correspondences: np.ndarray | None, keypoints_t: np.ndarray, keypoints_t1: np.ndarray,
+                        image_size: tuple[int, int], params: PoseFlowParams = PoseFlowParams()) -> np.ndarray | None:
+    """Drop the pairs no PoseFlow grade can read, keeping every grade identical.
+
+    Frame t must be the frame whose records are the tracker's "recent" candidates, i.e. the previous frame with
+    detections (``PoseFlowTracker.update``). Exact whenever only recent candidates use the correspondence terms:
+    true for the released weights (``weights_old`` gives them weight 0) and for ``mode="improved"`` (it reads the
+    pairs inside the recent candidates' boxes only).
+
+    Args:
+        correspondences: ``[M, 4]`` from ``match_features``, or None (returned unchanged).
+        keypoints_t: float ``[N_t, K, 2]`` poses of frame t; keypoints_t1: ``[N_t1, K, 2]`` of frame t+1.
+        image_size: (W, H) (both frames of a video have the same size).
+        params: the tracker's parameters (``mag``, ``box_expand``).
+
+    Returns:
+        The kept pairs (int16 when they fit), or None.
+    """
+    if correspondences is None:
+        return None
+    if (params.weights_old[0] != 0 or params.weights_old[2] != 0) and params.mode == "released":
+        raise ValueError("filter_for_tracking is exact only when weights_old gives dm_iou and pose_iou_dm weight 0 "
+                         f"(older candidates would read pairs outside frame t's poses); got {params.weights_old}")
+    return filter_to_boxes(correspondences, tracking_regions(keypoints_t, image_size, params),
+                           tracking_regions(keypoints_t1, image_size, params))
