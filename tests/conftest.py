@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 from pathlib import Path
 
 import numpy as np
@@ -31,3 +32,35 @@ def coco_gt(shared_data: Path) -> dict:
 def _seed() -> None:
     torch.manual_seed(0)
     np.random.seed(0)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def s3_server(monkeypatch):
+    """A real S3 API (moto's server) on 127.0.0.1; dummy credentials and the endpoint live in the environment
+    only (``AWS_ENDPOINT_URL``), exactly as the jobs read them in production."""
+    import s3fs
+    from moto.server import ThreadedMotoServer
+
+    # fsspec caches filesystem instances by their arguments, not by the environment: an instance made for an
+    # earlier test's server would keep talking to that (stopped) server.
+    s3fs.S3FileSystem.clear_instance_cache()
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port)
+    server.start()
+    endpoint = f"http://127.0.0.1:{port}"
+    import urllib.request
+
+    # moto's backends are process-wide: start every test with empty buckets.
+    urllib.request.urlopen(urllib.request.Request(f"{endpoint}/moto-api/reset", method="POST"), timeout=10).close()
+    for k, v in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing-secret",
+                 "AWS_DEFAULT_REGION": "us-east-1", "AWS_ENDPOINT_URL": endpoint}.items():
+        monkeypatch.setenv(k, v)
+    yield endpoint
+    server.stop()
+    s3fs.S3FileSystem.clear_instance_cache()

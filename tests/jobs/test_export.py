@@ -4,7 +4,6 @@ including frames without persons and untracked rows; plus the table reader ``pip
 from __future__ import annotations
 
 import json
-import socket
 from pathlib import Path
 
 import numpy as np
@@ -270,25 +269,6 @@ def test_export_exit_codes(run, capsys):
 
 
 # ---- object storage ------------------------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def s3_server(monkeypatch):
-    """moto's S3 server on 127.0.0.1, dummy credentials in the environment only."""
-    from moto.server import ThreadedMotoServer
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port)
-    server.start()
-    endpoint = f"http://127.0.0.1:{port}"
-    for k, v in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing-secret",
-                 "AWS_DEFAULT_REGION": "us-east-1", "AWS_ENDPOINT_URL": endpoint}.items():
-        monkeypatch.setenv(k, v)
-    monkeypatch.delenv("RAYPOSE_S3_ENDPOINT", raising=False)
-    yield endpoint
-    server.stop()
 
 
 @pytest.mark.s3

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -14,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import free_port
 from jobs.make_sample import main as make_sample
 
 REPO = Path(__file__).resolve().parents[2]
@@ -21,33 +21,11 @@ FAST = ["--set", "sppe.arch=fastpose_res18", "--set", "sppe.random_weights=true"
         "--set", "run.shard_frames=8"]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def sample(tmp_path_factory):
     out = tmp_path_factory.mktemp("sample")
     assert make_sample(["--out", str(out), "--frames", "12", "--persons", "2", "--size", "256x160"]) == 0
     return out
-
-
-@pytest.fixture
-def s3_server(monkeypatch):
-    """A real S3 API (moto's server) on 127.0.0.1, with dummy credentials in the environment only."""
-    from moto.server import ThreadedMotoServer
-
-    port = _free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port)
-    server.start()
-    endpoint = f"http://127.0.0.1:{port}"
-    for k, v in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing-secret",
-                 "AWS_DEFAULT_REGION": "us-east-1", "AWS_ENDPOINT_URL": endpoint}.items():
-        monkeypatch.setenv(k, v)
-    yield endpoint
-    server.stop()
 
 
 @pytest.mark.s3
@@ -108,7 +86,7 @@ def _kill_ray_under(temp_dir: str) -> None:
 @pytest.mark.slow
 def test_ray_job_submit(sample, tmp_path):
     temp_dir = tempfile.mkdtemp(prefix="rp-", dir="/tmp")  # short: Ray's socket paths are length-limited
-    port, dash = _free_port(), _free_port()
+    port, dash = free_port(), free_port()
     ray_bin = str(Path(sys.executable).parent / "ray")
     # As on a cluster node where the project is installed: "python" on PATH is the environment's interpreter.
     env = {**os.environ, "RAY_DATA_DISABLE_PROGRESS_BARS": "1", "RAY_AUTH_MODE": "disabled",
