@@ -181,7 +181,10 @@ def main(argv: list[str] | None = None) -> int:
         summaries = ds.take_all()
         t_ray = time.perf_counter() - t0
     frames_ray = sum(int(s["num_frames"]) for s in summaries)
-    per_frame = _ray_bytes_per_frame(ds.stats(), frames_ray)
+    stats_text = ds.stats()
+    per_frame = _ray_bytes_per_frame(stats_text, frames_ray)
+    if os.environ.get("RAYPOSE_BENCH_STATS"):
+        Path(os.environ["RAYPOSE_BENCH_STATS"]).write_text(stats_text)
     ray.shutdown()
 
     fps_loop, fps_ray = frames_loop / t_loop, frames_ray / t_ray
