@@ -6,19 +6,24 @@ shape) or as an object array of arrays (variable shapes); ``rows_of`` gives a li
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import torch
+
+if TYPE_CHECKING:
+    import torch
 
 __all__ = ["pick_device", "rows_of", "ragged", "is_error"]
 
 
-def pick_device(device: str) -> torch.device:
+def pick_device(device: str) -> "torch.device":
     """``"cpu"``/``"cuda"``/``"cuda:1"`` as given; ``"auto"`` → CUDA only if Ray assigned this worker a GPU.
 
     Inside Ray the GPU assignment (``ray.get_gpu_ids()``), not ``torch.cuda.is_available()``, decides: since
     Ray 2.48 a worker given no GPU can still see the node's GPUs (``ray-notes.md`` §2.2). Outside Ray (tests,
     notebooks) ``"auto"`` uses CUDA when available.
     """
+    import torch  # here, not at import: the CPU-only stages that share this module never load torch
     if device != "auto":
         return torch.device(device)
     try:

@@ -1,6 +1,6 @@
 """The per-video stage: sort a video's frame rows, track, build its tables and publish them atomically.
 
-Used as ``groupby("video_id").map_groups(TrackAndPublish, ...)``: each call receives every row of one video (in no
+Used as ``groupby("video_id").map_groups(publish_video, ...)``: each call receives every row of one video (in no
 particular order, ``ray-notes.md`` §3), and returns one summary row. Publishing follows ``pipelines.publish``:
 keypoint table, frames table, then the commit marker. A video whose frames could not be read at all is not
 published (no marker), so a rerun tries it again; a video with some bad frames is published with those frames'
@@ -26,7 +26,7 @@ from pipelines.schema import frames_table, keypoint_table, table_metadata
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["PublishSpec", "TrackAndPublish", "SUMMARY_COLUMNS"]
+__all__ = ["PublishSpec", "TrackAndPublish", "publish_video", "SUMMARY_COLUMNS"]
 
 SUMMARY_COLUMNS = ("video_id", "source_uri", "published", "num_frames", "num_persons", "num_errors", "errors_json",
                    "stage_seconds_json")
@@ -197,3 +197,8 @@ class TrackAndPublish:
         ), spec.storage_options)
         return {"published": True, "num_frames": num_frames, "num_persons": int(counts.sum()), "errors": errors,
                 "seconds": seconds}
+
+
+def publish_video(batch: dict[str, np.ndarray], spec: PublishSpec) -> dict[str, np.ndarray]:
+    """``map_groups`` function form of ``TrackAndPublish`` (the pipeline runs it as a task)."""
+    return TrackAndPublish(spec)(batch)

@@ -7,7 +7,7 @@ config at each call site and no math (``ray-notes.md`` §11)::
                        ─map_batches(Detector)          actor pool (GPU when configured): boxes + crops, no frames
                        ─map_batches(SPPE)              actor pool: crops → keypoints
                        ─map_batches(apply_pose_nms)    CPU tasks: per-frame parametric pose NMS
-                       ─groupby(video_id).map_groups(TrackAndPublish)   sort, PoseFlow, publish atomically
+                       ─groupby(video_id).map_groups(publish_video)     sort, PoseFlow, publish atomically
 
 One row is one frame all the way (persons as ragged arrays), so frames without people are never lost and no stage
 regroups frames. ``probe_units`` plans the shards in Ray tasks first (a probe demuxes a whole video, which must not
@@ -24,7 +24,7 @@ import numpy as np
 
 from actors.detect import Detector, DetectorConfig
 from actors.pose_nms import apply_pose_nms
-from actors.publish import PublishSpec, TrackAndPublish
+from actors.publish import PublishSpec, publish_video
 from actors.sppe import SPPE, SPPEConfig
 from models.pose_nms import PoseNMSParams
 from models.poseflow import PoseFlowParams
@@ -65,7 +65,7 @@ class ResourcesConfig:
     detect: StageResources = field(default_factory=StageResources)
     sppe: StageResources = field(default_factory=StageResources)
     pose_nms_cpus: float = 0.25
-    publish: StageResources = field(default_factory=lambda: StageResources(num_cpus=0.25, batch_size=1))
+    publish_cpus: float = 0.25  # per-video track-and-publish task
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -199,7 +199,7 @@ def build_label_dataset(shards: list[dict], cfg: LabelConfig, spec: PublishSpec,
     ds = _actor_stage(ds, sppe_stage, sppe_cfg if sppe_cfg is not None else cfg.sppe, r.sppe)
     ds = ds.map_batches(apply_pose_nms, fn_kwargs={"params": cfg.pose_nms}, batch_size=r.detect.batch_size,
                         num_cpus=r.pose_nms_cpus)
+    # Tasks, not an actor pool: nothing to load, and warm task workers skip the start-up an actor would cost.
     return ds.groupby("video_id", num_partitions=num_partitions).map_groups(
-        TrackAndPublish, fn_constructor_kwargs={"spec": spec}, num_cpus=r.publish.num_cpus,
-        compute=ray.data.ActorPoolStrategy(size=r.publish.actors),
+        publish_video, fn_kwargs={"spec": spec}, num_cpus=r.publish_cpus,
     )
