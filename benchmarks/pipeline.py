@@ -154,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
 
     tmp = Path(tempfile.mkdtemp(prefix="rp-bench-"))
     paths, dets = _make_clips(tmp, args.clips, args.frames, args.persons)
-    overrides = [f"detector.arch=precomputed", f"detector.weights={dets}", f"sppe.arch={args.arch}",
+    overrides = ["detector.arch=precomputed", f"detector.weights={dets}", f"sppe.arch={args.arch}",
                  "sppe.random_weights=true", "pose_nms.score_threshold=0", "run.shard_frames=16",
                  f"sppe.threads={args.threads}", "resources.sppe.batch_size=8"]
     cfg = build_config(None, overrides)

@@ -89,7 +89,7 @@ def _stamp(info: dict) -> str:
     return f"{info.get('size')}:{etag if etag else mtime}"
 
 
-def _read_list(fs: fsspec.AbstractFileSystem, path: str, uri: str) -> list[str]:
+def _read_list(fs: fsspec.AbstractFileSystem, path: str) -> list[str]:
     with fs.open(path, "rt") as f:
         text = f.read()
     if _ext(path) == ".txt":
@@ -168,7 +168,7 @@ def list_inputs(uris: Sequence[str], storage_options: dict | None = None) -> lis
     for uri in uris:
         fs, path = fsspec.core.url_to_fs(uri, **storage_options)
         if _ext(path) in LIST_EXTENSIONS and fs.isfile(path):
-            for listed in _read_list(fs, path, uri):
+            for listed in _read_list(fs, path):
                 add_uri(listed)
         else:
             add_uri(uri)
