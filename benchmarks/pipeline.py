@@ -15,13 +15,14 @@ Weights are random: a throughput measurement, not an accuracy result.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import re
 import tempfile
 import threading
 import time
 from pathlib import Path
+
+from benchmarks import write_result
 
 __all__ = ["main"]
 
@@ -147,9 +148,9 @@ def main(argv: list[str] | None = None) -> int:
     import ray
     import torch
 
+    from actors.publish import PublishSpec
     from jobs.label import build_config
     from pipelines.label import build_label_dataset, configure_data_context, probe_units
-    from actors.publish import PublishSpec
     from pipelines.sources import list_inputs
 
     tmp = Path(tempfile.mkdtemp(prefix="rp-bench-"))
@@ -203,10 +204,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"ratio ray/loop: {fps_ray / fps_loop:.3f} (target >= 0.8)")
     for op, b in per_frame.items():
         print(f"  object store, {op}: {b / 1024:.1f} KiB per frame")
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2))
-    print(f"wrote {out}")
+    write_result(result, args.out)
     return 0
 
 

@@ -17,19 +17,22 @@ Weights are random (seeded): throughput does not depend on their values, and not
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import statistics
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
 
+from benchmarks import write_result
 from models.heatmaps import heatmaps_to_keypoints
 from models.sppe import build_sppe
-from models.transforms import boxes_to_center_scale, center_scale_to_boxes, normalize_crops
+from models.transforms import (
+    boxes_to_center_scale,
+    center_scale_to_boxes,
+    normalize_crops,
+)
 
 __all__ = ["main"]
 
@@ -159,10 +162,7 @@ def main(argv: list[str] | None = None) -> int:
         "random_weights": True,
         "rows": rows,
     }
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2))
-    print(f"wrote {out}")
+    write_result(result, args.out)
     return 0
 
 

@@ -146,32 +146,22 @@ def _run_oracle(media: Path, gt_path: Path, keypoint_set: str, num_joints: int, 
     assert [s["num_errors"] for s in summaries] == [0] and summaries[0]["published"]
 
 
-def test_oracle_coco_ap(ray_session, shared_data, tmp_path):
+@pytest.mark.parametrize("dataset, gt_name, keypoint_set, num_joints, kind", [
+    ("coco", "test_coco.json", "coco17", 17, "coco"),
+    ("crowdpose", "test_crowdpose.json", "crowdpose14", 14, "crowdpose"),
+])
+def test_oracle_image_ap(ray_session, shared_data, tmp_path, dataset, gt_name, keypoint_set, num_joints, kind):
+    """COCO keypoint AP / CrowdPose AP of the whole pipeline with a perfect SPPE must be ≥ 0.90."""
     from jobs.evaluate import main as evaluate
 
-    out = tmp_path / "coco"
-    gt_path = shared_data / "coco" / "test_coco.json"
-    _run_oracle(shared_data / "coco", gt_path, "coco17", 17, out)
-    assert evaluate(["--output", str(out), "--gt", str(gt_path), "--kind", "coco",
-                     "--out", str(tmp_path / "coco_eval.json")]) == 0
-    stats = json.loads((tmp_path / "coco_eval.json").read_text())
-    print("oracle COCO:", json.dumps(stats.get("stats", stats)))
-    ap = stats["stats"]["AP"]
-    assert ap >= 0.90, stats
-
-
-def test_oracle_crowdpose_ap(ray_session, shared_data, tmp_path):
-    from jobs.evaluate import main as evaluate
-
-    # CrowdPose images sit beside other files; the image folder is the unit.
-    out = tmp_path / "crowdpose"
-    gt_path = shared_data / "crowdpose" / "test_crowdpose.json"
-    _run_oracle(shared_data / "crowdpose", gt_path, "crowdpose14", 14, out)
-    assert evaluate(["--output", str(out), "--gt", str(gt_path), "--kind", "crowdpose",
-                     "--out", str(tmp_path / "cp_eval.json")]) == 0
-    stats = json.loads((tmp_path / "cp_eval.json").read_text())
-    print("oracle CrowdPose:", json.dumps(stats.get("stats", stats)))
-    assert stats["stats"]["AP"] >= 0.90, stats
+    out = tmp_path / dataset
+    gt_path = shared_data / dataset / gt_name
+    _run_oracle(shared_data / dataset, gt_path, keypoint_set, num_joints, out)
+    assert evaluate(["--output", str(out), "--gt", str(gt_path), "--kind", kind,
+                     "--out", str(tmp_path / "eval.json")]) == 0
+    stats = json.loads((tmp_path / "eval.json").read_text())["stats"]
+    print(f"oracle {dataset}:", json.dumps(stats))
+    assert stats["AP"] >= 0.90, stats
 
 
 @pytest.mark.parametrize("mode", ["released", "improved"])
