@@ -157,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
     paths, dets = _make_clips(tmp, args.clips, args.frames, args.persons)
     overrides = ["detector.arch=precomputed", f"detector.weights={dets}", f"sppe.arch={args.arch}",
                  "sppe.random_weights=true", "pose_nms.score_threshold=0", "run.shard_frames=16",
-                 f"sppe.threads={args.threads}", "resources.sppe.batch_size=8"]
+                 f"sppe.threads={args.threads}", "resources.sppe.batch_size=16"]  # = decode_chunk: both sides forward the same batches
     cfg = build_config(None, overrides)
 
     torch.set_num_threads(args.threads)

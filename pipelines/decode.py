@@ -190,7 +190,7 @@ def _decode_video(shard: dict, chunk: int, storage_options: dict | None) -> Iter
     failure: Exception | None = None
     try:
         stream = container.streams.video[0]
-        stream.thread_type = "AUTO"
+        stream.thread_count = 1  # one core per decode task: parallelism comes from tasks, not codec threads
         if pts_list is None:
             # No timestamps: decode order is frame order; count frames.
             for i, frame in enumerate(container.decode(stream)):
