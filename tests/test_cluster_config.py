@@ -39,3 +39,19 @@ def test_validator_rejects_a_broken_config():
     cfg["head_node_type"] = "no_such_type"
     with pytest.raises(Exception, match="head_node_type"):
         _validate(cfg)
+
+
+def test_kuberay_rayjob_manifest():
+    """deploy/rayjob.yaml: the RayJob fields KubeRay requires, our entrypoint, and the same Ray as pyproject."""
+    job = yaml.safe_load((REPO / "deploy" / "rayjob.yaml").read_text())
+    assert (job["apiVersion"], job["kind"]) == ("ray.io/v1", "RayJob")
+    spec = job["spec"]
+    assert spec["entrypoint"].startswith("python -m jobs.label ")
+    cluster = spec["rayClusterSpec"]
+    deps = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
+    pinned = next(re.search(r"==([\d.]+)", d).group(1) for d in deps if d.startswith("ray["))
+    assert cluster["rayVersion"] == pinned
+    assert cluster["headGroupSpec"]["template"]["spec"]["containers"]
+    for group in cluster["workerGroupSpecs"]:
+        assert group["groupName"] and group["template"]["spec"]["containers"]
+        assert group["minReplicas"] <= group["replicas"] <= group["maxReplicas"]
