@@ -26,10 +26,8 @@ from pipelines.schema import frames_table, keypoint_table, table_metadata
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["PublishSpec", "TrackAndPublish", "publish_video", "SUMMARY_COLUMNS"]
+__all__ = ["PublishSpec", "TrackAndPublish", "publish_video"]
 
-SUMMARY_COLUMNS = ("video_id", "source_uri", "published", "num_frames", "num_persons", "num_errors", "errors_json",
-                   "stage_seconds_json")
 _TIME_COLUMNS = ("t_decode", "t_detect", "t_sppe", "t_pose_nms")
 _FRAME_STATUS = {"probe": "decode_error", "decode": "decode_error", "detect": "detect_error"}
 

@@ -22,14 +22,11 @@ __all__ = ["main", "render_video"]
 
 
 def _poses(output: str, video_ids: list[str] | None):
-    import pyarrow.dataset as pads
+    """The output's keypoint rows as pandas (``video_id`` a plain string) and whether any weights were random."""
+    from pipelines.tables import load_output
 
-    ds = pads.dataset(output.rstrip("/") + "/poses", format="parquet", partitioning="hive")
-    table = ds.to_table(filter=pads.field("video_id").isin(video_ids) if video_ids else None)
-    df = table.to_pandas()
-    df["video_id"] = df["video_id"].astype(str)
-    random = b"true" in {(f.metadata or {}).get(b"raypose.random_weights", b"") for f in [ds.schema]}
-    return df, random
+    tables = load_output(output, video_ids)
+    return tables.poses.to_pandas(), tables.random_weights
 
 
 def _frames_of_video(uri: str, wanted: set[int]):

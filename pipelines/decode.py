@@ -26,13 +26,7 @@ from pipelines.sources import WorkUnit
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["VideoProbe", "probe_video", "plan_shards", "decode_shard", "error_row", "FRAME_COLUMNS"]
-
-#: Columns of every row ``decode_shard`` yields (frames and error rows alike).
-FRAME_COLUMNS = (
-    "frame_key", "video_id", "unit_uri", "source_uri", "kind", "shard_index", "num_frames", "frame_index", "timestamp_s",
-    "image_width", "image_height", "frame", "error", "stage",
-)
+__all__ = ["VideoProbe", "probe_video", "plan_shards", "decode_shard", "error_row"]
 
 
 @dataclass(frozen=True)
