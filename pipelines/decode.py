@@ -9,6 +9,16 @@ Streams without timestamps fall back to one sequential shard counted in decode o
 Images are sharded by position in the unit's natural-sorted file list. Everything here is plain Python (no Ray):
 the pipeline runs ``decode_shard`` as a generator UDF in CPU tasks, and tests call it directly.
 
+**Correspondences for tracking** (``decode_shard(..., orb=OrbParams())``): each decoded frame ``i`` also carries the
+ORB point pairs between frame ``i − 1`` and frame ``i`` (``models.correspondences``), computed here because only
+this stage has the pixels (``ray-notes.md`` §1.4). Every shard but a unit's first also decodes its **leading frame**
+``start − 1`` (planned by ``plan_shards`` as ``lead_pts`` / ``lead_frame``) for its features only, so the pair that
+straddles a shard boundary is produced exactly once, by the later shard, and the leading frame is never emitted.
+Columns: ``correspondences`` int16 ``[M, 4]`` (x, y in frame i − 1, x, y in frame i) per frame and
+``correspondence_kind`` (``CORR_NONE`` no pair: first frame, or correspondences off; ``CORR_PAIRS``; ``CORR_IDENTITY``
+AlphaPose's identity fallback, carried as this flag, never as per-pixel rows). Every row has both columns, so all
+blocks share one schema.
+
 A failing probe or decode never raises to the caller: it yields an **error row** (``error`` non-empty, ``stage``
 naming where) so the job records it and goes on with everything else.
 """
@@ -26,7 +36,10 @@ from pipelines.sources import WorkUnit
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["VideoProbe", "probe_video", "plan_shards", "decode_shard", "error_row"]
+__all__ = ["VideoProbe", "probe_video", "plan_shards", "decode_shard", "error_row", "CORR_NONE", "CORR_PAIRS",
+           "CORR_IDENTITY"]
+
+CORR_NONE, CORR_PAIRS, CORR_IDENTITY = 0, 1, 2  # values of the correspondence_kind column
 
 
 @dataclass(frozen=True)
@@ -96,8 +109,9 @@ def plan_shards(unit: WorkUnit, shard_frames: int, probe: VideoProbe | None = No
         probe: the video's probe (required for videos).
     Returns:
         Shard descriptors (plain dicts, cheap to ship): ``video_id, source_uri, kind, shard_index, start, end,
-        num_frames`` plus ``pts`` (int64 list of the shard's frames' pts, or None) and ``time_base`` (num, den)
-        for videos, ``frames`` (URIs) for images.
+        num_frames`` plus ``pts`` (int64 list of the shard's frames' pts, or None), ``lead_pts`` (pts of frame
+        ``start − 1``, None for the first shard) and ``time_base`` (num, den) for videos; ``frames`` (URIs) and
+        ``lead_frame`` (URI of image ``start − 1`` or None) for images.
     """
     if shard_frames < 1:
         raise ValueError(f"shard_frames must be ≥ 1, got {shard_frames}")
@@ -106,7 +120,7 @@ def plan_shards(unit: WorkUnit, shard_frames: int, probe: VideoProbe | None = No
         n = len(unit.frames)
         return [
             {**base, "shard_index": i, "start": s, "end": min(s + shard_frames, n), "num_frames": n,
-             "frames": list(unit.frames[s:s + shard_frames])}
+             "frames": list(unit.frames[s:s + shard_frames]), "lead_frame": unit.frames[s - 1] if s > 0 else None}
             for i, s in enumerate(range(0, n, shard_frames))
         ]
     if probe is None:
@@ -115,11 +129,12 @@ def plan_shards(unit: WorkUnit, shard_frames: int, probe: VideoProbe | None = No
     tb = (probe.time_base.numerator, probe.time_base.denominator)
     if probe.pts is None:  # no timestamps: one shard decoded sequentially
         return [{**base, "shard_index": 0, "start": 0, "end": n, "num_frames": n, "pts": None, "time_base": tb,
-                 "first_pts": 0}]
+                 "first_pts": 0, "lead_pts": None}]
     first = int(probe.pts[0])
     return [
         {**base, "shard_index": i, "start": s, "end": min(s + shard_frames, n), "num_frames": n,
-         "pts": probe.pts[s:s + shard_frames].tolist(), "time_base": tb, "first_pts": first}
+         "pts": probe.pts[s:s + shard_frames].tolist(), "time_base": tb, "first_pts": first,
+         "lead_pts": int(probe.pts[s - 1]) if s > 0 else None}
         for i, s in enumerate(range(0, n, shard_frames))
     ]
 
@@ -145,10 +160,16 @@ def _frame_keys(shard: dict, index: list[int], sources: list[str]) -> list[str]:
 
 
 def _batch(shard: dict, index: list[int], ts: list[float], frames: np.ndarray, error: str = "",
-           stage: str = "", sources: list[str] | None = None) -> dict[str, np.ndarray]:
-    """A batch of frame rows; ``sources`` are the rows' files (image units), by default the unit's URI."""
+           stage: str = "", sources: list[str] | None = None,
+           pairs: list[tuple[np.ndarray, int, float]] | None = None) -> dict[str, np.ndarray]:
+    """A batch of frame rows; ``sources`` are the rows' files (image units), by default the unit's URI; ``pairs``
+    the rows' (correspondences, kind, seconds) from ``_Pairs`` (default: none)."""
     k = len(index)
     sources = sources if sources is not None else [shard["source_uri"]] * k
+    pairs = pairs if pairs is not None else [_NO_PAIRS] * k
+    corr = np.empty(k, dtype=object)
+    for i, (c, _, _) in enumerate(pairs):
+        corr[i] = c
     return {
         "frame_key": np.array(_frame_keys(shard, index, sources), dtype=object),
         "video_id": np.array([shard["video_id"]] * k, dtype=object),
@@ -164,21 +185,67 @@ def _batch(shard: dict, index: list[int], ts: list[float], frames: np.ndarray, e
         "frame": frames,
         "error": np.array([error] * k, dtype=object),
         "stage": np.array([stage] * k, dtype=object),
+        "correspondences": corr,
+        "correspondence_kind": np.array([kind for _, kind, _ in pairs], np.int8),
+        "t_orb": np.array([secs for _, _, secs in pairs], np.float64),
     }
 
 
-def _decode_video(shard: dict, chunk: int, storage_options: dict | None) -> Iterator[dict[str, np.ndarray]]:
+_NO_PAIRS = (np.zeros((0, 4), np.int16), CORR_NONE, 0.0)
+
+
+class _Pairs:
+    """ORB pairs between consecutive frames, each frame's features computed once (``models.correspondences``).
+
+    ``add(i, frame)`` returns frame ``i``'s (pairs from frame i − 1, kind, seconds); pairs exist only when the
+    previous call was frame ``i − 1``. With ``params=None`` (correspondences off) nothing is computed.
+    """
+
+    def __init__(self, params) -> None:
+        self.params = params
+        self._prev = None
+        self._prev_index: int | None = None
+
+    def add(self, index: int, frame: np.ndarray) -> tuple[np.ndarray, int, float]:
+        if self.params is None:
+            return _NO_PAIRS
+        import time
+
+        from models.correspondences import match_features, orb_features
+
+        t0 = time.perf_counter()
+        features = orb_features(frame, self.params)
+        out = _NO_PAIRS[:2]
+        if self._prev is not None and self._prev_index == index - 1:
+            pairs = match_features(self._prev, features, self.params)
+            out = (pairs, CORR_PAIRS) if pairs is not None else (_NO_PAIRS[0], CORR_IDENTITY)
+        self._prev, self._prev_index = features, index
+        return (*out, time.perf_counter() - t0)
+
+
+def _decode_video(shard: dict, chunk: int, storage_options: dict | None,
+                  orb=None) -> Iterator[dict[str, np.ndarray]]:
     tb = Fraction(*shard["time_base"])
     start, end = shard["start"], shard["end"]
     pts_list = shard.get("pts")
+    lead_pts = shard.get("lead_pts") if orb is not None else None  # frame start − 1: features only, not emitted
+    pairs = _Pairs(orb)
     container, f = _open(shard["source_uri"], storage_options)
     idx: list[int] = []
     ts: list[float] = []
     frames: list[np.ndarray] = []
+    corr: list[tuple[np.ndarray, int, float]] = []
+
+    def keep(i: int, t: float, frame) -> None:
+        rgb = frame.to_ndarray(format="rgb24")
+        idx.append(i)
+        ts.append(t)
+        frames.append(rgb)
+        corr.append(pairs.add(i, rgb))
 
     def flush():
-        out = _batch(shard, idx.copy(), ts.copy(), np.stack(frames))
-        idx.clear(), ts.clear(), frames.clear()
+        out = _batch(shard, idx.copy(), ts.copy(), np.stack(frames), pairs=corr.copy())
+        idx.clear(), ts.clear(), frames.clear(), corr.clear()
         return out
 
     failure: Exception | None = None
@@ -186,32 +253,32 @@ def _decode_video(shard: dict, chunk: int, storage_options: dict | None) -> Iter
         stream = container.streams.video[0]
         stream.thread_count = 1  # one core per decode task: parallelism comes from tasks, not codec threads
         if pts_list is None:
-            # No timestamps: decode order is frame order; count frames.
+            # No timestamps: decode order is frame order; count frames. (Always one shard from frame 0.)
             for i, frame in enumerate(container.decode(stream)):
                 if i >= end:
                     break
                 if i >= start:
-                    idx.append(i)
-                    ts.append(float("nan"))
-                    frames.append(frame.to_ndarray(format="rgb24"))
+                    keep(i, float("nan"), frame)
                     if len(frames) == chunk:
                         yield flush()
         else:
             wanted = np.asarray(pts_list, dtype=np.int64)
             if start > 0:
-                container.seek(int(wanted[0]), stream=stream, backward=True, any_frame=False)
+                first = lead_pts if lead_pts is not None else int(wanted[0])
+                container.seek(int(first), stream=stream, backward=True, any_frame=False)
             got = 0
             for frame in container.decode(stream):
                 if frame.pts is None:
                     continue
                 if frame.pts > wanted[-1]:
                     break
+                if lead_pts is not None and frame.pts == lead_pts:
+                    pairs.add(start - 1, frame.to_ndarray(format="rgb24"))
+                    continue
                 j = int(np.searchsorted(wanted, frame.pts))
                 if j >= len(wanted) or wanted[j] != frame.pts:
                     continue  # a frame decoded only to reach the shard's first one
-                idx.append(start + j)
-                ts.append(float((frame.pts - shard["first_pts"]) * tb))
-                frames.append(frame.to_ndarray(format="rgb24"))
+                keep(start + j, float((frame.pts - shard["first_pts"]) * tb), frame)
                 got += 1
                 if len(frames) == chunk:
                     yield flush()
@@ -228,27 +295,42 @@ def _decode_video(shard: dict, chunk: int, storage_options: dict | None) -> Iter
         raise failure
 
 
-def _decode_images(shard: dict, storage_options: dict | None) -> Iterator[dict[str, np.ndarray]]:
+def _read_image(uri: str, storage_options: dict | None) -> np.ndarray:
     import cv2
     import fsspec
 
+    with fsspec.open(uri, "rb", **(storage_options or {})) as f:
+        data = np.frombuffer(f.read(), np.uint8)
+    bgr = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+    if bgr is None:
+        raise ValueError("not a decodable image")
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+def _decode_images(shard: dict, storage_options: dict | None, orb=None) -> Iterator[dict[str, np.ndarray]]:
+    pairs = _Pairs(orb)
+    if orb is not None and shard.get("lead_frame"):
+        try:
+            pairs.add(shard["start"] - 1, _read_image(shard["lead_frame"], storage_options))
+        except Exception:  # the previous shard reports that image; without it the first pair is simply absent
+            pass
     for offset, uri in enumerate(shard["frames"]):
         i = shard["start"] + offset
         try:
-            with fsspec.open(uri, "rb", **(storage_options or {})) as f:
-                data = np.frombuffer(f.read(), np.uint8)
-            bgr = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
-            if bgr is None:
-                raise ValueError("not a decodable image")
-            rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+            rgb = _read_image(uri, storage_options)
         except Exception as e:  # one bad image is one error row; the shard goes on
             yield error_row(shard, "decode", e, frame_index=i, source=uri)
             continue
-        yield _batch(shard, [i], [float("nan")], rgb[None], sources=[uri])  # images have no clock: NaN time
+        # images have no clock: NaN time
+        yield _batch(shard, [i], [float("nan")], rgb[None], sources=[uri], pairs=[pairs.add(i, rgb)])
 
 
-def decode_shard(shard: dict, chunk: int = 16, storage_options: dict | None = None) -> Iterator[dict[str, np.ndarray]]:
+def decode_shard(shard: dict, chunk: int = 16, storage_options: dict | None = None,
+                 orb=None) -> Iterator[dict[str, np.ndarray]]:
     """Decode one shard into batches of at most ``chunk`` frames (uint8 RGB ``[n, H, W, 3]``).
+
+    ``orb`` (a ``models.correspondences.OrbParams``, or None for no correspondences) adds each frame's ORB pairs
+    with the frame before it (module docstring).
 
     Frames of a video shard come in presentation order with their global ``frame_index``. A failure yields an
     error row (stage ``"decode"``) after whatever frames were decoded before it; frames the shard should have
@@ -259,9 +341,9 @@ def decode_shard(shard: dict, chunk: int = 16, storage_options: dict | None = No
         return
     try:
         if shard["kind"] == "images":
-            yield from _decode_images(shard, storage_options)
+            yield from _decode_images(shard, storage_options, orb)
         else:
-            yield from _decode_video(shard, chunk, storage_options)
+            yield from _decode_video(shard, chunk, storage_options, orb)
     except Exception as e:
         logger.warning("decode failed for %s shard %s: %s", shard["video_id"], shard["shard_index"], e)
         yield error_row(shard, "decode", e)

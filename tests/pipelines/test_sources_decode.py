@@ -107,3 +107,61 @@ def test_bad_media_become_error_rows(tmp_path, shared_data):
     bad = {**plan_shards(unit, 8)[0], "error": "ValueError: video has no frames", "stage": "probe"}
     (row,) = list(decode_shard(bad))
     assert row["stage"][0] == "probe" and row["frame"].shape == (1, 0, 0, 3)
+
+
+@pytest.mark.parametrize("shard_frames", [1, 7, 41])
+def test_correspondences_cross_shard_boundaries_exactly_once(shared_data, shard_frames):
+    """Each frame's ORB pairs (frame i − 1 → i) equal those of the whole clip decoded in one pass, whatever the
+    sharding: a shard decodes its leading frame for features only and never emits it."""
+    from models.correspondences import OrbParams, video_correspondences
+    from pipelines.decode import CORR_IDENTITY, CORR_NONE, CORR_PAIRS
+
+    orb = OrbParams(nfeatures=1500)  # fewer features than AlphaPose's 10 000 only to keep the test fast
+    (unit,) = list_inputs([str(shared_data / "bonn_posetrack" / "060470979.mp4")])
+    probe = probe_video(unit.source_uri)
+    rows = []
+    for shard in plan_shards(unit, shard_frames, probe):
+        for b in decode_shard(shard, chunk=4, orb=orb):
+            rows += [{k: b[k][i] for k in b} for i in range(len(b["frame_index"]))]
+    rows.sort(key=lambda r: int(r["frame_index"]))
+    assert [int(r["frame_index"]) for r in rows] == list(range(41))
+    expected = video_correspondences((r["frame"] for r in rows), orb)
+    assert rows[0]["correspondence_kind"] == CORR_NONE and len(rows[0]["correspondences"]) == 0
+    for r, want in zip(rows[1:], expected[1:]):
+        if want is None:
+            assert r["correspondence_kind"] == CORR_IDENTITY and len(r["correspondences"]) == 0
+        else:
+            assert r["correspondence_kind"] == CORR_PAIRS
+            assert r["correspondences"].dtype == np.int16
+            np.testing.assert_array_equal(r["correspondences"], want)
+    assert sum(r["correspondence_kind"] == CORR_PAIRS for r in rows) >= 35  # a real clip: almost every pair matches
+
+
+def test_image_shards_carry_pairs_across_boundaries(shared_data, tmp_path):
+    from models.correspondences import OrbParams, video_correspondences
+    from pipelines.decode import CORR_NONE
+
+    orb = OrbParams(nfeatures=1000)
+    frames_dir = shared_data / "bonn_posetrack" / "060470979"
+    seq = tmp_path / "seq"
+    seq.mkdir()
+    for p in sorted(frames_dir.iterdir())[:7]:
+        shutil.copy(p, seq / p.name)
+    (unit,) = list_inputs([str(seq)])
+    rows = []
+    for shard in plan_shards(unit, 3):
+        for b in decode_shard(shard, orb=orb):
+            rows += [{k: b[k][i] for k in b} for i in range(len(b["frame_index"]))]
+    expected = video_correspondences((r["frame"] for r in rows), orb)
+    assert rows[0]["correspondence_kind"] == CORR_NONE
+    for r, want in zip(rows[1:], expected[1:]):
+        assert want is not None
+        np.testing.assert_array_equal(r["correspondences"], want)
+
+
+def test_no_correspondences_unless_asked(walkers):
+    from pipelines.decode import CORR_NONE
+
+    (unit,) = list_inputs([str(walkers)])
+    _, rows = _decode_all(unit, 16)
+    assert all(r["correspondence_kind"] == CORR_NONE and r["correspondences"].shape == (0, 4) for r in rows)
