@@ -1,10 +1,13 @@
-"""The per-video stage: sort a video's frame rows, track, build its tables and publish them atomically.
+"""The pipeline's last two stages: stage each frame row, then per video track and publish it atomically.
 
-Used as ``groupby("video_id").map_groups(publish_video, ...)``: each call receives every row of one video (in no
-particular order, ``ray-notes.md`` §3), and returns one summary row. Publishing follows ``pipelines.publish``:
-keypoint table, frames table, then the commit marker. A video whose frames could not be read at all is not
-published (no marker), so a rerun tries it again; a video with some bad frames is published with those frames'
-``status`` in the frames table and the errors in the summary.
+``stage_rows`` (a ``map_batches`` task after pose NMS) writes the rows to ``pipelines.staging`` and returns small
+references. ``TrackAndPublish`` (``groupby("video_id").map_groups(publish_video, ...)`` over those references)
+reads one video's staged shards **one shard at a time, in frame order**, filters the ORB correspondences to what the
+tracker reads, runs PoseFlow, and streams the keypoint and frames tables into ``AtomicParquetWriter``s, so memory is
+the tracker's window plus one shard however long the video (``pipelines.staging`` says why this shape). Publishing
+follows ``pipelines.publish``: keypoint table, frames table, then the commit marker. A video whose frames could not
+be read at all is not published (no marker), so a rerun tries it again; a video with some bad frames is published
+with those frames' ``status`` in the frames table and the errors in the summary.
 
 Every exception inside is caught and turned into the video's error summary: one bad video never fails the others
 hashed into the same block.
@@ -20,15 +23,19 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from actors.common import rows_of
+from models.correspondences import filter_for_tracking
 from models.poseflow import PoseFlowParams, PoseFlowTracker
-from pipelines.publish import Manifest, join_uri, write_manifest, write_table_atomic
-from pipelines.schema import frames_table, keypoint_table, table_metadata
+from pipelines.decode import CORR_PAIRS
+from pipelines.publish import AtomicParquetWriter, Manifest, join_uri, write_manifest
+from pipelines.schema import FRAMES_SCHEMA, KEYPOINT_SCHEMA, frames_table, keypoint_table, table_metadata
+from pipelines.staging import read_staged, remove_staging, write_staged
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["PublishSpec", "TrackAndPublish", "publish_video"]
+__all__ = ["PublishSpec", "stage_rows", "TrackAndPublish", "publish_video"]
 
-_TIME_COLUMNS = ("t_decode", "t_detect", "t_sppe", "t_pose_nms")
+_TIME_COLUMNS = ("t_decode", "t_orb", "t_detect", "t_sppe", "t_pose_nms")
+_REF_COLUMNS = ("video_id", "unit_uri", "shard_index", "staged_uri", "num_rows")
 _FRAME_STATUS = {"probe": "decode_error", "decode": "decode_error", "detect": "detect_error"}
 
 
@@ -54,23 +61,81 @@ def _error(video_id: str, uri: str, shard: int, frame: int, stage: str, message:
             "stage": stage, "message": message}
 
 
+def stage_rows(batch: dict[str, np.ndarray], spec: PublishSpec) -> dict[str, np.ndarray]:
+    """``map_batches`` task: write a batch of frame rows to the staging area; one reference row per file written."""
+    refs = write_staged(batch, spec.output, spec.run_id, spec.storage_options)
+    return {c: np.array([r[c] for r in refs], dtype=object if c in ("video_id", "unit_uri", "staged_uri")
+                        else np.int64) for c in _REF_COLUMNS}
+
+
+def _tracking_pairs(row: dict, prev: tuple[int, np.ndarray] | None, kp: np.ndarray, size: tuple[int, int],
+                    params: PoseFlowParams) -> np.ndarray | None:
+    """The correspondences to hand ``PoseFlowTracker.update`` for this frame, or None (pose-only).
+
+    The decode stage paired frame i with frame i − 1. The tracker needs pairs from the previous frame *with
+    detections*; when that is not frame i − 1 (an empty or failed frame in between) no such pairs exist here and
+    the frame is tracked with AlphaPose's identity fallback (AlphaPose would match across the gap instead).
+    """
+    if int(row["correspondence_kind"]) != CORR_PAIRS or prev is None or prev[0] != int(row["frame_index"]) - 1:
+        return None
+    pairs = np.asarray(row["correspondences"])
+    released_exact = params.mode == "improved" or (params.weights_old[0] == 0 and params.weights_old[2] == 0)
+    return filter_for_tracking(pairs, prev[1], kp, size, params) if released_exact else pairs
+
+
+class _Frames:
+    """Frame statuses streamed in frame order: frames never seen between two statuses are "missing"."""
+
+    def __init__(self) -> None:
+        self.next = 0
+        self.missing = 0
+        self.first_missing = -1
+        self.index: list[int] = []
+        self.ts: list[float] = []
+        self.n: list[int] = []
+        self.status: list[str] = []
+
+    def add(self, f: int, ts: float, n: int, status: str) -> None:
+        self.fill(f)
+        self.index.append(f), self.ts.append(ts), self.n.append(n), self.status.append(status)
+        self.next = f + 1
+
+    def fill(self, upto: int) -> None:
+        for g in range(self.next, upto):
+            if self.first_missing < 0:
+                self.first_missing = g
+            self.missing += 1
+            self.index.append(g), self.ts.append(float("nan")), self.n.append(0), self.status.append("missing")
+        self.next = max(self.next, upto)
+
+    def table(self, metadata: dict):
+        t = frames_table(np.asarray(self.index, np.int64), np.asarray(self.ts, np.float64),
+                         np.asarray(self.n, np.int64), self.status, metadata=metadata)
+        self.index, self.ts, self.n, self.status = [], [], [], []
+        return t
+
+
 class TrackAndPublish:
-    """``__init__`` keeps the run spec; ``__call__`` handles one video's rows and returns its summary row."""
+    """``__init__`` keeps the run spec; ``__call__`` handles one video's staged references, returns its summary."""
 
     def __init__(self, spec: PublishSpec) -> None:
         self.spec = spec
 
-    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        video_id = str(batch["video_id"][0])
-        uri = str(batch["unit_uri"][0])
+    def __call__(self, refs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        video_id = str(refs["video_id"][0])
+        uri = str(refs["unit_uri"][0])
         try:
-            summary = self._publish(video_id, batch)
+            summary = self._publish(video_id, uri, refs)
         except Exception as e:  # a bad video becomes an error summary; the other videos go on
             logger.exception("publishing %s failed", video_id)
             summary = {
                 "published": False, "num_frames": 0, "num_persons": 0,
                 "errors": [_error(video_id, uri, -1, -1, "publish", f"{type(e).__name__}: {e}")], "seconds": {},
             }
+        try:
+            remove_staging(self.spec.output, video_id, self.spec.storage_options)
+        except Exception:  # leftovers cost space, never correctness: staged files are only read by reference
+            logger.warning("could not remove the staged rows of %s", video_id, exc_info=True)
         return {
             "video_id": np.array([video_id], dtype=object),
             "source_uri": np.array([uri], dtype=object),
@@ -82,62 +147,112 @@ class TrackAndPublish:
             "stage_seconds_json": np.array([json.dumps(summary["seconds"])], dtype=object),
         }
 
-    def _track(self, batch, good: list[int], kps, k_scores, p_scores) -> np.ndarray:
-        """PoseFlow over the video's frames in frame order (pose-only correspondences), ids per kept person.
+    def _publish(self, video_id: str, uri: str, refs: dict[str, np.ndarray]) -> dict:
+        spec = self.spec
+        t0 = time.perf_counter()
+        by_shard: dict[int, list[str]] = {}
+        for s, u in zip(refs["shard_index"], refs["staged_uri"]):
+            by_shard.setdefault(int(s), []).append(str(u))
+        md = table_metadata(random_weights=spec.random_weights, config=spec.config,
+                            extra={"run_id": spec.run_id, "config_hash": spec.config_hash, "video_id": video_id})
+        part = f"video_id={video_id}/part-0.parquet"
+        files = (f"poses/{part}", f"frames/{part}")
+        tracker = PoseFlowTracker(spec.tracking) if spec.tracking is not None else None
+        frames = _Frames()
+        errors: list[dict] = []
+        seconds = {c[2:]: 0.0 for c in _TIME_COLUMNS}
+        num_frames = num_good = num_persons = 0
+        prev: tuple[int, np.ndarray] | None = None  # (frame index, poses) of the last frame with detections
+        with AtomicParquetWriter(join_uri(spec.output, files[0]), KEYPOINT_SCHEMA.with_metadata(md),
+                                 spec.storage_options) as poses_out, \
+                AtomicParquetWriter(join_uri(spec.output, files[1]), FRAMES_SCHEMA.with_metadata(md),
+                                    spec.storage_options) as frames_out:
+            for shard in sorted(by_shard):  # shards cover increasing frame ranges: this is frame order
+                batch = read_staged(by_shard[shard], spec.storage_options)
+                num_frames = max(num_frames, int(np.max(batch["num_frames"])))
+                good = self._frame_rows(video_id, batch, frames, errors)
+                if frames.index:
+                    frames_out.write(frames.table(md))
+                if not good:
+                    continue
+                if spec.random_weights is False and any(str(batch["detector_weights"][r]) == "random" for r in good):
+                    raise ValueError("rows come from a random-weight detector but the run is not marked random")
+                ids, prev = self._track(tracker, batch, good, prev)
+                table, n_persons = self._keypoints(batch, good, ids, md)
+                poses_out.write(table)
+                num_good += len(good)
+                num_persons += n_persons
+                for c in _TIME_COLUMNS:
+                    if c in batch:
+                        seconds[c[2:]] += float(np.sum(np.asarray(batch[c], np.float64)[good]))
+            if num_good == 0:
+                if not errors:
+                    errors.append(_error(video_id, uri, -1, -1, "decode", "no frames decoded"))
+                return {"published": False, "num_frames": 0, "num_persons": 0, "errors": errors, "seconds": {}}
+            frames.fill(num_frames)
+            if frames.missing:
+                errors.append(_error(video_id, uri, -1, frames.first_missing, "decode",
+                                     f"{frames.missing} of {num_frames} frames not decoded "
+                                     f"(first missing: {frames.first_missing})"))
+            if frames.index:
+                frames_out.write(frames.table(md))
+            poses_out.commit()
+            frames_out.commit()
+        seconds["track_and_publish"] = time.perf_counter() - t0
+        write_manifest(spec.output, Manifest(
+            video_id=video_id, source_uri=uri, fingerprint=spec.fingerprints.get(video_id, ""),
+            config_hash=spec.config_hash, run_id=spec.run_id, num_frames=num_frames, num_persons=num_persons,
+            num_errors=len(errors), files=files, random_weights=spec.random_weights,
+        ), spec.storage_options)
+        return {"published": True, "num_frames": num_frames, "num_persons": num_persons, "errors": errors,
+                "seconds": seconds}
 
-        Where the video lives while it is tracked: this stage receives one video's rows through ``map_groups``
-        (``ray-notes.md`` §3). The rows hold poses only (about 1 KB per frame; pixels never reach the groupby),
-        so a 10-minute 30 fps video is ~20 MB here; the tracker itself keeps only its ``link_len`` window.
-        """
-        tracker = PoseFlowTracker(self.spec.tracking)
+    @staticmethod
+    def _frame_rows(video_id: str, batch: dict, frames: _Frames, errors: list[dict]) -> list[int]:
+        """Rows of one shard's good results in frame order (one per frame); statuses and errors recorded."""
+        frame_index = np.asarray(batch["frame_index"], np.int64)
+        err = [str(e) for e in batch["error"]]
+        status: dict[int, str] = {}
+        rows: dict[int, int] = {}
+        for r in np.argsort(frame_index, kind="stable"):
+            f = int(frame_index[r])
+            if err[r]:
+                stage = str(batch["stage"][r]) or "unknown"
+                errors.append(_error(video_id, str(batch["source_uri"][r]), int(batch["shard_index"][r]), f, stage,
+                                     err[r]))
+                if f >= 0 and f not in rows:
+                    status[f] = _FRAME_STATUS.get(stage, "pose_error")
+            elif f not in rows:  # a retried task may deliver a frame twice: keep one copy
+                rows[f] = int(r)
+                status[f] = "ok"
+        n_persons = np.asarray(batch["n_persons"], np.int64) if "n_persons" in batch else None
+        for f in sorted(status):
+            r = rows.get(f)
+            frames.add(f, float(batch["timestamp_s"][r]) if r is not None else float("nan"),
+                       int(n_persons[r]) if r is not None and n_persons is not None else 0, status[f])
+        return [rows[f] for f in sorted(rows)]
+
+    def _track(self, tracker, batch, good: list[int], prev) -> tuple[np.ndarray | None, tuple | None]:
+        """PoseFlow over one shard's frames in order (the tracker carries its window across shards)."""
+        if tracker is None:
+            return None, prev
+        kps, k_scores, p_scores = (rows_of(batch[c]) for c in ("keypoints", "keypoint_scores", "pose_scores"))
         ids = []
         for r in good:
             size = (int(batch["image_width"][r]), int(batch["image_height"][r]))
-            ids.append(tracker.update(np.asarray(kps[r], np.float64), np.asarray(k_scores[r], np.float64),
-                                      np.asarray(p_scores[r], np.float64), image_size=size))
-        return np.concatenate(ids) if ids else np.zeros(0, np.int64)
+            kp = np.asarray(kps[r], np.float64)
+            row = {c: batch[c][r] for c in ("correspondence_kind", "correspondences", "frame_index")}
+            pairs = _tracking_pairs(row, prev, kp, size, tracker.params) if len(kp) else None
+            ids.append(tracker.update(kp, np.asarray(k_scores[r], np.float64), np.asarray(p_scores[r], np.float64),
+                                      image_size=size, correspondences=pairs))
+            if len(kp):
+                prev = (int(batch["frame_index"][r]), kp)
+        return np.concatenate(ids), prev
 
-    def _publish(self, video_id: str, batch: dict[str, np.ndarray]) -> dict:
+    def _keypoints(self, batch, good: list[int], track_ids, md: dict):
         spec = self.spec
-        t0 = time.perf_counter()
-        uri = str(batch["unit_uri"][0])
-        num_frames = int(np.max(batch["num_frames"]))
-        frame_index = np.asarray(batch["frame_index"], np.int64)
-        errors_col = [str(e) for e in batch["error"]]
-        order = np.argsort(frame_index, kind="stable")
-        errors: list[dict] = []
-        status: dict[int, str] = {}
-        rows: dict[int, int] = {}  # frame index → row of its good result
-        for r in order:
-            f = int(frame_index[r])
-            if errors_col[r]:
-                stage = str(batch["stage"][r]) or "unknown"
-                errors.append(_error(video_id, str(batch["source_uri"][r]), int(batch["shard_index"][r]), f, stage,
-                                     errors_col[r]))
-                if f >= 0:
-                    status[f] = _FRAME_STATUS.get(stage, "pose_error")
-            elif f in rows:
-                continue  # a retried task delivered this frame twice: keep one copy
-            else:
-                rows[f] = int(r)
-                status[f] = "ok"
-        if not rows:
-            if not errors:
-                errors.append(_error(video_id, uri, -1, -1, "decode", "no frames decoded"))
-            return {"published": False, "num_frames": 0, "num_persons": 0, "errors": errors, "seconds": {}}
-        missing = [f for f in range(num_frames) if f not in status]
-        if missing:
-            errors.append(_error(video_id, uri, -1, missing[0], "decode",
-                                 f"{len(missing)} of {num_frames} frames not decoded (first missing: {missing[0]})"))
-        for f in missing:
-            status[f] = "missing"
-
-        good = [rows[f] for f in sorted(rows)]
-        kps = rows_of(batch["keypoints"])
-        k_scores = rows_of(batch["keypoint_scores"])
-        boxes = rows_of(batch["boxes_xyxy"])
-        b_scores = rows_of(batch["box_scores"])
-        p_scores = rows_of(batch["pose_scores"])
+        kps, k_scores, boxes, b_scores, p_scores = (
+            rows_of(batch[c]) for c in ("keypoints", "keypoint_scores", "boxes_xyxy", "box_scores", "pose_scores"))
         counts = np.array([len(kps[r]) for r in good], np.int64)
         rep = np.repeat(np.asarray(good, np.int64), counts)
         k = next((kps[r].shape[1] for r in good if kps[r].ndim == 3), 0)
@@ -146,15 +261,9 @@ class TrackAndPublish:
             parts = [np.asarray(arrs[r], dtype).reshape(-1, *shape) for r in good]
             return np.concatenate(parts) if parts else np.zeros((0, *shape), dtype)
 
-        track_ids = self._track(batch, good, kps, k_scores, p_scores) if spec.tracking is not None else None
-        detector = str(batch["detector"][good[0]])
-        det_sha = str(batch["detector_weights"][good[0]])
-        random_weights = spec.random_weights or det_sha == "random"
-        md = table_metadata(random_weights=random_weights, config=spec.config,
-                            extra={"run_id": spec.run_id, "config_hash": spec.config_hash, "video_id": video_id})
         table = keypoint_table(
             source_uri=np.asarray(batch["source_uri"], dtype=object)[rep],
-            frame_index=frame_index[rep],
+            frame_index=np.asarray(batch["frame_index"], np.int64)[rep],
             timestamp_s=np.asarray(batch["timestamp_s"], np.float64)[rep],
             image_width=np.asarray(batch["image_width"])[rep],
             image_height=np.asarray(batch["image_height"])[rep],
@@ -166,37 +275,15 @@ class TrackAndPublish:
             keypoint_scores=cat(k_scores, (k,)),
             pose_score=cat(p_scores, ()),
             keypoint_set=spec.keypoint_set,
-            detector=detector,
-            detector_sha256=det_sha,
+            detector=str(batch["detector"][good[0]]),
+            detector_sha256=str(batch["detector_weights"][good[0]]),
             sppe=spec.sppe,
             sppe_sha256=spec.sppe_sha256,
             metadata=md,
         )
-        ts_by_frame = {int(frame_index[r]): float(batch["timestamp_s"][r]) for r in good}
-        all_frames = np.arange(num_frames, dtype=np.int64)
-        n_by_frame = dict(zip(sorted(rows), counts.tolist()))
-        ftable = frames_table(
-            all_frames,
-            np.array([ts_by_frame.get(int(f), np.nan) for f in all_frames]),
-            np.array([n_by_frame.get(int(f), 0) for f in all_frames]),
-            [status[int(f)] for f in all_frames],
-            metadata=md,
-        )
-        part = f"video_id={video_id}/part-0.parquet"
-        files = (f"poses/{part}", f"frames/{part}")
-        write_table_atomic(table, join_uri(spec.output, files[0]), spec.storage_options)
-        write_table_atomic(ftable, join_uri(spec.output, files[1]), spec.storage_options)
-        seconds = {c[2:]: float(np.sum(batch[c][good])) for c in _TIME_COLUMNS if c in batch}
-        seconds["track_and_publish"] = time.perf_counter() - t0
-        write_manifest(spec.output, Manifest(
-            video_id=video_id, source_uri=uri, fingerprint=spec.fingerprints.get(video_id, ""),
-            config_hash=spec.config_hash, run_id=spec.run_id, num_frames=num_frames, num_persons=int(counts.sum()),
-            num_errors=len(errors), files=files, random_weights=random_weights,
-        ), spec.storage_options)
-        return {"published": True, "num_frames": num_frames, "num_persons": int(counts.sum()), "errors": errors,
-                "seconds": seconds}
+        return table, int(counts.sum())
 
 
-def publish_video(batch: dict[str, np.ndarray], spec: PublishSpec) -> dict[str, np.ndarray]:
+def publish_video(refs: dict[str, np.ndarray], spec: PublishSpec) -> dict[str, np.ndarray]:
     """``map_groups`` function form of ``TrackAndPublish`` (the pipeline runs it as a task)."""
-    return TrackAndPublish(spec)(batch)
+    return TrackAndPublish(spec)(refs)

@@ -23,6 +23,8 @@ import threading
 import time
 from pathlib import Path
 
+import numpy as np
+
 from benchmarks import write_result
 
 __all__ = ["main"]
@@ -90,7 +92,7 @@ def _plain_loop(paths: list[str], cfg, out: Path) -> int:
     """The same stages, sequentially, in this process; returns the number of frames processed."""
     from actors.detect import Detector
     from actors.pose_nms import apply_pose_nms
-    from actors.publish import PublishSpec, TrackAndPublish
+    from actors.publish import PublishSpec, TrackAndPublish, stage_rows
     from actors.sppe import SPPE
     from pipelines.decode import decode_shard, plan_shards, probe_video
     from pipelines.sources import list_inputs
@@ -102,22 +104,13 @@ def _plain_loop(paths: list[str], cfg, out: Path) -> int:
     publish = TrackAndPublish(spec)
     frames = 0
     for u in units:
-        rows = []
+        refs = []
         for shard in plan_shards(u, cfg.run.shard_frames, probe_video(u.source_uri)):
             for batch in decode_shard(shard, chunk=cfg.run.decode_chunk):
                 b = apply_pose_nms(sppe(det(batch)), cfg.pose_nms)
-                rows.append(b)
+                refs.append(stage_rows(b, spec))
                 frames += len(b["frame_index"])
-        import numpy as np
-
-        from actors.common import ragged
-
-        merged = {}
-        for k in rows[0]:
-            vals = [r[k] for r in rows]
-            merged[k] = ragged([x for v in vals for x in v]) if vals[0].dtype == object and k in (
-                "keypoints", "keypoint_scores", "boxes_xyxy", "box_scores", "pose_scores") else np.concatenate(vals)
-        publish(merged)
+        publish({c: np.concatenate([r[c] for r in refs]) for c in refs[0]})
     return frames
 
 

@@ -1,17 +1,20 @@
-"""The labelling pipeline: shards → decode → detect → SPPE → pose NMS → per-video track and publish.
+"""The labelling pipeline: shards → decode → detect → SPPE → pose NMS → stage → per-video track and publish.
 
 ``build_label_dataset`` is the design's shape sentence as Ray Data calls, one per stage, with resources from the
 config at each call site and no math (``ray-notes.md`` §11)::
 
-    from_items(shards) ─map_batches(decode)            CPU tasks: uint8 frames, error rows for bad media
+    from_items(shards) ─map_batches(decode)            CPU tasks: uint8 frames (+ ORB pairs), error rows for bad media
                        ─map_batches(Detector)          actor pool (GPU when configured): boxes + crops, no frames
                        ─map_batches(SPPE)              actor pool: crops → keypoints
                        ─map_batches(apply_pose_nms)    CPU tasks: per-frame parametric pose NMS
-                       ─groupby(video_id).map_groups(publish_video)     sort, PoseFlow, publish atomically
+                       ─map_batches(stage_rows)        CPU tasks: rows → staged Parquet per (video, shard) piece
+                       ─groupby(video_id).map_groups(publish_video)   shard by shard: PoseFlow, publish atomically
 
 One row is one frame all the way (persons as ragged arrays), so frames without people are never lost and no stage
-regroups frames. ``probe_units`` plans the shards in Ray tasks first (a probe demuxes a whole video, which must not
-happen in the driver for S3 inputs). ``LabelConfig`` is the job's whole configuration.
+regroups frames. Only file references go through the groupby (``pipelines.staging`` explains the two phases), so
+the per-video stage holds the tracker's window plus one shard, never a whole video. ``probe_units`` plans the
+shards in Ray tasks first (a probe demuxes a whole video, which must not happen in the driver for S3 inputs).
+``LabelConfig`` is the job's whole configuration.
 """
 
 from __future__ import annotations
@@ -24,8 +27,9 @@ import numpy as np
 
 from actors.detect import Detector, DetectorConfig
 from actors.pose_nms import apply_pose_nms
-from actors.publish import PublishSpec, publish_video
+from actors.publish import PublishSpec, publish_video, stage_rows
 from actors.sppe import SPPE, SPPEConfig
+from models.correspondences import OrbParams
 from models.pose_nms import PoseNMSParams
 from models.poseflow import PoseFlowParams
 from pipelines.decode import decode_shard, plan_shards, probe_video
@@ -85,6 +89,18 @@ class RunConfig:
 class TrackingConfig:
     enabled: bool = True  # PoseFlow per video; False leaves track_id null
     poseflow: PoseFlowParams = field(default_factory=PoseFlowParams)  # mode "released" (AlphaPose) or "improved"
+    # "none": pose-only (AlphaPose's identity fallback, computed analytically; no pixels needed);
+    # "orb": ORB point pairs between consecutive frames, computed in the decode stage (AlphaPose's PoseFlow input).
+    correspondences: str = "none"
+    orb: OrbParams = field(default_factory=OrbParams)
+
+    def __post_init__(self) -> None:
+        if self.correspondences not in ("none", "orb"):
+            raise ValueError(f"tracking.correspondences must be 'none' or 'orb', got {self.correspondences!r}")
+
+    def orb_params(self) -> OrbParams | None:
+        """What the decode stage computes: ORB parameters, or None for no correspondences."""
+        return self.orb if self.enabled and self.correspondences == "orb" else None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -155,16 +171,16 @@ def probe_units(units: list[WorkUnit], cfg: LabelConfig, storage_options: dict |
     return sorted(shards, key=lambda s: (s["video_id"], s["shard_index"]))
 
 
-def _decode_batch(batch: dict, chunk: int, storage_options: dict):
+def _decode_batch(batch: dict, chunk: int, storage_options: dict, orb: OrbParams | None = None):
     import json
     import time
 
     for s in batch["shard_json"]:
         shard = json.loads(s)
         t0 = time.perf_counter()
-        for out in decode_shard(shard, chunk=chunk, storage_options=storage_options):
+        for out in decode_shard(shard, chunk=chunk, storage_options=storage_options, orb=orb):
             n = len(out["frame_index"])
-            out["t_decode"] = np.full(n, (time.perf_counter() - t0) / max(n, 1))
+            out["t_decode"] = np.full(n, (time.perf_counter() - t0 - float(np.sum(out["t_orb"]))) / max(n, 1))
             t0 = time.perf_counter()
             yield out
 
@@ -194,11 +210,13 @@ def build_label_dataset(shards: list[dict], cfg: LabelConfig, spec: PublishSpec,
     ds = ray.data.from_items([{"shard_json": json.dumps(s)} for s in shards],
                              override_num_blocks=max(1, len(shards)))
     ds = ds.map_batches(_decode_batch, batch_size=1, num_cpus=r.decode_cpus,
-                        fn_kwargs={"chunk": cfg.run.decode_chunk, "storage_options": spec.storage_options})
+                        fn_kwargs={"chunk": cfg.run.decode_chunk, "storage_options": spec.storage_options,
+                                   "orb": cfg.tracking.orb_params()})
     ds = _actor_stage(ds, Detector, cfg.detector, r.detect)
     ds = _actor_stage(ds, sppe_stage, sppe_cfg if sppe_cfg is not None else cfg.sppe, r.sppe)
     ds = ds.map_batches(apply_pose_nms, fn_kwargs={"params": cfg.pose_nms}, batch_size=r.detect.batch_size,
                         num_cpus=r.pose_nms_cpus)
+    ds = ds.map_batches(stage_rows, fn_kwargs={"spec": spec}, batch_size=None, num_cpus=r.pose_nms_cpus)
     # Tasks, not an actor pool: nothing to load, and warm task workers skip the start-up an actor would cost.
     return ds.groupby("video_id", num_partitions=num_partitions).map_groups(
         publish_video, fn_kwargs={"spec": spec}, num_cpus=r.publish_cpus,
