@@ -123,7 +123,7 @@ def ray_session():
 
 
 def _run_oracle(media: Path, gt_path: Path, keypoint_set: str, num_joints: int, out: Path,
-                tracking=None) -> None:
+                tracking=None, overrides: tuple[str, ...] = ()) -> list[dict]:
     from actors.publish import PublishSpec
     from jobs.label import build_config
     from pipelines.label import build_label_dataset, configure_data_context, probe_units
@@ -134,7 +134,7 @@ def _run_oracle(media: Path, gt_path: Path, keypoint_set: str, num_joints: int, 
     dets = out.parent / f"{out.name}_dets.json"
     _detections(gt, dets, names)
     cfg = build_config(None, ["detector.arch=precomputed", f"detector.weights={dets}", "sppe.random_weights=true",
-                              f"sppe.keypoint_set={keypoint_set}", f"sppe.num_joints={num_joints}"])
+                              f"sppe.keypoint_set={keypoint_set}", f"sppe.num_joints={num_joints}", *overrides])
     configure_data_context()
     units = list_inputs([str(media)])
     spec = PublishSpec(output=str(out), run_id="oracle", config_hash="oracle",
@@ -144,6 +144,7 @@ def _run_oracle(media: Path, gt_path: Path, keypoint_set: str, num_joints: int, 
                                     sppe_cfg={"frames": _gt_frames(gt, num_joints, names), "num_joints": num_joints}
                                     ).take_all()
     assert [s["num_errors"] for s in summaries] == [0] and summaries[0]["published"]
+    return summaries
 
 
 @pytest.mark.parametrize("dataset, gt_name, keypoint_set, num_joints, kind", [
@@ -164,19 +165,43 @@ def test_oracle_image_ap(ray_session, shared_data, tmp_path, dataset, gt_name, k
     assert stats["AP"] >= 0.90, stats
 
 
-@pytest.mark.parametrize("mode", ["released", "improved"])
-def test_oracle_bonn_video_tracking(ray_session, shared_data, tmp_path, mode):
-    """The Bonn clip (mp4, 4 people, 41 frames) with PoseFlow in the per-video stage: identities must hold."""
+@pytest.mark.parametrize("mode, correspondences", [("released", "none"), ("improved", "none"), ("released", "orb")])
+def test_oracle_bonn_video_tracking(ray_session, shared_data, tmp_path, mode, correspondences):
+    """The Bonn clip (mp4, 4 people, 41 frames) with PoseFlow in the per-video stage: identities must hold.
+
+    With ORB correspondences (computed in the decode stage, shards of 16 frames so that pairs cross shard boundaries)
+    the published ids must also equal PoseFlow run directly on the published poses with the whole clip's pairs."""
     from jobs.evaluate import main as evaluate
     from models.poseflow import PoseFlowParams
 
     out = tmp_path / "bonn"
     gt_path = shared_data / "bonn_posetrack" / "060470979.json"
-    _run_oracle(shared_data / "bonn_posetrack" / "060470979.mp4", gt_path, "crowdpose14", 14, out,
-                tracking=PoseFlowParams(mode=mode))
+    video = shared_data / "bonn_posetrack" / "060470979.mp4"
+    params = PoseFlowParams(mode=mode)
+    overrides = ("tracking.correspondences=orb", "tracking.orb.matcher=windowed", "run.shard_frames=16") \
+        if correspondences == "orb" else ()
+    (summary,) = _run_oracle(video, gt_path, "crowdpose14", 14, out, tracking=params, overrides=overrides)
+    orb_seconds = json.loads(summary["stage_seconds_json"])["orb"]
+    assert (orb_seconds > 0) == (correspondences == "orb")  # ORB ran in the decode stage exactly when asked
     assert evaluate(["--output", str(out), "--gt", str(gt_path), "--kind", "track",
                      "--out", str(tmp_path / "track.json")]) == 0
     res = json.loads((tmp_path / "track.json").read_text())
     stats = res["tracking"]["overall"]
-    print(f"oracle Bonn tracking ({mode}):", json.dumps(stats))
+    print(f"oracle Bonn tracking ({mode}, {correspondences}):", json.dumps(stats))
     assert stats["IDF1"] >= 0.95 and stats["MOTA"] >= 0.95, stats
+    if correspondences == "orb":
+        from benchmarks.poseflow import decode_frames
+        from models.correspondences import OrbParams, video_correspondences
+        from models.poseflow import track_video
+        from pipelines.tables import read_poses
+
+        poses = read_poses(str(out)).to_pandas().sort_values(["frame_index", "person_index"])
+        assert poses["frame_index"].nunique() == 41  # every frame has people: pairs always relate adjacent frames
+        frames = [g for _, g in poses.groupby("frame_index")]
+        kp = [np.stack(g["keypoints"].map(lambda k: np.stack(k)).to_list()).astype(np.float64) for g in frames]
+        ks = [np.stack(g["keypoint_scores"].map(np.asarray).to_list()).astype(np.float64) for g in frames]
+        sc = [g["pose_score"].to_numpy(np.float64) for g in frames]
+        pairs = video_correspondences(decode_frames(video), OrbParams(matcher="windowed"))
+        expected = track_video(kp, ks, sc, (960, 540), correspondences=pairs, params=params)
+        np.testing.assert_array_equal(np.concatenate([g["track_id"].to_numpy() for g in frames]),
+                                      np.concatenate(expected))
