@@ -140,6 +140,11 @@ def test_bad_configuration_fails_before_work(tmp_path, capsys):
     assert "unknown config key detector.colour" in capsys.readouterr().err
     assert label_main(["--input", str(tmp_path / "a.mp4"), "--output", str(out), *FAST]) == 2
     assert "has no weights" in capsys.readouterr().err
+    for bad, message in (("tracking.correspondences=sift", "must be 'none' or 'orb'"),
+                         ("tracking.orb.matcher=fast", "choose one of bruteforce, flann, windowed")):
+        assert label_main(["--input", str(tmp_path / "a.mp4"), "--output", str(out), *FAST,
+                           "--set", "detector.random_weights=true", "--set", bad]) == 2
+        assert message in capsys.readouterr().err
     assert not out.exists() or not list((out).rglob("*.parquet"))
 
 
