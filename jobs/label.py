@@ -10,7 +10,8 @@ input fingerprint are skipped; the rest run in chunks of ``run.chunk_units`` vid
 execution, so a crash loses at most one chunk.
 
 Outputs under ``--output``: ``poses/`` and ``frames/`` (hive-partitioned by ``video_id``), ``_manifest/``, and
-``runs/<run_id>/summary.json`` + ``errors.parquet``. Exit codes: 0 done (bad inputs are counted in the summary),
+``runs/<run_id>/summary.json`` + ``errors.parquet``; ``_staging/`` holds per-frame rows between the GPU stages and
+the per-video tracking stage, and each video's part is deleted once the video is committed. Exit codes: 0 done (bad inputs are counted in the summary),
 2 usage/config error, 1 the run failed.
 
 Example configuration (YAML; every key optional except what the detector and SPPE need)::
