@@ -7,7 +7,13 @@ computes them where the pixels are (the decode stage, ``../shared/specs/ray-note
 Hamming matching, Lowe's ratio test at 0.8, coordinates truncated to int, and the two fallbacks to AlphaPose's
 identity correspondence (too few keypoints, too few matches), which is returned as ``None`` (never as per-pixel rows;
 ``models.poseflow`` computes that case analytically). Each frame's ORB features are computed once and reused for both
-pairs it belongs to (AlphaPose detects them twice). ``filter_for_tracking`` then keeps only the pairs that the
+pairs it belongs to (AlphaPose detects them twice); ``video_correspondences(..., workers=2)`` runs the per-frame and
+per-pair calls in a thread pool (same results). ``OrbParams.matcher`` picks the 2-NN search: exact over all points
+(default), AlphaPose's FLANN, or exact inside a ±window square (a faster deviation, see ``OrbParams``). Where the time
+goes on the Bonn clip (960×540, ~5 600 keypoints a frame, 2 cores): ORB detection ~8–9 ms a frame (on one core:
+OpenCV does not parallelise it), a bruteforce match ~105–130 ms a pair (~200 ms on one core; ``batchDistance`` uses
+OpenCV's threads), a windowed match ~15–17 ms at ±48, mostly its ~1.7 million in-window Hamming distances (~7 ns
+each in ``cv2.batchDistance``). ``filter_for_tracking`` then keeps only the pairs that the
 tracker's grades can read, once both frames' poses are known, so that a pair of frames travels as a few kilobytes of
 int16 instead of ~10 000 float rows; the grades computed from the filtered pairs are identical.
 
@@ -20,6 +26,8 @@ pixels, int16 when every coordinate fits (always, for frames under 32 768 px), e
 
 from __future__ import annotations
 
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Iterable, Literal
 
@@ -65,9 +73,16 @@ class OrbParams:
     # 40 pairs of the Bonn test clip: identical pairs for 30; for the other 10 FLANN kept the same pairs plus 1–2
     # more (it missed a query's true second neighbour, so the ratio test passed). ~5× faster here, deterministic.
     # "flann": AlphaPose's matcher exactly (FLANN LSH, table 12, key 12, multi-probe 2, checks 100).
-    # "windowed": exact 2-NN among the frame-t+1 points within ±window pixels of the frame-t point (a deviation:
-    # faster; it assumes nothing moves more than `window` pixels between frames and changes the ratio test's
-    # second neighbour to the best one inside the window).
+    # "windowed" (a deviation): exact 2-NN among the frame-t+1 points with |x_t1 − x_t| ≤ window and
+    # |y_t1 − y_t| ≤ window (float32 keypoint coordinates, compared exactly), then the same ratio test. It differs
+    # from "bruteforce" in two ways: a match that moved more than `window` px is lost (or replaced by the best point
+    # inside the window), and the ratio test's second neighbour is the second best inside the window (never closer
+    # than the global one), so more queries pass. On the 40 consecutive pairs of the Bonn test clip (rows compared
+    # exactly), window 48: 98.1% of bruteforce's 75 491 pairs found, 85.5% of its own 86 638 are bruteforce's, no
+    # frame pair identical; window 24: 97.8% / 81.3%; window 16: 97.4% / 78.9%. Tracking on the benchmark's
+    # scenarios (ID switches, MOTA, IDF1) equals bruteforce's with window 48; windows 24 and 16 add ID switches when
+    # only every 5th frame is tracked (motion over 5 frames exceeds the window). Cost here (one Python thread):
+    # ~15–17 ms a pair at 48, ~8–10 at 24, ~7 at 16; bruteforce ~105–130.
     matcher: Matcher = "bruteforce"
     window: int = 48  # pixels, "windowed" only
     lsh_table_number: int = 12
@@ -124,7 +139,9 @@ def orb_features(frame: np.ndarray, params: OrbParams = OrbParams()) -> OrbFeatu
     keypoints, descriptors = orb.detectAndCompute(img, None)
     if descriptors is None or not keypoints:
         return OrbFeatures(np.zeros((0, 2), np.float32), np.zeros((0, 32), np.uint8))
-    points = np.array([kp.pt for kp in keypoints], dtype=np.float32).reshape(-1, 2)
+    # KeyPoint_convert copies the float32 (x, y) in C: the same values as [kp.pt for kp in keypoints], ~1 ms less
+    # per frame at 10 000 features.
+    points = np.asarray(cv2.KeyPoint_convert(keypoints), dtype=np.float32).reshape(-1, 2)
     return OrbFeatures(points, descriptors)
 
 
@@ -146,50 +163,110 @@ def _two_nearest_flann(d_t: np.ndarray, d_t1: np.ndarray, params: OrbParams) -> 
     return dist, nidx
 
 
-def _two_nearest_windowed(f_t: OrbFeatures, f_t1: OrbFeatures, window: int) -> tuple[np.ndarray, np.ndarray]:
-    """Exact 2-NN restricted to |Δx| ≤ window and |Δy| ≤ window, one ``batchDistance`` call per grid cell.
+def _sortable_f32(values: np.ndarray) -> np.ndarray:
+    """int64 keys in [0, 2³²) that order like the float32 ``values``: the IEEE bit patterns read as int32 order the
+    non-negative floats; the negative ones come reversed, so they are mirrored below them."""
+    bits = (np.asarray(values, np.float32) + np.float32(0)).view(np.int32).astype(np.int64)  # + 0: -0.0 → +0.0
+    return np.where(bits < 0, -(1 << 31) - 1 - bits, bits) + (1 << 31)
 
-    Frame-t points are bucketed into cells of ``window`` pixels; the frame-t+1 points of the 3×3 surrounding cells
-    contain every point of the window, and a mask restricts the search to the window exactly.
+
+def _f32_bounds(values: np.ndarray, window: int) -> tuple[np.ndarray, np.ndarray]:
+    """float32 (lo, hi) per value with, for every float32 t, ``t >= lo ⇔ t >= v − window`` and
+    ``t <= hi ⇔ t <= v + window`` in exact arithmetic (v − window is exact in float64, then rounded inwards)."""
+    v = np.asarray(values, np.float32).astype(np.float64)
+    lo64, hi64 = v - window, v + window
+    lo, hi = lo64.astype(np.float32), hi64.astype(np.float32)
+    up, down = lo.astype(np.float64) < lo64, hi.astype(np.float64) > hi64
+    lo[up] = np.nextafter(lo[up], np.float32(np.inf))
+    hi[down] = np.nextafter(hi[down], np.float32(-np.inf))
+    return lo, hi
+
+
+def _masked_two_nearest(q_desc: np.ndarray, t_desc: np.ndarray, tx: np.ndarray, ty: np.ndarray, xlo: np.ndarray,
+                        xhi: np.ndarray, ylo: np.ndarray, yhi: np.ndarray, k: int = 2) -> tuple[np.ndarray, np.ndarray]:
+    """K-NN of each query among the candidates inside its [xlo, xhi] × [ylo, yhi] (bounds ``[Q, 1]``, inclusive)."""
+    mask = np.greater_equal(tx, xlo)
+    mask &= np.less_equal(tx, xhi)
+    mask &= np.greater_equal(ty, ylo)
+    mask &= np.less_equal(ty, yhi)
+    return cv2.batchDistance(q_desc, t_desc, cv2.CV_32S, normType=cv2.NORM_HAMMING, K=k, mask=mask.view(np.uint8))
+
+
+def _two_nearest_windowed(f_t: OrbFeatures, f_t1: OrbFeatures, window: int, *, strip: int | None = None,
+                          group: int = 64) -> tuple[np.ndarray, np.ndarray]:
+    """Exact 2-NN of each frame-t descriptor among the frame-t+1 points with |Δx| ≤ window and |Δy| ≤ window.
+
+    The window test is exact (float32 coordinates compared without rounding). Output as ``_two_nearest_bruteforce``:
+    int64 ``[N, 2]`` Hamming distances and frame-t+1 indices, −1 where the window holds fewer than two points. The
+    two distances are those of an exhaustive search of the window; among equal distances the index is any of them
+    (which one cannot change ``match_features``: a tie for first place fails the ratio test).
+
+    How (Hamming distances dominate, ~7 ns each in ``cv2.batchDistance``; everything else costs a few ns per tested
+    entry plus ~100 Python iterations per pair): the frame-t points are cut into horizontal strips of ``strip`` rows
+    (default max(window, 32)) and sorted by x inside each; every run of ``group`` consecutive points of a strip is
+    one ``batchDistance`` call. Its candidates are one contiguous slice of the frame-t+1 points, which are copied to
+    every strip they can serve (floor(y) within ``window`` rows of it) and sorted by x there: the slice spans
+    [x_first − window, x_last + window], a superset of each member's window, and a mask built from exact per-query
+    float32 bounds restricts each query to its own window (a masked entry costs ~1 ns instead of a distance).
     """
-    dist = np.full((len(f_t), 2), -1, np.int64)
-    nidx = np.full((len(f_t), 2), -1, np.int64)
-    if len(f_t) == 0 or len(f_t1) == 0:
+    n, m = len(f_t), len(f_t1)
+    dist = np.full((n, 2), -1, np.int64)
+    nidx = np.full((n, 2), -1, np.int64)
+    if n == 0 or m == 0:
         return dist, nidx
-    p_t, p_t1 = f_t.points.astype(np.float32), f_t1.points.astype(np.float32)
-    cell_t = np.floor(p_t / window).astype(np.int64)
-    cell_t1 = np.floor(p_t1 / window).astype(np.int64)
-    ncols = int(max(cell_t[:, 0].max(), cell_t1[:, 0].max())) + 3
-    key_t1 = cell_t1[:, 1] * ncols + cell_t1[:, 0]
-    order_t1 = np.argsort(key_t1, kind="stable")
-    sorted_t1 = key_t1[order_t1]
-    key_t = cell_t[:, 1] * ncols + cell_t[:, 0]
-    order_t = np.argsort(key_t, kind="stable")
-    cells, starts = np.unique(key_t[order_t], return_index=True)
-    ends = np.append(starts[1:], len(order_t))
-    for cell, start, end in zip(cells.tolist(), starts.tolist(), ends.tolist()):
-        cy, cx = divmod(cell, ncols)
-        pieces = []
-        for row in (cy - 1, cy, cy + 1):  # cells (cx-1..cx+1, row) are contiguous in the sorted key order
-            lo = np.searchsorted(sorted_t1, row * ncols + cx - 1, side="left")
-            hi = np.searchsorted(sorted_t1, row * ncols + cx + 1, side="right")
-            pieces.append(order_t1[lo:hi])
-        train = np.concatenate(pieces)
-        if len(train) == 0:
-            continue
-        query = order_t[start:end]
-        q_pts, t_pts = p_t[query], p_t1[train]
-        near_x = np.abs(np.subtract.outer(q_pts[:, 0], t_pts[:, 0])) <= window
-        near_x &= np.abs(np.subtract.outer(q_pts[:, 1], t_pts[:, 1])) <= window
-        mask = near_x.view(np.uint8)
-        k = min(2, len(train))
-        d, i = cv2.batchDistance(f_t.descriptors[query], f_t1.descriptors[train], cv2.CV_32S,
-                                 normType=cv2.NORM_HAMMING, K=k, mask=mask)
-        d = d.astype(np.int64).reshape(len(query), k)
-        i = i.astype(np.int64).reshape(len(query), k)
-        valid = i >= 0
-        dist[query, :k] = np.where(valid, d, -1)
-        nidx[query, :k] = np.where(valid, train[np.maximum(i, 0)], -1)
+    w = int(window)
+    h = int(strip) if strip else max(w, 32)
+    p_t, p_t1 = np.asarray(f_t.points, np.float32), np.asarray(f_t1.points, np.float32)
+    # Queries sorted by (strip, x); strips numbered from 0. (np.take: far faster than fancy indexing of 2-D rows.)
+    sq = np.floor(p_t[:, 1]).astype(np.int64) // h
+    s0 = int(sq.min())
+    sq -= s0
+    order_q = np.argsort((sq << 32) + _sortable_f32(p_t[:, 0]), kind="stable")
+    sq = np.take(sq, order_q)
+    qx, qy = np.take(p_t[:, 0], order_q), np.take(p_t[:, 1], order_q)
+    # Frame-t+1 points, one copy per strip s whose points can have them in their window: a query of strip s has
+    # floor(y) in [s·h, (s+1)·h), so a point within the window has floor(y) in [s·h − w, (s+1)·h + w − 1].
+    tx_all, ty_all = p_t1[:, 0].copy(), p_t1[:, 1].copy()
+    by_x = np.argsort(_sortable_f32(tx_all), kind="stable")
+    yi = np.floor(np.take(ty_all, by_x)).astype(np.int64) - s0 * h
+    s_lo = np.maximum(-((w - 1 + h - yi) // h), 0)  # ceil((yi − w + 1 − h) / h)
+    s_hi = np.minimum((yi + w) // h, int(sq[-1]))
+    reps = np.maximum(s_hi - s_lo + 1, 0)
+    rep_t = np.repeat(by_x, reps)
+    rep_s = np.arange(len(rep_t)) - np.repeat(np.cumsum(reps) - reps - s_lo, reps)
+    by_strip = np.argsort(rep_s, kind="stable")  # keeps the x order inside each strip
+    rep_t, rep_s = np.take(rep_t, by_strip), np.take(rep_s, by_strip)
+    tx, ty = np.take(tx_all, rep_t), np.take(ty_all, rep_t)
+    tkey = (rep_s << 32) + _sortable_f32(tx)
+    # Groups of `group` consecutive queries inside a strip, and each group's slice of candidates.
+    strip_starts = np.r_[0, np.flatnonzero(np.diff(sq)) + 1]
+    rank = np.arange(n) - np.repeat(strip_starts, np.diff(np.r_[strip_starts, n]))
+    gs = np.flatnonzero(rank % group == 0)
+    ge = np.r_[gs[1:], n]
+    xlo, xhi = _f32_bounds(qx, w)
+    ylo, yhi = _f32_bounds(qy, w)
+    lo = np.searchsorted(tkey, (sq[gs] << 32) + _sortable_f32(xlo[gs]), side="left")
+    hi = np.searchsorted(tkey, (sq[ge - 1] << 32) + _sortable_f32(xhi[ge - 1]), side="right")
+    qd = np.take(f_t.descriptors, order_q, axis=0)
+    td = np.take(f_t1.descriptors, rep_t, axis=0)
+    xlo, xhi, ylo, yhi = xlo[:, None], xhi[:, None], ylo[:, None], yhi[:, None]
+    d_parts, i_parts = [], []
+    for a, b, ts, te in zip(gs.tolist(), ge.tolist(), lo.tolist(), hi.tolist()):
+        if te - ts < 2:  # (rare) no candidate, or one: K = 2 needs two
+            d, i = np.full((b - a, 2), -1, np.int32), np.full((b - a, 2), -1, np.int32)
+            if te > ts:
+                d[:, :1], i[:, :1] = _masked_two_nearest(qd[a:b], td[ts:te], tx[ts:te], ty[ts:te], xlo[a:b],
+                                                         xhi[a:b], ylo[a:b], yhi[a:b], k=1)
+        else:
+            d, i = _masked_two_nearest(qd[a:b], td[ts:te], tx[ts:te], ty[ts:te], xlo[a:b], xhi[a:b], ylo[a:b],
+                                       yhi[a:b])
+        d_parts.append(d)
+        i_parts.append(i)
+    d_sorted, i_sorted = np.concatenate(d_parts), np.concatenate(i_parts)
+    valid = i_sorted >= 0  # batchDistance leaves index −1 where the window has fewer than K points
+    slice_start = np.repeat(lo, ge - gs)[:, None]
+    dist[order_q] = np.where(valid, d_sorted, -1)
+    nidx[order_q] = np.where(valid, np.take(rep_t, np.where(valid, i_sorted + slice_start, 0)), -1)
     return dist, nidx
 
 
@@ -263,23 +340,53 @@ def orb_correspondences(frame_t: np.ndarray, frame_t1: np.ndarray,
     return match_features(orb_features(frame_t, params), orb_features(frame_t1, params), params)
 
 
-def video_correspondences(frames: Iterable[np.ndarray], params: OrbParams = OrbParams()) -> list[np.ndarray | None]:
+def video_correspondences(frames: Iterable[np.ndarray], params: OrbParams = OrbParams(),
+                          workers: int = 1) -> list[np.ndarray | None]:
     """Correspondences of every consecutive pair, each frame's ORB features computed once.
 
     Args:
         frames: uint8 RGB frames in order (any iterable: frames are consumed one at a time).
+        params: ORB constants.
+        workers: threads. 1 (default) computes frame by frame in the calling thread, as the pipeline's decode stage
+            does. More runs ``orb_features`` and ``match_features`` calls concurrently in a thread pool (OpenCV and
+            NumPy release the GIL; ORB detection itself uses one core, measured): same results, with about
+            ``2·workers + 3`` frames in flight at most.
 
     Returns:
         One entry per frame: entry t relates frame t−1 to frame t (None for t = 0 and for identity fallbacks).
         This is the layout ``models.poseflow.track_video`` takes.
     """
+    if isinstance(workers, bool) or not isinstance(workers, (int, np.integer)) or workers < 1:
+        raise ValueError(f"workers={workers!r} must be an int >= 1")
     out: list[np.ndarray | None] = []
-    previous = None
-    for frame in frames:
-        features = orb_features(frame, params)
-        out.append(None if previous is None else match_features(previous, features, params))
-        previous = features
-    return out
+    if workers == 1:
+        previous = None
+        for frame in frames:
+            features = orb_features(frame, params)
+            out.append(None if previous is None else match_features(previous, features, params))
+            previous = features
+        return out
+
+    def match(f_t: Future, f_t1: Future) -> np.ndarray | None:
+        return match_features(f_t.result(), f_t1.result(), params)
+
+    # Tasks are queued as ORB(t), match(t−2, t−1), ORB(t+1), …: a match waits only on ORB tasks queued before it
+    # (so already taken by a worker: no deadlock), and one frame of look-ahead keeps both workers busy.
+    with ThreadPoolExecutor(max_workers=int(workers)) as pool:
+        features: list[Future] = []
+        pending: deque[Future | None] = deque([None])  # entry 0: no pair
+        for frame in frames:
+            features.append(pool.submit(orb_features, frame, params))
+            if len(features) >= 3:
+                pending.append(pool.submit(match, features[-3], features[-2]))
+                features.pop(0)
+            while len(pending) > 2 * workers:
+                done = pending.popleft()
+                out.append(None if done is None else done.result())
+        if len(features) == 2:
+            pending.append(pool.submit(match, features[0], features[1]))
+        out.extend(None if done is None else done.result() for done in pending)
+    return out if features else []  # no frames: no entries
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -308,15 +415,17 @@ def filter_to_boxes(correspondences: np.ndarray | None, regions_t: np.ndarray,
     if correspondences is None:
         return None
     corr = np.asarray(correspondences)
-    c = corr.reshape(-1, corr.shape[-1])[:, :4].astype(np.float64)
-    keep = np.zeros(len(c), dtype=bool)
+    rows = corr.reshape(-1, corr.shape[-1])[:, :4]
+    keep = np.zeros(len(rows), dtype=bool)
     for regions, (cx, cy) in ((regions_t, (0, 1)), (regions_t1, (2, 3))):
         r = np.asarray(regions, dtype=np.float64).reshape(-1, 4)
         if len(r):
-            inside = ((c[:, cx, None] >= r[:, 0]) & (c[:, cx, None] <= r[:, 1])
-                      & (c[:, cy, None] >= r[:, 2]) & (c[:, cy, None] <= r[:, 3]))
-            keep |= inside.any(axis=1)
-    kept = corr.reshape(-1, corr.shape[-1])[keep, :4]
+            # [R, M] with the pairs along the contiguous axis, reduced over the few regions: ~2.5× faster than
+            # [M, R] with .any(axis=1) (a reduction over a length-R axis for every pair).
+            x, y = rows[:, cx].astype(np.float64), rows[:, cy].astype(np.float64)
+            inside = (x >= r[:, 0, None]) & (x <= r[:, 1, None]) & (y >= r[:, 2, None]) & (y <= r[:, 3, None])
+            keep |= np.logical_or.reduce(inside, axis=0)
+    kept = rows[keep]
     return compact_correspondences(kept) if np.issubdtype(kept.dtype, np.integer) else kept
 
 

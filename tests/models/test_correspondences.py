@@ -12,9 +12,9 @@ import cv2
 import numpy as np
 import pytest
 
-from models.correspondences import (OrbParams, alphapose_file_bytes, compact_correspondences, filter_for_tracking,
-                                    filter_to_boxes, match_features, orb_correspondences, orb_features,
-                                    tracking_regions, video_correspondences)
+from models.correspondences import (OrbFeatures, OrbParams, _two_nearest_windowed, alphapose_file_bytes,
+                                    compact_correspondences, filter_for_tracking, filter_to_boxes, match_features,
+                                    orb_correspondences, orb_features, tracking_regions, video_correspondences)
 from models.poseflow import PoseFlowParams, PoseFlowTracker, pose_boxes
 
 SIZE = (960, 540)
@@ -87,6 +87,151 @@ def test_windowed_matcher_stays_in_its_window(bonn):
     assert corr is not None and len(corr) > 500
     # Truncation can add < 1 px to the float displacement.
     assert (np.abs(corr[:, 2:].astype(int) - corr[:, :2]) <= 33).all()
+
+
+def _windowed_reference(f_t: OrbFeatures, f_t1: OrbFeatures, window: int) -> tuple[np.ndarray, np.ndarray]:
+    """The definition, computed the obvious way: for every frame-t point, one exhaustive Hamming search over all
+    frame-t+1 points, masked by the window test in float64 (exact for float32 coordinates)."""
+    dist = np.full((len(f_t), 2), -1, np.int64)
+    nidx = np.full((len(f_t), 2), -1, np.int64)
+    p1 = f_t1.points.astype(np.float64)
+    for start in range(0, len(f_t), 1024):
+        q = f_t.points[start:start + 1024].astype(np.float64)
+        near = (np.abs(q[:, None, 0] - p1[None, :, 0]) <= window) & (np.abs(q[:, None, 1] - p1[None, :, 1]) <= window)
+        d, i = cv2.batchDistance(f_t.descriptors[start:start + 1024], f_t1.descriptors, cv2.CV_32S,
+                                 normType=cv2.NORM_HAMMING, K=2, mask=near.view(np.uint8))
+        dist[start:start + 1024] = np.where(i >= 0, d, -1)
+        nidx[start:start + 1024] = i
+    return dist, nidx
+
+
+def _hamming(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return np.unpackbits(a ^ b, axis=-1).sum(axis=-1)
+
+
+@pytest.mark.parametrize("window", [5, 16, 48, 100])
+def test_windowed_matcher_is_the_exact_two_nearest_inside_the_window(bonn, window):
+    """The strip/group implementation against the exhaustive definition on real Bonn frames: the same two
+    distances for every query, the same best neighbour whenever it is unique (a tie for first place fails the ratio
+    test, so which tied index is reported cannot matter), second neighbours inside the window at the reported
+    distance, and hence the same correspondences."""
+    _, _, (f0, f1, f2), _ = bonn
+    for f_t, f_t1 in ((f0, f1), (f1, f2)):
+        dist, nidx = _two_nearest_windowed(f_t, f_t1, window)
+        ref_dist, ref_nidx = _windowed_reference(f_t, f_t1, window)
+        np.testing.assert_array_equal(dist, ref_dist)
+        unique = (dist[:, 0] >= 0) & ((dist[:, 1] < 0) | (dist[:, 0] < dist[:, 1]))
+        np.testing.assert_array_equal(nidx[unique, 0], ref_nidx[unique, 0])
+        assert ((nidx >= 0) == (dist >= 0)).all()
+        q, k = np.nonzero(nidx >= 0)
+        j = nidx[q, k]
+        np.testing.assert_array_equal(_hamming(f_t.descriptors[q], f_t1.descriptors[j]), dist[q, k])
+        delta = np.abs(f_t1.points[j].astype(np.float64) - f_t.points[q])
+        assert (delta <= window).all()
+        if window >= 16:
+            assert unique.sum() > 0.9 * len(f_t)  # real frames: nearly every query has a window neighbour
+
+        # match_features applies the ratio test to exactly these neighbours.
+        keep = (ref_nidx >= 0).all(axis=1) & (ref_dist[:, 0] < 0.8 * ref_dist[:, 1])
+        expected = np.trunc(np.concatenate([f_t.points[keep], f_t1.points[ref_nidx[keep, 0]]], axis=1))
+        got = match_features(f_t, f_t1, OrbParams(matcher="windowed", window=window))
+        if len(expected) < OrbParams().min_matches:
+            assert got is None
+        else:
+            np.testing.assert_array_equal(got, expected.astype(np.int16))
+
+
+def _features(points, descriptors) -> OrbFeatures:
+    return OrbFeatures(np.asarray(points, np.float32).reshape(-1, 2), np.asarray(descriptors, np.uint8))
+
+
+def test_windowed_window_test_is_exact():
+    """|Δ| ≤ window in exact arithmetic: a point exactly `window` away is inside, the next float32 is outside, also
+    where a float32 subtraction would round the difference to exactly `window` (1 − 2⁻²⁴ to 49: Δ = 48 + 2⁻²⁴) or
+    where the float32 nearest to (coordinate ∓ window) lies on the wrong side of it (1 + 2⁻²³ − 48)."""
+    rng = np.random.default_rng(0)
+    desc = rng.integers(0, 256, (6, 32), dtype=np.uint8)
+    near_copy = desc[0].copy()
+    near_copy[0] ^= 1  # Hamming 1 from query 0: the best neighbour whenever it is inside the window
+    below_one = np.nextafter(np.float32(1.0), np.float32(0.0))  # 1 − 2⁻²⁴
+    above_one = np.nextafter(np.float32(1.0), np.float32(2.0))  # 1 + 2⁻²³
+    assert np.float32(49.0) - below_one == np.float32(48.0)  # float32 rounding would accept these two
+    assert np.float32(-47.0) - above_one == np.float32(-48.0)
+    cases = [  # (query point, candidate point, inside a ±48 window)
+        ((100.0, 200.0), (148.0, 200.0), True),
+        ((100.0, 200.0), (52.0, 248.0), True),
+        ((100.0, 200.0), (100.0, 152.0), True),
+        ((100.0, 200.0), (np.nextafter(np.float32(148.0), np.float32(np.inf)), 200.0), False),
+        ((100.0, 200.0), (np.nextafter(np.float32(52.0), np.float32(0.0)), 200.0), False),
+        ((100.0, 200.0), (100.0, np.nextafter(np.float32(248.0), np.float32(np.inf))), False),
+        ((100.0, 200.0), (100.0, np.nextafter(np.float32(152.0), np.float32(0.0))), False),
+        ((below_one, 200.0), (49.0, 200.0), False),
+        ((100.0, below_one), (100.0, 49.0), False),
+        ((above_one, 200.0), (-47.0, 200.0), False),
+        ((100.0, above_one), (100.0, -47.0), False),
+        ((above_one, 200.0), (-47.0 + 2.0**-18, 200.0), True),
+        ((0.0, 0.0), (-48.0, 48.0), True),
+        ((-0.0, 5.0), (48.0, -43.0), True),
+    ]
+    for q, t, inside in cases:
+        # The candidate (index 1) competes with a far point (index 0, inside the window, Hamming ~128).
+        f_t = _features([q], desc[:1])
+        f_t1 = _features([q, t], np.stack([desc[1], near_copy]))
+        dist, nidx = _two_nearest_windowed(f_t, f_t1, 48)
+        ref_dist, _ = _windowed_reference(f_t, f_t1, 48)
+        np.testing.assert_array_equal(dist, ref_dist)
+        if inside:
+            assert nidx[0].tolist() == [1, 0] and dist[0, 0] == 1, (q, t)
+        else:
+            assert nidx[0].tolist() == [0, -1] and dist[0, 1] == -1, (q, t)
+
+
+def test_windowed_sparse_and_degenerate_inputs():
+    rng = np.random.default_rng(1)
+    n = 300
+    # Few, scattered points (empty windows, single-point windows, whole strips without candidates), duplicates.
+    p0 = rng.uniform(0, 2000, (n, 2)).astype(np.float32)
+    p1 = np.concatenate([p0[:100] + rng.normal(0, 20, (100, 2)).astype(np.float32), p0[:5],
+                         rng.uniform(0, 2000, (50, 2)).astype(np.float32)])
+    d0 = rng.integers(0, 256, (n, 32), dtype=np.uint8)
+    d1 = np.concatenate([d0[:100] ^ rng.integers(0, 2, (100, 32), dtype=np.uint8), d0[:5],
+                         rng.integers(0, 256, (50, 32), dtype=np.uint8)])
+    f0, f1 = _features(p0, d0), _features(p1, d1)
+    for window in (1, 7, 30, 64):
+        for strip, group in ((None, 64), (3, 2), (500, 1000)):  # internal tiling must not change the result
+            dist, nidx = _two_nearest_windowed(f0, f1, window, strip=strip, group=group)
+            ref_dist, ref_nidx = _windowed_reference(f0, f1, window)
+            np.testing.assert_array_equal(dist, ref_dist)
+            unique = (dist[:, 0] >= 0) & ((dist[:, 1] < 0) | (dist[:, 0] < dist[:, 1]))
+            np.testing.assert_array_equal(nidx[unique, 0], ref_nidx[unique, 0])
+        assert (dist[:, 0] == -1).any() and (dist[:, 1] == -1).any()
+    empty = _features(np.zeros((0, 2)), np.zeros((0, 32)))
+    for a, b in ((empty, f1), (f0, empty)):
+        dist, nidx = _two_nearest_windowed(a, b, 48)
+        assert dist.shape == nidx.shape == (len(a), 2) and (nidx == -1).all()
+
+
+def test_video_correspondences_threads_give_the_same_pairs(bonn):
+    frames = bonn[0]
+    params = OrbParams(matcher="windowed")
+    one = video_correspondences(iter(frames), params)
+    for workers in (2, 3):
+        many = video_correspondences(iter(frames), params, workers=workers)
+        assert len(many) == len(one) == 3 and many[0] is None
+        for a, b in zip(one[1:], many[1:]):
+            np.testing.assert_array_equal(a, b)
+    assert video_correspondences(iter([]), params, workers=2) == []
+    assert video_correspondences(iter(frames[:1]), params, workers=2) == [None]
+    with pytest.raises(ValueError, match="workers"):
+        video_correspondences(frames, params, workers=0)
+
+
+def test_orb_points_are_the_keypoint_coordinates(bonn):
+    frames, _, features, _ = bonn
+    keypoints, descriptors = cv2.ORB_create(nfeatures=10000, scoreType=cv2.ORB_FAST_SCORE).detectAndCompute(
+        frames[0], None)
+    np.testing.assert_array_equal(features[0].points, np.array([kp.pt for kp in keypoints], np.float32))
+    np.testing.assert_array_equal(features[0].descriptors, descriptors)
 
 
 def test_fallbacks_to_identity():
