@@ -95,7 +95,14 @@ def from_mapping(cls: type[T], data: Mapping[str, Any], where: str = "") -> T:
             f"unknown config key{'s' if len(unknown) > 1 else ''} {', '.join(prefix + u for u in unknown)}; "
             f"valid keys{' of ' + where if where else ''}: {', '.join(fields)}"
         )
-    kwargs = {k: _convert(v, hints[k], prefix + k) for k, v in data.items()}
+    kwargs = {}
+    for k, v in data.items():
+        f = fields[k]
+        if dataclasses.is_dataclass(hints[k]) and isinstance(v, Mapping) and f.default_factory is not dataclasses.MISSING:
+            # A nested section given in part keeps the field's own defaults for the rest (which may differ from the
+            # nested class's defaults, e.g. the pipeline's tracking.orb.matcher).
+            v = {**to_dict(f.default_factory()), **v}
+        kwargs[k] = _convert(v, hints[k], prefix + k)
     try:
         return cls(**kwargs)
     except ConfigError:
