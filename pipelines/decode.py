@@ -205,19 +205,26 @@ class _Pairs:
         self.params = params
         self._prev = None
         self._prev_index: int | None = None
+        if params is not None:
+            import cv2
+
+            from models.correspondences import match_features, orb_features  # imported here, not timed per frame
+
+            self._features, self._match = orb_features, match_features
+            # One core per decode task, as for the codec: OpenCV's own thread pool would oversubscribe the CPUs that
+            # the other decode tasks and the actors are using (the parallelism comes from tasks).
+            cv2.setNumThreads(1)
 
     def add(self, index: int, frame: np.ndarray) -> tuple[np.ndarray, int, float]:
         if self.params is None:
             return _NO_PAIRS
         import time
 
-        from models.correspondences import match_features, orb_features
-
         t0 = time.perf_counter()
-        features = orb_features(frame, self.params)
+        features = self._features(frame, self.params)
         out = _NO_PAIRS[:2]
         if self._prev is not None and self._prev_index == index - 1:
-            pairs = match_features(self._prev, features, self.params)
+            pairs = self._match(self._prev, features, self.params)
             out = (pairs, CORR_PAIRS) if pairs is not None else (_NO_PAIRS[0], CORR_IDENTITY)
         self._prev, self._prev_index = features, index
         return (*out, time.perf_counter() - t0)
