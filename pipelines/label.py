@@ -90,8 +90,9 @@ class TrackingConfig:
     enabled: bool = True  # PoseFlow per video; False leaves track_id null
     # mode "improved" (default here) or "released" (AlphaPose's tracker exactly, the default of PoseFlowParams
     # itself). The improved mode had fewer or equal ID switches and equal or higher IDF1 than the released one on
-    # every perturbed Bonn scenario of benchmarks/poseflow.py (held-out seeds, pose-only and ORB), at about half
-    # the tracking time, which is the condition issue 6 set for making it the pipeline's default.
+    # every perturbed Bonn scenario of benchmarks/poseflow.py (held-out seeds; pose-only, and ORB with the exact or
+    # the ±48 px windowed matcher), at about half the tracking time: the condition issue 6 set for making it the
+    # pipeline's default. (With ±24/±16 px windows at one frame in five it had more; keep the window at 48.)
     poseflow: PoseFlowParams = field(default_factory=lambda: PoseFlowParams(mode="improved"))
     # "none": pose-only (AlphaPose's identity fallback, computed analytically; no pixels needed);
     # "orb": ORB point pairs between consecutive frames, computed in the decode stage (AlphaPose's PoseFlow input).
