@@ -26,7 +26,7 @@ from actors.common import rows_of
 from models.correspondences import filter_for_tracking
 from models.poseflow import PoseFlowParams, PoseFlowTracker
 from pipelines.decode import CORR_PAIRS
-from pipelines.publish import AtomicParquetWriter, Manifest, join_uri, write_manifest
+from pipelines.publish import AtomicParquetWriter, Manifest, join_uri, read_manifest, write_manifest
 from pipelines.schema import FRAMES_SCHEMA, KEYPOINT_SCHEMA, frames_table, keypoint_table, table_metadata
 from pipelines.staging import read_staged, remove_staging, write_staged
 
@@ -79,8 +79,8 @@ def _tracking_pairs(row: dict, prev: tuple[int, np.ndarray] | None, kp: np.ndarr
     if int(row["correspondence_kind"]) != CORR_PAIRS or prev is None or prev[0] != int(row["frame_index"]) - 1:
         return None
     pairs = np.asarray(row["correspondences"])
-    released_exact = params.mode == "improved" or (params.weights_old[0] == 0 and params.weights_old[2] == 0)
-    return filter_for_tracking(pairs, prev[1], kp, size, params) if released_exact else pairs
+    filter_is_exact = params.mode == "improved" or (params.weights_old[0] == 0 and params.weights_old[2] == 0)
+    return filter_for_tracking(pairs, prev[1], kp, size, params) if filter_is_exact else pairs
 
 
 class _Frames:
@@ -126,12 +126,10 @@ class TrackAndPublish:
         uri = str(refs["unit_uri"][0])
         try:
             summary = self._publish(video_id, uri, refs)
+        except FileNotFoundError as e:
+            summary = self._committed_before(video_id) or self._failed(video_id, uri, e)
         except Exception as e:  # a bad video becomes an error summary; the other videos go on
-            logger.exception("publishing %s failed", video_id)
-            summary = {
-                "published": False, "num_frames": 0, "num_persons": 0,
-                "errors": [_error(video_id, uri, -1, -1, "publish", f"{type(e).__name__}: {e}")], "seconds": {},
-            }
+            summary = self._failed(video_id, uri, e)
         try:
             remove_staging(self.spec.output, video_id, self.spec.storage_options)
         except Exception:  # leftovers cost space, never correctness: staged files are only read by reference
@@ -145,6 +143,27 @@ class TrackAndPublish:
             "num_errors": np.array([len(summary["errors"])], np.int64),
             "errors_json": np.array([json.dumps(summary["errors"])], dtype=object),
             "stage_seconds_json": np.array([json.dumps(summary["seconds"])], dtype=object),
+        }
+
+    def _committed_before(self, video_id: str) -> dict | None:
+        """The summary of a video this run already committed: Ray retried this task after an attempt that published
+        and removed the staged rows, then died before returning. None when there is no such commit."""
+        m = read_manifest(self.spec.output, video_id, self.spec.storage_options)
+        if m is None or m.run_id != self.spec.run_id or m.config_hash != self.spec.config_hash:
+            return None
+        logger.warning("%s was committed by an earlier attempt of this task; reporting that commit", video_id)
+        errors = [] if m.num_errors == 0 else [_error(
+            video_id, m.source_uri, -1, -1, "publish", f"committed by an earlier attempt of this task, which recorded "
+            f"{m.num_errors} error(s); the frames table keeps each bad frame's status")]
+        return {"published": True, "num_frames": m.num_frames, "num_persons": m.num_persons, "errors": errors,
+                "seconds": {}}
+
+    @staticmethod
+    def _failed(video_id: str, uri: str, e: Exception) -> dict:
+        logger.error("publishing %s failed", video_id, exc_info=e)
+        return {
+            "published": False, "num_frames": 0, "num_persons": 0,
+            "errors": [_error(video_id, uri, -1, -1, "publish", f"{type(e).__name__}: {e}")], "seconds": {},
         }
 
     def _publish(self, video_id: str, uri: str, refs: dict[str, np.ndarray]) -> dict:

@@ -22,8 +22,8 @@ import fsspec
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-__all__ = ["Manifest", "put_atomic", "write_table_atomic", "AtomicParquetWriter", "write_manifest", "read_manifests",
-           "join_uri"]
+__all__ = ["Manifest", "put_atomic", "write_table_atomic", "AtomicParquetWriter", "write_manifest", "read_manifest",
+           "read_manifests", "join_uri"]
 
 
 @dataclass(frozen=True)
@@ -138,6 +138,19 @@ class AtomicParquetWriter:
 def write_manifest(output: str, manifest: Manifest, storage_options: dict | None = None) -> None:
     body = json.dumps(asdict(manifest), indent=1, sort_keys=True).encode()
     put_atomic(body, join_uri(output, "_manifest", f"{manifest.video_id}.json"), storage_options)
+
+
+def read_manifest(output: str, video_id: str, storage_options: dict | None = None) -> Manifest | None:
+    """One video's commit marker, or None when it has none (or an unreadable one)."""
+    fs, path = fsspec.core.url_to_fs(join_uri(output, "_manifest", f"{video_id}.json"), **(storage_options or {}))
+    fs.invalidate_cache(os.path.dirname(path))
+    try:
+        with fs.open(path, "rb") as f:
+            d = json.load(f)
+        d["files"] = tuple(d.get("files", ()))
+        return Manifest(**d)
+    except (FileNotFoundError, ValueError, TypeError, KeyError):
+        return None
 
 
 def read_manifests(output: str, storage_options: dict | None = None) -> dict[str, Manifest]:

@@ -203,3 +203,18 @@ def test_a_video_without_good_frames_is_not_published(bonn, tmp_path):
     assert not summary["published"][0] and summary["num_errors"][0] == 2
     assert not (tmp_path / "poses").exists() or not any((tmp_path / "poses").rglob("*.parquet"))
     assert not (tmp_path / "_manifest").exists()
+
+
+def test_a_retried_task_reports_the_commit_of_its_earlier_attempt(bonn, tmp_path):
+    """Ray may rerun the per-video task after an attempt that committed and removed the staged rows but died before
+    returning: the rerun finds no staged files and must report the commit, not a failure."""
+    clip, scenario, pairs = bonn
+    spec = _spec(tmp_path)
+    refs = stage_rows(_rows(clip, scenario, pairs, list(range(clip.num_frames))), spec)
+    first = TrackAndPublish(spec)(refs)
+    again = TrackAndPublish(spec)(refs)  # the staged files are gone now
+    assert first["published"][0] and again["published"][0] and again["num_errors"][0] == 0
+    assert (again["num_frames"][0], again["num_persons"][0]) == (first["num_frames"][0], first["num_persons"][0])
+    other_run = PublishSpec(**{**spec.__dict__, "run_id": "another"})
+    failed = TrackAndPublish(other_run)(refs)  # a commit by another run does not count
+    assert not failed["published"][0] and "FileNotFoundError" in failed["errors_json"][0]
