@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from actors.common import rows_of
-from models.correspondences import filter_for_tracking
+from models.correspondences import filter_for_tracking, filter_is_exact
 from models.poseflow import PoseFlowParams, PoseFlowTracker
 from pipelines.decode import CORR_PAIRS
 from pipelines.publish import AtomicParquetWriter, Manifest, join_uri, read_manifest, write_manifest
@@ -68,19 +68,17 @@ def stage_rows(batch: dict[str, np.ndarray], spec: PublishSpec) -> dict[str, np.
                         else np.int64) for c in _REF_COLUMNS}
 
 
-def _tracking_pairs(row: dict, prev: tuple[int, np.ndarray] | None, kp: np.ndarray, size: tuple[int, int],
-                    params: PoseFlowParams) -> np.ndarray | None:
+def _tracking_pairs(kind: int, pairs: np.ndarray, frame_index: int, prev: tuple[int, np.ndarray] | None,
+                    kp: np.ndarray, size: tuple[int, int], params: PoseFlowParams) -> np.ndarray | None:
     """The correspondences to hand ``PoseFlowTracker.update`` for this frame, or None (pose-only).
 
     The decode stage paired frame i with frame i − 1. The tracker needs pairs from the previous frame *with
     detections*; when that is not frame i − 1 (an empty or failed frame in between) no such pairs exist here and
     the frame is tracked with AlphaPose's identity fallback (AlphaPose would match across the gap instead).
     """
-    if int(row["correspondence_kind"]) != CORR_PAIRS or prev is None or prev[0] != int(row["frame_index"]) - 1:
+    if kind != CORR_PAIRS or prev is None or prev[0] != frame_index - 1:
         return None
-    pairs = np.asarray(row["correspondences"])
-    filter_is_exact = params.mode == "improved" or (params.weights_old[0] == 0 and params.weights_old[2] == 0)
-    return filter_for_tracking(pairs, prev[1], kp, size, params) if filter_is_exact else pairs
+    return filter_for_tracking(pairs, prev[1], kp, size, params) if filter_is_exact(params) else pairs
 
 
 class _Frames:
@@ -244,11 +242,10 @@ class TrackAndPublish:
             elif f not in rows:  # a retried task may deliver a frame twice: keep one copy
                 rows[f] = int(r)
                 status[f] = "ok"
-        n_persons = np.asarray(batch["n_persons"], np.int64) if "n_persons" in batch else None
         for f in sorted(status):
             r = rows.get(f)
             frames.add(f, float(batch["timestamp_s"][r]) if r is not None else float("nan"),
-                       int(n_persons[r]) if r is not None and n_persons is not None else 0, status[f])
+                       int(batch["n_persons"][r]) if r is not None else 0, status[f])
         return [rows[f] for f in sorted(rows)]
 
     def _track(self, tracker, batch, good: list[int], prev) -> tuple[np.ndarray | None, tuple | None]:
@@ -260,12 +257,13 @@ class TrackAndPublish:
         for r in good:
             size = (int(batch["image_width"][r]), int(batch["image_height"][r]))
             kp = np.asarray(kps[r], np.float64)
-            row = {c: batch[c][r] for c in ("correspondence_kind", "correspondences", "frame_index")}
-            pairs = _tracking_pairs(row, prev, kp, size, tracker.params) if len(kp) else None
+            f = int(batch["frame_index"][r])
+            pairs = _tracking_pairs(int(batch["correspondence_kind"][r]), np.asarray(batch["correspondences"][r]), f,
+                                    prev, kp, size, tracker.params) if len(kp) else None
             ids.append(tracker.update(kp, np.asarray(k_scores[r], np.float64), np.asarray(p_scores[r], np.float64),
                                       image_size=size, correspondences=pairs))
             if len(kp):
-                prev = (int(batch["frame_index"][r]), kp)
+                prev = (f, kp)
         return np.concatenate(ids), prev
 
     def _keypoints(self, batch, good: list[int], track_ids, md: dict):

@@ -48,6 +48,7 @@ __all__ = [
     "alphapose_file_bytes",
     "filter_to_boxes",
     "tracking_regions",
+    "filter_is_exact",
     "filter_for_tracking",
 ]
 
@@ -452,6 +453,12 @@ def tracking_regions(keypoints: np.ndarray, image_size: tuple[int, int],
     return np.concatenate([boxes, hulls])
 
 
+def filter_is_exact(params: PoseFlowParams) -> bool:
+    """Whether ``filter_for_tracking`` keeps every grade of a tracker with ``params``: true unless the released mode
+    gives candidates older than the previous frame a weight on the correspondence terms (``weights_old``)."""
+    return params.mode == "improved" or (params.weights_old[0] == 0 and params.weights_old[2] == 0)
+
+
 def filter_for_tracking(correspondences: np.ndarray | None, keypoints_t: np.ndarray, keypoints_t1: np.ndarray,
                         image_size: tuple[int, int], params: PoseFlowParams = PoseFlowParams()) -> np.ndarray | None:
     """Drop the pairs no PoseFlow grade can read, keeping every grade identical.
@@ -472,7 +479,7 @@ def filter_for_tracking(correspondences: np.ndarray | None, keypoints_t: np.ndar
     """
     if correspondences is None:
         return None
-    if (params.weights_old[0] != 0 or params.weights_old[2] != 0) and params.mode == "released":
+    if not filter_is_exact(params):
         raise ValueError("filter_for_tracking is exact only when weights_old gives dm_iou and pose_iou_dm weight 0 "
                          f"(older candidates would read pairs outside frame t's poses); got {params.weights_old}")
     return filter_to_boxes(correspondences, tracking_regions(keypoints_t, image_size, params),

@@ -26,6 +26,7 @@ naming where) so the job records it and goes on with everything else.
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import Iterator
@@ -218,8 +219,6 @@ class _Pairs:
     def add(self, index: int, frame: np.ndarray) -> tuple[np.ndarray, int, float]:
         if self.params is None:
             return _NO_PAIRS
-        import time
-
         t0 = time.perf_counter()
         features = self._features(frame, self.params)
         out = _NO_PAIRS[:2]

@@ -15,6 +15,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import tempfile
 import uuid
 from dataclasses import asdict, dataclass
 
@@ -85,8 +86,6 @@ class AtomicParquetWriter:
     """
 
     def __init__(self, uri: str, schema: pa.Schema, storage_options: dict | None = None) -> None:
-        import tempfile
-
         self.uri = uri
         self._fs, self._path = fsspec.core.url_to_fs(uri, **(storage_options or {}))
         self._local = isinstance(self._fs, fsspec.implementations.local.LocalFileSystem)
