@@ -51,13 +51,8 @@ import torch
 
 from actors.common import pick_device
 from models.detectors import DETECTOR_ARCHS, PersonDetector, build_detector, check_frame
-from models.transforms import (
-    INPUT_SIZE_HW,
-    boxes_to_center_scale,
-    center_scale_to_boxes,
-    crop_images,
-    crop_images_torch,
-)
+from models.keypoints import get_keypoint_set
+from models.transforms import ALPHAPOSE_CROP, CropSpec, crop_images, crop_images_torch
 
 logger = logging.getLogger(__name__)
 
@@ -130,11 +125,25 @@ def build_detector_from_config(cfg: DetectorConfig) -> PersonDetector:
 
 
 class Detector:
-    """Ray Data callable class: ``ds.map_batches(Detector, fn_constructor_kwargs={"cfg": cfg}, ...)``."""
+    """Ray Data callable class: ``ds.map_batches(Detector, fn_constructor_kwargs={"cfg": cfg}, ...)``.
 
-    def __init__(self, cfg: DetectorConfig) -> None:
+    ``crop`` is the pose network's crop convention (``SPPEConfig.crop``: AlphaPose's 256×192 by default, square
+    256×256 for BlazePose), handed over by the pipeline so one convention travels with each network; ``None`` cuts
+    no crops (the pose stage is the detector itself). ``keypoints=True`` adds the detector's own per-person
+    keypoints (``keypoints`` ``[n, K, 2]``, ``keypoint_scores`` ``[n, K]``; a YOLO pose checkpoint) to each frame
+    row, so ``sppe.arch: detector`` needs no second network (``layout="frame"`` only).
+    """
+
+    def __init__(self, cfg: DetectorConfig, crop: CropSpec | None = ALPHAPOSE_CROP, keypoints: bool = False) -> None:
         self.cfg = cfg
+        self.crop = crop
+        self.keypoints = keypoints
+        if keypoints and cfg.layout != "frame":
+            raise ValueError("Detector: keypoints=True needs layout='frame'")
         self.detector = build_detector_from_config(cfg)
+        if keypoints and getattr(self.detector, "keypoint_set", None) is None:
+            raise ValueError(f"Detector: {cfg.arch} with weights {cfg.weights} predicts no keypoints; "
+                             "sppe.arch=detector needs a pose checkpoint (e.g. detector.arch=yolo with yolo11n-pose.pt)")
         backend = cfg.crop_backend
         if backend == "auto":
             backend = "opencv" if self.detector.device.type == "cpu" else "torch"
@@ -148,12 +157,13 @@ class Detector:
 
     def _crops(self, frame: np.ndarray, crop_boxes: np.ndarray) -> np.ndarray:
         index = np.zeros(len(crop_boxes), dtype=np.int64)
+        size = self.crop.output_size_hw
         if self.crop_backend == "opencv":
-            return crop_images([frame], index, crop_boxes)
+            return crop_images([frame], index, crop_boxes, size)
         dev = self.detector.device
         image = torch.from_numpy(np.array(frame, copy=True)).to(dev)[None]  # copy: inputs may be read-only views
         return crop_images_torch(image, torch.from_numpy(index).to(dev),
-                                 torch.from_numpy(crop_boxes).to(dev)).cpu().numpy()
+                                 torch.from_numpy(crop_boxes).to(dev), size).cpu().numpy()
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         cfg = self.cfg
@@ -188,13 +198,13 @@ class Detector:
             dets = dict(zip(good, self.detector([frames[i] for i in good], keys)))
             crops: list[np.ndarray] = []
             crop_boxes: list[np.ndarray] = []
-            for i in range(n_frames):
+            for i in range(n_frames if self.crop is not None else 0):
                 d = dets.get(i)
                 boxes = d.boxes_xyxy if d is not None else np.zeros((0, 4), np.float32)
-                c_boxes = center_scale_to_boxes(*boxes_to_center_scale(boxes))
+                c_boxes = self.crop.crop_boxes(boxes)
                 crop_boxes.append(c_boxes)
                 crops.append(self._crops(frames[i], c_boxes) if len(boxes)
-                             else np.zeros((0, *INPUT_SIZE_HW, 3), np.uint8))
+                             else np.zeros((0, *self.crop.output_size_hw, 3), np.uint8))
 
         n = np.asarray([len(dets[i]) if i in dets else 0 for i in range(n_frames)], np.int32)
         sizes = np.asarray([dets[i].frame_size_wh if i in dets else (0, 0) for i in range(n_frames)],
@@ -205,8 +215,11 @@ class Detector:
         scores = [dets[i].scores if i in dets else empty[1] for i in range(n_frames)]
         if cfg.layout == "frame":
             out = {c: batch[c] for c in identity}
-            out.update(crops=_ragged(crops), crop_boxes_xyxy=_ragged(crop_boxes), boxes_xyxy=_ragged(boxes),
-                       box_scores=_ragged(scores), n_persons=n)
+            if self.crop is not None:
+                out.update(crops=_ragged(crops), crop_boxes_xyxy=_ragged(crop_boxes))
+            if self.keypoints:
+                out.update(self._keypoint_columns(dets, n_frames))
+            out.update(boxes_xyxy=_ragged(boxes), box_scores=_ragged(scores), n_persons=n)
             take = np.arange(n_frames)
         else:
             # One row per person; a frame without persons (or with an error) keeps one row with index −1.
@@ -215,12 +228,14 @@ class Detector:
             out = {c: np.take(np.asarray(batch[c]), take, axis=0) for c in identity}
             first = np.concatenate([[0], np.cumsum(np.maximum(n, 1))[:-1]]).astype(np.int64)
             person_index = (np.arange(len(take)) - first[take]).astype(np.int32)
-            blank_crop = np.zeros((1, *INPUT_SIZE_HW, 3), np.uint8)
+            if self.crop is None:
+                raise ValueError("Detector: layout='person' needs a crop spec")
+            blank_crop = np.zeros((1, *self.crop.output_size_hw, 3), np.uint8)
             out.update(
                 person_index=np.where(has, person_index, -1).astype(np.int32),
                 n_persons=n[take],
                 crop=np.concatenate([c if len(c) else blank_crop for c in crops]) if n_frames
-                else np.zeros((0, *INPUT_SIZE_HW, 3), np.uint8),
+                else np.zeros((0, *self.crop.output_size_hw, 3), np.uint8),
                 crop_box_xyxy=_pad_concat(crop_boxes, (4,), np.float64),
                 box_xyxy=_pad_concat(boxes, (4,), np.float32),
                 box_score=_pad_concat(scores, (), np.float32),
@@ -239,6 +254,19 @@ class Detector:
         # Internal invariant (a bug of ours if it fails, never a bad input): one value per row in every column.
         assert all(len(v) == total for v in out.values()), {k: len(v) for k, v in out.items()}
         return out
+
+
+    def _keypoint_columns(self, dets: dict, n_frames: int) -> dict[str, np.ndarray]:
+        """The detector's own keypoints per frame (``[n, K, 2]`` frame pixels, ``[n, K]`` scores), aligned with the
+        boxes; frames without a detection (errors) get ``[0, K, …]``."""
+        k = get_keypoint_set(self.detector.keypoint_set).num_keypoints
+        kps, kp_scores = [], []
+        for i in range(n_frames):
+            d = dets.get(i)
+            kps.append(np.asarray(d.keypoints, np.float32) if d is not None else np.zeros((0, k, 2), np.float32))
+            kp_scores.append(np.asarray(d.keypoint_scores, np.float32) if d is not None
+                             else np.zeros((0, k), np.float32))
+        return {"keypoints": _ragged(kps), "keypoint_scores": _ragged(kp_scores)}
 
 
 def _ragged(arrays: list[np.ndarray]) -> np.ndarray:

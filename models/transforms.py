@@ -19,6 +19,7 @@ by the oracle SPPE in tests.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
@@ -27,6 +28,8 @@ import torch.nn.functional as F
 
 __all__ = [
     "INPUT_SIZE_HW",
+    "CropSpec",
+    "ALPHAPOSE_CROP",
     "PIXEL_MEANS_RGB",
     "ASPECT_RATIO",
     "SCALE_MULT",
@@ -47,6 +50,32 @@ INPUT_SIZE_HW = (256, 192)
 PIXEL_MEANS_RGB = (0.406, 0.457, 0.480)
 ASPECT_RATIO = INPUT_SIZE_HW[1] / INPUT_SIZE_HW[0]
 SCALE_MULT = 1.25
+
+
+@dataclass(frozen=True, kw_only=True)
+class CropSpec:
+    """How a top-down SPPE wants its person crops: output size, crop aspect (w/h) and enlargement.
+
+    The detector stage cuts crops by the SPPE's spec (``boxes_to_center_scale(boxes, aspect_ratio, scale_mult)`` →
+    ``crop_images(..., output_size_hw)``), so one convention travels with each network. AlphaPose's SPPEs take
+    ``ALPHAPOSE_CROP`` (256×192, aspect 0.75, ×1.25); BlazePose takes square crops (``models.blazepose``).
+    """
+
+    output_size_hw: tuple[int, int] = INPUT_SIZE_HW
+    aspect_ratio: float = ASPECT_RATIO
+    scale_mult: float = SCALE_MULT
+
+    def __post_init__(self) -> None:
+        if min(self.output_size_hw) < 1 or self.aspect_ratio <= 0 or self.scale_mult <= 0:
+            raise ValueError(f"invalid crop spec {self}")
+
+    def crop_boxes(self, boxes_xyxy: np.ndarray) -> np.ndarray:
+        """Detector boxes ``[N, 4]`` → crop regions float64 ``[N, 4]`` (``center_scale_to_boxes`` of the spec)."""
+        return center_scale_to_boxes(*boxes_to_center_scale(boxes_xyxy, self.aspect_ratio, self.scale_mult))
+
+
+#: AlphaPose's crop (spec §2.2): what every ``models.sppe`` network was trained on.
+ALPHAPOSE_CROP = CropSpec()
 
 
 def boxes_to_center_scale(boxes_xyxy: np.ndarray, aspect_ratio: float = ASPECT_RATIO,
