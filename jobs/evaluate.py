@@ -1,6 +1,6 @@
 """Evaluate a labelled output folder against ground truth: COCO keypoint AP/AR, CrowdPose AP, tracking metrics.
 
-    python -m jobs.evaluate --output OUT --gt GT.json [--kind coco|crowdpose|track] [--video-id ID ...]
+    python -m jobs.evaluate --output OUT --gt GT.json [--kind coco|crowdpose|track|pckh] [--video-id ID ...]
                             [--match auto|file_name|id|frame] [--out JSON] [--all-gt-images]
                             [--similarity oks|pck|box_iou] [--threshold 0.5]
 
@@ -59,6 +59,8 @@ labelled twice) is an error: select one with ``--video-id``.
   both sets have (all GT joints when a conversion is defined, else the joints with the same name, e.g. COCO-17 vs
   CrowdPose-14: the 12 limb joints). This is a per-person evaluation, not poseval's per-joint one
   (spec §5.1): its numbers are comparable across raypose runs, not to published PoseTrack MOTA.
+* ``pckh``: keypoint accuracy where the GT has head boxes (MPII, PoseTrack, the Bonn clip): multi-person PCKh at
+  ``--threshold`` × head size on the shared joints (``pckh_eval``), e.g. COCO-17 predictions on a CrowdPose-14 GT.
 """
 
 from __future__ import annotations
@@ -94,7 +96,7 @@ __all__ = [
 
 logger = logging.getLogger("raypose.evaluate")
 
-KINDS = ("coco", "crowdpose", "track")
+KINDS = ("coco", "crowdpose", "track", "pckh")
 MATCH_MODES = ("auto", "file_name", "id", "frame")
 COCO_STAT_NAMES = ("AP", "AP50", "AP75", "AP_M", "AP_L", "AR", "AR50", "AR75", "AR_M", "AR_L")
 CROWDPOSE_STAT_NAMES = ("AP", "AP50", "AP75", "AR", "AR50", "AR75", "AP_easy", "AP_medium", "AP_hard")
@@ -653,6 +655,80 @@ def tracking_eval(arrays_by_video: dict, videos: dict, match: FrameMatch, gt: Gr
 
 
 # ---------------------------------------------------------------------------------------------------------------
+# Keypoint accuracy (PCKh)
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def pckh_eval(arrays_by_video: dict, videos: dict, match: FrameMatch, gt: GroundTruth, *,
+              threshold: float = 0.5) -> dict:
+    """Multi-person PCKh: per matched frame, GT persons and predictions are paired one-to-one (Hungarian, on the
+    fraction of shared joints within ``threshold`` × head size, head size = 0.6 × the head box diagonal as in
+    PoseTrack/MPII), then a labelled GT joint is correct when its paired prediction's joint lies within
+    ``threshold`` × head size. Unpaired GT persons count every labelled joint as missed, so missing detections lower
+    the score; ``predictions_unpaired`` counts the false positives.
+
+    Compared joints: all GT joints when a conversion from the prediction set exists, else the joints of the same
+    name (COCO-17 vs CrowdPose-14: the 12 limb joints). Returns ``{"PCKh": mean over labelled joints, "per_joint":
+    {name: PCKh}, "gt_persons", "paired", "predictions", "predictions_unpaired", "joints", "threshold"}``.
+    """
+    from scipy.optimize import linear_sum_assignment
+
+    sets = sorted({str(a.keypoint_set[0]) for a in arrays_by_video.values() if a is not None and len(a)})
+    if len(sets) > 1:
+        raise EvaluationError(f"videos were labelled with different keypoint sets ({', '.join(sets)}); evaluate "
+                              "them separately (--video-id)")
+    if sets:
+        p_idx, g_idx = _shared_joints(sets[0], gt.keypoint_set)
+    else:
+        p_idx = g_idx = np.arange(gt.keypoint_set.num_keypoints)
+    k = len(g_idx)
+    correct = np.zeros(k)
+    labelled = np.zeros(k)
+    n_gt = n_paired = n_pred = 0
+    for vid in sorted(videos):
+        arr = arrays_by_video.get(vid)
+        rows_of: dict = {}
+        if arr is not None:
+            for r, f in enumerate(arr.frame_index.tolist()):
+                rows_of.setdefault(f, []).append(r)
+        for f in sorted(f for (v, f) in match.image_of if v == vid):
+            iid = match.image_of[(vid, f)]
+            anns = [a for a in gt.annotations.get(iid, []) if not a.get("iscrowd") and a.get("keypoints")]
+            g = [np.asarray(a["keypoints"], np.float64).reshape(-1, 3)[g_idx] for a in anns]
+            keep = [bool((kp[:, 2] > 0).any()) for kp in g]
+            anns = [a for a, ok in zip(anns, keep) if ok]
+            g = [kp for kp, ok in zip(g, keep) if ok]
+            heads = [_head_size(a) for a in anns]
+            if any(h is None for h in heads):
+                raise EvaluationError(f"--kind pckh needs head boxes ('bbox_head' or 'head_rect') on every GT person; "
+                                      f"image {iid} has a person without one")
+            rows = rows_of.get(f, [])
+            pred = arr.keypoints[rows][:, p_idx].astype(np.float64) if rows else np.zeros((0, k, 2))
+            n_gt += len(g)
+            n_pred += len(pred)
+            if not g:
+                continue
+            gt_xy = np.stack([kp[:, :2] for kp in g])  # [G, k, 2]
+            vis = np.stack([kp[:, 2] > 0 for kp in g])  # [G, k]
+            labelled += vis.sum(0)
+            if not len(pred):
+                continue
+            dist = np.linalg.norm(gt_xy[:, None] - pred[None], axis=-1)  # [G, P, k]
+            hit = (dist <= threshold * np.asarray(heads)[:, None, None]) & vis[:, None]
+            frac = hit.sum(-1) / np.maximum(vis.sum(-1), 1)[:, None]
+            gi, pi = linear_sum_assignment(-frac)
+            for a, b in zip(gi, pi):
+                if frac[a, b] > 0:
+                    correct += hit[a, b]
+                    n_paired += 1
+    names = [gt.keypoint_set.names[j] for j in g_idx]
+    per_joint = {n: (float(c / t) if t else float("nan")) for n, c, t in zip(names, correct, labelled)}
+    return {"PCKh": float(correct.sum() / max(labelled.sum(), 1)), "per_joint": per_joint, "gt_persons": n_gt,
+            "paired": n_paired, "predictions": n_pred, "predictions_unpaired": n_pred - n_paired, "joints": names,
+            "threshold": threshold}
+
+
+# ---------------------------------------------------------------------------------------------------------------
 # CLI
 # ---------------------------------------------------------------------------------------------------------------
 
@@ -689,7 +765,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="evaluate every GT image, not only those some frame of the run matched")
     parser.add_argument("--similarity", choices=("oks", "pck", "box_iou"), default="oks",
                         help="track: how a GT person and a prediction may match (default: oks)")
-    parser.add_argument("--threshold", type=float, default=0.5, help="track: match threshold (default: 0.5)")
+    parser.add_argument("--threshold", type=float, default=0.5,
+                        help="track: match threshold; pckh: fraction of the head size (default: 0.5)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
@@ -700,7 +777,7 @@ def main(argv: list[str] | None = None) -> int:
     so = default_storage_options()
     # ---- validate and match before any metric runs ------------------------------------------------------------------
     try:
-        if args.kind == "track" and not 0.0 < args.threshold <= 1.0:
+        if args.kind in ("track", "pckh") and not 0.0 < args.threshold <= 1.0:
             raise EvaluationError(f"--threshold {args.threshold}: must be in (0, 1]")
         gt = load_ground_truth(args.gt, so)
         tables = load_output(args.output, args.video_ids, storage_options=so)
@@ -722,7 +799,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"(--match {args.match}){hint}; check that the run labelled the GT's images, or try another --match")
         arrays = {v: pose_arrays(t) for v, t in poses_by_video.items()}
         for v, arr in arrays.items():
-            if len(arr) and args.kind != "track":
+            if len(arr) and args.kind not in ("track", "pckh"):
                 _check_conversion(str(arr.keypoint_set[0]), gt.keypoint_set)
     except (EvaluationError, OutputNotFoundError, ValueError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
@@ -748,6 +825,11 @@ def main(argv: list[str] | None = None) -> int:
                                                                     "FP", "FN", "gt_objects", "frames")]
             title = (f"tracking ({args.similarity} ≥ {args.threshold}) on {report['tracking']['overall']['frames']} "
                      f"frames")
+        elif args.kind == "pckh":
+            report["pckh"] = pckh_eval(arrays, videos, match, gt, threshold=args.threshold)
+            rows = [("PCKh", report["pckh"]["PCKh"])] + list(report["pckh"]["per_joint"].items()) + [
+                (k, report["pckh"][k]) for k in ("gt_persons", "paired", "predictions_unpaired")]
+            title = f"PCKh@{args.threshold} on the shared joints"
         else:
             results = prediction_results(arrays, match, gt)
             report["predictions"] = len(results)

@@ -307,6 +307,33 @@ def test_tracking_box_iou_and_pck_similarities(tmp_path, bonn):
     assert rc == 0 and res["tracking"]["overall"]["IDSW"] == 0
 
 
+
+def test_pckh_perfect_shifted_and_missing(tmp_path, bonn):
+    """PCKh on Bonn: the GT itself scores 1.0; every joint moved by 0.4 × its person's head size still counts, 0.6 ×
+    does not (a handful of joints then land near a neighbour's: < 1 %); dropping one person's rows loses exactly its
+    labelled joints."""
+    _publish_bonn(tmp_path, bonn, bonn["track"] + 1)
+    rc, res = run_eval(tmp_path, bonn["path"], "--kind", "pckh")
+    assert rc == 0 and res["pckh"]["PCKh"] == 1.0 and res["pckh"]["paired"] == 164
+    frame_of = {im["id"]: im["frame_id"] for im in bonn["gt"]["images"]}
+    anns = sorted(bonn["gt"]["annotations"], key=lambda a: (frame_of[a["image_id"]], a["track_id"]))  # as bonn["xy"]
+    assert len(anns) == len(bonn["xy"])
+    head = np.asarray([0.6 * np.hypot(a["head_rect"][2] - a["head_rect"][0], a["head_rect"][3] - a["head_rect"][1])
+                       for a in anns])
+    for factor, (lo, hi) in ((0.4, (1.0, 1.0)), (0.6, (0.0, 0.01))):
+        moved = dict(bonn, xy=bonn["xy"] + factor * head[:, None, None] * np.array([1.0, 0.0]))
+        out = tmp_path / f"moved{factor}"
+        _publish_bonn(out, moved, bonn["track"] + 1)
+        rc, res = run_eval(out, bonn["path"], "--kind", "pckh")
+        assert rc == 0 and lo <= res["pckh"]["PCKh"] <= hi, (factor, res["pckh"])
+    keep = bonn["track"] != 0
+    out = tmp_path / "dropped"
+    _publish_bonn(out, dict(bonn, xy=bonn["xy"][keep], frame=bonn["frame"][keep]), bonn["track"][keep] + 1)
+    rc, res = run_eval(out, bonn["path"], "--kind", "pckh")
+    labelled = sum(sum(v > 0 for v in a["keypoints"][2::3]) for a in anns if a["track_id"] == 0)
+    total = sum(sum(v > 0 for v in a["keypoints"][2::3]) for a in anns)
+    assert res["pckh"]["PCKh"] == pytest.approx(1 - labelled / total) and res["pckh"]["paired"] == keep.sum()
+
 # ---- bad inputs --------------------------------------------------------------------------------------------------
 
 
