@@ -1,7 +1,13 @@
 """The SPPE stage: per-frame person crops in, per-frame keypoints out (a Ray Data callable class).
 
-Input rows are frames carrying ``crops`` (uint8 ``[n, 256, 192, 3]``) and ``crop_boxes_xyxy`` (``[n, 4]``) from the
-detector stage. All persons of a batch are pooled, run through the network in chunks of ``batch_size``, decoded
+Two kinds of pose network sit behind one config (``SPPEConfig.arch``): AlphaPose's heatmap SPPEs
+(``models.sppe``: FastPose …, AlphaPose checkpoints, 256×192 crops) and BlazePose (``blazepose_full``:
+``models.blazepose``, MediaPipe's real weights fetched by ``make weights``, square 256×256 crops). A third value,
+``detector``, means no second network: the detector's own keypoints (a YOLO pose checkpoint) are the poses and the
+pipeline skips this stage. ``SPPEConfig.crop`` tells the detector stage which crops to cut.
+
+Input rows are frames carrying ``crops`` (uint8 ``[n, H, W, 3]`` by the arch's crop spec) and ``crop_boxes_xyxy``
+(``[n, 4]``) from the detector stage. All persons of a batch are pooled, run through the network in chunks of ``batch_size``, decoded
 (``models.heatmaps``) and split back into their frames as ``keypoints`` (``[n, K, 2]``, image pixels) and
 ``keypoint_scores`` (``[n, K]``). The crops column is dropped here: after this stage rows are small.
 
@@ -18,23 +24,30 @@ import numpy as np
 import torch
 
 from actors.common import is_error, pick_device, ragged, rows_of
+from models.blazepose import BLAZEPOSE_CROP, BLAZEPOSE_KEYPOINT_SETS, BlazePoseSPPE
 from models.checkpoints import load_checkpoint
 from models.heatmaps import flip_test, heatmaps_to_keypoints
 from models.keypoints import get_keypoint_set
 from models.sppe import SPPE_ARCHS, build_sppe
-from models.transforms import normalize_crops
+from models.transforms import ALPHAPOSE_CROP, CropSpec, normalize_crops
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["SPPEConfig", "SPPE"]
+__all__ = ["SPPEConfig", "SPPE", "POSE_ARCHS", "PRECISIONS", "load_blazepose"]
+
+#: Heatmap SPPEs (``models.sppe``), BlazePose, and "the detector's own keypoints".
+POSE_ARCHS = tuple(SPPE_ARCHS) + ("blazepose_full", "detector")
+PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 @dataclass(frozen=True, kw_only=True)
 class SPPEConfig:
     """Settings of the pose stage."""
 
-    arch: str = "fastpose_res50"  # a models.sppe.SPPE_ARCHS name
-    checkpoint: str | None = None  # path or URI of an AlphaPose-format .pth
+    arch: str = "fastpose_res50"  # a POSE_ARCHS name: models.sppe.SPPE_ARCHS, "blazepose_full" or "detector"
+    # path or URI of an AlphaPose-format .pth; for blazepose_full the converted file (default: the weights folder's
+    # pose_landmark_full.pt, models.zoo)
+    checkpoint: str | None = None
     random_weights: bool = False  # required (and announced) when no checkpoint is given
     num_joints: int = 17
     keypoint_set: str = "coco17"  # models.keypoints name of the heatmap channels
@@ -43,10 +56,18 @@ class SPPEConfig:
     batch_size: int = 64  # persons per forward pass
     device: str = "auto"  # "auto" (GPU iff Ray assigned one), "cpu", "cuda", "cuda:N"
     threads: int = 0  # torch intra-op threads on CPU; 0 keeps Ray's default (OMP_NUM_THREADS = the actor's CPUs)
+    precision: str = "fp32"  # "fp32", "bf16" or "fp16" weights and activations
 
     def __post_init__(self) -> None:
-        if self.arch not in SPPE_ARCHS:
-            raise ValueError(f"sppe.arch: unknown {self.arch!r}; choose one of {', '.join(SPPE_ARCHS)}")
+        if self.arch not in POSE_ARCHS:
+            raise ValueError(f"sppe.arch: unknown {self.arch!r}; choose one of {', '.join(POSE_ARCHS)}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"sppe.precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
+        if self.arch == "blazepose_full" and self.keypoint_set not in BLAZEPOSE_KEYPOINT_SETS:
+            raise ValueError(f"sppe.keypoint_set: BlazePose maps to {', '.join(BLAZEPOSE_KEYPOINT_SETS)}, "
+                             f"not {self.keypoint_set!r}")
+        if self.arch in ("blazepose_full", "detector") and self.random_weights:
+            raise ValueError(f"sppe.arch={self.arch} has no random-weights mode (its weights are real or absent)")
         ks = get_keypoint_set(self.keypoint_set)
         if ks.num_keypoints != self.num_joints:
             raise ValueError(
@@ -59,7 +80,7 @@ class SPPEConfig:
             raise ValueError(f"sppe.batch_size must be ≥ 1, got {self.batch_size}")
         if self.threads < 0:
             raise ValueError(f"sppe.threads must be ≥ 0, got {self.threads}")
-        if self.checkpoint is None and not self.random_weights:
+        if self.checkpoint is None and not self.random_weights and self.arch in SPPE_ARCHS:
             raise ValueError(
                 "sppe.checkpoint is not set: give an AlphaPose-format checkpoint (sppe.checkpoint=PATH), or "
                 "sppe.random_weights=true for a smoke run whose keypoints are meaningless"
@@ -68,6 +89,30 @@ class SPPEConfig:
     @property
     def identifier(self) -> str:
         return self.arch
+
+    @property
+    def crop(self) -> CropSpec | None:
+        """The crops this pose network takes (None: the detector's keypoints, no crops)."""
+        return {"blazepose_full": BLAZEPOSE_CROP, "detector": None}.get(self.arch, ALPHAPOSE_CROP)
+
+    def weights_path(self) -> str | None:
+        """The checkpoint this stage loads: ``checkpoint``, BlazePose's fetched file, or None (random/detector)."""
+        if self.checkpoint is not None or self.arch != "blazepose_full":
+            return self.checkpoint
+        from models.zoo import weights_file
+
+        return weights_file("blazepose_full")
+
+
+def load_blazepose(path: str):
+    """The BlazePose landmark graph from a converted weights-only file (or a raw ``.tflite``) and its sha256."""
+    from models.tflite import TFLiteModule
+
+    if path.endswith(".tflite"):
+        graph = TFLiteModule.from_file(path)
+    else:
+        graph = TFLiteModule.load(path)
+    return graph, graph.source_sha256
 
 
 class SPPE:
@@ -80,32 +125,44 @@ class SPPE:
             # Ray pins OMP_NUM_THREADS to the actor's CPU reservation (1 for fractions); a laptop's single SPPE
             # actor may use every core while decode tasks mostly wait on it.
             torch.set_num_threads(cfg.threads)
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(0)  # random weights are the same in every actor, so reruns are identical
-            self.model = build_sppe(cfg.arch, cfg.num_joints)
-        if cfg.checkpoint is not None:
-            self.sha256 = load_checkpoint(self.model, cfg.checkpoint).sha256
+        if cfg.arch == "detector":
+            raise ValueError("sppe.arch=detector has no pose stage: the pipeline takes the detector's keypoints")
+        self.dtype = PRECISIONS[cfg.precision]
+        if cfg.arch == "blazepose_full":
+            graph, self.sha256 = load_blazepose(cfg.weights_path())
+            self.model = BlazePoseSPPE(graph, keypoint_set=cfg.keypoint_set, flip_test=cfg.flip_test)
         else:
-            self.sha256 = "random"
-            logger.warning("SPPE %s has RANDOM WEIGHTS: its keypoints are not pose estimates", cfg.arch)
-        self.model.to(self.device).eval()
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(0)  # random weights are the same in every actor, so reruns are identical
+                self.model = build_sppe(cfg.arch, cfg.num_joints)
+            if cfg.checkpoint is not None:
+                self.sha256 = load_checkpoint(self.model, cfg.checkpoint).sha256
+            else:
+                self.sha256 = "random"
+                logger.warning("SPPE %s has RANDOM WEIGHTS: its keypoints are not pose estimates", cfg.arch)
+        self.model.to(device=self.device, dtype=self.dtype).eval()
         self.flip_pairs = get_keypoint_set(cfg.keypoint_set).flip_pairs
         logger.info("SPPE %s (sha256 %s) on %s, %d persons per forward", cfg.arch, self.sha256[:12],
                     self.device, cfg.batch_size)
 
     @torch.inference_mode()
     def estimate(self, crops: np.ndarray, crop_boxes_xyxy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """uint8 crops ``[P, 256, 192, 3]`` + crop boxes ``[P, 4]`` → keypoints ``[P, K, 2]``, scores ``[P, K]``."""
+        """uint8 crops ``[P, H, W, 3]`` (``cfg.crop``) + crop boxes ``[P, 4]`` → keypoints ``[P, K, 2]``, scores
+        ``[P, K]``."""
         k = self.cfg.num_joints
         p = len(crops)
         if p == 0:
             return np.zeros((0, k, 2), np.float32), np.zeros((0, k), np.float32)
         kps, scores = [], []
         for s in range(0, p, self.cfg.batch_size):
-            x = normalize_crops(torch.as_tensor(crops[s:s + self.cfg.batch_size]).to(self.device))
-            hm = flip_test(self.model, x, self.flip_pairs) if self.cfg.flip_test else self.model(x)
+            chunk = torch.as_tensor(crops[s:s + self.cfg.batch_size]).to(self.device)
             boxes = torch.as_tensor(np.asarray(crop_boxes_xyxy[s:s + self.cfg.batch_size], np.float64))
-            kp, sc = heatmaps_to_keypoints(hm, boxes.to(self.device), method=self.cfg.decode)
+            if isinstance(self.model, BlazePoseSPPE):
+                kp, sc = self.model(chunk, boxes.to(self.device))
+            else:
+                x = normalize_crops(chunk, dtype=self.dtype)
+                hm = flip_test(self.model, x, self.flip_pairs) if self.cfg.flip_test else self.model(x)
+                kp, sc = heatmaps_to_keypoints(hm.float(), boxes.to(self.device), method=self.cfg.decode)
             kps.append(kp.cpu().numpy())
             scores.append(sc.cpu().numpy())
         return np.concatenate(kps), np.concatenate(scores)

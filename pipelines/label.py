@@ -5,7 +5,7 @@ config at each call site and no math (``ray-notes.md`` §11)::
 
     from_items(shards) ─map_batches(decode)            CPU tasks: uint8 frames (+ ORB pairs), error rows for bad media
                        ─map_batches(Detector)          actor pool (GPU when configured): boxes + crops, no frames
-                       ─map_batches(SPPE)              actor pool: crops → keypoints
+                       ─map_batches(SPPE)              actor pool: crops → keypoints (skipped with sppe.arch=detector)
                        ─map_batches(apply_pose_nms)    CPU tasks: per-frame parametric pose NMS
                        ─map_batches(stage_rows)        CPU tasks: rows → staged Parquet per (video, shard) piece
                        ─groupby(video_id).map_groups(publish_video)   shard by shard: PoseFlow, publish atomically
@@ -124,6 +124,12 @@ class LabelConfig:
     def __post_init__(self) -> None:
         if self.detector.layout != "frame":
             raise ValueError("detector.layout must be 'frame' in the labelling pipeline (one row per frame)")
+        if self.sppe.arch == "detector":
+            if self.detector.arch != "yolo":
+                raise ValueError(f"sppe.arch=detector takes the detector's own keypoints: it needs detector.arch=yolo "
+                                 f"with a pose checkpoint, not {self.detector.arch}")
+            if self.sppe.keypoint_set != "coco17":
+                raise ValueError("sppe.arch=detector: YOLO pose checkpoints predict coco17 keypoints")
 
     def result_affecting(self) -> dict:
         """The part of the config that changes outputs (resources and chunking do not)."""
@@ -192,13 +198,14 @@ def _decode_batch(batch: dict, chunk: int, storage_options: dict, orb: OrbParams
             yield out
 
 
-def _actor_stage(ds, cls, cfg_obj, res: StageResources):
+def _actor_stage(ds, cls, cfg_obj, res: StageResources, **constructor_kwargs):
     import ray.data
 
     kwargs = dict(num_cpus=res.num_cpus)
     if res.num_gpus > 0:
         kwargs["num_gpus"] = res.num_gpus
-    return ds.map_batches(cls, fn_constructor_kwargs={"cfg": cfg_obj}, batch_size=res.batch_size,
+    return ds.map_batches(cls, fn_constructor_kwargs={"cfg": cfg_obj, **constructor_kwargs},
+                          batch_size=res.batch_size,
                           compute=ray.data.ActorPoolStrategy(size=res.actors), **kwargs)
 
 
@@ -219,8 +226,11 @@ def build_label_dataset(shards: list[dict], cfg: LabelConfig, spec: PublishSpec,
     ds = ds.map_batches(_decode_batch, batch_size=1, num_cpus=r.decode_cpus,
                         fn_kwargs={"chunk": cfg.run.decode_chunk, "storage_options": spec.storage_options,
                                    "orb": cfg.tracking.orb_params()})
-    ds = _actor_stage(ds, Detector, cfg.detector, r.detect)
-    ds = _actor_stage(ds, sppe_stage, sppe_cfg if sppe_cfg is not None else cfg.sppe, r.sppe)
+    # The detector cuts the crops the pose network takes (its crop spec), or hands over its own keypoints.
+    detector_keypoints = cfg.sppe.arch == "detector"
+    ds = _actor_stage(ds, Detector, cfg.detector, r.detect, crop=cfg.sppe.crop, keypoints=detector_keypoints)
+    if not detector_keypoints:
+        ds = _actor_stage(ds, sppe_stage, sppe_cfg if sppe_cfg is not None else cfg.sppe, r.sppe)
     ds = ds.map_batches(apply_pose_nms, fn_kwargs={"params": cfg.pose_nms}, batch_size=r.detect.batch_size,
                         num_cpus=r.pose_nms_cpus)
     ds = ds.map_batches(stage_rows, fn_kwargs={"spec": spec}, batch_size=None, num_cpus=r.pose_nms_cpus)

@@ -64,3 +64,35 @@ def test_sppe_config_validation():
         SPPEConfig(keypoint_set="halpe26", random_weights=True)
     with pytest.raises(ValueError, match="decode"):
         SPPEConfig(decode="soft", random_weights=True)
+
+
+def test_pose_arch_validation_and_crop_specs(monkeypatch, tmp_path):
+    from models.blazepose import BLAZEPOSE_CROP
+    from models.transforms import ALPHAPOSE_CROP
+    from models.zoo import WeightsMissingError
+
+    assert SPPEConfig(arch="fastpose_res18", random_weights=True).crop == ALPHAPOSE_CROP
+    assert SPPEConfig(arch="blazepose_full").crop == BLAZEPOSE_CROP
+    assert SPPEConfig(arch="detector").crop is None
+    with pytest.raises(ValueError, match="coco17, halpe26"):
+        SPPEConfig(arch="blazepose_full", keypoint_set="crowdpose14", num_joints=14)
+    with pytest.raises(ValueError, match="no random-weights mode"):
+        SPPEConfig(arch="blazepose_full", random_weights=True)
+    with pytest.raises(ValueError, match="precision"):
+        SPPEConfig(arch="blazepose_full", precision="int8")
+    monkeypatch.setenv("RAYPOSE_WEIGHTS_DIR", str(tmp_path))  # an empty weights folder
+    with pytest.raises(WeightsMissingError, match="make weights"):
+        SPPE(SPPEConfig(arch="blazepose_full", device="cpu"))
+    with pytest.raises(ValueError, match="no pose stage"):
+        SPPE(SPPEConfig(arch="detector", device="cpu"))
+
+
+def test_sppe_actor_bf16_matches_fp32():
+    """``precision=bf16`` runs the heatmap network in bfloat16 and decodes in float32 (random weights: argmaxes of
+    near-flat heatmaps may move, so only shapes, dtype and finiteness are compared)."""
+    fp32 = SPPE(SPPEConfig(arch="fastpose_res18", random_weights=True, device="cpu"))
+    bf16 = SPPE(SPPEConfig(arch="fastpose_res18", random_weights=True, device="cpu", precision="bf16"))
+    assert next(bf16.model.parameters()).dtype == torch.bfloat16
+    a, b = fp32(_batch()), bf16(_batch())
+    assert b["keypoints"][0].dtype == np.float32 and np.isfinite(b["keypoints"][0]).all()
+    assert a["keypoints"][0].shape == b["keypoints"][0].shape
