@@ -66,6 +66,7 @@ OUTPUT_COLUMNS = ("person_index", "crop", "crop_box_xyxy", "box_xyxy", "box_scor
 FRAME_OUTPUT_COLUMNS = ("crops", "crop_boxes_xyxy", "boxes_xyxy", "box_scores") + _COMMON_COLUMNS
 
 STAGE = "detect"
+_DTYPES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -91,6 +92,7 @@ class DetectorConfig:
     drop_columns: tuple[str, ...] = ()  # input columns not to pass through (e.g. other large arrays)
     crop_backend: Literal["auto", "opencv", "torch"] = "auto"  # auto: OpenCV (bit-exact) on CPU, torch elsewhere
     layout: Literal["person", "frame"] = "person"  # one row per person, or per frame with [n, …] arrays
+    precision: str = "fp32"  # "fp32", or "bf16"/"fp16" network weights and activations (yolo only)
 
     def __post_init__(self) -> None:
         if self.arch not in DETECTOR_ARCHS:
@@ -109,6 +111,10 @@ class DetectorConfig:
             raise ValueError(
                 f"DetectorConfig.crop_backend must be 'auto', 'opencv' or 'torch', got {self.crop_backend!r}"
             )
+        if self.precision not in _DTYPES:
+            raise ValueError(f"DetectorConfig.precision must be one of {', '.join(_DTYPES)}, got {self.precision!r}")
+        if self.precision != "fp32" and self.arch != "yolo":
+            raise ValueError(f"DetectorConfig.precision={self.precision} is supported by arch 'yolo' only")
         if self.layout not in ("person", "frame"):
             raise ValueError(f"DetectorConfig.layout must be 'person' or 'frame', got {self.layout!r}")
         if self.frame_column in OUTPUT_COLUMNS + FRAME_OUTPUT_COLUMNS:
@@ -121,7 +127,7 @@ def build_detector_from_config(cfg: DetectorConfig) -> PersonDetector:
     return build_detector(cfg.arch, weights=cfg.weights, random_weights=cfg.random_weights, device=device,
                           score_threshold=cfg.score_threshold, nms_iou=cfg.nms_iou, min_box_area=cfg.min_box_area,
                           max_persons=cfg.max_persons, input_size=cfg.input_size, rpn_proposals=cfg.rpn_proposals,
-                          darknet_cfg=cfg.darknet_cfg)
+                          darknet_cfg=cfg.darknet_cfg, dtype=_DTYPES[cfg.precision])
 
 
 class Detector:

@@ -15,15 +15,22 @@ Architectures (``DETECTOR_ARCHS``; the name is the builder function's name):
   COCO label 1; the score is the model's class score. Unset thresholds take the model's own defaults.
 * ``yolov3_spp``: ``models.darknet`` with AlphaPose's settings (spec ``../shared/specs/alphapose.md`` §4): letterbox
   608, objectness > 0.1, argmax class = person, +1-pixel NMS at IoU 0.6; score = objectness.
+* ``yolo``: an Ultralytics YOLOv8/YOLO11 checkpoint (``.pt``; detect or pose) run by ``models.ultralytics``
+  (plain PyTorch, the file read by a restricted unpickler that executes nothing) with Ultralytics' predict
+  semantics: letterbox 640 (pad 114), score = best class probability > 0.25 with best class = person (0), NMS IoU
+  0.7, at most 300 before our filters. Pose checkpoints (``yolo11n-pose.pt``) also give per-person COCO-17
+  keypoints (``FrameDetections.keypoints``). Ultralytics' weights are AGPL-3.0: using them is the user's choice.
 * ``precomputed``: boxes from a COCO detection JSON or Parquet file (``models.detections_io``), looked up by frame
   key instead of computed from pixels.
 
 Weights: ``weights`` is a local path or fsspec URL of a checkpoint (``.pth`` state dict for torchvision models,
-darknet ``.weights`` for YOLOv3-SPP, the detections file for ``precomputed``), or ``"torchvision"`` for the arch's
-official COCO weights (``<Arch>_Weights.DEFAULT``), fetched once into torch's hub cache when online. Every file is
-hashed (sha256, reported as ``weights_id``) and unpickled with ``torch.load(..., weights_only=True)``. Nothing is
-downloaded otherwise. Without weights a detector is built only with ``random_weights=True``; its outputs carry
-``weights_id == "random"``; random weights are drawn under a fixed seed (0), so they are the same in every process.
+darknet ``.weights`` for YOLOv3-SPP, an Ultralytics ``.pt`` for ``yolo``, the detections file for ``precomputed``),
+or ``"torchvision"`` for the arch's official COCO weights (``<Arch>_Weights.DEFAULT``), fetched once into torch's
+hub cache when online. Every file is hashed (sha256, reported as ``weights_id``) and unpickled with
+``torch.load(..., weights_only=True)``, except Ultralytics files, which pickle whole modules and are read by
+``models.safe_unpickle`` (records instead of objects; nothing is called). Nothing is downloaded otherwise. Without
+weights a detector is built only with ``random_weights=True``; its outputs carry ``weights_id == "random"``; random
+weights are drawn under a fixed seed (0), so they are the same in every process.
 
 Example::
 
@@ -49,6 +56,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from models import ultralytics
 from models.darknet import (
     Darknet,
     Letterbox,
@@ -71,6 +79,7 @@ __all__ = [
     "PersonDetector",
     "TorchvisionPersonDetector",
     "YoloPersonDetector",
+    "UltralyticsPersonDetector",
     "PrecomputedPersonDetector",
     "fasterrcnn_resnet50_fpn_v2",
     "retinanet_resnet50_fpn_v2",
@@ -79,6 +88,7 @@ __all__ = [
     "fasterrcnn_mobilenet_v3_large_320_fpn",
     "ssdlite320_mobilenet_v3_large",
     "yolov3_spp",
+    "yolo",
     "precomputed",
     "DETECTOR_ARCHS",
     "TORCHVISION_ARCHS",
@@ -99,12 +109,18 @@ class FrameDetections:
         scores: float32 ``[n]``, descending.
         frame_size_wh: ``(W, H)`` of the frame.
         weights_id: sha256 of the weights (or detections) file, or ``"random"``.
+        keypoints: float32 ``[n, K, 2]`` (x, y) frame pixels inside ``[0, W] × [0, H]``, row ``i`` belonging to box
+            ``i``, from detectors that predict keypoints (``PersonDetector.keypoint_set`` not None; ``[0, K, 2]``
+            for a frame without persons); None from the others.
+        keypoint_scores: float32 ``[n, K]`` (visibility probabilities in [0, 1]), aligned likewise; or None.
     """
 
     boxes_xyxy: np.ndarray
     scores: np.ndarray
     frame_size_wh: tuple[int, int]
     weights_id: str
+    keypoints: np.ndarray | None = None
+    keypoint_scores: np.ndarray | None = None
 
     @property
     def random_weights(self) -> bool:
@@ -135,8 +151,13 @@ def _frame_tensor(frame: np.ndarray, device: torch.device) -> torch.Tensor:
 class PersonDetector:
     """Common part of every detector: input checks, thresholds, clamping, and marking of the outputs.
 
-    Subclasses implement ``_detect(frames, keys)`` returning per-frame ``(boxes_xyxy, scores)`` in frame pixels.
+    Subclasses implement ``_detect(frames, keys)`` returning per-frame ``(boxes_xyxy, scores)`` in frame pixels, or
+    ``(boxes_xyxy, scores, keypoints, keypoint_scores)`` when ``keypoint_set`` is set (``[n, K, 2]``, ``[n, K]``,
+    rows aligned with the boxes; they are filtered and ordered with them).
     """
+
+    #: ``models.keypoints`` name of the per-person keypoints this detector predicts, or None (boxes only).
+    keypoint_set: str | None = None
 
     def __init__(self, *, arch: str, weights_id: str, device: torch.device | str, score_threshold: float,
                  min_box_area: float, max_persons: int | None) -> None:
@@ -175,13 +196,13 @@ class PersonDetector:
             return []
         with torch.inference_mode():
             raw = self._detect(frames, keys)
-        return [self._finalize(b, s, (int(f.shape[1]), int(f.shape[0]))) for (b, s), f in zip(raw, frames)]
+        return [self._finalize(*r, frame_wh=(int(f.shape[1]), int(f.shape[0]))) for r, f in zip(raw, frames)]
 
-    def _detect(self, frames: Sequence[np.ndarray],
-                keys: Sequence[object] | None) -> list[tuple[np.ndarray, np.ndarray]]:
+    def _detect(self, frames: Sequence[np.ndarray], keys: Sequence[object] | None) -> list[tuple[np.ndarray, ...]]:
         raise NotImplementedError
 
-    def _finalize(self, boxes: np.ndarray, scores: np.ndarray, frame_wh: tuple[int, int]) -> FrameDetections:
+    def _finalize(self, boxes: np.ndarray, scores: np.ndarray, keypoints: np.ndarray | None = None,
+                  keypoint_scores: np.ndarray | None = None, *, frame_wh: tuple[int, int]) -> FrameDetections:
         w, h = frame_wh
         b = np.asarray(boxes, dtype=np.float32).reshape(-1, 4).copy()
         s = np.asarray(scores, dtype=np.float32).reshape(-1)
@@ -190,10 +211,17 @@ class PersonDetector:
         area = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
         # NaN boxes (a diverging network, e.g. random weights) would survive clipping: drop them with the rest.
         keep = (s > self.score_threshold) & (area >= self.min_box_area) & ~np.isnan(b).any(axis=1)
-        b, s = b[keep], s[keep]
-        order = np.argsort(-s, kind="stable")[: self.max_persons]
+        order = np.flatnonzero(keep)[np.argsort(-s[keep], kind="stable")][: self.max_persons]
+        kp = kp_s = None
+        if keypoints is not None:
+            kp = np.asarray(keypoints, dtype=np.float32)
+            kp_s = np.asarray(keypoint_scores, dtype=np.float32)
+            if kp.ndim != 3 or kp.shape[0] != len(s) or kp.shape[2] != 2 or kp_s.shape != kp.shape[:2]:
+                raise ValueError(f"{self.arch}: keypoints {kp.shape} / scores {kp_s.shape} do not fit {len(s)} boxes")
+            kp, kp_s = np.ascontiguousarray(kp[order]), np.ascontiguousarray(kp_s[order])
         return FrameDetections(boxes_xyxy=np.ascontiguousarray(b[order]), scores=np.ascontiguousarray(s[order]),
-                               frame_size_wh=(w, h), weights_id=self.weights_id)
+                               frame_size_wh=(w, h), weights_id=self.weights_id, keypoints=kp,
+                               keypoint_scores=kp_s)
 
 
 # ------------------------------------------------------------------------------------------------ torchvision
@@ -403,6 +431,60 @@ class YoloPersonDetector(PersonDetector):
         return out
 
 
+# ------------------------------------------------------------------------------------ Ultralytics YOLOv8/YOLO11
+
+
+class UltralyticsPersonDetector(PersonDetector):
+    """An Ultralytics YOLOv8/YOLO11 network (``models.ultralytics.YoloNet``) with Ultralytics' predict semantics.
+
+    ``prepare(frames)`` letterboxes every frame to ``input_size`` × ``input_size`` (``LetterBox(auto=False)``: pad
+    114, centred, ``cv2.INTER_LINEAR``) and returns float ``[B, 3, S, S]`` RGB in [0, 1] with the geometries;
+    ``forward_model(x)`` is the network (``YoloOutput``, network-input pixels). Per frame, Ultralytics'
+    ``non_max_suppression`` keeps anchors whose best class is ``person_class`` with probability > the score
+    threshold, NMS at ``nms_iou``, at most ``max_det``; boxes and keypoints are mapped back (``scale_boxes``,
+    ``scale_coords``) and clipped to the frame. The box score is the person class probability.
+
+    ``keypoint_set`` is ``"coco17"`` for pose checkpoints with 17 keypoints (Ultralytics' COCO order) and None for
+    detection checkpoints. The network may be cast (``dtype`` float16/bfloat16); decoding and NMS stay float32.
+    """
+
+    def __init__(self, model: nn.Module, *, input_size: int, nms_iou: float, max_det: int, person_class: int,
+                 keypoint_set: str | None, dtype: torch.dtype = torch.float32, **common: Any) -> None:
+        super().__init__(**common)
+        self.model = model.to(device=self.device, dtype=dtype).eval()
+        self.input_size = input_size
+        self.nms_iou = nms_iou
+        self.max_det = max_det
+        self.person_class = person_class
+        self.keypoint_set = keypoint_set
+        self.dtype = dtype
+
+    def prepare(self, frames: Sequence[np.ndarray]) -> tuple[torch.Tensor, list[ultralytics.LetterboxGeometry]]:
+        geos = [ultralytics.letterbox_geometry((int(f.shape[1]), int(f.shape[0])), self.input_size) for f in frames]
+        canvases = np.stack([ultralytics.letterbox(f, g) for f, g in zip(frames, geos)])
+        x = torch.from_numpy(canvases).to(self.device).permute(0, 3, 1, 2).float().div_(255.0)
+        return x, geos
+
+    def forward_model(self, x: torch.Tensor) -> ultralytics.YoloOutput:
+        return self.model(x)
+
+    def _detect(self, frames, keys):
+        x, geos = self.prepare(frames)
+        pred = self.forward_model(x)
+        out = []
+        for i, geo in enumerate(geos):
+            idx, score, _ = ultralytics.non_max_suppression(
+                pred.boxes_xyxy[i], pred.scores[i], conf=self.score_threshold, iou=self.nms_iou, max_det=self.max_det,
+                classes=[self.person_class])
+            boxes = ultralytics.boxes_to_frame(pred.boxes_xyxy[i][idx], geo).cpu().numpy()
+            if self.keypoint_set is None:
+                out.append((boxes, score.cpu().numpy()))
+            else:
+                kps = ultralytics.keypoints_to_frame(pred.keypoints[i][idx], geo).cpu().numpy()
+                out.append((boxes, score.cpu().numpy(), kps, pred.keypoint_scores[i][idx].float().cpu().numpy()))
+        return out
+
+
 # ------------------------------------------------------------------------------------------------ precomputed
 
 
@@ -531,6 +613,83 @@ def yolov3_spp(*, weights: str | None = None, random_weights: bool = False, devi
     return det
 
 
+_YOLO_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+def yolo(*, weights: str | None = None, random_weights: bool = False, device: str = "cpu",
+         score_threshold: float | None = None, nms_iou: float | None = None, min_box_area: float = 0.0,
+         max_persons: int | None = None, input_size: int | None = None, rpn_proposals: int | None = None,
+         darknet_cfg: str | None = None, dtype: Literal["float32", "float16", "bfloat16"] = "float32",
+         max_det: int = 300) -> UltralyticsPersonDetector:
+    """An Ultralytics YOLOv8/YOLO11 detect or pose checkpoint with Ultralytics' predict defaults.
+
+    Args:
+        weights: an Ultralytics ``.pt`` (e.g. ``yolo11n-pose.pt``), read without executing its pickle
+            (``models.ultralytics.read_ultralytics_checkpoint``); ``weights_id`` is the file's sha256. Ultralytics'
+            weights are AGPL-3.0 (using them is the user's choice).
+        random_weights: build YOLO11n-pose (``models.ultralytics.yolo11n_pose_yaml``) under seed 0 instead.
+        score_threshold: person probability, strict > (default 0.25, Ultralytics ``conf``).
+        nms_iou: default 0.7 (Ultralytics ``iou``).
+        input_size: letterbox side, a multiple of 32 (default 640, Ultralytics ``imgsz``).
+        dtype: the network's dtype (``"float16"``/``"bfloat16"`` for half-precision inference; decoding stays float32).
+        max_det: detections kept by NMS before ``max_persons`` (Ultralytics ``max_det``, 300).
+        Others: see the module docstring.
+    """
+    arch = "yolo"
+    _validate(arch, weights, random_weights, score_threshold, nms_iou, min_box_area, max_persons, input_size,
+              device)
+    _no_extra(arch, rpn_proposals=rpn_proposals, darknet_cfg=darknet_cfg)
+    size = 640 if input_size is None else input_size
+    if size % 32:
+        raise ValueError(f"yolo input_size must be a multiple of 32, got {size}")
+    if dtype not in _YOLO_DTYPES:
+        raise ValueError(f"yolo dtype must be one of {', '.join(_YOLO_DTYPES)}, got {dtype!r}")
+    if max_det < 1:
+        raise ValueError(f"max_det must be >= 1, got {max_det}")
+    score = 0.25 if score_threshold is None else score_threshold
+    if not 0.0 <= score <= 1.0:
+        raise ValueError(f"yolo score_threshold must be in [0, 1], got {score}")
+    if weights is None:
+        with _seeded():
+            net = ultralytics.YoloNet(ultralytics.parse_yolo_yaml(ultralytics.yolo11n_pose_yaml()))
+            _init_yolo_head_biases(net)
+        weights_id, person_class, kpt_shape = RANDOM_WEIGHTS_ID, 0, net.arch.kpt_shape
+    else:
+        from models.checkpoints import load_state_dict_strict
+
+        ckpt = ultralytics.read_ultralytics_checkpoint(weights)
+        net = ultralytics.YoloNet(ckpt.arch(), bn_eps=ckpt.bn_eps)
+        load_state_dict_strict(net, ckpt.state_dict, ckpt.source)
+        if ckpt.names and ckpt.names[0] != "person":
+            raise ultralytics.UltralyticsCheckpointError(
+                f"{ckpt.source}: class 0 is {ckpt.names[0]!r}, not 'person' (classes: {', '.join(ckpt.names[:10])}"
+                f"{' …' if len(ckpt.names) > 10 else ''})")
+        weights_id, person_class, kpt_shape = ckpt.sha256, 0, ckpt.kpt_shape
+        logger.info("yolo: %s (Ultralytics %s, %s; license: %s)", ckpt.source, ckpt.ultralytics_version,
+                    ckpt.class_path.rsplit(".", 1)[1], ckpt.license)
+    keypoint_set = None
+    if kpt_shape is not None:
+        if kpt_shape[0] != 17:
+            raise ValueError(f"yolo: pose checkpoints with {kpt_shape[0]} keypoints are not supported (COCO-17 only)")
+        keypoint_set = "coco17"
+    det = UltralyticsPersonDetector(net, arch=arch, weights_id=weights_id, device=device, input_size=size,
+                                    nms_iou=0.7 if nms_iou is None else nms_iou, max_det=max_det,
+                                    person_class=person_class, keypoint_set=keypoint_set, dtype=_YOLO_DTYPES[dtype],
+                                    score_threshold=score, min_box_area=min_box_area, max_persons=max_persons)
+    _log_built(det)
+    return det
+
+
+def _init_yolo_head_biases(net: nn.Module) -> None:
+    """Ultralytics' ``Detect.bias_init`` for random builds: box bins 1.0, class logits ``log(5 / nc / (640 / s)²)``
+    (about 0.01 objects per image at 640), so random-weight runs produce a few boxes rather than thousands."""
+    head = net.model[-1]
+    with torch.no_grad():
+        for box, cls, s in zip(head.cv2, head.cv3, head.strides):
+            box[-1].bias.fill_(1.0)
+            cls[-1].bias.fill_(math.log(5 / head.nc / (640 / s) ** 2))
+
+
 def precomputed(*, weights: str | None = None, random_weights: bool = False, device: str = "cpu",
                 score_threshold: float | None = None, nms_iou: float | None = None, min_box_area: float = 0.0,
                 max_persons: int | None = None, input_size: int | None = None, rpn_proposals: int | None = None,
@@ -563,33 +722,37 @@ DETECTOR_ARCHS: dict[str, Callable[..., PersonDetector]] = {
     "fasterrcnn_mobilenet_v3_large_320_fpn": fasterrcnn_mobilenet_v3_large_320_fpn,
     "ssdlite320_mobilenet_v3_large": ssdlite320_mobilenet_v3_large,
     "yolov3_spp": yolov3_spp,
+    "yolo": yolo,
     "precomputed": precomputed,
 }
 
 #: The torchvision family (builders taking ``weights="torchvision"``).
-TORCHVISION_ARCHS = tuple(a for a in DETECTOR_ARCHS if a not in ("yolov3_spp", "precomputed"))
+TORCHVISION_ARCHS = tuple(a for a in DETECTOR_ARCHS if a not in ("yolov3_spp", "yolo", "precomputed"))
 
 
 def build_detector(arch: str, *, weights: str | None = None, random_weights: bool = False, device: str = "cpu",
                    score_threshold: float | None = None, nms_iou: float | None = None, min_box_area: float = 0.0,
                    max_persons: int | None = None, input_size: int | None = None,
-                   rpn_proposals: int | None = None, darknet_cfg: str | None = None) -> PersonDetector:
+                   rpn_proposals: int | None = None, darknet_cfg: str | None = None,
+                   dtype: str | None = None) -> PersonDetector:
     """Build a person detector by name.
 
     Args:
         arch: a key of ``DETECTOR_ARCHS``.
-        weights: checkpoint path/URL, ``"torchvision"`` (official COCO weights, torchvision archs), or the
-            detections file for ``precomputed``. Required unless ``random_weights``.
+        weights: checkpoint path/URL (an Ultralytics ``.pt`` for ``yolo``), ``"torchvision"`` (official COCO
+            weights, torchvision archs), or the detections file for ``precomputed``. Required unless
+            ``random_weights``.
         random_weights: build without weights (tests, smoke runs); outputs are marked ``weights_id="random"``.
         device: ``"cpu"``, ``"cuda"``, ``"cuda:1"``…
-        score_threshold: keep score > this; None takes the arch's default (YOLOv3-SPP 0.1 on objectness,
-            torchvision the model's own, precomputed none).
-        nms_iou: NMS IoU; None takes the arch's default (YOLOv3-SPP 0.6, torchvision the model's own).
+        score_threshold: keep score > this; None takes the arch's default (YOLOv3-SPP 0.1 on objectness, yolo 0.25
+            on the person probability, torchvision the model's own, precomputed none).
+        nms_iou: NMS IoU; None takes the arch's default (YOLOv3-SPP 0.6, yolo 0.7, torchvision the model's own).
         min_box_area: keep boxes with area ≥ this (frame pixels², after clamping).
         max_persons: keep at most this many boxes per frame (highest scores); None for no limit.
-        input_size: YOLOv3-SPP letterbox side (multiple of 32, default 608); torchvision ``min_size``.
+        input_size: YOLOv3-SPP / yolo letterbox side (multiple of 32, default 608 / 640); torchvision ``min_size``.
         rpn_proposals: Faster R-CNN proposals per image at test time (torchvision default 1000; 150 for 320).
         darknet_cfg: a darknet ``.cfg`` for ``yolov3_spp`` (default: the standard layer list).
+        dtype: ``yolo`` only: the network's dtype (``"float32"``, ``"bfloat16"``, ``"float16"``); None = float32.
     Returns:
         A ``PersonDetector``; call it on a list of frames.
     Raises:
@@ -599,6 +762,11 @@ def build_detector(arch: str, *, weights: str | None = None, random_weights: boo
     builder = DETECTOR_ARCHS.get(arch)
     if builder is None:
         raise ValueError(f"unknown detector arch {arch!r}; choose one of: {', '.join(DETECTOR_ARCHS)}")
+    extra = {}
+    if dtype is not None and dtype != "float32":
+        if arch != "yolo":
+            raise ValueError(f"{arch}: dtype {dtype!r} is supported by the yolo detector only")
+        extra["dtype"] = dtype
     return builder(weights=weights, random_weights=random_weights, device=device, score_threshold=score_threshold,
                    nms_iou=nms_iou, min_box_area=min_box_area, max_persons=max_persons, input_size=input_size,
-                   rpn_proposals=rpn_proposals, darknet_cfg=darknet_cfg)
+                   rpn_proposals=rpn_proposals, darknet_cfg=darknet_cfg, **extra)
