@@ -56,10 +56,18 @@ def build_config(config_file: str | None, overrides: list[str]):
     return from_mapping(LabelConfig, data)
 
 
-def _sppe_digest(path: str | None) -> str:
-    """sha256 of an SPPE checkpoint (read weights-only, so an unsafe or corrupt file fails here) or "random"."""
+def _sppe_digest(sppe, det_sha: str) -> str:
+    """sha256 of the pose network's weights, read as the actor will (weights-only, so an unsafe, corrupt or missing
+    file fails here), "random", or the detector's for ``sppe.arch=detector``."""
+    if sppe.arch == "detector":
+        return det_sha
+    path = sppe.weights_path()  # BlazePose: the fetched file; a missing one names `make weights`
     if path is None:
         return "random"
+    if sppe.arch == "blazepose_full":
+        from actors.sppe import load_blazepose
+
+        return load_blazepose(path)[1]
     from models.checkpoints import read_state_dict
 
     return read_state_dict(path)[1]
@@ -77,6 +85,10 @@ def _detector_digest(det) -> str:
         return load_detections(det.weights).sha256
     if det.weights == "torchvision":
         return "torchvision"
+    if det.arch == "yolo":  # Ultralytics .pt: read by the restricted unpickler (nothing in it runs)
+        from models.ultralytics import read_ultralytics_checkpoint
+
+        return read_ultralytics_checkpoint(det.weights).sha256
     if str(det.weights).endswith(".weights"):  # darknet: parsed by the actor; hash the bytes here
         import fsspec
 
@@ -139,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
         if not units:
             raise InputError(f"no videos or images found under {' '.join(args.input)}")
         det_sha = _detector_digest(cfg.detector)
-        sppe_sha = _sppe_digest(cfg.sppe.checkpoint)
+        sppe_sha = _sppe_digest(cfg.sppe, det_sha)
         _check_output(args.output, storage_options)
     except (ConfigError, InputError, ValueError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
