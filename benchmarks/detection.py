@@ -18,6 +18,10 @@ settings (torchvision input sizes and proposal counts, YOLO 608) with random wei
 are available here, so nothing is an accuracy result, and post-processing sees random-network box counts.
 Frames are the first four frames of ``../shared/data/videos/mmtracking_demo.mp4`` (1920×1080) resized to each size
 (random noise if the data is absent).
+
+``yolo`` (Ultralytics YOLO11n-pose) runs with its real weights from ``make weights`` (AGPL-3.0) when present, once
+per ``--yolo-dtypes`` entry (fp32 and bf16 by default); its "model" column is the network's forward on the
+letterboxed 640×640 tensor, before decoding and NMS.
 """
 
 from __future__ import annotations
@@ -75,8 +79,10 @@ def _time(fns: dict, repeats: int, max_seconds: float) -> tuple[dict[str, float]
 
 
 def bench_arch(arch: str, sizes: list[tuple[int, int]], batches: list[int], frames: list[np.ndarray],
-               repeats: int, max_seconds: float) -> list[dict]:
-    det: PersonDetector = build_detector(arch, random_weights=True)
+               repeats: int, max_seconds: float, weights: str | None = None, dtype: str = "float32") -> list[dict]:
+    det: PersonDetector = (build_detector(arch, weights=weights, dtype=dtype) if weights
+                           else build_detector(arch, random_weights=True, dtype=dtype))
+    label = arch + ("" if dtype == "float32" else f" {dtype}") + (" (real)" if weights else "")
     rows = []
     warmed = False
     for wh in sizes:
@@ -101,7 +107,7 @@ def bench_arch(arch: str, sizes: list[tuple[int, int]], batches: list[int], fram
             persons.clear()
             med, rounds = _time({"ours": ours, "model": model}, repeats, max_seconds)
             row = {
-                "arch": arch, "width": wh[0], "height": wh[1], "batch": batch, "rounds": rounds,
+                "arch": label, "weights": "real" if weights else "random", "dtype": dtype, "width": wh[0], "height": wh[1], "batch": batch, "rounds": rounds,
                 "ours_s_per_batch": med["ours"], "model_s_per_batch": med["model"],
                 "ours_fps": batch / med["ours"], "model_fps": batch / med["model"],
                 "ours_over_model": med["model"] / med["ours"],
@@ -134,6 +140,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=5, help="timed rounds per configuration (at most)")
     parser.add_argument("--max-seconds", type=float, default=10.0,
                         help="stop adding rounds to a configuration after this long (one round always runs)")
+    parser.add_argument("--yolo-weights", default="auto",
+                        help="Ultralytics .pt for the yolo rows ('auto': the weights folder's yolo11n-pose.pt, "
+                             "'none': random weights)")
+    parser.add_argument("--yolo-dtypes", nargs="+", default=["float32", "bfloat16"],
+                        choices=["float32", "bfloat16", "float16"], help="dtypes of the yolo rows")
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "detection.json"))
     args = parser.parse_args(argv)
 
@@ -148,7 +159,20 @@ def main(argv: list[str] | None = None) -> int:
     print(_HEADER, flush=True)
     t0 = time.perf_counter()
     results = []
+    yolo_weights = None
+    if args.yolo_weights != "none":
+        from models.zoo import WeightsMissingError, weights_file
+
+        try:
+            yolo_weights = weights_file("yolo11n_pose") if args.yolo_weights == "auto" else args.yolo_weights
+        except WeightsMissingError as e:
+            print(f"# yolo rows use random weights: {e}", flush=True)
     for arch in args.archs:
+        if arch == "yolo":
+            for dtype in args.yolo_dtypes:
+                results += bench_arch(arch, args.sizes, args.batches, frames, args.repeats, args.max_seconds,
+                                      weights=yolo_weights, dtype=dtype)
+            continue
         results += bench_arch(arch, args.sizes, args.batches, frames, args.repeats, args.max_seconds)
     total = time.perf_counter() - t0
     print(f"# total {total:.0f} s", flush=True)

@@ -12,6 +12,10 @@ cost of our wrapping (target ≥ 0.95).
 Variants (bare forward only, each against the fp32 baseline measured in the same loop): channels_last memory
 format, bf16 autocast, and ``torch.compile`` (inductor; compile time is reported separately and excluded).
 Weights are random (seeded): throughput does not depend on their values, and nothing here is an accuracy result.
+
+BlazePose rows (``blazepose_full``, real weights from ``make weights``, real COCO person crops) report the same
+columns: "bf16_autocast" there is the model cast to bfloat16 (``sppe.precision=bf16``) and "flip_test" the
+two-pass flip test; "bf16_max_keypoint_shift_px" says how far bf16 moves keypoints.
 """
 
 from __future__ import annotations
@@ -124,7 +128,85 @@ def bench_arch(arch: str, batches: list[int], repeats: int, compile_batches: set
     return rows
 
 
-_COLS = ("ours", "bare", "channels_last", "bf16_autocast", "torch_compile")
+def bench_blazepose(batches: list[int], repeats: int, weights: str) -> list[dict]:
+    """BlazePose (real weights, ``make weights``): "ours" is the pose actor's path (uint8 square crops →
+    ``BlazePoseSPPE``: /255, graph, landmarks → COCO-17, back to frame pixels); "bare" the graph's forward on a
+    prepared float NHWC tensor; ``bf16`` the whole model cast to bfloat16 (``sppe.precision=bf16``), and
+    ``flip_test`` the two-pass variant. Crops are real COCO person crops when the data is beside the project."""
+    from actors.sppe import load_blazepose
+    from models.blazepose import BlazePoseSPPE
+
+    graph, _ = load_blazepose(weights)
+    graph_bf16, _ = load_blazepose(weights)
+    model = BlazePoseSPPE(graph).eval()
+    model_bf16 = BlazePoseSPPE(graph_bf16.to(torch.bfloat16)).eval()
+    model_flip = BlazePoseSPPE(graph, flip_test=True).eval()
+    rows = []
+    for batch in batches:
+        crops_np, boxes = _blazepose_inputs(batch)
+        crops = torch.as_tensor(crops_np)
+        x = crops.float().div(255.0)
+
+        def run(m):
+            def fn():
+                with torch.inference_mode():
+                    return m(crops, boxes)
+            return fn
+
+        def bare():
+            with torch.inference_mode():
+                return graph(x)
+
+        fns = {"ours": run(model), "bare": bare, "bf16_autocast": run(model_bf16), "flip_test": run(model_flip)}
+        med = _interleaved(fns, repeats)
+        with torch.inference_mode():
+            ref = model(crops, boxes)[0]
+            low = model_bf16(crops, boxes)[0]
+        row = {
+            "arch": "blazepose_full",
+            "batch": batch,
+            "persons_per_s": {k: batch / v for k, v in med.items()},
+            "ratio_ours_vs_bare": med["bare"] / med["ours"],
+            "speedup_vs_bare": {k: med["bare"] / v for k, v in med.items() if k not in ("ours", "bare")},
+            "compile_seconds": None,
+            "bf16_max_keypoint_shift_px": float((low - ref).abs().max()),
+            "weights": "real (MediaPipe pose_landmark_full, Apache-2.0)",
+        }
+        rows.append(row)
+        print(_fmt_row(row), flush=True)
+    return rows
+
+
+def _blazepose_inputs(batch: int) -> tuple[np.ndarray, torch.Tensor]:
+    """Square 256×256 crops of the COCO persons (repeated to ``batch``), or noise without the data."""
+    import json
+    from pathlib import Path
+
+    from models.blazepose import BLAZEPOSE_CROP
+    from models.transforms import crop_images
+
+    data = Path(__file__).resolve().parents[2] / "shared" / "data" / "coco"
+    if not (data / "test_coco.json").is_file():
+        rng = np.random.default_rng(0)
+        boxes = np.tile([[100.0, 50.0, 200.0, 300.0]], (batch, 1))
+        return (rng.integers(0, 256, (batch, 256, 256, 3), dtype=np.uint8),
+                torch.as_tensor(BLAZEPOSE_CROP.crop_boxes(boxes)))
+    import cv2
+
+    gt = json.loads((data / "test_coco.json").read_text())
+    files = {im["id"]: im["file_name"] for im in gt["images"]}
+    crops, boxes = [], []
+    for a in gt["annotations"]:
+        x, y, w, h = a["bbox"]
+        img = cv2.cvtColor(cv2.imread(str(data / files[a["image_id"]])), cv2.COLOR_BGR2RGB)
+        cb = BLAZEPOSE_CROP.crop_boxes(np.array([[x, y, x + w, y + h]]))
+        crops.append(crop_images([img], np.zeros(1, int), cb, (256, 256))[0])
+        boxes.append(cb[0])
+    idx = np.arange(batch) % len(crops)
+    return np.stack(crops)[idx], torch.as_tensor(np.stack(boxes)[idx])
+
+
+_COLS = ("ours", "bare", "channels_last", "bf16_autocast", "flip_test", "torch_compile")
 
 
 def _fmt_header() -> str:
@@ -146,20 +228,30 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--compile-batches", nargs="*", type=int, default=[8],
                    help="batch sizes at which to also time torch.compile (compiling costs minutes on 2 cores)")
     p.add_argument("--no-compile", action="store_true")
+    p.add_argument("--blazepose", default="auto",
+                   help="BlazePose weights file for its rows ('auto': the weights folder's; 'none': skip)")
     p.add_argument("--out", default="benchmarks/results/sppe.json")
     args = p.parse_args(argv)
     compile_batches = set() if args.no_compile else set(args.compile_batches)
 
-    print("persons/s (higher is better); weights are random: a speed measurement, not an accuracy result")
+    print("persons/s (higher is better); FastPose weights are random (a speed measurement), BlazePose's are real")
     print(_fmt_header())
     rows = []
     for arch in args.archs:
         rows += bench_arch(arch, args.batches, args.repeats, compile_batches)
+    if args.blazepose != "none":
+        from models.zoo import WeightsMissingError, weights_file
+
+        try:
+            path = weights_file("blazepose_full") if args.blazepose == "auto" else args.blazepose
+            rows += bench_blazepose(args.batches, args.repeats, path)
+        except WeightsMissingError as e:
+            print(f"BlazePose rows skipped: {e}")
     result = {
         "benchmark": "sppe",
         "machine": {"cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
                     "platform": platform.platform(), "torch": torch.__version__},
-        "random_weights": True,
+        "random_weights": "FastPose rows only",
         "rows": rows,
     }
     write_result(result, args.out)
