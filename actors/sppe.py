@@ -66,6 +66,8 @@ class SPPEConfig:
         if self.arch == "blazepose_full" and self.keypoint_set not in BLAZEPOSE_KEYPOINT_SETS:
             raise ValueError(f"sppe.keypoint_set: BlazePose maps to {', '.join(BLAZEPOSE_KEYPOINT_SETS)}, "
                              f"not {self.keypoint_set!r}")
+        if self.arch == "detector" and self.flip_test:
+            raise ValueError("sppe.flip_test: sppe.arch=detector runs no pose network to flip")
         if self.arch in ("blazepose_full", "detector") and self.random_weights:
             raise ValueError(f"sppe.arch={self.arch} has no random-weights mode (its weights are real or absent)")
         ks = get_keypoint_set(self.keypoint_set)

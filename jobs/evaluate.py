@@ -537,6 +537,17 @@ def _shared_joints(src: str, gt_set) -> tuple[np.ndarray, np.ndarray]:
     return np.asarray(p, np.int64), np.asarray(g, np.int64)
 
 
+def _run_joints(arrays_by_video: dict, gt: GroundTruth) -> tuple[np.ndarray, np.ndarray]:
+    """``_shared_joints`` of the run's one keypoint set (every GT joint for a run without poses)."""
+    sets = sorted({str(a.keypoint_set[0]) for a in arrays_by_video.values() if a is not None and len(a)})
+    if len(sets) > 1:
+        raise EvaluationError(f"videos were labelled with different keypoint sets ({', '.join(sets)}); evaluate "
+                              "them separately (--video-id)")
+    if sets:
+        return _shared_joints(sets[0], gt.keypoint_set)
+    return np.arange(gt.keypoint_set.num_keypoints), np.arange(gt.keypoint_set.num_keypoints)
+
+
 def _head_size(a: dict) -> float | None:
     if a.get("bbox_head") and len(a["bbox_head"]) == 4:
         w, h = float(a["bbox_head"][2]), float(a["bbox_head"][3])
@@ -568,14 +579,7 @@ def tracking_eval(arrays_by_video: dict, videos: dict, match: FrameMatch, gt: Gr
     if not any("track_id" in a for a in matched_anns):
         raise EvaluationError(f"{gt.path} has no 'track_id' on the matched images; --kind track needs a "
                               "PoseTrack/COCO-video ground truth with track ids")
-    sets = sorted({str(a.keypoint_set[0]) for a in arrays_by_video.values() if a is not None and len(a)})
-    if len(sets) > 1:
-        raise EvaluationError(f"videos were labelled with different keypoint sets ({', '.join(sets)}); evaluate "
-                              "them separately (--video-id)")
-    if sets:
-        p_idx, g_idx = _shared_joints(sets[0], gt.keypoint_set)
-    else:
-        p_idx = g_idx = np.arange(gt.keypoint_set.num_keypoints)
+    p_idx, g_idx = _run_joints(arrays_by_video, gt)
     k = len(g_idx)
     seq_of, _ = _gt_sequences(gt)
     gt_key: dict = {}
@@ -673,14 +677,7 @@ def pckh_eval(arrays_by_video: dict, videos: dict, match: FrameMatch, gt: Ground
     """
     from scipy.optimize import linear_sum_assignment
 
-    sets = sorted({str(a.keypoint_set[0]) for a in arrays_by_video.values() if a is not None and len(a)})
-    if len(sets) > 1:
-        raise EvaluationError(f"videos were labelled with different keypoint sets ({', '.join(sets)}); evaluate "
-                              "them separately (--video-id)")
-    if sets:
-        p_idx, g_idx = _shared_joints(sets[0], gt.keypoint_set)
-    else:
-        p_idx = g_idx = np.arange(gt.keypoint_set.num_keypoints)
+    p_idx, g_idx = _run_joints(arrays_by_video, gt)
     k = len(g_idx)
     correct = np.zeros(k)
     labelled = np.zeros(k)

@@ -207,9 +207,27 @@ def main(argv: list[str] | None = None) -> int:
     print(json.dumps({k: summary[k] for k in ("run_id", "inputs", "processed", "published", "frames", "persons",
                                               "errors", "frames_per_s", "random_weights")}, indent=1))
     print(f"outputs: {args.output}/poses, {args.output}/frames; run summary: {summary['summary_uri']}")
+    for stage, p in summary["weights"]["provenance"].items():
+        if p["source"]:
+            print(f"{stage} weights: {p['attribution']} [{p['licence']}] from {p['source']}")
     if random_weights:
         print("NOTE: random weights were used: the keypoints are not pose estimates.")
     return 0
+
+
+def weights_provenance(det_sha: str, sppe_sha: str) -> dict:
+    """Where known weights came from and under what licence (``models.zoo``), by stage; unknown files are the
+    user's own checkpoints."""
+    from models.zoo import REGISTRY_WEIGHTS
+
+    by_sha = {w.member_sha256: w for w in REGISTRY_WEIGHTS.values()}
+    out = {}
+    for stage, sha in (("detector", det_sha), ("sppe", sppe_sha)):
+        w = by_sha.get(sha)
+        out[stage] = ({"attribution": w.attribution, "licence": w.licence, "source": f"{w.package}=={w.version}:"
+                       f"{w.member}"} if w else {"attribution": "random weights" if sha == "random" else
+                                                 "user checkpoint", "licence": "", "source": ""})
+    return out
 
 
 def _code_version() -> str:
@@ -259,7 +277,8 @@ def _write_run_outputs(args, run_id, chash, effective, units, todo, summaries, e
         "stage_seconds": stage_seconds,
         "random_weights": random_weights,
         "weights": {"detector": effective["detector"]["arch"], "detector_sha256": det_sha,
-                    "sppe": effective["sppe"]["arch"], "sppe_sha256": sppe_sha},
+                    "sppe": effective["sppe"]["arch"], "sppe_sha256": sppe_sha,
+                    "provenance": weights_provenance(det_sha, sppe_sha)},
         "config": effective,
         "summary_uri": join_uri(run_dir, "summary.json"),
     }

