@@ -182,3 +182,43 @@ def test_our_bugs_raise_while_bad_frames_do_not(coco_batch, det_json, monkeypatc
 
 def test_module_example_runs():
     assert doctest.testmod(actors.detect, raise_on_error=True).attempted >= 3
+
+
+def test_crops_follow_the_pose_networks_spec(coco_batch, det_json):
+    """BlazePose's square spec gives 256×256 crops of the square region around each box, cut exactly as
+    ``crop_images`` cuts them."""
+    from models.blazepose import BLAZEPOSE_CROP
+
+    actor = Detector(DetectorConfig(arch="precomputed", weights=det_json, key_column="path", max_persons=4,
+                                    device="cpu", layout="frame"), crop=BLAZEPOSE_CROP)
+    out = actor(coco_batch)
+    crops, boxes, crop_boxes = out["crops"][2], out["boxes_xyxy"][2], out["crop_boxes_xyxy"][2]
+    assert crops.shape == (len(boxes), 256, 256, 3) and len(boxes) > 0
+    side = 1.25 * np.maximum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1])
+    np.testing.assert_allclose(crop_boxes[:, 2] - crop_boxes[:, 0], side, rtol=1e-5)
+    np.testing.assert_allclose(crop_boxes[:, 3] - crop_boxes[:, 1], side, rtol=1e-5)
+    frame = coco_batch["frame"][2]
+    np.testing.assert_array_equal(crops, crop_images([frame], np.zeros(len(boxes), int), crop_boxes, (256, 256)))
+
+
+def test_detector_keypoints_replace_crops(coco_batch):
+    """``crop=None, keypoints=True`` (``sppe.arch=detector``): no crops, the YOLO pose checkpoint's own keypoints
+    aligned with its boxes; a checkpoint without keypoints is refused."""
+    from models.zoo import WeightsMissingError, weights_file
+
+    try:
+        weights = weights_file("yolo11n_pose")
+    except WeightsMissingError as e:
+        pytest.skip(str(e))
+    actor = Detector(DetectorConfig(arch="yolo", weights=weights, device="cpu", layout="frame"), crop=None,
+                     keypoints=True)
+    out = actor(coco_batch)
+    assert "crops" not in out and "crop_boxes_xyxy" not in out
+    for n, kp, ks, b in zip(out["n_persons"], out["keypoints"], out["keypoint_scores"], out["boxes_xyxy"]):
+        assert kp.shape == (n, 17, 2) and ks.shape == (n, 17) and len(b) == n
+        inside = (kp[..., 0] >= b[:, None, 0] - 40) & (kp[..., 0] <= b[:, None, 2] + 40)
+        assert inside[ks > 0.5].all()  # confident keypoints lie on their own person's box
+    assert out["n_persons"][0] == 1 and out["error"][5]  # the skier; the bad frame keeps its error row
+    with pytest.raises(ValueError, match="predicts no keypoints"):
+        Detector(DetectorConfig(arch="ssdlite320_mobilenet_v3_large", random_weights=True, device="cpu",
+                                layout="frame"), crop=None, keypoints=True)

@@ -148,6 +148,22 @@ def test_bad_configuration_fails_before_work(tmp_path, capsys):
     assert not out.exists() or not list((out).rglob("*.parquet"))
 
 
+def test_missing_or_unsafe_real_weights_fail_before_work(tmp_path, capsys, monkeypatch):
+    """BlazePose without ``make weights`` names the command; a YOLO ``.pt`` that is not a checkpoint is refused by
+    the restricted unpickler before Ray starts."""
+    (tmp_path / "a.mp4").write_bytes(b"x")
+    out = tmp_path / "out"
+    monkeypatch.setenv("RAYPOSE_WEIGHTS_DIR", str(tmp_path / "empty"))
+    assert label_main(["--input", str(tmp_path / "a.mp4"), "--output", str(out), "--set", "sppe.arch=blazepose_full",
+                       "--set", "detector.random_weights=true"]) == 2
+    assert "make weights" in capsys.readouterr().err
+    (tmp_path / "bad.pt").write_bytes(b"not a zip")
+    assert label_main(["--input", str(tmp_path / "a.mp4"), "--output", str(out), "--set", "detector.arch=yolo",
+                       "--set", f"detector.weights={tmp_path / 'bad.pt'}", "--set", "sppe.random_weights=true"]) == 2
+    assert "bad.pt" in capsys.readouterr().err
+    assert not out.exists() or not list((out).rglob("*.parquet"))
+
+
 def _walkers(root: Path, n: int) -> list[str]:
     paths = []
     for i in range(n):

@@ -31,3 +31,16 @@ def test_partial_nested_overrides_keep_the_pipeline_defaults():
 def test_unknown_nested_keys_still_fail():
     with pytest.raises(ConfigError, match="tracking.orb.colour"):
         build_config(None, [*BASE, "tracking.orb.colour=red"])
+
+
+def test_pose_arch_and_detector_must_fit():
+    """``sppe.arch=detector`` needs a YOLO detector and COCO-17; precision is checked per detector."""
+    with pytest.raises(ConfigError, match="needs detector.arch=yolo"):
+        build_config(None, ["detector.random_weights=true", "sppe.arch=detector"])
+    cfg = build_config(None, ["detector.arch=yolo", "detector.random_weights=true", "sppe.arch=detector"])
+    assert cfg.sppe.crop is None
+    with pytest.raises(ConfigError, match="arch 'yolo' only"):
+        build_config(None, [*BASE, "detector.precision=bf16"])
+    with pytest.raises(ConfigError, match="flip"):
+        build_config(None, ["detector.arch=yolo", "detector.random_weights=true", "sppe.arch=detector",
+                            "sppe.flip_test=true"])
