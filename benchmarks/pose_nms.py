@@ -13,8 +13,9 @@ Passes over all frames of the three runs (ours on NumPy input, ours on torch CPU
 each is reported as its best pass (medians are in the JSON), so another process on the machine inflates them less.
 Targets (issue 4): at least 20× faster than the loop, at most 1 ms per frame for 30 candidates.
 
-``_reference_pose_nms_loop`` is the loop: spec ``../shared/specs/alphapose.md`` §1.3–§1.5 written out pair by
-pair and keypoint by keypoint in plain Python floats (``math.sqrt``, ``math.tanh``, ``math.exp``), sharing no
+``_reference_pose_nms_loop`` is the loop: AlphaPose's ``pose_nms_body`` (``alphapose/utils/pPose_nms.py`` at commit
+c60106d, with ``get_parametric_distance``, ``PCK_match`` and ``p_merge_fast``) written out pair by pair and keypoint
+by keypoint in plain Python floats (``math.sqrt``, ``math.tanh``, ``math.exp``), sharing no
 computation with ``models.pose_nms`` (only its params and result containers); the tests use it as the oracle for
 the vectorised version.
 """
@@ -51,7 +52,7 @@ DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "pose_nms.json"
 
 def _reference_pose_nms_loop(boxes_xyxy, box_scores, keypoints, keypoint_scores,
                              params: PoseNMSParams = PoseNMSParams()) -> PoseNMSResult:
-    """AlphaPose's body-path pose NMS (spec §1.3–§1.5) as a straightforward loop over pairs and keypoints.
+    """AlphaPose's body-path pose NMS (``pose_nms_body``) as a straightforward loop over pairs and keypoints.
 
     Same arguments and result as ``models.pose_nms.pose_nms`` with ``method="parametric"`` and K not 133/136;
     returns NumPy arrays (float64 keypoints and scores). Includes raypose's one deviation in the pick loop (the

@@ -238,7 +238,7 @@ class OrbCache:
 def track_scenario(clip: BonnClip, scenario: Scenario, params: PoseFlowParams,
                    orb: OrbCache | None = None) -> list[np.ndarray]:
     """Run the tracker over a scenario; with ``orb``, correspondences relate each frame to the previous frame with
-    detections (AlphaPose's pairing, spec §1.4), filtered with ``filter_for_tracking``."""
+    detections (AlphaPose's pairing in ``tracker-general.py``), filtered with ``filter_for_tracking``."""
     tracker = PoseFlowTracker(params)
     ids = []
     last = None  # (clip frame, keypoints) of the previous frame with detections

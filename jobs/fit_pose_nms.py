@@ -10,8 +10,8 @@ pair fixed, and moves to the best grid point when it raises the AP. A round with
 (in log scale); the fit stops when such a round happens at a span below 1.05 (converged) or after ``--rounds``.
 The objective is the COCO keypoint AP (pycocotools ``COCOeval``, OKS sigmas of the GT's keypoint set) of
 ``models.pose_nms.pose_nms`` applied frame by frame to the candidates. All other constants stay at their
-``--init`` values (default: AlphaPose's, spec ``../shared/specs/alphapose.md`` §1.1). The AP before and after
-is printed, and the fitted ``PoseNMSParams`` is written as YAML (``--out``; stdout without it) that
+``--init`` values (default: AlphaPose's module constants in ``alphapose/utils/pPose_nms.py``). The AP before and
+after is printed, and the fitted ``PoseNMSParams`` is written as YAML (``--out``; stdout without it) that
 ``PoseNMSParams.from_dict(yaml.safe_load(...))`` reads back.
 
 Candidates file, one of:

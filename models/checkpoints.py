@@ -6,9 +6,9 @@ file cannot be paired with the wrong head silently. Loading reads bytes through 
 ``torch.load(..., weights_only=True)``, which refuses any object that is not a tensor or plain container: a
 checkpoint that carries code is rejected without running it.
 
-Official AlphaPose files are plain ``state_dict``s saved from ``model.module`` (no ``module.`` prefix,
-``../shared/specs/alphapose.md`` §3.9); files saved from a ``DataParallel`` model (``module.`` prefix) and files
-wrapping the state dict under ``"state_dict"`` or ``"model"`` are accepted too.
+Official AlphaPose files are plain ``state_dict``s saved from ``model.module`` (no ``module.`` prefix: AlphaPose's
+``scripts/train.py`` saves ``m.module.state_dict()``); files saved from a ``DataParallel`` model (``module.``
+prefix) and files wrapping the state dict under ``"state_dict"`` or ``"model"`` are accepted too.
 """
 
 from __future__ import annotations

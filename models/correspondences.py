@@ -1,8 +1,8 @@
 """Image correspondences for PoseFlow: ORB matches between consecutive frames, compact and filtered to the people.
 
-PoseFlow's two correspondence-based affinities (``models.poseflow``, spec
-``../shared/specs/poseflow-crowdpose-pgpg-prm.md`` §1.4–§1.5) need point pairs between two frames. This module
-computes them where the pixels are (the decode stage, ``../shared/specs/ray-notes.md`` §1.4) as AlphaPose's
+PoseFlow's two correspondence-based affinities (``models.poseflow``; ``dm_iou`` and ``pose_iou_dm`` of AlphaPose's
+``trackers/PoseFlow/utils.py``) need point pairs between two frames. This module computes them where the pixels
+are (the decode stage, so that tracking afterwards needs only tabular data) as AlphaPose's
 ``trackers/PoseFlow/matching.py`` ``orb_matching`` does: OpenCV ORB (10 000 features, FAST score), 2-nearest-neighbour
 Hamming matching, Lowe's ratio test at 0.8, coordinates truncated to int, and the two fallbacks to AlphaPose's
 identity correspondence (too few keypoints, too few matches), which is returned as ``None`` (never as per-pixel rows;
@@ -58,12 +58,13 @@ Matcher = Literal["bruteforce", "flann", "windowed"]
 
 @dataclass(frozen=True, kw_only=True)
 class OrbParams:
-    """ORB matching constants (spec §1.4, AlphaPose ``matching.py``), AlphaPose's values as defaults."""
+    """ORB matching constants (AlphaPose's ``trackers/PoseFlow/matching.py`` ``orb_matching``), AlphaPose's values as
+    defaults."""
 
     nfeatures: int = 10000  # ORB_create(nfeatures=10000, scoreType=ORB_FAST_SCORE), other ORB settings default
     ratio: float = 0.8  # Lowe's ratio test: keep the best match if its distance is < ratio · second best
-    min_keypoint_product: int = 400  # identity fallback when len(kp_t) · len(kp_t1) < this (§1.4 step 3)
-    # Identity fallback when fewer matches survive (§1.4 step 7). AlphaPose's rule is "the match file has fewer
+    min_keypoint_product: int = 400  # identity fallback when len(kp_t) · len(kp_t1) < this
+    # Identity fallback when fewer matches survive. AlphaPose's rule is "the match file has fewer
     # than 1000 bytes"; a line is "%d %d %d %d %f \n", 27 bytes for 3-digit coordinates and a 2-digit distance
     # (most rows of a 960×540 frame), so 37 lines make 999 bytes and 38 lines 1026: 38 matches reproduces the rule
     # there. Smaller frames (2-digit coordinates, 23-byte lines) needed up to 44; set emulate_file_size for the
@@ -126,7 +127,7 @@ def _check_frame(frame: np.ndarray) -> np.ndarray:
 
 
 def orb_features(frame: np.ndarray, params: OrbParams = OrbParams()) -> OrbFeatures:
-    """ORB keypoints and descriptors of one uint8 RGB frame (spec §1.4 step 2).
+    """ORB keypoints and descriptors of one uint8 RGB frame (as ``orb_matching``).
 
     Args:
         frame: uint8 ``[H, W, 3]`` RGB. Passed to OpenCV unchanged, as AlphaPose passes its RGB-converted image.
@@ -292,7 +293,7 @@ def compact_correspondences(correspondences: np.ndarray) -> np.ndarray:
 
 
 def match_features(f_t: OrbFeatures, f_t1: OrbFeatures, params: OrbParams = OrbParams()) -> np.ndarray | None:
-    """ORB correspondences between two frames' features (spec §1.4 steps 3–7).
+    """ORB correspondences between two frames' features (as ``orb_matching``).
 
     Args:
         f_t, f_t1: ``orb_features`` of frame t and frame t+1.
@@ -434,7 +435,7 @@ def tracking_regions(keypoints: np.ndarray, image_size: tuple[int, int],
                      params: PoseFlowParams = PoseFlowParams()) -> np.ndarray:
     """Regions of one frame that PoseFlow's correspondence terms can read: 2 boxes per person.
 
-    For each pose: its AlphaPose box (``dm_iou``, spec §1.3) and the hull of its keypoint squares,
+    For each pose: its AlphaPose box (``dm_iou``, ``get_box``) and the hull of its keypoint squares,
     [min x − mag, max x + mag] × [min y − mag, max y + mag] (``pose_iou_dm``; every square lies inside it).
 
     Args:

@@ -2,18 +2,22 @@
 the YOLO decode, and AlphaPose's person filter and +1-pixel NMS.
 
 The detection stage (``models.detectors.build_detector("yolov3_spp", ...)``) uses this module so that AlphaPose
-users' ``yolov3-spp.cfg`` and ``yolov3-spp.weights`` work unchanged. Every number follows
-``../shared/specs/alphapose.md`` §4:
+users' ``yolov3-spp.cfg`` and ``yolov3-spp.weights`` work unchanged. Every number follows AlphaPose's YOLO
+detector at commit c60106d (``detector/yolo_api.py`` ``YOLODetector``, ``detector/yolo/``, ``detector/nms/``):
 
-* Letterbox (§4.3): ``r = min(S/W, S/H)``, floor sizes, ``cv2.INTER_CUBIC``, pad value 128, integer offsets
-  ``((S − new_w)//2, (S − new_h)//2)``; RGB scaled to [0, 1], no mean. The inverse (§4.6) uses *float32* offsets
-  ``(S − scale·W)/2`` with ``scale = S/W`` computed in float32 (up to 0.5 letterbox px from the forward offsets,
-  §4.9 item 2) and clamps to ``[0, W] × [0, H]``.
-* Decode (§4.4): ``x = (σ(tx) + cx)·stride``, ``w = exp(tw)·anchor_w``, objectness ``σ(to)``, class probabilities
-  ``σ(tc)`` not multiplied by objectness; rows ordered (cell row, cell column, anchor), heads in cfg order.
-* Network (§4.4): LeakyReLU 0.1, nearest ×2 upsampling, PyTorch BatchNorm (eps 1e-5), SPP max-pools with stride 1.
-* Filter and NMS (§4.5): objectness > confidence (strict), person = argmax class is 0, box score = objectness,
-  NMS in letterbox coordinates with +1-pixel areas suppressing at IoU ≥ threshold, objectness-descending output.
+* Letterbox (``detector/yolo/preprocess.py`` ``letterbox_image``): ``r = min(S/W, S/H)``, floor sizes,
+  ``cv2.INTER_CUBIC``, pad value 128, integer offsets ``((S − new_w)//2, (S − new_h)//2)``; RGB scaled to [0, 1], no
+  mean. The inverse (``YOLODetector.images_detection``) uses *float32* offsets ``(S − scale·W)/2`` with
+  ``scale = S/W`` computed in float32 (up to 0.5 letterbox px from the forward offsets) and clamps to
+  ``[0, W] × [0, H]``.
+* Decode (``detector/yolo/util.py`` ``predict_transform``): ``x = (σ(tx) + cx)·stride``, ``w = exp(tw)·anchor_w``,
+  objectness ``σ(to)``, class probabilities ``σ(tc)`` not multiplied by objectness; rows ordered (cell row, cell
+  column, anchor), heads in cfg order.
+* Network (``detector/yolo/darknet.py``): LeakyReLU 0.1, nearest ×2 upsampling, PyTorch BatchNorm (eps 1e-5), SPP
+  max-pools with stride 1.
+* Filter and NMS (``YOLODetector.write_results``, ``detector/nms/src/nms_cpu.cpp``): objectness > confidence
+  (strict), person = argmax class is 0, box score = objectness, NMS in letterbox coordinates with +1-pixel areas
+  suppressing at IoU ≥ threshold, objectness-descending output.
 
 Darknet ``.weights`` layout: int32 major, minor, revision; ``seen`` as int64 when ``major·10 + minor ≥ 2`` (else
 int32); then, per convolutional layer in cfg order, float32 arrays: with batch norm ``bn.bias, bn.weight,
@@ -83,7 +87,8 @@ class DarknetWeightsError(ValueError):
 
 @dataclass(frozen=True)
 class NetInfo:
-    """The ``[net]`` section: the input size the cfg was written for (AlphaPose overrides it to 608, spec §4.2)."""
+    """The ``[net]`` section: the input size the cfg was written for (AlphaPose's ``detector/yolo_cfg.py`` overrides
+    it to 608)."""
 
     width: int
     height: int
@@ -291,13 +296,14 @@ def read_darknet_cfg(path_or_url: str) -> DarknetSpec:
     return parse_darknet_cfg(text, source)
 
 
-#: YOLOv3's nine COCO anchors ``(w, h)`` in network-input pixels (spec §4.4); masks 6–8, 3–5, 0–2 for strides 32,
-#: 16, 8.
+#: YOLOv3's nine COCO anchors ``(w, h)`` in network-input pixels (darknet's ``yolov3-spp.cfg``); masks 6–8, 3–5,
+#: 0–2 for strides 32, 16, 8.
 YOLOV3_ANCHORS = ((10, 13), (16, 30), (33, 23), (30, 61), (62, 45), (59, 119), (116, 90), (156, 198), (373, 326))
 
 
 def yolov3_spp_cfg(num_classes: int = 80, input_size: int = 608) -> str:
-    """The standard darknet ``yolov3-spp.cfg`` layer list as cfg text (spec §4.2–§4.4).
+    """The standard darknet ``yolov3-spp.cfg`` layer list as cfg text (AlphaPose's
+    ``detector/yolo/cfg/yolov3-spp.cfg``).
 
     Darknet-53 (layers 0–74: convs with stride-2 downsampling and residual ``shortcut from=-3`` pairs), an SPP
     block after three head convs (max-pools 5, 9, 13 at stride 1 and a route concatenating them with their input),
@@ -358,7 +364,7 @@ def yolov3_spp_cfg(num_classes: int = 80, input_size: int = 608) -> str:
 
 
 def decode_yolo(raw: torch.Tensor, anchors_wh: torch.Tensor, stride_xy: tuple[float, float]) -> torch.Tensor:
-    """Decode one YOLO head's conv output (spec §4.4).
+    """Decode one YOLO head's conv output (AlphaPose's ``detector/yolo/util.py`` ``predict_transform``).
 
     Args:
         raw: float ``[B, A·(5 + C), G_h, G_w]``; channels grouped by anchor (darknet layout).
@@ -390,7 +396,7 @@ class _ConvBlock(nn.Module):
         self.conv = nn.Conv2d(in_channels, spec.filters, spec.size, stride=spec.stride, padding=spec.padding,
                               bias=not spec.batch_normalize)
         self.bn = nn.BatchNorm2d(spec.filters) if spec.batch_normalize else None
-        # Darknet's leaky slope is 0.1, not PyTorch's default 0.01 (spec §4.4).
+        # Darknet's leaky slope is 0.1, not PyTorch's default 0.01 (AlphaPose's ``create_modules``).
         self.act = nn.LeakyReLU(0.1) if spec.activation == "leaky" else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -406,7 +412,7 @@ class _MaxPool(nn.Module):
         self.size, self.stride = spec.size, spec.stride
         total = spec.size - 1  # darknet's default padding: size − 1 in total, the smaller half before
         self.pad = (total // 2, total - total // 2, total // 2, total - total // 2)
-        # "zeros": AlphaPose pads with zeros before MaxPool2d (spec §4.4, §4.9 item 4); "darknet": −inf, as darknet
+        # "zeros": AlphaPose pads with zeros before MaxPool2d (``MaxPoolStride1``); "darknet": −inf, as darknet
         # itself (which trained the official weights) effectively does. They differ only where every value in a
         # border window is negative (LeakyReLU outputs can be).
         self.fill = 0.0 if padding_mode == "zeros" else float("-inf")
@@ -510,7 +516,8 @@ class LoadedDarknetWeights:
 
 
 def _weight_tensors(model: Darknet) -> list[torch.Tensor]:
-    """The tensors a darknet file stores, in file order (spec §4: bn bias, weight, mean, var, then conv)."""
+    """The tensors a darknet file stores, in file order (as AlphaPose's ``Darknet.load_weights`` reads them: bn
+    bias, weight, mean, var, then conv)."""
     tensors: list[torch.Tensor] = []
     for _, conv, bn in model.conv_blocks():
         if bn is not None:
@@ -610,8 +617,9 @@ def write_darknet_weights(model: Darknet, path_or_file: str | BinaryIO, *,
 class Letterbox:
     """Where a frame went in the square network input: forward (integer) placement and inverse (float32) mapping.
 
-    ``content_xywh`` is the pasted region ``(x0, y0, new_w, new_h)`` (integers, spec §4.3); ``scale`` and
-    ``offset_xy`` are the float32 inverse parameters of spec §4.6: ``image = (letterbox − offset) / scale``.
+    ``content_xywh`` is the pasted region ``(x0, y0, new_w, new_h)`` (integers, as ``letterbox_image``); ``scale``
+    and ``offset_xy`` are the float32 inverse parameters of AlphaPose's ``YOLODetector.images_detection``:
+    ``image = (letterbox − offset) / scale``.
     """
 
     size: int
@@ -627,7 +635,8 @@ def _letterbox_geometry(frame_wh: tuple[int, int], size: int) -> Letterbox:
     new_w, new_h = int(w * r), int(h * r)  # floor, as AlphaPose
     x0, y0 = (size - new_w) // 2, (size - new_h) // 2
     # AlphaPose maps back with float32 tensors: ``608 / im_dim`` (which PyTorch evaluates as reciprocal × 608, one
-    # rounding each: 1.2160001 for W = 500, so spec §8.5's −3e−5 offset), offsets (S − scale·W)/2 in float32.
+    # rounding each: 1.2160001 for W = 500, hence AlphaPose's x offset of −3e−5 for a 500×375 frame), offsets
+    # (S − scale·W)/2 in float32.
     s = min(np.float32(1) / np.float32(w) * np.float32(size), np.float32(1) / np.float32(h) * np.float32(size))
     ox = (np.float32(size) - s * np.float32(w)) / np.float32(2)
     oy = (np.float32(size) - s * np.float32(h)) / np.float32(2)
@@ -636,7 +645,8 @@ def _letterbox_geometry(frame_wh: tuple[int, int], size: int) -> Letterbox:
 
 
 def letterbox(frame_rgb: np.ndarray, size: int = 608) -> tuple[np.ndarray, Letterbox]:
-    """AlphaPose's letterbox (spec §4.3): cubic resize to fit, paste centred on a 128-grey square.
+    """AlphaPose's letterbox (``detector/yolo/preprocess.py`` ``letterbox_image``): cubic resize to fit, paste
+    centred on a 128-grey square.
 
     Args:
         frame_rgb: uint8 ``[H, W, 3]`` (channel order is kept; resizing is per channel).
@@ -656,7 +666,8 @@ def letterbox(frame_rgb: np.ndarray, size: int = 608) -> tuple[np.ndarray, Lette
 
 
 def letterbox_to_image(boxes_xyxy: np.ndarray, geo: Letterbox) -> np.ndarray:
-    """Letterbox-pixel boxes → frame pixels (spec §4.6), clamped to ``[0, W] × [0, H]``.
+    """Letterbox-pixel boxes → frame pixels (as AlphaPose's ``YOLODetector.images_detection``), clamped to
+    ``[0, W] × [0, H]``.
 
     Args:
         boxes_xyxy: float ``[N, 4]`` in network-input pixels.
@@ -674,7 +685,7 @@ def letterbox_to_image(boxes_xyxy: np.ndarray, geo: Letterbox) -> np.ndarray:
 
 
 def nms_plus_one(boxes_xyxy: np.ndarray, scores: np.ndarray, iou_threshold: float) -> np.ndarray:
-    """Greedy NMS with AlphaPose's +1-pixel areas (spec §4.5 item 3), computed in float32 on the CPU.
+    """Greedy NMS with AlphaPose's +1-pixel areas (``detector/nms/src/nms_cpu.cpp``), computed in float32 on the CPU.
 
     ``area = (x2 − x1 + 1)·(y2 − y1 + 1)``, intersection ``max(0, xx2 − xx1 + 1)·max(0, yy2 − yy1 + 1)``; a box is
     suppressed by a higher-scored kept box when ``IoU ≥ iou_threshold`` (≥, not torchvision's >). Equal scores
@@ -714,15 +725,17 @@ def nms_plus_one(boxes_xyxy: np.ndarray, scores: np.ndarray, iou_threshold: floa
 
 def yolo_person_boxes(rows: torch.Tensor, *, confidence: float = 0.1, nms_iou: float = 0.6,
                       person_class: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """One image's decoded YOLO rows → person boxes in letterbox pixels (spec §4.5 items 1–3).
+    """One image's decoded YOLO rows → person boxes in letterbox pixels (AlphaPose's ``YOLODetector.write_results``).
 
     Keeps rows with objectness > ``confidence`` (strict) whose argmax class is ``person_class``, then NMS
-    (``nms_plus_one``) in objectness order. The score is the objectness alone (spec §4.7).
+    (``nms_plus_one``) in objectness order. The score is the objectness alone (``dets[:, 5:6]`` in AlphaPose's
+    ``alphapose/utils/detector.py``).
 
     Deviation from AlphaPose: the NMS threshold is always ``nms_iou``. AlphaPose re-runs NMS at ``nms_iou − 0.05``
-    for every image of a detection batch when the batch holds more than 100 detections (spec §4.5 item 4, §4.9
-    item 1), so an image's boxes depend on which frames share its batch (and on padding copies). Ray Data batches
-    are arbitrary, so raypose processes every image on its own; results are reproducible per frame.
+    for every image of a detection batch when the batch holds more than 100 detections
+    (``YOLODetector.dynamic_write_results``), so an image's boxes depend on which frames share its batch (and on
+    padding copies). Ray Data batches are arbitrary, so raypose processes every image on its own; results are
+    reproducible per frame.
 
     Args:
         rows: float ``[R, 5 + C]`` from ``Darknet.forward`` for one image (``cx, cy, w, h`` in letterbox pixels).
@@ -736,12 +749,12 @@ def yolo_person_boxes(rows: torch.Tensor, *, confidence: float = 0.1, nms_iou: f
     obj = rows[:, 4]
     rows = rows[obj > confidence]
     if rows.shape[0]:
-        # torch.max returns the first maximal index, as AlphaPose's argmax over σ(class logits) (spec §4.5 item 2).
+        # torch.max returns the first maximal index, as AlphaPose's argmax over σ(class logits) (``write_results``).
         cls = rows[:, 5:].max(dim=1).indices
         rows = rows[cls == person_class]
     r = rows[:, :5].float().cpu().numpy()
     half_w, half_h = r[:, 2] / 2, r[:, 3] / 2
     boxes = np.stack([r[:, 0] - half_w, r[:, 1] - half_h, r[:, 0] + half_w, r[:, 1] + half_h], axis=1)
     scores = r[:, 4]
-    keep = nms_plus_one(boxes, scores, nms_iou)  # AlphaPose runs this NMS on the CPU too (spec §4.5 item 3)
+    keep = nms_plus_one(boxes, scores, nms_iou)  # AlphaPose runs this NMS on the CPU too (``nms_wrapper.nms``)
     return boxes[keep].astype(np.float32).reshape(-1, 4), scores[keep].astype(np.float32)

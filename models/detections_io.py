@@ -5,8 +5,8 @@ for that case (``models.detectors.build_detector("precomputed", weights=PATH)``)
 
 * **COCO detection JSON**, as AlphaPose's ``--detfile`` and MMPose's ``test_coco_det_AP_H_56.json``: a list of
   ``{"image_id", "category_id", "bbox": [x, y, w, h], "score"}``. The box becomes ``[x, y, x + w, y + h]`` with no
-  −1 (``../shared/specs/alphapose.md`` §4.8). Entries whose ``category_id`` is present and not 1 (COCO "person")
-  are skipped; an entry without ``category_id`` counts as a person (AlphaPose's detfile has none).
+  −1 (AlphaPose's ``alphapose/utils/file_detector.py``). Entries whose ``category_id`` is present and not 1 (COCO
+  "person") are skipped; an entry without ``category_id`` counts as a person (AlphaPose's detfile has none).
 * **Parquet** with columns ``image_key`` (string or integer), ``box_xyxy`` (list of 4 float32) and ``score``
   (float); ``write_detections_parquet`` writes that schema with ``box_xyxy`` as ``fixed_size_list<float32>[4]``.
 
@@ -172,7 +172,7 @@ def _parse_json(data: bytes, source: str, sha256: str) -> DetectionsTable:
         if item.get("category_id", COCO_PERSON_CATEGORY) != COCO_PERSON_CATEGORY:
             continue
         x, y, w, h = (float(v) for v in bbox)
-        # xywh → xyxy in float64, then one rounding to float32: x + w, no −1 (spec §4.8).
+        # xywh → xyxy in float64, then one rounding to float32: x + w, no −1 (as AlphaPose's file_detector.py).
         boxes.append([x, y, x + w, y + h])
         scores.append(float(score))
         keys.append(str(image_id))

@@ -13,8 +13,8 @@ Architectures (``DETECTOR_ARCHS``; the name is the builder function's name):
   detectors (the accurate default family); ``fasterrcnn_mobilenet_v3_large_fpn``,
   ``fasterrcnn_mobilenet_v3_large_320_fpn``, ``ssdlite320_mobilenet_v3_large``: the CPU-friendly ones. Person is
   COCO label 1; the score is the model's class score. Unset thresholds take the model's own defaults.
-* ``yolov3_spp``: ``models.darknet`` with AlphaPose's settings (spec ``../shared/specs/alphapose.md`` §4): letterbox
-  608, objectness > 0.1, argmax class = person, +1-pixel NMS at IoU 0.6; score = objectness.
+* ``yolov3_spp``: ``models.darknet`` with AlphaPose's settings (``detector/yolo_api.py``, ``detector/yolo_cfg.py``):
+  letterbox 608, objectness > 0.1, argmax class = person, +1-pixel NMS at IoU 0.6; score = objectness.
 * ``yolo``: an Ultralytics YOLOv8/YOLO11 checkpoint (``.pt``; detect or pose) run by ``models.ultralytics``
   (plain PyTorch, the file read by a restricted unpickler that executes nothing) with Ultralytics' predict
   semantics: letterbox 640 (pad 114), score = best class probability > 0.25 with best class = person (0), NMS IoU
@@ -399,7 +399,7 @@ def _torchvision_detector(arch: str, *, weights: str | None, random_weights: boo
 
 
 class YoloPersonDetector(PersonDetector):
-    """A ``Darknet`` YOLO network with AlphaPose's letterbox and person filter (spec §4.3–§4.6).
+    """A ``Darknet`` YOLO network with AlphaPose's letterbox and person filter (``YOLODetector``).
 
     ``prepare(frames)`` letterboxes to float ``[B, 3, S, S]`` RGB in [0, 1]; ``forward_model(x)`` is the network's
     own forward (decoded rows ``[B, R, 5 + C]``).
@@ -424,8 +424,9 @@ class YoloPersonDetector(PersonDetector):
         rows = self.forward_model(x)
         out = []
         for i, geo in enumerate(geos):
-            # Deviation from AlphaPose: NMS runs per image at a fixed IoU; AlphaPose lowers it to 0.55 for the whole
-            # batch once the batch holds > 100 detections (spec §4.5 item 4, §4.9 item 1; see yolo_person_boxes).
+            # Deviation from AlphaPose (YOLODetector): NMS runs per image at a fixed IoU; AlphaPose lowers it to 0.55
+            # for the whole batch once the batch holds > 100 detections (dynamic_write_results; see
+            # yolo_person_boxes).
             boxes, scores = yolo_person_boxes(rows[i], confidence=self.score_threshold, nms_iou=self.nms_iou)
             out.append((letterbox_to_image(boxes, geo), scores))
         return out
@@ -492,8 +493,9 @@ class PrecomputedPersonDetector(PersonDetector):
     """Boxes from a ``DetectionsTable``, looked up by frame key; the frames only give their sizes.
 
     Deviation from AlphaPose: boxes are clamped to ``[0, W] × [0, H]`` like every detector's output here;
-    AlphaPose's ``--detfile`` passes them on unclamped (spec §4.8). In ``test_coco_det_AP_H_56.json`` 2 of 118
-    boxes end 0.68 px past the right edge. ``DetectionsTable.lookup`` returns the file's boxes unchanged.
+    AlphaPose's ``--detfile`` (``alphapose/utils/file_detector.py``) passes them on unclamped. In
+    ``test_coco_det_AP_H_56.json`` 2 of 118 boxes end 0.68 px past the right edge. ``DetectionsTable.lookup``
+    returns the file's boxes unchanged.
     """
 
     def __init__(self, table: DetectionsTable, **common: Any) -> None:
@@ -584,7 +586,7 @@ def yolov3_spp(*, weights: str | None = None, random_weights: bool = False, devi
                max_persons: int | None = None, input_size: int | None = None, rpn_proposals: int | None = None,
                darknet_cfg: str | None = None,
                maxpool_padding: Literal["zeros", "darknet"] = "zeros") -> YoloPersonDetector:
-    """YOLOv3-SPP with AlphaPose's settings (spec §4.2): input 608, confidence 0.1, NMS IoU 0.6.
+    """YOLOv3-SPP with AlphaPose's settings (``detector/yolo_cfg.py``): input 608, confidence 0.1, NMS IoU 0.6.
 
     Args:
         weights: darknet ``.weights`` file (AlphaPose's ``yolov3-spp.weights`` works unchanged).

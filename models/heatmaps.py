@@ -1,13 +1,15 @@
 """Heatmap decoding, flip test and Gaussian heatmap rendering — vectorised, on any device.
 
-Decoding follows ``../shared/specs/alphapose.md`` §2.5–§2.7 exactly by default (``method="alphapose"``):
+Decoding follows AlphaPose's ``heatmap_to_coord_simple`` (``alphapose/utils/transforms.py`` at commit c60106d)
+exactly by default (``method="alphapose"``):
 first-maximum argmax, coordinates (0, 0) when the maximum is ≤ 0, a ±0.25 px step towards the larger neighbour
 only when ``1 < px < W−1`` and ``1 < py < H−1``, back-projection through the enlarged crop box, and the raw
 maximum as the keypoint score. ``method="dark"`` adds a second-order (Taylor) refinement on the log-heatmap
 around the argmax (Zhang et al., "Distribution-Aware Coordinate Representation", CVPR 2020), which recovers the
 centre of a Gaussian peak to a small fraction of a heatmap pixel instead of ±0.25.
 
-The person score is AlphaPose's ``mean(c) + box_score + 1.25·max(c)`` (spec §1.5, §2.7).
+The person score is AlphaPose's ``mean(c) + box_score + 1.25·max(c)`` (``proposal_score`` in
+``alphapose/utils/writer.py``).
 
 ``render_gaussian_heatmaps`` is the encoder matching the decoder's pixel convention; the oracle SPPE and the
 round-trip tests use it.
@@ -51,7 +53,7 @@ def decode_heatmaps(heatmaps: torch.Tensor, method: DecodeMethod = "alphapose") 
     hm = heatmaps.float()
     flat = hm.reshape(n, k, h * w)
     maxvals, idx = flat.max(dim=2)
-    # torch.max/argmax return the first maximal index on CPU and CUDA, as NumPy's argmax does (spec §2.5 step 1).
+    # torch.max/argmax return the first maximal index on CPU and CUDA, as NumPy's argmax in AlphaPose's get_max_pred.
     px = (idx % w).long()
     py = torch.div(idx, w, rounding_mode="floor").long()
     coords = torch.stack([px, py], dim=-1).float()
@@ -99,7 +101,7 @@ def decode_heatmaps(heatmaps: torch.Tensor, method: DecodeMethod = "alphapose") 
 
 def heatmaps_to_keypoints(heatmaps: torch.Tensor, crop_boxes_xyxy: torch.Tensor,
                           method: DecodeMethod = "alphapose") -> tuple[torch.Tensor, torch.Tensor]:
-    """Decode heatmaps and project them into the source image through each crop box (spec §2.6).
+    """Decode heatmaps and project them into the source image through each crop box (as ``heatmap_to_coord_simple``).
 
     Args:
         heatmaps: float ``[N, K, H, W]``.
@@ -115,7 +117,7 @@ def heatmaps_to_keypoints(heatmaps: torch.Tensor, crop_boxes_xyxy: torch.Tensor,
 
 
 def person_scores(keypoint_scores: torch.Tensor, box_scores: torch.Tensor) -> torch.Tensor:
-    """AlphaPose's person score, ``mean_j c_j + box_score + 1.25·max_j c_j`` (spec §1.5), float ``[N]``."""
+    """AlphaPose's person score, ``mean_j c_j + box_score + 1.25·max_j c_j`` (``writer.py``), float ``[N]``."""
     c = torch.as_tensor(keypoint_scores)
     if c.shape[0] == 0:
         return c.new_zeros((0,))
@@ -128,9 +130,10 @@ def flip_heatmaps(heatmaps: torch.Tensor, flip_pairs: Sequence[tuple[int, int]],
     Flips the width axis, swaps left/right channels, and with ``shift`` moves every column one to the right
     (column 0 keeps its value), which aligns the flipped map with the original's pixel grid.
 
-    Deviation from AlphaPose (spec §2.8, §1.9 of the spec's bug list): AlphaPose shifts with an in-place copy between
-    overlapping views (``out[..., 1:] = out[..., :-1]``), whose result is implementation-defined — on CPU with torch
-    2.13 columns 17 and 33–47 come out wrong. raypose implements the intended shift with a copy.
+    Deviation from AlphaPose (``flip_heatmap`` in ``alphapose/utils/transforms.py``): AlphaPose shifts with an
+    in-place copy between overlapping views (``out[..., 1:] = out[..., :-1]``), whose result is
+    implementation-defined — on CPU with torch 2.13 columns 17 and 33–47 come out wrong. raypose implements the
+    intended shift with a copy.
 
     Returns a new tensor; the input is not modified.
     """
@@ -149,7 +152,8 @@ def flip_heatmaps(heatmaps: torch.Tensor, flip_pairs: Sequence[tuple[int, int]],
 
 def flip_test(model: torch.nn.Module, inputs: torch.Tensor, flip_pairs: Sequence[tuple[int, int]],
               shift: bool = True) -> torch.Tensor:
-    """Run ``model`` on ``inputs`` and their mirror images in one batch and average the heatmaps (spec §2.8)."""
+    """Run ``model`` on ``inputs`` and their mirror images in one batch and average the heatmaps (as AlphaPose's
+    ``scripts/demo_inference.py`` ``--flip``)."""
     n = inputs.shape[0]
     both = model(torch.cat([inputs, inputs.flip(dims=[3])], dim=0))
     return (both[:n] + flip_heatmaps(both[n:], flip_pairs, shift=shift)) * 0.5

@@ -5,11 +5,11 @@ per-set facts from here, so that a keypoint set is one value (`KeypointSet`) and
 
 Sources: COCO-17 names, skeleton and sigmas are the COCO keypoint challenge's (the skeleton is
 ``test_coco.json``'s, made 0-based); Halpe-26 extends COCO-17 with head, neck, hip and six foot points, its flip
-pairs per ``../shared/specs/alphapose.md`` §2.8 and its sigmas as AlphaPose's ``oks_iou`` uses them for 78-long
-vectors (COCO's 17, then .8, .8, .8 and six .89, all /10); CrowdPose-14 sigmas per
-``../shared/specs/poseflow-crowdpose-pgpg-prm.md`` §2.6; MPII-16 order and the MPII → CrowdPose-14 remap per
-that spec's §1.9 (``rmpe_part_ids``). PoseTrack 2018 uses COCO's layout with ``head_bottom``/``head_top`` in the
-eye slots and no ear labels in practice.
+pairs as AlphaPose's ``alphapose/datasets/halpe_26.py`` (``joint_pairs``) and its sigmas as AlphaPose's
+``oks_iou`` uses them for 78-long vectors (COCO's 17, then .8, .8, .8 and six .89, all /10); CrowdPose-14 sigmas as
+CrowdPose's evaluator (``crowdposetools/cocoeval.py``); MPII-16 order and the MPII → CrowdPose-14 remap as
+AlphaPose's ``trackers/PoseFlow/tracker-baseline.py`` (``rmpe_part_ids``). PoseTrack 2018 uses COCO's layout with
+``head_bottom``/``head_top`` in the eye slots and no ear labels in practice.
 
 MPII and PoseTrack have no official OKS sigmas; the values here follow the usual choice of reusing COCO's
 per-part sigmas (head points take the ear/eye values, neck/thorax/pelvis the shoulder/hip values) and are
@@ -203,7 +203,7 @@ def _by_name(src: KeypointSet, dst: KeypointSet, renames: dict[str, str] | None 
 _CONVERSIONS: dict[tuple[str, str], tuple[int, ...]] = {
     ("halpe26", "coco17"): _by_name(HALPE_26, COCO_17),
     ("halpe26", "crowdpose14"): _by_name(HALPE_26, CROWDPOSE_14),
-    # Spec §1.9 (rmpe_part_ids): MPII head_top → head, upper_neck → neck.
+    # AlphaPose's tracker-baseline.py rmpe_part_ids: MPII head_top → head, upper_neck → neck.
     ("mpii16", "crowdpose14"): _by_name(MPII_16, CROWDPOSE_14, {"head": "head_top", "neck": "upper_neck"}),
     ("posetrack18", "crowdpose14"): _by_name(POSETRACK_18, CROWDPOSE_14, {"head": "head_top", "neck": "head_bottom"}),
 }

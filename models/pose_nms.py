@@ -2,10 +2,11 @@
 
 The pose-NMS stage runs once per frame on every pose the SPPE produced for that frame: redundant poses of one
 person are eliminated around a reference pose and merged into it. ``pose_nms`` reproduces the decisions of
-AlphaPose's ``alphapose/utils/pPose_nms.py`` (``../shared/specs/alphapose.md`` §1) for the body path (COCO-17,
-Halpe-26 and every K other than 133/136): the reference-pose order, the eliminated sets, the merged keypoints and
-scores, and the output filters. It is pure NumPy/PyTorch (no Ray) and works on NumPy arrays or on torch tensors on
-any device, returning the same kind it was given.
+AlphaPose's ``alphapose/utils/pPose_nms.py`` at commit c60106d (``pose_nms`` → ``pose_nms_body``, with
+``get_parametric_distance``, ``PCK_match`` and ``p_merge_fast``) for the body path (COCO-17, Halpe-26 and every K
+other than 133/136): the reference-pose order, the eliminated sets, the merged keypoints and scores, and the output
+filters. It is pure NumPy/PyTorch (no Ray) and works on NumPy arrays or on torch tensors on any device, returning
+the same kind it was given.
 
 How it is organised: a pair's elimination decision depends only on the pair, so all of them are computed up front
 into a boolean "p eliminates i" matrix ``[N, N]``, and the sequential part of the algorithm (pick the best remaining
@@ -22,9 +23,10 @@ so only a value within float32 rounding of a threshold can be decided differentl
 Conventions: keypoints are (x, y) in source-image pixels, boxes are (x1, y1, x2, y2) in the same pixels, scores
 are raw heatmap maxima (they may be negative, as in AlphaPose, and are not clamped). Inputs are never modified.
 
-Deviations from AlphaPose are marked in the code with ``Deviation from AlphaPose:`` and the spec section; they are
-the in-place score fill (§1.9-6), the global constant override (§1.9-5), the full-body path's bugs (§1.6, §1.9-2..4)
-and a corner of the pick loop that AlphaPose's constants never reach (see ``_greedy_picks``).
+Deviations from AlphaPose are marked in the code with ``Deviation from AlphaPose:`` and the AlphaPose function they
+depart from; they are the in-place score fill (``pose_nms_body``), the global constant override (``pose_nms``), the
+full-body path's bugs (``get_parametric_distance`` with ``use_dist_mask``, ``PCK_match_fullbody``) and a corner of
+the pick loop that AlphaPose's constants never reach (see ``_greedy_picks``).
 """
 
 from __future__ import annotations
@@ -59,44 +61,45 @@ __all__ = [
 NMS_METHODS = ("parametric", "oks", "soft_oks")
 NmsMethod = Literal["parametric", "oks", "soft_oks"]
 
-# Keypoint counts AlphaPose routes to its full-body path (spec §1.2): Halpe-136 and COCO-WholeBody-133.
+# Keypoint counts AlphaPose's `pose_nms` routes to `pose_nms_fullbody`: Halpe-136 and COCO-WholeBody-133.
 FULLBODY_NUM_KEYPOINTS = (133, 136)
-# Both full-body sets end with 68 face and 42 hand keypoints (spec §1.6, "Keypoint partition").
+# Both full-body sets end with 68 face and 42 hand keypoints (the split of AlphaPose's `get_parametric_distance`).
 _FACE_AND_HANDS = 110
 _HANDS = 42
 
-# Spec §1.3 step 1: a score of exactly 0 becomes 1e-5 (so that it still counts as a tiny weight in the merge).
+# AlphaPose's `pose_nms_body`: a score of exactly 0 becomes 1e-5 (so that it still counts as a tiny weight in the
+# merge).
 _ZERO_SCORE_FILL = 1e-5
 
 
 @dataclass(frozen=True, kw_only=True)
 class PoseNMSParams:
-    """Every constant of pose NMS (spec §1.1, §1.3–§1.8), with AlphaPose's body-path values as defaults.
+    """Every constant of pose NMS, with AlphaPose's body-path values as defaults (``pPose_nms.py`` module globals).
 
-    Symbols follow the paper and the spec so the code can be read against them.
+    Symbols follow the RMPE paper and AlphaPose's variable names so the code can be read against them.
     """
 
-    method: NmsMethod = "parametric"  # "parametric" (spec §1.3–1.6), "oks" or "soft_oks" (spec §1.8)
-    delta1: float = 1.0  # δ1 (§1.1): temperature of the tanh score similarity
-    mu: float = 1.7  # μ (§1.1): weight of the spatial term of the parametric distance
-    delta2: float = 2.65  # δ2 (§1.1): distance scale of the spatial term, pixels
-    gamma: float = 22.48  # γ (§1.1): eliminate i when its parametric similarity to the reference is > γ
-    score_threshold: float = 0.3  # scoreThreds (§1.1, §1.5): drop poses whose max keypoint score is < this
-    match_threshold: float = 5.0  # matchThreds (§1.1): eliminate i when its PCK match count is >= this
-    alpha: float = 0.1  # α (§1.1): ref_dist = α · max(box w, box h) of the reference's detector box
-    area_threshold: float = 0.0  # areaThres (§1.1, §1.5-4; CLI --min_box_area): drop 1.5²·extent < this, px²
-    score_mask_radius: float = 1.0  # §1.3, §1.9-1: the score term counts keypoints within this many pixels
-    pck_radius_cap: float = 7.0  # §1.3 PCK_match: match radius is min(ref_dist, this), pixels
-    merge_radius_cap: float = 15.0  # §1.4: merge radius is min(ref_dist, this), pixels
-    vis_threshold: float = 0.2  # vis_thr (§1.1, §1.8): OKS rescoring averages keypoint scores above this
-    oks_threshold: float = 0.9  # oks_thr (§1.1, §1.8): OKS-NMS suppresses OKS > this; soft-OKS decay scale
-    soft_oks_max_dets: int = 20  # §1.8: soft-OKS-NMS keeps at most this many poses
-    face_factor: float = 1.9  # §1.1, §1.6: full-body face distance scale factor
-    hand_factor: float = 0.55  # §1.1, §1.6: full-body hand distance scale factor
-    hand_weight_score: float = 0.1  # §1.1, §1.6: full-body weight of the hands' score term
-    face_weight_score: float = 1.0  # §1.1, §1.6: full-body weight of the face's score term
-    hand_weight_dist: float = 1.5  # §1.1, §1.6: full-body weight of the hands' spatial term
-    face_weight_dist: float = 1.0  # §1.1, §1.6: full-body weight of the face's spatial term
+    method: NmsMethod = "parametric"  # "parametric" (`pose_nms`), "oks" (`oks_pose_nms`) or "soft_oks"
+    delta1: float = 1.0  # δ1 (`delta1`): temperature of the tanh score similarity
+    mu: float = 1.7  # μ (`mu`): weight of the spatial term of the parametric distance
+    delta2: float = 2.65  # δ2 (`delta2`): distance scale of the spatial term, pixels
+    gamma: float = 22.48  # γ (`gamma`): eliminate i when its parametric similarity to the reference is > γ
+    score_threshold: float = 0.3  # scoreThreds (output filters): drop poses whose max keypoint score is < this
+    match_threshold: float = 5.0  # matchThreds: eliminate i when its PCK match count is >= this
+    alpha: float = 0.1  # α (`alpha`): ref_dist = α · max(box w, box h) of the reference's detector box
+    area_threshold: float = 0.0  # areaThres (CLI --min_box_area): drop 1.5²·extent < this, px²
+    score_mask_radius: float = 1.0  # the score term counts keypoints within this many pixels (`dist <= 1`)
+    pck_radius_cap: float = 7.0  # PCK_match: match radius is min(ref_dist, this), pixels
+    merge_radius_cap: float = 15.0  # p_merge_fast: merge radius is min(ref_dist, this), pixels
+    vis_threshold: float = 0.2  # vis_thr (oks_pose_nms): OKS rescoring averages keypoint scores above this
+    oks_threshold: float = 0.9  # oks_thr (oks_pose_nms): OKS-NMS suppresses OKS > this; soft-OKS decay scale
+    soft_oks_max_dets: int = 20  # soft_oks_nms's max_dets: soft-OKS-NMS keeps at most this many poses
+    face_factor: float = 1.9  # full body (get_parametric_distance): face distance scale factor
+    hand_factor: float = 0.55  # full body (get_parametric_distance): hand distance scale factor
+    hand_weight_score: float = 0.1  # full body: weight of the hands' score term
+    face_weight_score: float = 1.0  # full body: weight of the face's score term
+    hand_weight_dist: float = 1.5  # full body: weight of the hands' spatial term
+    face_weight_dist: float = 1.0  # full body: weight of the face's spatial term
 
     def __post_init__(self) -> None:
         if self.method not in NMS_METHODS:
@@ -147,15 +150,16 @@ class PoseNMSParams:
 
 
 BODY_PARAMS = PoseNMSParams()
-"""AlphaPose's module constants (spec §1.1): every heatmap model, and the body path of every model."""
+"""AlphaPose's module constants (``pPose_nms.py``): every heatmap model, and the body path of every model."""
 
 WHOLEBODY_REGRESSION_PARAMS = PoseNMSParams(
     delta1=1.0, mu=1.65, delta2=8.0, gamma=3.6, score_threshold=0.01, match_threshold=3.0, alpha=0.15,
 )
-"""The constants AlphaPose switches to for 133/136-keypoint models with a regression or "Combined" loss (§1.1).
+"""The constants AlphaPose switches to for 133/136-keypoint models with a regression or "Combined" loss.
 
-Deviation from AlphaPose (spec §1.1, §1.9-5): AlphaPose overwrites its module globals with these values for the
-rest of the process, so later body models run with them too; here they are a separate value the caller passes.
+Deviation from AlphaPose (``pose_nms``, its ``global`` statement): AlphaPose overwrites its module globals with these
+values for the rest of the process, so later body models run with them too; here they are a separate value the caller
+passes.
 """
 
 
@@ -169,7 +173,7 @@ class PoseNMSResult:
         keypoint_scores: float ``[M, K]``, merged keypoint scores.
         pose_scores: float ``[M]``, AlphaPose's person score ``mean(c) + box_score + 1.25·max(c)`` of the merged
             scores (parametric), or the OKS-NMS ranking score (``oks``/``soft_oks``).
-        boxes_xyxy: ``[M, 4]``, the pick's detector box (not recomputed from the keypoints; spec §1.9-8).
+        boxes_xyxy: ``[M, 4]``, the pick's detector box (not recomputed from the keypoints, as AlphaPose).
         box_scores: ``[M]``, the pick's detector score.
         merged_indices: M int64 arrays, the input indices merged into each pose (ascending; contains the pick).
     Arrays are NumPy or torch (on the input's device), as the input was.
@@ -247,7 +251,7 @@ def _prepare(boxes_xyxy, box_scores, keypoints, keypoint_scores) -> _Inputs:
             i = int(xp.nonzero(bad)[0][0])
             raise ValueError(f"boxes_xyxy[{i}] = {boxes[i].tolist()} is not (x1, y1, x2, y2) with x1 <= x2 and "
                              "y1 <= y2")
-    # Deviation from AlphaPose (spec §1.3 step 1, §1.9-6): AlphaPose writes the 1e-5 into the caller's tensor;
+    # Deviation from AlphaPose (`pose_nms_body`): AlphaPose writes the 1e-5 into the caller's tensor;
     # ``where`` builds a new array, so the caller's (possibly read-only, zero-copy) batch is never touched.
     scores = xp.where(scores == 0, _ZERO_SCORE_FILL, scores)
     return _Inputs(xp=xp, device=device, boxes=boxes, box_scores=bscores, keypoints=kps, scores=scores,
@@ -317,7 +321,7 @@ def _take(inp: _Inputs, x, idx):
 
 
 # --------------------------------------------------------------------------------------------------------------
-# Parametric pose NMS (spec §1.3–§1.6)
+# Parametric pose NMS (AlphaPose's pose_nms_body / pose_nms_fullbody)
 # --------------------------------------------------------------------------------------------------------------
 
 # Relative slack on the pair prefilter's bounds: far above the float64 rounding of a distance or a K-term sum
@@ -332,7 +336,8 @@ _CHUNK_ELEMENTS = 1 << 16
 
 
 def _parts(k: int, params: PoseNMSParams) -> tuple[tuple[slice, float, float, float], ...]:
-    """(keypoints, score weight, distance weight, distance-scale factor) of each part (spec §1.6)."""
+    """(keypoints, score weight, distance weight, distance-scale factor) of each part (AlphaPose's
+    full-body ``get_parametric_distance``)."""
     if k not in FULLBODY_NUM_KEYPOINTS:
         return ((slice(0, k), 1.0, 1.0, 1.0),)
     body, face_end = k - _FACE_AND_HANDS, k - _HANDS
@@ -422,8 +427,8 @@ def _distances(xp, xt, yt, p, i):
 
 
 def _body_terms(inp: _Inputs, pre: dict, p, i, params: PoseNMSParams, both: bool = True) -> list:
-    """Body path (spec §1.3): parametric similarity and PCK match count of i to reference p (and, with ``both``,
-    of p to reference i).
+    """Body path (``get_parametric_distance``, ``PCK_match``): parametric similarity and PCK match count of i to
+    reference p (and, with ``both``, of p to reference i).
 
     ``p`` and ``i`` are index arrays of one broadcast shape S (see ``_distances``); returns a list of one or two
     ``(simi, pck)`` pairs of float/int arrays of shape S.
@@ -431,7 +436,7 @@ def _body_terms(inp: _Inputs, pre: dict, p, i, params: PoseNMSParams, both: bool
     xp = inp.xp
     d = _distances(xp, pre["xt"], pre["yt"], p, i)
     tanh_c = pre["tanh_c"]
-    # Score term: only keypoints within 1 px of the reference's count (spec §1.9-1, `mask = dist <= 1`).
+    # Score term: only keypoints within 1 px of the reference's count (get_parametric_distance's `mask = dist <= 1`).
     score_term = ((d <= params.score_mask_radius) * (tanh_c[:, p] * tanh_c[:, i])).sum(0)
     # exp(-d/δ2) written as d/(-δ2): bit-identical to AlphaPose's exp(-1·dist/δ2), one operation fewer.
     spatial = xp.exp(d / -params.delta2).sum(0)
@@ -440,7 +445,7 @@ def _body_terms(inp: _Inputs, pre: dict, p, i, params: PoseNMSParams, both: bool
     r7 = pre["r7"]
     out = []
     for ref in ((p, i) if both else (p,)):
-        # PCK (spec §1.3): AlphaPose counts d / min(r, 7) <= 1. For r > 0 that is exactly d <= r (IEEE division
+        # PCK (PCK_match): AlphaPose counts d / min(r, 7) <= 1. For r > 0 that is exactly d <= r (IEEE division
         # is correctly rounded and monotone); for r = 0 it is 0/0 = NaN or d/0 = inf, so nothing matches.
         ref_r7 = r7[ref]
         out.append((simi, xp.where(ref_r7 > 0, (d <= ref_r7).sum(0), 0)))
@@ -448,19 +453,20 @@ def _body_terms(inp: _Inputs, pre: dict, p, i, params: PoseNMSParams, both: bool
 
 
 def _fullbody_terms(inp: _Inputs, pre: dict, p, i, params: PoseNMSParams, both: bool = True) -> list:
-    """Full-body path for 133/136 keypoints (spec §1.6), as intended; arguments and result as ``_body_terms``.
+    """Full-body path for 133/136 keypoints (``pose_nms_fullbody``), as intended; arguments and result as
+    ``_body_terms``.
 
-    Deviation from AlphaPose (spec §1.6, §1.9-2): AlphaPose's mask keeps the keypoints whose candidate score is
-    *below* scoreThreds in the score term and zeroes the spatial term for exactly those, so low-confidence
-    keypoints drive the similarity. Here the mask keeps the *confident* keypoints (c_i >= score_threshold) in both
-    terms, which is what the paper's score-aware similarity asks for.
-    Deviation from AlphaPose (spec §1.6, §1.9-3): AlphaPose divides the match count by 4·n·m with n the number of
-    proposals not yet processed, so whether two identical poses merge depends on how many other people are in the
-    frame (§8.4: 17 for n=2, 6.8 for n=5). Here n is fixed at 2, i.e. pck = count·K / (8·m): AlphaPose's value when
-    two proposals remain, now independent of the rest of the frame (which also keeps a pair's decision a function
-    of the pair, as the vectorised loop needs).
-    Deviation from AlphaPose (spec §1.6, §1.9-4): AlphaPose's match count slices body/face/hands at 26/94, right for
-    Halpe-136 only; here the slices come from K (body = K−110 keypoints), as AlphaPose's distance already does, so
+    Deviation from AlphaPose (``get_parametric_distance`` with ``use_dist_mask=True``): AlphaPose's mask keeps the
+    keypoints whose candidate score is *below* scoreThreds in the score term and zeroes the spatial term for exactly
+    those, so low-confidence keypoints drive the similarity. Here the mask keeps the *confident* keypoints
+    (c_i >= score_threshold) in both terms, which is what the paper's score-aware similarity asks for.
+    Deviation from AlphaPose (``PCK_match_fullbody``): AlphaPose divides the match count by 4·n·m with n the number
+    of proposals not yet processed, so whether two identical poses merge depends on how many other people are in the
+    frame (an exact 136-keypoint copy scores 17 for n=2, 6.8 for n=5). Here n is fixed at 2, i.e.
+    pck = count·K / (8·m): AlphaPose's value when two proposals remain, now independent of the rest of the frame
+    (which also keeps a pair's decision a function of the pair, as the vectorised loop needs).
+    Deviation from AlphaPose (``PCK_match_fullbody``): AlphaPose's match count slices body/face/hands at 26/94, right
+    for Halpe-136 only; here the slices come from K (body = K−110 keypoints), as AlphaPose's distance already does, so
     COCO-WholeBody-133 uses 23/91.
     """
     xp = inp.xp
@@ -508,7 +514,7 @@ def _precompute(inp: _Inputs, ref, params: PoseNMSParams) -> tuple[dict, Any]:
         pre.update(
             factor=torch.as_tensor(factor, device=inp.device, dtype=inp.scores.dtype) if xp is torch else factor,
             r7_safe=xp.where(r7 > 0, r7, 1.0),
-            m=(inp.scores > params.score_threshold / 2).sum(1),  # the reference's confident keypoints (§1.6)
+            m=(inp.scores > params.score_threshold / 2).sum(1),  # the reference's confident keypoints (m)
             confident=_contiguous((inp.scores >= params.score_threshold).T),  # [K, N]
         )
         return pre, _fullbody_terms
@@ -516,13 +522,14 @@ def _precompute(inp: _Inputs, ref, params: PoseNMSParams) -> tuple[dict, Any]:
 
 
 def _eliminates(terms: tuple, params: PoseNMSParams):
-    """Spec §1.3 elimination rule: ``simi > γ`` (strict) or ``pck >= matchThreds`` (non-strict)."""
+    """AlphaPose's elimination rule (``pose_nms_body``): ``simi > γ`` (strict) or ``pck >= matchThreds``."""
     simi, pck = terms
     return (simi > params.gamma) | (pck >= params.match_threshold)
 
 
 def _delete_matrix(inp: _Inputs, ref, params: PoseNMSParams) -> np.ndarray:
-    """bool ``[N, N]``: ``D[p, i]`` is True when reference p eliminates candidate i (spec §1.3, §1.6).
+    """bool ``[N, N]``: ``D[p, i]`` is True when reference p eliminates candidate i (as AlphaPose's
+    ``pose_nms_body`` / ``pose_nms_fullbody`` decide it).
 
     The diagonal does not matter: the pick loop removes a pick with its cluster regardless (``_greedy_picks``).
     """
@@ -551,9 +558,10 @@ def pairwise_pose_similarity(boxes_xyxy, keypoints, keypoint_scores, params: Pos
         params: constants (``method`` is ignored).
     Returns:
         ``(simi, pck)``, float64 ``[N, N]`` each (NumPy or torch, as given): ``simi[p, i]`` is the parametric
-        similarity of candidate i to reference p (spec §1.3, or §1.6 for K = 133/136), ``pck[p, i]`` its match
-        count. Pose NMS lets p eliminate i when ``simi > gamma`` or ``pck >= match_threshold``. Computed over all
-        pairs at once (no prefilter), with zero scores replaced by 1e-5 as pose NMS does.
+        similarity of candidate i to reference p (``get_parametric_distance``; full body for K = 133/136),
+        ``pck[p, i]`` its match count. Pose NMS lets p eliminate i when ``simi > gamma`` or
+        ``pck >= match_threshold``. Computed over all pairs at once (no prefilter), with zero scores replaced by 1e-5
+        as pose NMS does.
     """
     inp = _prepare(boxes_xyxy, _unit_scores(keypoints)[:, 0], keypoints, keypoint_scores)
     n = inp.scores.shape[0]
@@ -566,7 +574,7 @@ def pairwise_pose_similarity(boxes_xyxy, keypoints, keypoint_scores, params: Pos
 
 
 def _greedy_picks(delete: np.ndarray, human_scores: np.ndarray) -> tuple[list[int], np.ndarray]:
-    """The sequential elimination loop of spec §1.3 step 4, on index sets only.
+    """The sequential elimination loop of AlphaPose's ``pose_nms_body`` (``while mask.any()``), on index sets only.
 
     Args:
         delete: bool ``[N, N]``, ``delete[p, i]``: reference p eliminates candidate i.
@@ -579,8 +587,8 @@ def _greedy_picks(delete: np.ndarray, human_scores: np.ndarray) -> tuple[list[in
     order). A stable descending sort gives that order once; since R only shrinks, the next pick is the next
     still-remaining entry of that order. R and the rows of ``delete`` are Python ints used as bit sets.
 
-    Deviation from AlphaPose (spec §1.3 step 4): AlphaPose deletes p itself only when nothing else was deleted.
-    If others were deleted but p does not eliminate itself (r = 0 and simi_pp <= γ, impossible with the §1.1
+    Deviation from AlphaPose (``pose_nms_body``): AlphaPose deletes p itself only when nothing else was deleted.
+    If others were deleted but p does not eliminate itself (r = 0 and simi_pp <= γ, impossible with AlphaPose's
     constants for K >= 14 because simi_pp >= μ·K > γ), AlphaPose would pick p again and emit it twice. Here p
     always leaves R with its cluster, which is the same whenever AlphaPose's own behaviour is sane.
     """
@@ -616,7 +624,10 @@ def _cluster_table(cluster: np.ndarray, num_picks: int) -> tuple[np.ndarray, np.
 
 
 def _merge(inp: _Inputs, ref, picks: list[int], cluster: np.ndarray, table: np.ndarray, params: PoseNMSParams):
-    """Merge every cluster into its pick (spec §1.4). Returns merged keypoints [P, K, 2] and scores [P, K]."""
+    """Merge every cluster into its pick (AlphaPose's ``p_merge_fast``).
+
+    Returns merged keypoints [P, K, 2] and scores [P, K].
+    """
     xp = inp.xp
     kps, c = inp.keypoints, inp.scores
     pick_of = _index(inp, np.asarray(picks)[cluster])  # [N], input index of each candidate's reference
@@ -642,10 +653,10 @@ def _concat(xp, a, b):
 
 def parametric_pose_nms(boxes_xyxy, box_scores, keypoints, keypoint_scores,
                         params: PoseNMSParams = BODY_PARAMS) -> PoseNMSResult:
-    """AlphaPose's parametric pose NMS (spec §1.3–§1.6), whatever ``params.method`` says.
+    """AlphaPose's parametric pose NMS (``pose_nms_body`` / ``pose_nms_fullbody``), whatever ``params.method`` says.
 
-    Same arguments and result as ``pose_nms``. K = 133 or 136 takes the full-body path (spec §1.6, with the
-    deviations documented in ``_fullbody_terms``); every other K takes the body path.
+    Same arguments and result as ``pose_nms``. K = 133 or 136 takes the full-body path (``pose_nms_fullbody``, with
+    the deviations documented in ``_fullbody_terms``); every other K takes the body path.
     """
     inp = _prepare(boxes_xyxy, box_scores, keypoints, keypoint_scores)
     xp = inp.xp
@@ -653,9 +664,10 @@ def parametric_pose_nms(boxes_xyxy, box_scores, keypoints, keypoint_scores,
     if n == 0:
         return _empty_result(inp, k)
     b = inp.boxes
-    ref = params.alpha * xp.maximum(b[:, 2] - b[:, 0], b[:, 3] - b[:, 1])  # detector box, not crop box (§1.3-2)
+    ref = params.alpha * xp.maximum(b[:, 2] - b[:, 0], b[:, 3] - b[:, 1])  # detector box, not crop box, as AlphaPose
     delete = _delete_matrix(inp, ref, params)
-    # h_i = mean keypoint score (§1.3-3), summed keypoint by keypoint in order: the same value on every backend.
+    # h_i = mean keypoint score (AlphaPose's human_scores), summed keypoint by keypoint in order: the same value on
+    # every backend.
     human = _to_numpy(_contiguous(inp.scores.T).sum(0) / k)
     picks, cluster = _greedy_picks(delete, human)
     table, sizes = _cluster_table(cluster, len(picks))
@@ -664,8 +676,8 @@ def parametric_pose_nms(boxes_xyxy, box_scores, keypoints, keypoint_scores,
         merged_kps, merged_c = _merge(inp, ref, picks, cluster, table, params)
     picks_idx = _index(inp, picks)
     thr = params.score_threshold
-    # Output filters (spec §1.5), written as "drop if x < thr" so that a NaN (zero total weight from negative
-    # scores) is kept exactly when AlphaPose keeps it.
+    # Output filters (those of pose_nms_body), written as "drop if x < thr" so that a NaN (zero total weight from
+    # negative scores) is kept exactly when AlphaPose keeps it.
     pre_max = _amax(inp.scores[picks_idx], 1)
     post_max = _amax(merged_c, 1)
     extent = _amax(merged_kps, 1) - _amin(merged_kps, 1)  # [P, 2]
@@ -692,7 +704,7 @@ def parametric_pose_nms(boxes_xyxy, box_scores, keypoints, keypoint_scores,
 
 
 # --------------------------------------------------------------------------------------------------------------
-# OKS-NMS and soft-OKS-NMS (spec §1.8)
+# OKS-NMS and soft-OKS-NMS (AlphaPose's oks_pose_nms, oks_nms, soft_oks_nms)
 # --------------------------------------------------------------------------------------------------------------
 
 
@@ -710,9 +722,10 @@ def _sigmas_for(k: int, sigmas: Sequence[float] | None, inp: _Inputs):
 
 
 def _oks(inp: _Inputs, sigmas) -> Any:
-    """OKS of every pair (spec §1.8 ``oks_iou``): ``mean_j exp(−d²/(2σ)²/((a_p + a_i)/2 + eps)/2)``, [N, N].
+    """OKS of every pair (AlphaPose's ``oks_iou``): ``mean_j exp(−d²/(2σ)²/((a_p + a_i)/2 + eps)/2)``, [N, N].
 
-    The area of a pose is its detector box area (the spec does not record which area ``oks_pose_nms`` passes).
+    The area of a pose is its detector box area (AlphaPose's ``oks_nms`` takes each record's ``area`` field, which
+    its caller fills).
     """
     xp = inp.xp
     b = inp.boxes
@@ -726,7 +739,7 @@ def _oks(inp: _Inputs, sigmas) -> Any:
 
 
 def _rescore(inp: _Inputs, params: PoseNMSParams):
-    """box score × mean of the keypoint scores above vis_thr (0 when none are), spec §1.8."""
+    """box score × mean of the keypoint scores above vis_thr (0 when none are), as AlphaPose's ``oks_pose_nms``."""
     c = inp.scores
     above = c > params.vis_threshold
     count = above.sum(1)
@@ -760,7 +773,7 @@ def oks_matrix(boxes_xyxy, keypoints, sigmas: Sequence[float] | None = None):
 
 def oks_nms(boxes_xyxy, box_scores, keypoints, keypoint_scores, params: PoseNMSParams = BODY_PARAMS, *,
             sigmas: Sequence[float] | None = None) -> PoseNMSResult:
-    """Greedy OKS-NMS (spec §1.8, AlphaPose's ``oks_pose_nms`` for ``validate.py --oks-nms``).
+    """Greedy OKS-NMS (AlphaPose's ``oks_pose_nms`` for ``validate.py --oks-nms``).
 
     Each pose is rescored as box score × mean of its keypoint scores above ``params.vis_threshold``; poses are
     visited by descending score (ties: lowest index) and each kept pose suppresses the remaining poses whose OKS
@@ -786,7 +799,8 @@ def oks_nms(boxes_xyxy, box_scores, keypoints, keypoint_scores, params: PoseNMSP
 
 def soft_oks_nms(boxes_xyxy, box_scores, keypoints, keypoint_scores, params: PoseNMSParams = BODY_PARAMS, *,
                  sigmas: Sequence[float] | None = None) -> PoseNMSResult:
-    """Soft-OKS-NMS (spec §1.8): Gaussian rescoring ``s·exp(−oks²/oks_threshold)``, at most ``soft_oks_max_dets``.
+    """Soft-OKS-NMS (AlphaPose's ``soft_oks_nms``): Gaussian rescoring ``s·exp(−oks²/oks_threshold)``, at most
+    ``soft_oks_max_dets``.
 
     Rescored as in ``oks_nms``; repeatedly keeps the highest-scoring remaining pose (ties: lowest index) and decays
     every remaining score by its OKS with the kept pose. ``pose_scores`` are the decayed scores at the time each
@@ -813,7 +827,7 @@ def soft_oks_nms(boxes_xyxy, box_scores, keypoints, keypoint_scores, params: Pos
 
 def pose_nms(boxes_xyxy, box_scores, keypoints, keypoint_scores,
              params: PoseNMSParams = BODY_PARAMS) -> PoseNMSResult:
-    """Pose NMS of one frame's poses: AlphaPose's parametric pose NMS by default (spec §1).
+    """Pose NMS of one frame's poses: AlphaPose's parametric pose NMS by default (Fang et al., RMPE, ICCV 2017).
 
     Args:
         boxes_xyxy: ``[N, 4]`` detector boxes (x1, y1, x2, y2) with x1 <= x2, y1 <= y2, source-image pixels.
@@ -828,7 +842,7 @@ def pose_nms(boxes_xyxy, box_scores, keypoints, keypoint_scores,
         device when any input is a tensor. Keypoints and scores keep the input keypoints' floating dtype (the
         computation runs in float64). N = 0 gives M = 0 with arrays of shapes [0], [0, K, 2], [0, K], [0, 4].
 
-    Example (spec §8.3: two detections of one person, merged into one pose):
+    Example (two detections of one person, merged into one pose; AlphaPose's ``pose_nms`` gives the same):
 
     >>> import numpy as np
     >>> kps = np.stack([np.linspace(100, 160, 17), np.linspace(50, 300, 17)], axis=1)

@@ -1,15 +1,17 @@
 """PoseFlow tracking: AlphaPose's released frame-to-frame tracker, exactly, as a streaming NumPy/SciPy tracker.
 
 The per-video tracking stage gives every pose of a video a stable, 1-based ``track_id``. ``PoseFlowTracker``
-reproduces the identities of AlphaPose's ``trackers/PoseFlow/tracker-general.py`` (spec
-``../shared/specs/poseflow-crowdpose-pgpg-prm.md`` §1.3–§1.7): each detection gets a box around all its keypoints
-(§1.3), is compared with the most recent record of every track seen in the last ``link_len`` frames (§1.6) by a
-weighted sum of four IoU-style affinities (§1.5), and a Hungarian assignment with a strict ``> match`` threshold hands
-out identities; unmatched detections get new ids, never recycled (§1.7). It is fed one frame at a time
+reproduces the identities of AlphaPose's ``trackers/PoseFlow/tracker-general.py`` at commit c60106d (the released
+code of Xiu et al., "Pose Flow: Efficient Online Pose Tracking", BMVC 2018, which implements a frame-to-frame
+matcher rather than the paper's PF-Builder and PF-NMS): each detection gets a box around all its keypoints
+(``utils.py`` ``get_box``), is compared with the most recent record of every track seen in the last ``link_len``
+frames (``stack_all_pids``) by a weighted sum of four IoU-style affinities (``best_matching_hungarian``), and a
+Hungarian assignment with a strict ``> match`` threshold hands out identities; unmatched detections get new ids,
+never recycled (``tracker-general.py``'s main loop). It is fed one frame at a time
 (``update``), keeps only what the look-back window needs (memory bounded by ``link_len``, not by video length), and
 takes the image correspondences that two of the affinities need as an argument: a compact ``[M, 4]`` array of
 ORB point pairs (``models.correspondences``), or ``None`` for AlphaPose's identity fallback, which is computed
-analytically (pixel counts of image-clipped boxes on the integer grid, §1.11), never as ``W·H`` rows.
+analytically (pixel counts of image-clipped boxes on the integer grid), never as ``W·H`` rows.
 
 All affinities of all candidates × detections of a frame are computed at once: point-in-box tests are boolean
 matrices, intersections of correspondence sets are matrix products of them, and the per-keypoint IoUs are one
@@ -24,10 +26,10 @@ it removes most identity switches (dropped detections, occlusion gaps, skipped f
 tracking cost. The released behaviour stays the default.
 
 Conventions: keypoints are (x, y) in source-image pixels; ``image_size`` is (W, H); AlphaPose's per-detection boxes
-are int64 ``[x_min, x_max, y_min, y_max]`` (its unusual order, kept because every box formula of the spec uses it);
-track ids are int64 and 1-based. Inputs are never modified.
+are int64 ``[x_min, x_max, y_min, y_max]`` (its unusual order, kept because every box formula of AlphaPose's
+``utils.py`` uses it); track ids are int64 and 1-based. Inputs are never modified.
 
-Frames without detections (§1.13.1): AlphaPose's general tracker never sees them (its input lists only frames with
+Frames without detections: AlphaPose's general tracker never sees them (its input lists only frames with
 detections, so its ``link_len`` window counts frames with detections and correspondences pair consecutive frames
 *with detections*). ``update`` skips them the same way, so a person absent for fewer than ``link_len`` frames with
 detections gets their id back whatever the number of empty frames in between.
@@ -36,8 +38,8 @@ In the pipeline, the per-video stage calls ``update`` in ``frame_index`` order w
 (filtered) correspondences computed in the decode stage; the tracker's state is all it needs to carry between
 frames, so a video of any length tracks in memory bounded by ``link_len``.
 
-Deviations from AlphaPose are marked ``Deviation from AlphaPose:`` in the code: empty frames (§1.13.1), tie-breaking
-of the assignment (SciPy instead of ``munkres``), and the input checks.
+Deviations from AlphaPose are marked ``Deviation from AlphaPose:`` in the code: empty frames (``tracker-general.py``),
+tie-breaking of the assignment (SciPy instead of ``munkres`` in ``best_matching_hungarian``), and the input checks.
 """
 
 from __future__ import annotations
@@ -69,27 +71,28 @@ __all__ = [
 TRACKING_MODES = ("released", "improved")
 TrackingMode = Literal["released", "improved"]
 
-# AlphaPose adds this to every IoU denominator (utils.py cal_bbox_iou and the correspondence IoUs, spec §1.5).
+# AlphaPose adds this to every IoU denominator (utils.py cal_bbox_iou and the correspondence IoUs).
 _IOU_EPS = 1e-5
 
 
 @dataclass(frozen=True, kw_only=True)
 class PoseFlowParams:
-    """Every constant of the tracker (spec §1.10), AlphaPose's released values as defaults.
+    """Every constant of the tracker, AlphaPose's released values as defaults (``tracker-general.py`` options).
 
     The fields after ``mode`` are read only by ``mode="improved"`` (raypose's own design, not AlphaPose).
     """
 
-    link_len: int = 100  # --link (§1.6): candidates come from the last link_len frames with detections
-    num: int = 7  # --num (§1.5 terms 3/4): average of the top `num` per-keypoint box IoUs
-    mag: float = 30.0  # --mag (§1.5): half-size in pixels of the square box around each keypoint
-    match: float = 0.2  # --match (§1.7): a Hungarian pair is accepted only if its grade is > match (strict)
-    # §1.5: weights of (dm_iou, box_iou, pose_iou_dm, pose_iou, candidate score, detection score) when the
-    # candidate's record is from the previous frame with detections ("fff"), and when it is older.
+    link_len: int = 100  # --link (stack_all_pids): candidates come from the last link_len frames with detections
+    num: int = 7  # --num (cal_pose_iou, cal_pose_iou_dm): average of the top `num` per-keypoint box IoUs
+    mag: float = 30.0  # --mag: half-size in pixels of the square box around each keypoint
+    match: float = 0.2  # --match: a Hungarian pair is accepted only if its grade is > match (strict)
+    # tracker-general.py's weights / weights_fff: weights of (dm_iou, box_iou, pose_iou_dm, pose_iou, candidate
+    # score, detection score) when the candidate's record is from the previous frame with detections ("fff"), and
+    # when it is older.
     weights: tuple[float, ...] = (1.0, 2.0, 1.0, 2.0, 0.0, 0.0)
     weights_old: tuple[float, ...] = (0.0, 1.0, 0.0, 1.0, 0.0, 0.0)
-    box_expand: float = 0.1  # §1.3: each side of the keypoint box grows by this fraction of its width/height
-    mode: TrackingMode = "released"  # "released" (AlphaPose, §1.3–§1.7) or "improved" (raypose, below)
+    box_expand: float = 0.1  # expand_bbox: each side of the keypoint box grows by this fraction of its width/height
+    mode: TrackingMode = "released"  # "released" (AlphaPose) or "improved" (raypose, below)
     # --- mode="improved" only -----------------------------------------------------------------------------------
     oks_kappa: float = 0.1  # OKS falloff: a keypoint error of kappa·sqrt(box area) pixels scores exp(-1/2)
     motion: bool = True  # predict each track's pose at the current frame with a constant-velocity model
@@ -139,17 +142,18 @@ class PoseFlowParams:
                                           and not isinstance(w, bool) and math.isfinite(w) for w in value):
                 raise ValueError(f"PoseFlowParams.{name}={getattr(self, name)!r} must be 6 finite numbers: the "
                                  "weights of (dm_iou, box_iou, pose_iou_dm, pose_iou, candidate score, "
-                                 "detection score), spec §1.5")
+                                 "detection score), as AlphaPose's cal_grade")
             object.__setattr__(self, name, tuple(float(w) for w in value))
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# Affinity terms (spec §1.5). Boxes are AlphaPose's [x_min, x_max, y_min, y_max].
+# Affinity terms (AlphaPose's trackers/PoseFlow/utils.py). Boxes are AlphaPose's [x_min, x_max, y_min, y_max].
 # ----------------------------------------------------------------------------------------------------------------
 
 
 def pose_boxes(keypoints: np.ndarray, image_size: tuple[int, int], expand: float = 0.1) -> np.ndarray:
-    """AlphaPose's per-detection box (spec §1.3): around all K keypoints, expanded, clipped, int-truncated.
+    """AlphaPose's per-detection box (``get_box``, ``expand_bbox``): around all K keypoints, expanded, clipped,
+    int-truncated.
 
     Args:
         keypoints: float ``[N, K, 2]`` (x, y) in pixels; every keypoint counts, whatever its score.
@@ -174,7 +178,7 @@ def pose_boxes(keypoints: np.ndarray, image_size: tuple[int, int], expand: float
 
 
 def _plus_one_iou(a_x0, a_x1, a_y0, a_y1, b_x0, b_x1, b_y0, b_y1) -> np.ndarray:
-    """``cal_bbox_iou`` (spec §1.5 term 2) on broadcast arrays, in AlphaPose's operation order."""
+    """``cal_bbox_iou`` (grade term 2) on broadcast arrays, in AlphaPose's operation order."""
     xa = np.maximum(a_x0, b_x0)
     ya = np.maximum(a_y0, b_y0)
     xb = np.minimum(a_x1, b_x1)
@@ -189,14 +193,16 @@ def _plus_one_iou(a_x0, a_x1, a_y0, a_y1, b_x0, b_x1, b_y0, b_y1) -> np.ndarray:
 
 
 def box_iou_matrix(boxes_a: np.ndarray, boxes_b: np.ndarray) -> np.ndarray:
-    """Pairwise ``box_iou`` (spec §1.5 term 2): "+1" pixel convention, 0 unless the boxes overlap strictly.
+    """Pairwise ``box_iou`` (AlphaPose's ``cal_bbox_iou``, grade term 2): "+1" pixel convention, 0 unless the
+    boxes overlap strictly.
 
     Args:
         boxes_a: ``[n, 4]`` [x_min, x_max, y_min, y_max] (ints or floats).
         boxes_b: ``[m, 4]`` same order.
 
     Returns:
-        float64 ``[n, m]``; e.g. ``box_iou_matrix([[0, 10, 0, 10]], [[5, 15, 5, 15]]) ≈ 0.174757`` (spec §1.5).
+        float64 ``[n, m]``; e.g. ``box_iou_matrix([[0, 10, 0, 10]], [[5, 15, 5, 15]]) ≈ 0.174757`` (as
+        ``cal_bbox_iou``).
     """
     a = np.asarray(boxes_a)
     b = np.asarray(boxes_b)
@@ -206,7 +212,7 @@ def box_iou_matrix(boxes_a: np.ndarray, boxes_b: np.ndarray) -> np.ndarray:
 
 
 def _keypoint_squares(poses: np.ndarray, mag: float) -> tuple[np.ndarray, ...]:
-    """[x - mag, x + mag, y - mag, y + mag] around every keypoint, each ``[n, K]`` float64 (spec §1.5 terms 3/4)."""
+    """[x - mag, x + mag, y - mag, y + mag] around every keypoint, each ``[n, K]`` float64 (grade terms 3/4)."""
     x = poses[..., 0]
     y = poses[..., 1]
     return x - mag, x + mag, y - mag, y + mag
@@ -224,7 +230,8 @@ def _top_mean(values: np.ndarray, num: int) -> np.ndarray:
 
 
 def pose_iou_matrix(poses_a: np.ndarray, poses_b: np.ndarray, *, num: int = 7, mag: float = 30.0) -> np.ndarray:
-    """Pairwise ``pose_iou`` (spec §1.5 term 4): mean of the top ``num`` keypoint-square IoUs (pure geometry).
+    """Pairwise ``pose_iou`` (AlphaPose's ``cal_pose_iou``, grade term 4): mean of the top ``num`` keypoint-square
+    IoUs (pure geometry).
 
     Keypoint j of a pose is compared only with keypoint j of the other; squares have half-size ``mag`` pixels
     and are not clipped to the image.
@@ -234,7 +241,8 @@ def pose_iou_matrix(poses_a: np.ndarray, poses_b: np.ndarray, *, num: int = 7, m
         poses_b: float ``[m, K, 2]``.
 
     Returns:
-        float64 ``[n, m]``; ``P`` against ``P + (10, 0)`` gives 51·61 / (2·61² − 51·61) ≈ 0.718310 (spec §1.5).
+        float64 ``[n, m]``; ``P`` against ``P + (10, 0)`` gives 51·61 / (2·61² − 51·61) ≈ 0.718310 (as
+        ``cal_pose_iou``).
     """
     a = _keypoint_squares(np.asarray(poses_a, dtype=np.float64), mag)
     b = _keypoint_squares(np.asarray(poses_b, dtype=np.float64), mag)
@@ -273,7 +281,8 @@ def _as_correspondences(correspondences: np.ndarray) -> np.ndarray:
 
 
 def correspondence_box_iou(boxes_t: np.ndarray, boxes_t1: np.ndarray, correspondences: np.ndarray) -> np.ndarray:
-    """``dm_iou`` (spec §1.5 term 1) for all pairs: IoU of the correspondence index sets of two boxes.
+    """``dm_iou`` (grade term 1, ``find_region_cors_last`` / ``_next``) for all pairs: IoU of the correspondence
+    index sets of two boxes.
 
     S₁ = pairs whose frame-t point lies in a box of ``boxes_t``; S₂ = pairs whose frame-t+1 point lies in a box of
     ``boxes_t1`` (inclusive bounds); value |S₁∩S₂| / (|S₁∪S₂| + 1e-5).
@@ -296,7 +305,8 @@ def correspondence_box_iou(boxes_t: np.ndarray, boxes_t1: np.ndarray, correspond
 
 def correspondence_pose_iou(poses_t: np.ndarray, poses_t1: np.ndarray, correspondences: np.ndarray, *,
                             num: int = 7, mag: float = 30.0) -> np.ndarray:
-    """``pose_iou_dm`` (spec §1.5 term 3): per keypoint, ``dm_iou`` of the two keypoint squares; top-``num`` mean.
+    """``pose_iou_dm`` (``cal_pose_iou_dm``, grade term 3): per keypoint, ``dm_iou`` of the two keypoint squares;
+    top-``num`` mean.
 
     Args:
         poses_t: float ``[n, K, 2]`` frame-t poses (candidates).
@@ -336,7 +346,8 @@ def _grid_iou(a_x0, a_x1, a_y0, a_y1, b_x0, b_x1, b_y0, b_y1, image_size) -> np.
 def grid_box_iou(boxes_t: np.ndarray, boxes_t1: np.ndarray, image_size: tuple[int, int]) -> np.ndarray:
     """``dm_iou`` with AlphaPose's identity fallback (one pair (x, y, x, y) per pixel of frame t), analytically.
 
-    Equal to ``correspondence_box_iou`` with the ``W·H`` identity rows of §1.4 ("fake correspondences"): the
+    Equal to ``correspondence_box_iou`` with the ``W·H`` identity rows of AlphaPose's ``matching.py``
+    ``generate_fake_cor`` ("fake correspondences"): the
     index sets become the pixels of each box on the grid [0, W−1] × [0, H−1], so only their counts are needed.
 
     Args:
@@ -370,7 +381,7 @@ def grid_pose_iou(poses_t: np.ndarray, poses_t1: np.ndarray, image_size: tuple[i
 def affinity_terms(boxes_t: np.ndarray, poses_t: np.ndarray, boxes_t1: np.ndarray, poses_t1: np.ndarray, *,
                    correspondences: np.ndarray | None, image_size_t: tuple[int, int], num: int = 7,
                    mag: float = 30.0, with_correspondence_terms: bool = True) -> np.ndarray:
-    """The four affinity terms of spec §1.5 for every candidate × detection pair.
+    """The four affinity terms of AlphaPose's ``best_matching_hungarian`` for every candidate × detection pair.
 
     Args:
         boxes_t, poses_t: candidates, int/float ``[n, 4]`` and float ``[n, K, 2]``.
@@ -401,7 +412,7 @@ def affinity_terms(boxes_t: np.ndarray, poses_t: np.ndarray, boxes_t1: np.ndarra
 def grade_matrix(terms: np.ndarray, candidate_scores: np.ndarray, detection_scores: np.ndarray,
                  recent: np.ndarray, weights: Sequence[float] = (1, 2, 1, 2, 0, 0),
                  weights_old: Sequence[float] = (0, 1, 0, 1, 0, 0)) -> np.ndarray:
-    """``cal_grade`` (spec §1.5): Σ wᵢ·termᵢ, with ``weights`` for recent candidates and ``weights_old`` otherwise.
+    """``cal_grade``: Σ wᵢ·termᵢ, with ``weights`` for recent candidates and ``weights_old`` otherwise.
 
     Args:
         terms: float64 ``[4, n, m]`` from ``affinity_terms``.
@@ -423,13 +434,14 @@ def grade_matrix(terms: np.ndarray, candidate_scores: np.ndarray, detection_scor
 
 
 def assign_ids(grades: np.ndarray, candidate_ids: np.ndarray, max_id: int, match: float) -> tuple[np.ndarray, int]:
-    """Hungarian assignment and id rules of spec §1.7 (steps 5–7).
+    """Hungarian assignment and id rules of AlphaPose's ``tracker-general.py`` main loop.
 
     Maximum-weight assignment on ``grades``; a pair with grade > ``match`` (strict) gives the detection the
     candidate's id; every other detection gets ``max_id + 1``, ``max_id + 2``, … in detection order.
 
-    Deviation from AlphaPose: SciPy's ``linear_sum_assignment`` instead of ``munkres``; both return a maximum-weight
-    assignment, but when several assignments have the same total they may pick different ones (exact ties only).
+    Deviation from AlphaPose (``best_matching_hungarian``): SciPy's ``linear_sum_assignment`` instead of ``munkres``;
+    both return a maximum-weight assignment, but when several assignments have the same total they may pick
+    different ones (exact ties only).
 
     Args:
         grades: float ``[n, m]`` (candidates × detections).
@@ -467,7 +479,7 @@ class _Track:
     def __init__(self, track_id, seq, row, frame_index, pose, keypoint_scores, score, box, image_size):
         self.track_id = track_id
         self.seq = seq  # position in the list of frames with detections (AlphaPose's frame list index)
-        self.row = row  # record order within that frame (AlphaPose visits records in order, §1.6)
+        self.row = row  # record order within that frame (AlphaPose's stack_all_pids visits records in order)
         self.frame_index = frame_index  # update() call count: real time, empty frames included
         self.pose = pose
         self.keypoint_scores = keypoint_scores
@@ -480,13 +492,15 @@ class _Track:
 
 
 class PoseFlowTracker:
-    """PoseFlow tracking of one video, one frame at a time (spec §1.3–§1.7; memory bounded by ``link_len``).
+    """PoseFlow tracking of one video, one frame at a time (AlphaPose's ``tracker-general.py``; memory bounded by
+    ``link_len``).
 
     Call ``update`` once per frame, in frame order; it returns the track ids of that frame's detections.
 
     Row order within a frame: permuting a frame's detections permutes its ids the same way (ids follow the people),
     except where AlphaPose itself depends on order: the first frame's ids and new ids are numbered in row order
-    (§1.7), candidates are listed most recent frame first then in row order (§1.6), and among assignments with
+    (``tracker-general.py``), candidates are listed most recent frame first then in row order (``stack_all_pids``),
+    and among assignments with
     exactly equal total grade the solver's choice depends on that order.
 
     Example:
@@ -532,7 +546,7 @@ class PoseFlowTracker:
 
         Args:
             keypoints: float ``[N, K, 2]`` (x, y) source-image pixels (K fixed for the video).
-            keypoint_scores: float ``[N, K]`` (read by ``mode="improved"`` only; AlphaPose ignores them, §1.5).
+            keypoint_scores: float ``[N, K]`` (read by ``mode="improved"`` only; AlphaPose's grade ignores them).
             scores: float ``[N]`` person scores (grade terms 5/6, weight 0 by default).
             image_size: (W, H) of this frame in pixels.
             correspondences: ``[M, 4]`` (x_t, y_t, x_t1, y_t1) point pairs from the previous frame *with
@@ -547,14 +561,14 @@ class PoseFlowTracker:
             int64 ``[N]`` track ids, 1-based; an empty int64 array for a frame without detections.
 
         Empty frames (N = 0) are skipped like AlphaPose's general tracker, whose input lists only frames with
-        detections (§1.13.1): they do not advance the ``link_len`` window (which counts frames with detections)
+        detections: they do not advance the ``link_len`` window (which counts frames with detections)
         and do not change which candidates count as recent. ``mode="improved"`` still counts them as elapsed time.
         """
         kp, kps, sc, size = self._check(keypoints, keypoint_scores, scores, image_size)
         self._frame_index += 1
         n = kp.shape[0]
         if n == 0:
-            # Deviation from AlphaPose: its copy-the-previous-frame branch for empty frames (§1.7 step 2.3) is
+            # Deviation from AlphaPose: the copy-the-previous-frame branch of ``tracker-general.py`` for empty frames is
             # unreachable from AlphaPose's own results and crashes its export; skipping is what its tracker does
             # for frames absent from its input.
             return np.zeros(0, dtype=np.int64)
@@ -571,11 +585,11 @@ class PoseFlowTracker:
         for tid in stale:
             del self._tracks[tid]
         if self._seq == 0:
-            ids = np.arange(1, n + 1, dtype=np.int64)  # §1.7 step 1: first frame, ids in input order
+            ids = np.arange(1, n + 1, dtype=np.int64)  # first frame: ids 1..n in input order, as AlphaPose
             self._max_id = n
             self._last_grades, self._last_candidate_ids = np.zeros((0, n)), np.zeros(0, dtype=np.int64)
         else:
-            # AlphaPose's candidate order: most recent frame first, record order within a frame (§1.6).
+            # AlphaPose's candidate order: most recent frame first, record order within a frame (stack_all_pids).
             cands = sorted(self._tracks.values(), key=lambda tr: (-tr.seq, tr.row))
             if p.mode == "released":
                 grades = self._released_grades(cands, kp, boxes, sc, correspondences)
@@ -628,8 +642,8 @@ class PoseFlowTracker:
             self._tracks[tid] = tr
 
     def _check(self, keypoints, keypoint_scores, scores, image_size):
-        # Deviation from AlphaPose: it trusts its JSON; a wrong shape or a NaN here would silently corrupt every
-        # later frame's ids, so bad input raises with the expected and found shapes.
+        # Deviation from AlphaPose (tracker-general.py): it trusts its JSON; a wrong shape or a NaN here would
+        # silently corrupt every later frame's ids, so bad input raises with the expected and found shapes.
         kp = np.asarray(keypoints, dtype=np.float64)
         if kp.size == 0 and kp.ndim >= 1 and kp.shape[0] == 0:  # an empty frame, whatever its trailing shape
             kp = kp.reshape(0, self._num_keypoints or 0, 2)
@@ -694,7 +708,8 @@ def _improved_grades(cands: list[_Track], recent: np.ndarray, kp: np.ndarray, kp
                      correspondences: np.ndarray | None, p: PoseFlowParams) -> np.ndarray:
     """Grades of ``mode="improved"``: OKS + box IoU between each track's predicted pose and each detection.
 
-    Not AlphaPose (it replaces spec §1.5's four terms; §1.6–§1.7 candidate set, Hungarian and id rules stay). Why:
+    Not AlphaPose (it replaces the four terms of ``best_matching_hungarian``; the candidate set, Hungarian and id
+    rules stay). Why:
     AlphaPose compares a track's *last* pose with the detection, with fixed 61-pixel keypoint squares, and gives
     tracks older than one frame only the two geometric terms; a person who moved during a gap (missed detections,
     occlusion, skipped frames) is then re-linked only if their old and new boxes still overlap.

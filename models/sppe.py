@@ -1,13 +1,15 @@
 """The single-person pose estimator (SPPE): FastPose and FastPose_DUC, checkpoint-compatible with AlphaPose.
 
-Architecture per ``../shared/specs/alphapose.md`` §3: an SE-ResNet backbone whose squeeze-excitation sits only in
+Architecture as AlphaPose's ``alphapose/models/fastpose.py``, ``fastpose_duc.py`` and ``layers/SE_Resnet.py`` at
+commit c60106d: an SE-ResNet backbone whose squeeze-excitation sits only in
 the first block of each stage (the block with a projection shortcut), with reduction ratio 1 (C×C linear layers);
 then PixelShuffle and DUC (conv → BN → ReLU → PixelShuffle) stages up to 64×48 heatmaps and a 3×3 output conv.
 
 The attribute names ``preact``, ``suffle1`` (sic), ``duc1``, ``duc2``, ``duc3``, ``conv_out`` and the inner
 ``se.fc.{0,2}`` / ``downsample.{0,1}`` names are the state-dict keys of AlphaPose's official checkpoints
-(spec §3.7–§3.8): renaming any of them breaks strict loading of ``fast_res50_256x192.pth`` and the ResNet-152 DUC
-file. The module only builds networks; weights come from ``models.checkpoints.load_checkpoint`` (re-exported here).
+(which its demo loads with ``strict=True``): renaming any of them breaks strict loading of
+``fast_res50_256x192.pth`` and the ResNet-152 DUC file. The module only builds networks; weights come from
+``models.checkpoints.load_checkpoint`` (re-exported here).
 
 Example::
 
@@ -42,7 +44,8 @@ __all__ = [
     "HEATMAP_SIZE_HW",
 ]
 
-#: Network input (height, width) and heatmap (height, width) of every FastPose here (spec §3.1).
+#: Network input (height, width) and heatmap (height, width) of every FastPose here (``IMAGE_SIZE`` and
+#: ``HEATMAP_SIZE`` of AlphaPose's ``configs/coco/resnet/*.yaml``).
 INPUT_SIZE_HW = (256, 192)
 HEATMAP_SIZE_HW = (64, 48)
 
@@ -90,7 +93,8 @@ class BasicBlock(nn.Module):
 
 
 class Bottleneck(nn.Module):
-    """ResNet v1.5 bottleneck (stride on the 3×3), SE after ``bn3`` and before the shortcut add (spec §3.2–§3.3)."""
+    """ResNet v1.5 bottleneck (stride on the 3×3), SE after ``bn3`` and before the shortcut add (AlphaPose's
+    ``SE_Resnet.py`` ``Bottleneck``)."""
 
     expansion = 4
 
@@ -145,7 +149,8 @@ class SEResNet(nn.Module):
                 nn.Conv2d(self.inplanes, planes * block.expansion, 1, stride=stride, bias=False),
                 nn.BatchNorm2d(planes * block.expansion, momentum=0.1),
             )
-        # SE only in the block with the projection shortcut (spec §3.3: "reduction" there means "has SE").
+        # SE only in the block with the projection shortcut (AlphaPose's SE_Resnet.make_layer: "reduction" there means
+        # "has SE").
         mods = [block(self.inplanes, planes, stride, downsample, use_se=downsample is not None)]
         self.inplanes = planes * block.expansion
         mods += [block(self.inplanes, planes) for _ in range(1, blocks)]
@@ -171,7 +176,8 @@ class DUC(nn.Module):
 
 
 class FastPose(nn.Module):
-    """FastPose (spec §3.4): backbone → PixelShuffle(2) → DUC → DUC → 3×3 conv to K heatmaps (no activation).
+    """FastPose (AlphaPose's ``alphapose/models/fastpose.py``): backbone → PixelShuffle(2) → DUC → DUC → 3×3
+    conv to K heatmaps (no activation).
 
     Args:
         backbone: trunk with attribute ``out_channels`` (2048 for ResNet-50+, 512 for ResNet-18/34).
@@ -196,7 +202,8 @@ class FastPose(nn.Module):
 
 
 def _duc_stage(inplanes: int, outplanes: int, num_conv: int) -> nn.Sequential:
-    """FastPose_DUC's stage (spec §3.5): PixelShuffle, (num_conv−1)×[conv, BN, ReLU] at inplanes/4, then to outplanes."""
+    """FastPose_DUC's stage (AlphaPose's ``fastpose_duc.py`` ``_make_duc_stage``): PixelShuffle,
+    (num_conv−1)×[conv, BN, ReLU] at inplanes/4, then to outplanes."""
     mid = inplanes // 4
     mods: list[nn.Module] = [nn.PixelShuffle(2)]
     for i in range(num_conv):
@@ -206,7 +213,8 @@ def _duc_stage(inplanes: int, outplanes: int, num_conv: int) -> nn.Sequential:
 
 
 class FastPoseDUC(nn.Module):
-    """FastPose_DUC (spec §3.5): backbone → three PixelShuffle stages with 4/2/1 convs → 3×3 conv to K heatmaps."""
+    """FastPose_DUC (AlphaPose's ``fastpose_duc.py``): backbone → three PixelShuffle stages with 4/2/1 convs → 3×3
+    conv to K heatmaps."""
 
     def __init__(self, backbone: nn.Module, *, num_joints: int = 17, num_convs: tuple[int, int, int] = (4, 2, 1),
                  conv_dim: int = 256) -> None:

@@ -1,7 +1,9 @@
 """Top-down crop transforms: box → center/scale → affine crop → normalised SPPE input, and their inverses.
 
-Conventions (``../shared/specs/alphapose.md`` §2.2–§2.6), kept identical to AlphaPose so its checkpoints see the
-inputs they were trained on:
+Conventions, kept identical to AlphaPose at commit c60106d (``SimpleTransform.test_transform`` in
+``alphapose/utils/presets/simple_transform.py``, ``_box_to_center_scale`` in ``alphapose/utils/bbox.py``,
+``get_affine_transform`` and ``heatmap_to_coord_simple`` in ``alphapose/utils/transforms.py``) so its checkpoints see
+the inputs they were trained on:
 
 * Boxes are ``(x1, y1, x2, y2)`` in source-image pixels, pixel centres at integer coordinates (OpenCV's).
 * ``center = box centre``; the box is widened or heightened to aspect w/h = 0.75, then enlarged ×1.25. The result,
@@ -46,7 +48,7 @@ __all__ = [
 ]
 
 INPUT_SIZE_HW = (256, 192)
-#: Subtracted from R, G, B after /255 (AlphaPose's values; ImageNet's means in BGR order, spec §2.4).
+#: Subtracted from R, G, B after /255 (AlphaPose's values; ImageNet's means in BGR order, ``simple_transform.py``).
 PIXEL_MEANS_RGB = (0.406, 0.457, 0.480)
 ASPECT_RATIO = INPUT_SIZE_HW[1] / INPUT_SIZE_HW[0]
 SCALE_MULT = 1.25
@@ -70,17 +72,18 @@ class CropSpec:
             raise ValueError(f"invalid crop spec {self}")
 
     def crop_boxes(self, boxes_xyxy: np.ndarray) -> np.ndarray:
-        """Detector boxes ``[N, 4]`` → crop regions float64 ``[N, 4]`` (``center_scale_to_boxes`` of the spec)."""
+        """Detector boxes ``[N, 4]`` → crop regions float64 ``[N, 4]`` (``center_scale_to_boxes`` of
+        ``boxes_to_center_scale`` with this crop's aspect and enlargement)."""
         return center_scale_to_boxes(*boxes_to_center_scale(boxes_xyxy, self.aspect_ratio, self.scale_mult))
 
 
-#: AlphaPose's crop (spec §2.2): what every ``models.sppe`` network was trained on.
+#: AlphaPose's crop (``_box_to_center_scale``, 256×192): what every ``models.sppe`` network was trained on.
 ALPHAPOSE_CROP = CropSpec()
 
 
 def boxes_to_center_scale(boxes_xyxy: np.ndarray, aspect_ratio: float = ASPECT_RATIO,
                           scale_mult: float = SCALE_MULT) -> tuple[np.ndarray, np.ndarray]:
-    """Detector boxes → crop centres and sizes (spec §2.2).
+    """Detector boxes → crop centres and sizes (AlphaPose's ``_box_to_center_scale``).
 
     Args:
         boxes_xyxy: float ``[N, 4]`` in image pixels.
@@ -110,7 +113,7 @@ def center_scale_to_boxes(center_xy: np.ndarray, scale_wh: np.ndarray) -> np.nda
 def crop_matrices(crop_boxes_xyxy: np.ndarray, output_size_hw: tuple[int, int] = INPUT_SIZE_HW) -> np.ndarray:
     """Affine matrices mapping image pixels into the crop, float64 ``[N, 2, 3]``.
 
-    Isotropic, scale set by the crop width, as AlphaPose's ``get_affine_transform`` with rot=0 (spec §2.3):
+    Isotropic, scale set by the crop width, as AlphaPose's ``get_affine_transform`` with rot=0:
     the crop box's corners map to ``(0, 0)`` and ``(W_out, H_out)``.
     """
     b = np.asarray(crop_boxes_xyxy, dtype=np.float64).reshape(-1, 4)
@@ -156,7 +159,7 @@ def crop_images(images: Sequence[np.ndarray], image_index: np.ndarray, crop_boxe
     for i, (fi, m) in enumerate(zip(np.asarray(image_index).reshape(-1), mats)):
         if m[0, 0] <= 0:  # degenerate box: leave the crop black
             continue
-        # OpenCV's fixed-point bilinear rounds to uint8, exactly as AlphaPose (spec §2.3). cv2 takes float32
+        # OpenCV's fixed-point bilinear rounds to uint8, exactly as AlphaPose's cv2.warpAffine. cv2 takes float32
         # matrices internally in AlphaPose too (getAffineTransform on float32 points).
         out[i] = cv2.warpAffine(np.ascontiguousarray(images[int(fi)]), m.astype(np.float32), (out_w, out_h),
                                 flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
@@ -207,7 +210,7 @@ def crop_images_torch(images: torch.Tensor, image_index: torch.Tensor, crop_boxe
 def normalize_crops(crops: torch.Tensor | np.ndarray, dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """uint8 ``[N, H, W, 3]`` RGB crops → float ``[N, 3, H, W]`` SPPE input: /255, minus (0.406, 0.457, 0.480).
 
-    AlphaPose divides by 255 only when the crop's max exceeds 1 (spec §2.4); an all-black or all-(0|1) crop is
+    AlphaPose divides by 255 only when the crop's max exceeds 1 (``im_to_torch``); an all-black or all-(0|1) crop is
     the only case where that differs, and such a crop carries no person, so raypose always divides.
     """
     t = torch.as_tensor(crops)
@@ -239,7 +242,8 @@ def image_to_heatmap_coords(points_xy: np.ndarray, crop_boxes_xyxy: np.ndarray,
 
 def heatmap_to_image_coords(coords_hm: torch.Tensor, crop_boxes_xyxy: torch.Tensor,
                             heatmap_size_hw: tuple[int, int] = (64, 48)) -> torch.Tensor:
-    """Heatmap pixels ``[N, K, 2]`` → image pixels: ``x = bx1 + x_hm·w/W_hm``, ``y = by1 + y_hm·h/H_hm`` (spec §2.6)."""
+    """Heatmap pixels ``[N, K, 2]`` → image pixels: ``x = bx1 + x_hm·w/W_hm``, ``y = by1 + y_hm·h/H_hm`` (as
+    AlphaPose's ``heatmap_to_coord_simple``)."""
     b = crop_boxes_xyxy.to(coords_hm.dtype).reshape(-1, 1, 4)
     hm_h, hm_w = heatmap_size_hw
     x = b[..., 0] + coords_hm[..., 0] * (b[..., 2] - b[..., 0]) / hm_w

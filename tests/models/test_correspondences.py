@@ -1,4 +1,5 @@
-"""ORB correspondences and their filtering (``models/correspondences.py``, spec §1.4; ray-notes §1.4).
+"""ORB correspondences and their filtering (``models/correspondences.py``; AlphaPose's
+``trackers/PoseFlow/matching.py`` ``orb_matching``).
 
 Real frames: the first JPEGs of ``../shared/data/bonn_posetrack/060470979`` read as AlphaPose reads them
 (``cv2.imread`` then BGR→RGB), with the clip's ground-truth poses as detections.

@@ -1,6 +1,7 @@
 """YOLOv3-SPP as AlphaPose runs it: the cfg parser on our own fixture of the yolov3-spp layer list, the darknet
-``.weights`` round trip, the decode, the letterbox reference values of ``../shared/specs/alphapose.md`` §8.5, the
-+1-pixel NMS, and the pinned deviation (no batch-dependent NMS threshold, spec §4.5 item 4 / §4.9 item 1)."""
+``.weights`` round trip, the decode, the letterbox reference values that AlphaPose's own letterbox and inverse
+produce, the +1-pixel NMS, and the pinned deviation (no batch-dependent NMS threshold, AlphaPose's
+``YOLODetector.dynamic_write_results``)."""
 
 from __future__ import annotations
 
@@ -74,13 +75,13 @@ def test_parser_reads_yolov3_spp_layer_list(spp_spec):
     # Darknet-53: every residual adds the output three layers back; stride-2 convs at 1, 5, 12, 37, 62.
     assert all(l.source == i - 3 for i, l in enumerate(layers) if isinstance(l, ShortcutLayer))
     assert [i for i, l in enumerate(layers) if isinstance(l, ConvLayer) and l.stride == 2] == [1, 5, 12, 37, 62]
-    # SPP block (spec §4.4): stride-1 max-pools 5, 9, 13 over layer 77, concatenated with it.
+    # SPP block (yolov3-spp.cfg): stride-1 max-pools 5, 9, 13 over layer 77, concatenated with it.
     assert [(i, l.size, l.stride) for i, l in enumerate(layers) if isinstance(l, MaxPoolLayer)] == [
         (78, 5, 1), (80, 9, 1), (82, 13, 1)]
     routes = {i: l.sources for i, l in enumerate(layers) if isinstance(l, RouteLayer)}
     assert routes == {79: (77,), 81: (77,), 83: (82, 80, 78, 77), 90: (86,), 93: (92, 61), 102: (98,),
                       105: (104, 36)}
-    # Heads: anchors of spec §4.4 by stride, 80 classes, 255-channel linear convs before each.
+    # Heads: yolov3-spp.cfg's anchors by stride, 80 classes, 255-channel linear convs before each.
     heads = [layers[i] for i in (89, 101, 113)]
     assert [h.anchors for h in heads] == [
         ((116, 90), (156, 198), (373, 326)), ((30, 61), (62, 45), (59, 119)), ((10, 13), (16, 30), (33, 23))]
@@ -136,7 +137,7 @@ def test_forward_at_608(spp_spec):
     model = Darknet(spp_spec).eval()
     with torch.inference_mode():
         rows = model(torch.rand(1, 3, 608, 608))
-    assert rows.shape == (1, 22_743, 85)  # spec §4.4
+    assert rows.shape == (1, 22_743, 85)  # (19² + 38² + 76²) cells × 3 anchors
 
 
 def test_decode_formula_by_hand():
@@ -231,7 +232,7 @@ def test_weights_errors_name_the_file(tmp_path):
     (500, 375, (76, 531), 1.216, (-3e-5, 75.99998)),
 ])
 def test_letterbox_reference_values(w, h, y_range, scale, inverse):
-    """``../shared/specs/alphapose.md`` §8.5, produced by AlphaPose's own functions."""
+    """Reference values produced by running AlphaPose's own ``letterbox_image`` and ``images_detection`` inverse."""
     frame = np.full((h, w, 3), 200, np.uint8)
     canvas, geo = letterbox(frame, 608)
     assert canvas.shape == (608, 608, 3) and canvas.dtype == np.uint8
@@ -249,7 +250,7 @@ def test_letterbox_content_is_cubic_resize_and_inverse_clamps():
     x0, y0, nw, nh = geo.content_xywh
     assert (x0, y0, nw, nh) == (0, 133, 608, 341)
     assert np.array_equal(canvas[y0:y0 + nh, x0:x0 + nw], cv2.resize(frame, (nw, nh), interpolation=cv2.INTER_CUBIC))
-    # Inverse: float offsets, divide by the float32 scale, clamp to [0, W] × [0, H] (spec §4.6).
+    # Inverse: float offsets, divide by the float32 scale, clamp to [0, W] × [0, H] (AlphaPose's images_detection).
     boxes = np.array([[0, 133.2375, 608, 474.7625], [-50, 100, 700, 700]], np.float32)
     back = letterbox_to_image(boxes, geo)
     np.testing.assert_allclose(back[0], [0, 0, 1280, 719], atol=1e-3)
@@ -305,8 +306,8 @@ class _StubYolo(nn.Module):
 
 
 def test_deviation_nms_threshold_does_not_depend_on_the_batch():
-    """Deviation from AlphaPose (spec §4.5 item 4): AlphaPose would re-run NMS at 0.55 for the whole batch once it
-    holds > 100 detections, dropping image A's second box (IoU 0.553) when B is in the same batch."""
+    """Deviation from AlphaPose (``dynamic_write_results``): AlphaPose would re-run NMS at 0.55 for the whole batch
+    once it holds > 100 detections, dropping image A's second box (IoU 0.553) when B is in the same batch."""
     rows_a = torch.tensor([_row([10, 10, 29, 29], 0.9, [0.9]), _row([11, 15, 30, 34], 0.8, [0.9])])
     iou = nms_plus_one(np.array([[10, 10, 29, 29], [11, 15, 30, 34]], np.float32), np.array([1, 0]), 0.55)
     assert len(iou) == 1  # at AlphaPose's fallback threshold the pair would collapse

@@ -28,7 +28,8 @@ def det_json(shared_data: Path) -> Path:
 
 
 def _expected(det_json: Path) -> dict[int, tuple[np.ndarray, np.ndarray]]:
-    """Written from the file's definition (spec §4.8): xyxy = x, y, x + w, y + h, no −1; file order."""
+    """Written from the file's definition (as AlphaPose's ``--detfile`` reads it): xyxy = x, y, x + w, y + h, no
+    −1; file order."""
     out: dict[int, tuple[list, list]] = {}
     for r in json.loads(det_json.read_text()):
         x, y, w, h = r["bbox"]

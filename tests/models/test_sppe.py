@@ -1,7 +1,9 @@
 """FastPose networks and checkpoint loading.
 
-The expected state-dict tables are written here from ``../shared/specs/alphapose.md`` §3.7–§3.8 (not from our
-model), so strict loading of a file shaped like an official checkpoint tests the architecture against the spec.
+The expected state-dict tables are written here from the keys and shapes that AlphaPose's own ``FastPose``
+(ResNet-50) and ``FastPose_DUC`` (ResNet-152) modules produce at commit c60106d, the layout its official checkpoints
+load into with ``strict=True`` (not from our model), so strict loading of a file shaped like an official checkpoint
+tests the architecture against AlphaPose's.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ def _bn(prefix: str, c: int) -> dict[str, tuple]:
 
 
 def _se_resnet_table(blocks: tuple[int, int, int, int]) -> dict[str, tuple]:
-    """Spec §3.7's template for ``preact.*``: SE and downsample only in block 0 of each stage."""
+    """AlphaPose's ``SEResnet`` template for ``preact.*``: SE and downsample only in block 0 of each stage."""
     t = {"preact.conv1.weight": (64, 3, 7, 7), **_bn("preact.bn1", 64)}
     for stage, (p, n, in0) in enumerate(zip((64, 128, 256, 512), blocks, (64, 256, 512, 1024)), start=1):
         for b in range(n):
@@ -102,7 +104,7 @@ def test_official_layout_loads_strictly(tmp_path, arch, table, n_entries, n_nbt,
     assert len(spec) == n_entries and sum(k.endswith("num_batches_tracked") for k in spec) == n_nbt
     model = build_sppe(arch)
     ours = {k: tuple(v.shape) for k, v in model.state_dict().items()}
-    assert ours == spec  # every key and shape in the spec's table, nothing more
+    assert ours == spec  # every key and shape in the expected table, nothing more
     assert sum(p.numel() for p in model.parameters()) == n_params
 
     state = random_state_dict(spec, seed=7)

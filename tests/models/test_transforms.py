@@ -1,4 +1,4 @@
-"""Top-down crop transforms: the spec's reference vectors, the crop ↔ coordinate convention, CPU vs device crops,
+"""Top-down crop transforms: AlphaPose's reference vectors, the crop ↔ coordinate convention, CPU vs device crops,
 and the crop → heatmap → decode round trip on real COCO boxes and keypoints."""
 
 from __future__ import annotations
@@ -24,7 +24,8 @@ from models.transforms import (
 
 
 def test_spec_crop_geometry_reference_vectors():
-    """``../shared/specs/alphapose.md`` §8.1, produced by AlphaPose's own functions."""
+    """Reference values produced by running AlphaPose's own ``_box_to_center_scale`` and ``get_affine_transform``
+    on these boxes."""
     center, scale = boxes_to_center_scale(np.array([[100, 50, 200, 350], [10, 20, 310, 120]], dtype=np.float32))
     np.testing.assert_allclose(center, [[150, 200], [160, 70]])
     np.testing.assert_allclose(scale, [[281.25, 375], [375, 500]])
@@ -33,7 +34,8 @@ def test_spec_crop_geometry_reference_vectors():
     m = crop_matrices(crop)
     np.testing.assert_allclose(m[0], [[0.682667, 0, -6.4], [0, 0.682667, -8.533333]], atol=1e-6)
     np.testing.assert_allclose(m[1], [[0.512, 0, 14.08], [0, 0.512, 92.16]], atol=1e-6)
-    # heatmap → image matrices of §8.1: [[5.859375, 0, 9.375], [0, 5.859375, 12.5]] and [[7.8125, 0, -27.5], ...]
+    # heatmap → image matrices AlphaPose gives for these boxes: [[5.859375, 0, 9.375], [0, 5.859375, 12.5]] and
+    # [[7.8125, 0, -27.5], ...]
     pts = torch.tensor([[[0.0, 0.0], [1.0, 1.0]], [[0.0, 0.0], [1.0, 1.0]]], dtype=torch.float64)
     img = heatmap_to_image_coords(pts, torch.as_tensor(crop))
     np.testing.assert_allclose(img[0].numpy(), [[9.375, 12.5], [9.375 + 5.859375, 12.5 + 5.859375]])
