@@ -20,7 +20,7 @@ def pick_device(device: str) -> "torch.device":
     """``"cpu"``/``"cuda"``/``"cuda:1"`` as given; ``"auto"`` → CUDA only if Ray assigned this worker a GPU.
 
     Inside Ray the GPU assignment (``ray.get_gpu_ids()``), not ``torch.cuda.is_available()``, decides: since
-    Ray 2.48 a worker given no GPU can still see the node's GPUs (``ray-notes.md`` §2.2). Outside Ray (tests,
+    Ray 2.48 a worker given no GPU can still see the node's GPUs (ray-project/ray#54868). Outside Ray (tests,
     notebooks) ``"auto"`` uses CUDA when available.
     """
     import torch  # here, not at import: the CPU-only stages that share this module never load torch

@@ -3,31 +3,23 @@
 ``Detector(cfg)`` builds the person detector once (``models.detectors.build_detector``); each call maps a batch
 ``dict[str, np.ndarray]`` holding a frame column (uint8 ``[H, W, 3]`` RGB, as one ``[B, H, W, 3]`` array or an
 object array of differently sized frames) and any identity columns (``video_id``, ``frame_index``, ``path`` …).
-For every detected person it emits the SPPE input crop (AlphaPose's box → centre/scale → 256×192 affine,
+For every detected person it cuts the SPPE input crop (AlphaPose's box → centre/scale → 256×192 affine,
 ``models.transforms``; OpenCV on the CPU, ``grid_sample`` on the detector's device otherwise) and the enlarged crop
 box that maps heatmaps back (``models.heatmaps.heatmaps_to_keypoints(heatmaps, crop_box_xyxy)``), so the object
-store carries ~147 KB per person instead of megabytes per frame (``../shared/specs/ray-notes.md`` §2.3).
+store carries a 256 × 192 × 3 byte crop (~147 KB) per person instead of the frame (~6 MB at 1080p).
 
-``layout="person"`` (default): one row per person. Columns, one value per row:
+One row per input frame (persons as per-frame arrays, so a frame without persons keeps its row). Columns:
 
-* identity columns: every input column except the frame column (and ``cfg.drop_columns``), unchanged, repeated
-  for each of the frame's rows;
-* ``person_index`` int32 (0..n−1; −1 on a frame's no-person or error row), ``n_persons`` int32 (the frame's
-  count);
-* ``crop`` uint8 ``[256, 192, 3]``, ``crop_box_xyxy`` float64 ``[4]``, ``box_xyxy`` float32 ``[4]`` (frame
-  pixels), ``box_score`` float32;
+* identity columns: every input column except the frame column (and ``cfg.drop_columns``), passed through as given;
+* ``crops`` uint8 ``[n, 256, 192, 3]``, ``crop_boxes_xyxy`` float64 ``[n, 4]``, ``boxes_xyxy`` float32 ``[n, 4]``
+  (frame pixels), ``box_scores`` float32 ``[n]`` (object columns, ``n`` may be 0; what ``actors.sppe.SPPE``
+  reads), ``n_persons`` int32;
 * ``frame_width``, ``frame_height`` int32; ``detector`` (arch), ``detector_weights`` (sha256 or ``"random"``),
   ``random_weights`` bool;
 * ``error`` (empty when fine) and ``stage`` (``"detect"`` on error rows, empty otherwise).
 
-A frame with no person keeps one row with ``person_index = −1``, ``n_persons = 0``, a black crop and zero boxes,
-so per-frame consumers (tracking, "frames without people" counts) lose nothing; the SPPE skips rows with
-``person_index < 0``. A frame that is not uint8 ``[H, W, 3]`` becomes one such row with ``error`` set; any other
-exception is a bug and propagates.
-
-``layout="frame"``: one row per input frame, the identity columns as given, and per-frame arrays ``crops``
-``[n, 256, 192, 3]``, ``crop_boxes_xyxy`` ``[n, 4]``, ``boxes_xyxy`` ``[n, 4]``, ``box_scores`` ``[n]`` (object
-columns, ``n`` may be 0) next to the common columns above (what ``actors.sppe.SPPE`` reads today).
+A frame that is not uint8 ``[H, W, 3]`` keeps its row with no persons and ``error`` set; any other exception is a
+bug and propagates.
 
 Example (no Ray needed)::
 
@@ -56,14 +48,12 @@ from models.transforms import ALPHAPOSE_CROP, CropSpec, crop_images, crop_images
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["DetectorConfig", "Detector", "OUTPUT_COLUMNS", "FRAME_OUTPUT_COLUMNS", "build_detector_from_config"]
+__all__ = ["DetectorConfig", "Detector", "FRAME_OUTPUT_COLUMNS", "build_detector_from_config"]
 
-_COMMON_COLUMNS = ("n_persons", "frame_width", "frame_height", "detector", "detector_weights", "random_weights",
-                   "error", "stage", "t_detect")
-#: Columns the actor adds with ``layout="person"``; an input column with one of these names is refused.
-OUTPUT_COLUMNS = ("person_index", "crop", "crop_box_xyxy", "box_xyxy", "box_score") + _COMMON_COLUMNS
-#: Columns the actor adds with ``layout="frame"`` (per-frame arrays ``[n, …]``, as ``actors.sppe`` reads them).
-FRAME_OUTPUT_COLUMNS = ("crops", "crop_boxes_xyxy", "boxes_xyxy", "box_scores") + _COMMON_COLUMNS
+#: Columns the actor adds (per-frame arrays ``[n, …]``, as ``actors.sppe`` reads them, then per-frame values); an
+#: input column with one of these names is refused.
+FRAME_OUTPUT_COLUMNS = ("crops", "crop_boxes_xyxy", "boxes_xyxy", "box_scores", "n_persons", "frame_width",
+                        "frame_height", "detector", "detector_weights", "random_weights", "error", "stage", "t_detect")
 
 STAGE = "detect"
 _DTYPES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
@@ -91,7 +81,6 @@ class DetectorConfig:
     key_column: str | None = None  # input column with frame keys (image id or file name); needed by "precomputed"
     drop_columns: tuple[str, ...] = ()  # input columns not to pass through (e.g. other large arrays)
     crop_backend: Literal["auto", "opencv", "torch"] = "auto"  # auto: OpenCV (bit-exact) on CPU, torch elsewhere
-    layout: Literal["person", "frame"] = "person"  # one row per person, or per frame with [n, …] arrays
     precision: str = "fp32"  # "fp32", or "bf16"/"fp16" network weights and activations (yolo only)
 
     def __post_init__(self) -> None:
@@ -115,9 +104,7 @@ class DetectorConfig:
             raise ValueError(f"DetectorConfig.precision must be one of {', '.join(_DTYPES)}, got {self.precision!r}")
         if self.precision != "fp32" and self.arch != "yolo":
             raise ValueError(f"DetectorConfig.precision={self.precision} is supported by arch 'yolo' only")
-        if self.layout not in ("person", "frame"):
-            raise ValueError(f"DetectorConfig.layout must be 'person' or 'frame', got {self.layout!r}")
-        if self.frame_column in OUTPUT_COLUMNS + FRAME_OUTPUT_COLUMNS:
+        if self.frame_column in FRAME_OUTPUT_COLUMNS:
             raise ValueError(f"DetectorConfig.frame_column {self.frame_column!r} collides with an output column")
 
 
@@ -137,15 +124,13 @@ class Detector:
     256×256 for BlazePose), handed over by the pipeline so one convention travels with each network; ``None`` cuts
     no crops (the pose stage is the detector itself). ``keypoints=True`` adds the detector's own per-person
     keypoints (``keypoints`` ``[n, K, 2]``, ``keypoint_scores`` ``[n, K]``; a YOLO pose checkpoint) to each frame
-    row, so ``sppe.arch: detector`` needs no second network (``layout="frame"`` only).
+    row, so ``sppe.arch: detector`` needs no second network.
     """
 
     def __init__(self, cfg: DetectorConfig, crop: CropSpec | None = ALPHAPOSE_CROP, keypoints: bool = False) -> None:
         self.cfg = cfg
         self.crop = crop
         self.keypoints = keypoints
-        if keypoints and cfg.layout != "frame":
-            raise ValueError("Detector: keypoints=True needs layout='frame'")
         self.detector = build_detector_from_config(cfg)
         if keypoints and getattr(self.detector, "keypoint_set", None) is None:
             raise ValueError(f"Detector: {cfg.arch} with weights {cfg.weights} predicts no keypoints; "
@@ -177,14 +162,13 @@ class Detector:
             raise ValueError(f"batch has no frame column {cfg.frame_column!r}; columns: {', '.join(batch)}")
         if cfg.key_column is not None and cfg.key_column not in batch:
             raise ValueError(f"batch has no key column {cfg.key_column!r}; columns: {', '.join(batch)}")
-        outputs = OUTPUT_COLUMNS if cfg.layout == "person" else FRAME_OUTPUT_COLUMNS
         t0 = time.perf_counter()
         # An earlier stage's error row (columns ``error``/``stage`` set) passes through with no persons.
         upstream = {i: (str(e), str(st)) for i, (e, st) in
                     enumerate(zip(batch.get("error", ()), batch.get("stage", ()))) if e}
         identity = [c for c in batch if c != cfg.frame_column and c not in cfg.drop_columns
                     and c not in ("error", "stage")]
-        clash = [c for c in identity if c in outputs]
+        clash = [c for c in identity if c in FRAME_OUTPUT_COLUMNS]
         if clash:
             raise ValueError(f"input column(s) {', '.join(clash)} collide with detector output columns")
         frames = batch[cfg.frame_column]
@@ -219,48 +203,25 @@ class Detector:
         empty = (np.zeros((0, 4), np.float32), np.zeros(0, np.float32))
         boxes = [dets[i].boxes_xyxy if i in dets else empty[0] for i in range(n_frames)]
         scores = [dets[i].scores if i in dets else empty[1] for i in range(n_frames)]
-        if cfg.layout == "frame":
-            out = {c: batch[c] for c in identity}
-            if self.crop is not None:
-                out.update(crops=_ragged(crops), crop_boxes_xyxy=_ragged(crop_boxes))
-            if self.keypoints:
-                out.update(self._keypoint_columns(dets, n_frames))
-            out.update(boxes_xyxy=_ragged(boxes), box_scores=_ragged(scores), n_persons=n)
-            take = np.arange(n_frames)
-        else:
-            # One row per person; a frame without persons (or with an error) keeps one row with index −1.
-            take = np.repeat(np.arange(n_frames), np.maximum(n, 1))
-            has = n[take] > 0
-            out = {c: np.take(np.asarray(batch[c]), take, axis=0) for c in identity}
-            first = np.concatenate([[0], np.cumsum(np.maximum(n, 1))[:-1]]).astype(np.int64)
-            person_index = (np.arange(len(take)) - first[take]).astype(np.int32)
-            if self.crop is None:
-                raise ValueError("Detector: layout='person' needs a crop spec")
-            blank_crop = np.zeros((1, *self.crop.output_size_hw, 3), np.uint8)
-            out.update(
-                person_index=np.where(has, person_index, -1).astype(np.int32),
-                n_persons=n[take],
-                crop=np.concatenate([c if len(c) else blank_crop for c in crops]) if n_frames
-                else np.zeros((0, *self.crop.output_size_hw, 3), np.uint8),
-                crop_box_xyxy=_pad_concat(crop_boxes, (4,), np.float64),
-                box_xyxy=_pad_concat(boxes, (4,), np.float32),
-                box_score=_pad_concat(scores, (), np.float32),
-            )
-        total = len(take)
+        out = {c: batch[c] for c in identity}
+        if self.crop is not None:
+            out.update(crops=_ragged(crops), crop_boxes_xyxy=_ragged(crop_boxes))
+        if self.keypoints:
+            out.update(self._keypoint_columns(dets, n_frames))
+        out.update(boxes_xyxy=_ragged(boxes), box_scores=_ragged(scores), n_persons=n)
         out.update(
-            frame_width=sizes[take, 0],
-            frame_height=sizes[take, 1],
-            detector=np.full(total, cfg.arch, dtype=object),
-            detector_weights=np.full(total, self.detector.weights_id, dtype=object),
-            random_weights=np.full(total, self.detector.random_weights, dtype=bool),
-            error=_strings([err[i] for i in take]),
-            stage=_strings([upstream[i][1] if i in upstream else (STAGE if err[i] else "") for i in take]),
-            t_detect=np.full(total, (time.perf_counter() - t0) / max(total, 1)),
+            frame_width=sizes[:, 0],
+            frame_height=sizes[:, 1],
+            detector=np.full(n_frames, cfg.arch, dtype=object),
+            detector_weights=np.full(n_frames, self.detector.weights_id, dtype=object),
+            random_weights=np.full(n_frames, self.detector.random_weights, dtype=bool),
+            error=_strings(err),
+            stage=_strings([upstream[i][1] if i in upstream else (STAGE if err[i] else "") for i in range(n_frames)]),
+            t_detect=np.full(n_frames, (time.perf_counter() - t0) / max(n_frames, 1)),
         )
         # Internal invariant (a bug of ours if it fails, never a bad input): one value per row in every column.
-        assert all(len(v) == total for v in out.values()), {k: len(v) for k, v in out.items()}
+        assert all(len(v) == n_frames for v in out.values()), {k: len(v) for k, v in out.items()}
         return out
-
 
     def _keypoint_columns(self, dets: dict, n_frames: int) -> dict[str, np.ndarray]:
         """The detector's own keypoints per frame (``[n, K, 2]`` frame pixels, ``[n, K]`` scores), aligned with the
@@ -287,10 +248,3 @@ def _strings(values: list[str]) -> np.ndarray:
     out = np.empty(len(values), dtype=object)
     out[:] = values
     return out
-
-
-def _pad_concat(per_frame: list[np.ndarray], row_shape: tuple[int, ...], dtype: type) -> np.ndarray:
-    """Concatenate per-frame ``[n_i, *row_shape]`` arrays, with one zero row for each frame where ``n_i = 0``."""
-    zero = np.zeros((1, *row_shape), dtype)
-    parts = [np.asarray(a, dtype).reshape(-1, *row_shape) if len(a) else zero for a in per_frame]
-    return np.concatenate(parts) if parts else np.zeros((0, *row_shape), dtype)

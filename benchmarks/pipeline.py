@@ -95,7 +95,7 @@ def _plain_loop(paths: list[str], cfg, out: Path) -> int:
     from actors.publish import PublishSpec, TrackAndPublish, stage_rows
     from actors.sppe import SPPE
     from pipelines.decode import decode_shard, plan_shards, probe_video
-    from pipelines.sources import list_inputs
+    from store.sources import list_inputs
 
     det, sppe = Detector(cfg.detector), SPPE(cfg.sppe)
     units = list_inputs(paths)
@@ -145,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
     from actors.publish import PublishSpec
     from jobs.label import build_config
     from pipelines.label import build_label_dataset, configure_data_context, probe_units
-    from pipelines.sources import list_inputs
+    from store.sources import list_inputs
 
     tmp = Path(tempfile.mkdtemp(prefix="rp-bench-"))
     paths, dets = _make_clips(tmp, args.clips, args.frames, args.persons)

@@ -39,7 +39,7 @@ PEOPLE, K, W, H = 6, 17, 1280, 720
 
 def _piece(frames: np.ndarray, shard: int, n_frames: int, pairs: int, rng) -> dict[str, np.ndarray]:
     from actors.common import ragged
-    from pipelines.decode import CORR_PAIRS
+    from store.schema import CORR_PAIRS
 
     n = len(frames)
     base = np.stack([np.linspace(100, W - 100, PEOPLE), np.full(PEOPLE, H / 2)], axis=1)  # [P, 2]

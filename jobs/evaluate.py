@@ -4,7 +4,7 @@
                             [--match auto|file_name|id|frame] [--out JSON] [--all-gt-images]
                             [--similarity oks|pck|box_iou] [--threshold 0.5]
 
-Reads the keypoint table that ``jobs.label`` published (``pipelines.tables``), matches its frames to the ground
+Reads the keypoint table that ``jobs.label`` published (``store.tables``), matches its frames to the ground
 truth's images, and prints a table; the JSON goes to ``--out`` (default ``OUT/eval/<kind>.json``). Exit codes: 0
 done, 2 bad input (paths, unknown video id, a GT with no images our frames match, keypoint sets that cannot be
 compared), 1 the evaluation itself failed.
@@ -16,14 +16,15 @@ videos):
   components with the row's ``source_uri`` (at least the base name: ``000000000785.jpg`` matches COCO's
   ``000000000785.jpg``, ``.../images/val/012834_mpii_test/000000.jpg`` matches PoseTrack's
   ``images/val/012834_mpii_test/000000.jpg`` and not another sequence's ``000000.jpg``); a tie is an error. A
-  video's frame ``i`` is named ``"<i>.jpg"`` as AlphaPose names video frames (``alphapose.md`` §6.1).
+  video's frame ``i`` is named ``"<i>.jpg"`` as AlphaPose names video frames (``alphapose/utils/detector.py``).
 * ``frame``: a video's (or image folder's) frame ``i`` is the GT image of the same sequence whose frame number is
   ``i``: its ``frame_index`` field, else ``frame_id`` when it is a 0-based index (``< nframes``; Bonn), else the
   number in its file name (PoseTrack's ``000000.jpg``). The sequence is the GT's ``vid_id`` / ``video_id`` /
   ``videos[].name`` / the file name's folder equal to the unit's name (video file stem or folder name); a GT with
   a single sequence pairs with any video.
 * ``id``: the GT image ``id`` equals AlphaPose's ``--eval`` id of the file name,
-  ``int(basename.split('.')[0].split('_')[-1])`` (``alphapose.md`` §6.2); a video frame's id is its index.
+  ``int(basename.split('.')[0].split('_')[-1])`` (``write_json`` in AlphaPose's ``alphapose/utils/pPose_nms.py``); a
+  video frame's id is its index.
 
 Only GT images that some frame of the run matched are evaluated (frames without persons included: image folders
 are listed again to name them), so evaluating one video of a multi-video GT does not count the others as misses;
@@ -37,7 +38,7 @@ labelled twice) is an error: select one with ``--video-id``.
   every row of a matched frame, ``score = pose_score``, keypoints converted to the GT's keypoint set with
   ``models.keypoints.convert_keypoints`` (identity when equal; no well-defined conversion → exit 2). Reports the 10
   standard stats (AP, AP50, AP75, AP_M, AP_L, AR, AR50, AR75, AR_M, AR_L).
-* ``crowdpose``: CrowdPose's evaluation (``crowdposetools``, spec ``poseflow-crowdpose-pgpg-prm.md`` §2.6) run
+* ``crowdpose``: CrowdPose's evaluation (``crowdposetools/cocoeval.py`` of Jeff-sjtu/CrowdPose's ``crowdpose-api``) run
   through pycocotools' ``COCOeval``. crowdposetools is COCOeval with four changes, reproduced here: (1) the 14
   CrowdPose sigmas (``params.kpt_oks_sigmas``); (2) object scale 0.53·w·h of the GT bbox in the OKS denominator
   and (3) in the area-range test — both read ``gt['area']``, which is set to 0.53·w·h on an in-memory copy of the
@@ -57,8 +58,9 @@ labelled twice) is an error: select one with ``--video-id``.
   ``bbox_head`` or ``head_rect``) or ``box_iou`` (GT bbox vs detector box); a pair may match at
   ``similarity ≥ --threshold``. MOTP is the mean similarity of matched pairs. Keypoints are compared on the joints
   both sets have (all GT joints when a conversion is defined, else the joints with the same name, e.g. COCO-17 vs
-  CrowdPose-14: the 12 limb joints). This is a per-person evaluation, not poseval's per-joint one
-  (spec §5.1): its numbers are comparable across raypose runs, not to published PoseTrack MOTA.
+  CrowdPose-14: the 12 limb joints). This is a per-person evaluation, not the per-joint one of PoseTrack's
+  ``poseval`` (``evaluateTracking.py``): its numbers are comparable across raypose runs, not to published PoseTrack
+  MOTA.
 * ``pckh``: keypoint accuracy where the GT has head boxes (MPII, PoseTrack, the Bonn clip): multi-person PCKh at
   ``--threshold`` × head size on the shared joints (``pckh_eval``), e.g. COCO-17 predictions on a CrowdPose-14 GT.
 """
@@ -280,7 +282,7 @@ def match_frames(videos: dict, gt: GroundTruth, mode: str = "auto") -> FrameMatc
     """Match every frame of the run to a GT image (rules in the module docstring).
 
     Args:
-        videos: video_id → ``pipelines.tables.VideoFrames``.
+        videos: video_id → ``store.tables.VideoFrames``.
         gt: the ground truth.
         mode: ``auto``, ``file_name``, ``id`` or ``frame``.
     Raises:
@@ -394,7 +396,7 @@ def prediction_results(arrays_by_video: dict, match: FrameMatch, gt: GroundTruth
     score = pose_score}``, keypoints converted to the GT's keypoint set.
 
     Args:
-        arrays_by_video: video_id → ``pipelines.tables.PoseArrays`` of that video.
+        arrays_by_video: video_id → ``store.tables.PoseArrays`` of that video.
     Raises:
         EvaluationError: no well-defined conversion from a video's keypoint set to the GT's.
     """
@@ -767,9 +769,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
-    from pipelines.publish import join_uri, put_atomic
-    from pipelines.tables import (OutputNotFoundError, default_storage_options, load_output, pose_arrays,
-                                  split_by_video, video_frames)
+    from store.tables import (OutputNotFoundError, default_storage_options, load_output, pose_arrays,
+                              split_by_video, video_frames)
+    from store.writers import join_uri, put_atomic
 
     so = default_storage_options()
     # ---- validate and match before any metric runs ------------------------------------------------------------------

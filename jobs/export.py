@@ -3,12 +3,12 @@
     python -m jobs.export --output OUT --format coco|alphapose|posetrack|openpose --dest PATH
                           [--video-id ID ...] [--gt GT.json [--match MODE]] [--per-video] [--openpose-body 18|25]
 
-Reads the keypoint and frames tables (``pipelines.tables``) and writes each file atomically (local or fsspec
+Reads the keypoint and frames tables (``store.tables``) and writes each file atomically (local or fsspec
 URIs). Rows are written in (video, frame, person_index) order. Exit codes: 0 done, 2 bad input (paths, unknown
 video id, a keypoint set the format cannot hold, file names that would collide), 1 the export failed.
 
 Frame names: an image unit's frame is its image's base name (``source_uri``); a video's frame ``i`` is
-``"<i>.jpg"``, AlphaPose's naming of video frames (``alphapose.md`` §6.1).
+``"<i>.jpg"``, AlphaPose's naming of video frames (``alphapose/utils/detector.py``).
 
 **Formats** (``--dest`` is a file for ``coco``/``alphapose``, a folder for the others and with ``--per-video``):
 
@@ -17,13 +17,14 @@ Frame names: an image unit's frame is its image's base name (``source_uri``); a 
   box detections). ``image_id`` is the frame name (string); with ``--gt`` it is the GT's integer image id,
   frames are matched as ``jobs.evaluate`` matches them (``--match``), keypoints are converted to the GT's keypoint
   set, and rows of unmatched frames are left out (counted in the log).
-* ``alphapose``: ``alphapose-results.json`` as ``alphapose.md`` §6.1 describes it: ``{image_id: frame name,
-  category_id: 1, keypoints: [x, y, c]·K (merged keypoint scores), score: pose_score, box: [x1, y1, w, h] of the
-  detector box (w = x2 − x1, h = y2 − y1 in Python floats), idx}``; frames without persons produce no record.
-  ``idx`` is the int track id when the row is tracked (as with ``--pose_track``/``--pose_flow``). **Deviation
-  from AlphaPose:** an untracked row gets ``idx: 0`` (an int), not AlphaPose's ``[0.0]`` / ``[[0.0], [0.0], …]``
-  list of merged proposals' ids whose nesting depends on the cluster size (§1.9-7, a bug); raypose track ids
-  start at 1, so 0 always means "untracked".
+* ``alphapose``: ``alphapose-results.json`` as AlphaPose's ``write_json`` (``alphapose/utils/pPose_nms.py``) writes
+  it: ``{image_id: frame name, category_id: 1, keypoints: [x, y, c]·K (merged keypoint scores), score: pose_score,
+  box: [x1, y1, w, h] of the detector box (w = x2 − x1, h = y2 − y1 in Python floats), idx}``; frames without
+  persons produce no record. ``idx`` is the int track id when the row is tracked (as with
+  ``--pose_track``/``--pose_flow``). **Deviation from AlphaPose** (``write_json`` and ``pose_nms_body``): an
+  untracked row gets ``idx: 0`` (an int), not AlphaPose's ``[0.0]`` / ``[[0.0], [0.0], …]`` list of merged
+  proposals' ids whose nesting depends on the cluster size (a bug of ``pose_nms_body``'s ``bbox_ids``); raypose
+  track ids start at 1, so 0 always means "untracked".
 * ``posetrack``: one PoseTrack 2018 JSON per video, ``<dest>/<name>.json`` (``name`` = the video file's stem or
   the image folder's name, as poseval wants prediction files named like the GT's; the video id when names
   collide). ``images``: every frame of the frames table, ``{file_name: "<name>/<base name>", id = frame_id =
@@ -41,10 +42,10 @@ Frame names: an image unit's frame is its image's base name (``source_uri``); a 
   OpenPose 1.3+ writes them: ``{"version": 1.3, "people": [{"person_id": [-1 or track id],
   "pose_keypoints_2d": [x, y, c]·J, "face_keypoints_2d": [], "hand_left_keypoints_2d": [], …}]}`` (the 3-D and
   hand/face lists empty). ``--openpose-body 18`` (default for COCO-17): COCO-18 order built as AlphaPose's
-  ``--format open`` does (§6.3): the neck, mean of joints 5 and 6 in x, y and c, is appended and the 18 joints are
-  taken in the order 0, 17, 6, 8, 10, 5, 7, 9, 12, 14, 16, 11, 13, 15, 2, 1, 4, 3. ``--openpose-body 25`` (default
-  for Halpe-26): BODY_25, taken by name from Halpe-26, whose own neck and mid-hip ("hip") are used. Other keypoint
-  sets have no OpenPose body: exit 2.
+  ``--format open`` does (``write_json``): the neck, mean of joints 5 and 6 in x, y and c, is appended and the 18
+  joints are taken in the order 0, 17, 6, 8, 10, 5, 7, 9, 12, 14, 16, 11, 13, 15, 2, 1, 4, 3. ``--openpose-body
+  25`` (default for Halpe-26): BODY_25, taken by name from Halpe-26, whose own neck and mid-hip ("hip") are used.
+  Other keypoint sets have no OpenPose body: exit 2.
 """
 
 from __future__ import annotations
@@ -74,7 +75,7 @@ __all__ = [
 logger = logging.getLogger("raypose.export")
 
 FORMATS = ("coco", "alphapose", "posetrack", "openpose")
-#: AlphaPose's ``--format open``/``cmu`` order over COCO-17 + neck (index 17) (``alphapose.md`` §6.3).
+#: AlphaPose's ``--format open``/``cmu`` order over COCO-17 + neck (index 17) (``write_json``).
 OPENPOSE_18_ORDER = (0, 17, 6, 8, 10, 5, 7, 9, 12, 14, 16, 11, 13, 15, 2, 1, 4, 3)
 #: OpenPose BODY_25, as Halpe-26 names: neck and mid-hip are Halpe's own "neck" and "hip".
 OPENPOSE_BODY25_NAMES = (
@@ -117,7 +118,8 @@ def coco_results(arr, vf) -> list[dict]:
 
 
 def alphapose_results(arr, vf) -> list[dict]:
-    """AlphaPose ``alphapose-results.json`` records of one video (module docstring, ``alphapose.md`` §6.1)."""
+    """AlphaPose ``alphapose-results.json`` records of one video (module docstring; AlphaPose's
+    ``write_json``)."""
     flat = _flat_kps(arr.keypoints, arr.keypoint_scores)
     out = []
     for r, f in enumerate(arr.frame_index.tolist()):
@@ -278,9 +280,9 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
     from jobs.evaluate import EvaluationError, load_ground_truth, match_frames, prediction_results
-    from pipelines.publish import join_uri, put_atomic
-    from pipelines.tables import (OutputNotFoundError, default_storage_options, load_output, pose_arrays,
-                                  split_by_video, video_frames)
+    from store.tables import (OutputNotFoundError, default_storage_options, load_output, pose_arrays,
+                              split_by_video, video_frames)
+    from store.writers import join_uri, put_atomic
 
     so = default_storage_options()
     # ---- validate and build every document in memory; write only when all of them are good ---------------------

@@ -51,7 +51,7 @@ def _download_wheel(package: str, version: str, wheel_dir: Path) -> Path:
 
 
 def _write(data: bytes, uri: str) -> None:
-    from pipelines.publish import put_atomic
+    from store.writers import put_atomic
 
     put_atomic(data, uri, {})
 

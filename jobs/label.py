@@ -55,7 +55,6 @@ def build_config(config_file: str | None, overrides: list[str]):
     data = load_yaml(config_file) if config_file else {}
     data = apply_overrides(data, overrides)
     det = data.setdefault("detector", {})
-    det.setdefault("layout", "frame")  # one row per frame through the pipeline
     det.setdefault("key_column", "frame_key")  # how precomputed detections find a frame's boxes
     data.setdefault("sppe", {})
     return from_mapping(LabelConfig, data)
@@ -118,7 +117,7 @@ def _detector_digest(det) -> str:
 def _check_output(output: str, storage_options: dict) -> None:
     import fsspec
 
-    from pipelines.publish import join_uri, put_atomic
+    from store.writers import join_uri, put_atomic
 
     probe = join_uri(output, "runs", f".write-check-{uuid.uuid4().hex}")
     put_atomic(b"ok", probe, storage_options)
@@ -157,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
     from pipelines.configs import ConfigError, config_hash, to_dict
-    from pipelines.sources import InputError, list_inputs
+    from store.sources import InputError, list_inputs
 
     # ---- validate everything before any work starts -------------------------------------------------------------
     storage_options = _storage_options()
@@ -186,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from actors.publish import PublishSpec
     from pipelines.label import build_label_dataset, configure_data_context, probe_units
-    from pipelines.publish import read_manifests
+    from store.manifest import read_manifests
 
     committed = read_manifests(args.output, storage_options)
     todo = [u for u in units if not (u.video_id in committed and committed[u.video_id].config_hash == chash
@@ -260,7 +259,7 @@ def _write_run_outputs(args, run_id, chash, effective, units, todo, summaries, e
                        sppe_sha, storage_options) -> dict:
     import pyarrow as pa
 
-    from pipelines.publish import join_uri, put_atomic, write_table_atomic
+    from store.writers import join_uri, put_atomic, write_table_atomic
 
     errors = [e for s in summaries for e in json.loads(s["errors_json"])]
     seen = {s["video_id"] for s in summaries}

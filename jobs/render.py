@@ -23,7 +23,7 @@ __all__ = ["main", "render_video"]
 
 def _poses(output: str, video_ids: list[str] | None):
     """The output's keypoint rows as pandas (``video_id`` a plain string) and whether any weights were random."""
-    from pipelines.tables import load_output
+    from store.tables import load_output
 
     tables = load_output(output, video_ids)
     return tables.poses.to_pandas(), tables.random_weights
@@ -32,7 +32,7 @@ def _poses(output: str, video_ids: list[str] | None):
 def _frames_of_video(uri: str, wanted: set[int]):
     """Yield (frame_index, rgb, fps) for the wanted frames of a video, in order (frame i = i-th smallest pts)."""
     from pipelines.decode import plan_shards, probe_video, decode_shard
-    from pipelines.sources import WorkUnit
+    from store.sources import WorkUnit
 
     probe = probe_video(uri)
     fps = 10.0

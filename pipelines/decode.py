@@ -2,22 +2,24 @@
 
 A **probe** demuxes a video's packets once (no decoding) and keeps every frame's presentation timestamp (pts).
 Frame ``i`` is the ``i``-th smallest pts, so shards are frame-exact for constant and variable frame rates alike:
-a shard carries the sorted pts of its frames, decoding seeks to the keyframe before the first and keeps exactly
-the frames whose pts it lists (``ray-notes.md`` §1.4). No gaps, no duplicates, whatever the GOP structure.
-Streams without timestamps fall back to one sequential shard counted in decode order.
+a shard carries the sorted pts of its frames, decoding seeks to the keyframe at or before the first (PyAV
+``container.seek(pts, stream=..., backward=True, any_frame=False)``) and keeps exactly the frames whose pts it
+lists. No gaps, no duplicates, whatever the GOP structure. Streams without timestamps fall back to one sequential
+shard counted in decode order.
 
 Images are sharded by position in the unit's natural-sorted file list. Everything here is plain Python (no Ray):
 the pipeline runs ``decode_shard`` as a generator UDF in CPU tasks, and tests call it directly.
 
 **Correspondences for tracking** (``decode_shard(..., orb=OrbParams())``): each decoded frame ``i`` also carries the
-ORB point pairs between frame ``i − 1`` and frame ``i`` (``models.correspondences``), computed here because only
-this stage has the pixels (``ray-notes.md`` §1.4). Every shard but a unit's first also decodes its **leading frame**
+ORB point pairs between frame ``i − 1`` and frame ``i`` (``models.correspondences``; AlphaPose
+``trackers/PoseFlow/tracker-general.py`` matches every consecutive pair before tracking), computed here because
+only this stage has the pixels. Every shard but a unit's first also decodes its **leading frame**
 ``start − 1`` (planned by ``plan_shards`` as ``lead_pts`` / ``lead_frame``) for its features only, so the pair that
 straddles a shard boundary is produced exactly once, by the later shard, and the leading frame is never emitted.
 Columns: ``correspondences`` int16 ``[M, 4]`` (x, y in frame i − 1, x, y in frame i) per frame and
-``correspondence_kind`` (``CORR_NONE`` no pair: first frame, or correspondences off; ``CORR_PAIRS``; ``CORR_IDENTITY``
-AlphaPose's identity fallback, carried as this flag, never as per-pixel rows). Every row has both columns, so all
-blocks share one schema.
+``correspondence_kind`` (values in ``store.schema``: ``CORR_NONE`` no pair: first frame, or correspondences off;
+``CORR_PAIRS``; ``CORR_IDENTITY`` AlphaPose's identity fallback, carried as this flag, never as per-pixel rows).
+Every row has both columns, so all blocks share one schema.
 
 A failing probe or decode never raises to the caller: it yields an **error row** (``error`` non-empty, ``stage``
 naming where) so the job records it and goes on with everything else.
@@ -33,14 +35,12 @@ from typing import Iterator
 
 import numpy as np
 
-from pipelines.sources import WorkUnit
+from store.schema import CORR_IDENTITY, CORR_NONE, CORR_PAIRS
+from store.sources import WorkUnit
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["VideoProbe", "probe_video", "plan_shards", "decode_shard", "error_row", "CORR_NONE", "CORR_PAIRS",
-           "CORR_IDENTITY"]
-
-CORR_NONE, CORR_PAIRS, CORR_IDENTITY = 0, 1, 2  # values of the correspondence_kind column
+__all__ = ["VideoProbe", "probe_video", "plan_shards", "decode_shard", "error_row"]
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """The labelling pipeline: shards → decode → detect → SPPE → pose NMS → stage → per-video track and publish.
 
 ``build_label_dataset`` is the design's shape sentence as Ray Data calls, one per stage, with resources from the
-config at each call site and no math (``ray-notes.md`` §11)::
+config at each call site and no math::
 
     from_items(shards) ─map_batches(decode)            CPU tasks: uint8 frames (+ ORB pairs), error rows for bad media
                        ─map_batches(Detector)          actor pool (GPU when configured): boxes + crops, no frames
@@ -11,7 +11,7 @@ config at each call site and no math (``ray-notes.md`` §11)::
                        ─groupby(video_id).map_groups(publish_video)   shard by shard: PoseFlow, publish atomically
 
 One row is one frame all the way (persons as ragged arrays), so frames without people are never lost and no stage
-regroups frames. Only file references go through the groupby (``pipelines.staging`` explains the two phases), so
+regroups frames. Only file references go through the groupby (``store.staging`` explains the two phases), so
 the per-video stage holds the tracker's window plus one shard, never a whole video. ``probe_units`` plans the
 shards in Ray tasks first (a probe demuxes a whole video, which must not happen in the driver for S3 inputs).
 ``LabelConfig`` is the job's whole configuration.
@@ -33,7 +33,7 @@ from models.correspondences import OrbParams
 from models.pose_nms import PoseNMSParams
 from models.poseflow import PoseFlowParams
 from pipelines.decode import decode_shard, plan_shards, probe_video
-from pipelines.sources import WorkUnit
+from store.sources import WorkUnit
 
 __all__ = [
     "StageResources",
@@ -51,8 +51,9 @@ __all__ = [
 class StageResources:
     """Ray resources of one actor-pool stage."""
 
-    actors: int = 1  # pool size (fixed: autoscaling pools start at one actor, ray-notes §10)
-    num_cpus: float = 0.5  # per actor; actors × num_cpus must leave ≥ 1 CPU for decode tasks (ray-notes §2.2)
+    actors: int = 1  # pool size (fixed: autoscaling pools start at one actor and may stay there, ray-project/ray#59144)
+    # per actor; actors × num_cpus must leave ≥ 1 CPU for decode tasks, or the pipeline hangs (ray-project/ray#44687)
+    num_cpus: float = 0.5
     num_gpus: float = 0.0  # per actor; fractions share a GPU
     batch_size: int = 8  # frames per call
 
@@ -122,8 +123,6 @@ class LabelConfig:
     resources: ResourcesConfig = field(default_factory=ResourcesConfig)
 
     def __post_init__(self) -> None:
-        if self.detector.layout != "frame":
-            raise ValueError("detector.layout must be 'frame' in the labelling pipeline (one row per frame)")
         if self.sppe.arch == "detector":
             if self.detector.arch != "yolo":
                 raise ValueError(f"sppe.arch=detector takes the detector's own keypoints: it needs detector.arch=yolo "

@@ -1,6 +1,6 @@
-"""The detection actor, called directly on hand-built batches (no Ray): one row per person with the SPPE crop and
-the crop box, identity columns passed through, frames without persons and bad frames kept as rows, inputs
-untouched, random weights marked, and the per-frame layout."""
+"""The detection actor, called directly on hand-built batches (no Ray): one row per frame with its persons' SPPE
+crops and crop boxes, identity columns passed through, frames without persons and bad frames kept as rows, inputs
+untouched, random weights marked."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import pytest
 import torch
 
 import actors.detect
-from actors.detect import FRAME_OUTPUT_COLUMNS, OUTPUT_COLUMNS, Detector, DetectorConfig
+from actors.detect import FRAME_OUTPUT_COLUMNS, Detector, DetectorConfig
 from models.detectors import DETECTOR_ARCHS
 from models.transforms import boxes_to_center_scale, center_scale_to_boxes, crop_images
 
@@ -56,68 +56,69 @@ def _precomputed(det_json: str, **kw) -> Detector:
                                    device="cpu", **kw))
 
 
-def test_person_rows_crops_and_identity_columns(coco_batch, det_json):
+def test_frame_rows_crops_and_identity_columns(coco_batch, det_json):
     snapshot = {k: [np.array(x, copy=True) for x in v] for k, v in coco_batch.items()}
     actor = _precomputed(det_json)
     out = actor(coco_batch)
-    assert set(out) == {"path", "frame_index", *OUTPUT_COLUMNS}  # never the frame itself
+    assert set(out) == {"path", "frame_index", *FRAME_OUTPUT_COLUMNS}  # never the frame itself
     # Inputs untouched (they were read-only; a write would have raised, and the contents are the same).
     assert all(np.array_equal(a, b) for k, v in coco_batch.items() for a, b in zip(v, snapshot[k]))
 
-    n = len(out["person_index"])
-    assert n == 4 * 4 + 1 + 1  # four persons in each COCO image, one row for the unknown frame, one error row
+    n = len(out["frame_index"])
+    assert n == 4 + 1 + 1  # four COCO images (four persons each), the unknown frame, the bad frame: one row each
     assert all(len(v) == n for v in out.values())
-    assert out["crop"].shape == (n, 256, 192, 3) and out["crop"].dtype == np.uint8
-    assert out["crop_box_xyxy"].shape == (n, 4) and out["crop_box_xyxy"].dtype == np.float64
-    assert out["box_xyxy"].shape == (n, 4) and out["box_xyxy"].dtype == np.float32
-    assert out["box_score"].dtype == np.float32
+    for f in range(n):
+        p = out["n_persons"][f]
+        assert out["crops"][f].shape == (p, 256, 192, 3) and out["crops"][f].dtype == np.uint8
+        assert out["crop_boxes_xyxy"][f].shape == (p, 4) and out["crop_boxes_xyxy"][f].dtype == np.float64
+        assert out["boxes_xyxy"][f].shape == (p, 4) and out["boxes_xyxy"][f].dtype == np.float32
+        assert out["box_scores"][f].shape == (p,) and out["box_scores"][f].dtype == np.float32
     assert out["frame_index"].dtype == np.int64 and out["path"].dtype == coco_batch["path"].dtype
-    np.testing.assert_array_equal(out["frame_index"], np.repeat(np.arange(10, 16), [4, 4, 4, 4, 1, 1]))
-    np.testing.assert_array_equal(out["person_index"], [0, 1, 2, 3] * 4 + [-1, -1])
-    np.testing.assert_array_equal(out["n_persons"], [4] * 16 + [0, 0])
+    np.testing.assert_array_equal(out["frame_index"], np.arange(10, 16))
+    np.testing.assert_array_equal(out["n_persons"], [4, 4, 4, 4, 0, 0])
     sha = hashlib.sha256(Path(det_json).read_bytes()).hexdigest()
     assert set(out["detector_weights"]) == {sha} and not out["random_weights"].any()
     assert set(out["detector"]) == {"precomputed"}
 
-    # Person rows: the detector's boxes; the crop box is AlphaPose's centre/scale box; crops bit-exact with OpenCV.
+    # Persons: the detector's boxes; the crop box is AlphaPose's centre/scale box; crops bit-exact with OpenCV.
     expected = actor.detector([coco_batch["frame"][i] for i in range(4)], keys=list(coco_batch["path"][:4]))
     for f in range(4):
-        rows = slice(4 * f, 4 * f + 4)
         frame = coco_batch["frame"][f]
-        np.testing.assert_array_equal(out["box_xyxy"][rows], expected[f].boxes_xyxy)
-        np.testing.assert_array_equal(out["box_score"][rows], expected[f].scores)
+        np.testing.assert_array_equal(out["boxes_xyxy"][f], expected[f].boxes_xyxy)
+        np.testing.assert_array_equal(out["box_scores"][f], expected[f].scores)
         crop_boxes = center_scale_to_boxes(*boxes_to_center_scale(expected[f].boxes_xyxy))
-        np.testing.assert_array_equal(out["crop_box_xyxy"][rows], crop_boxes)
-        np.testing.assert_array_equal(out["crop"][rows], crop_images([frame], np.zeros(4, int), crop_boxes))
-        assert set(zip(out["frame_width"][rows], out["frame_height"][rows])) == {frame.shape[1::-1]}
-        assert set(out["error"][rows]) == {""} and set(out["stage"][rows]) == {""}
+        np.testing.assert_array_equal(out["crop_boxes_xyxy"][f], crop_boxes)
+        np.testing.assert_array_equal(out["crops"][f], crop_images([frame], np.zeros(4, int), crop_boxes))
+        assert (out["frame_width"][f], out["frame_height"][f]) == frame.shape[1::-1]
+        assert out["error"][f] == "" and out["stage"][f] == ""
 
-    # The unknown frame keeps one empty row; the bad frame one error row naming the problem.
+    # The unknown frame keeps its row without persons; the bad frame its row with an error naming the problem.
     empty, bad = n - 2, n - 1
     assert out["path"][empty] == "other/unknown.jpg" and out["error"][empty] == ""
     assert (out["frame_width"][empty], out["frame_height"][empty]) == (200, 120)
-    assert not out["crop"][empty].any() and not out["box_xyxy"][empty].any() and out["box_score"][empty] == 0
+    assert len(out["crops"][empty]) == 0 and len(out["boxes_xyxy"][empty]) == 0 and len(out["box_scores"][empty]) == 0
     assert out["path"][bad] == "other/gray.jpg" and out["stage"][bad] == "detect"
     assert "bad frame" in out["error"][bad] and "(50, 60)" in out["error"][bad]
 
 
-def test_frame_layout_matches_person_layout(coco_batch, det_json):
-    per_person = _precomputed(det_json)(coco_batch)
-    per_frame = _precomputed(det_json, layout="frame")(coco_batch)
+def test_frame_rows_pass_identity_through_and_keep_empty_frames(coco_batch, det_json):
+    per_frame = _precomputed(det_json)(coco_batch)
     assert set(per_frame) == {"path", "frame_index", *FRAME_OUTPUT_COLUMNS}
     assert len(per_frame["crops"]) == 6
     np.testing.assert_array_equal(per_frame["n_persons"], [4, 4, 4, 4, 0, 0])
     assert per_frame["frame_index"] is coco_batch["frame_index"]  # passed through as given
-    np.testing.assert_array_equal(np.concatenate(list(per_frame["crops"][:4])), per_person["crop"][:16])
-    np.testing.assert_array_equal(np.concatenate(list(per_frame["crop_boxes_xyxy"][:4])),
-                                  per_person["crop_box_xyxy"][:16])
+    # The frames' crops and crop boxes, concatenated, are the 16 persons' in frame order.
+    crop_boxes = np.concatenate(list(per_frame["crop_boxes_xyxy"][:4]))
+    assert crop_boxes.shape == (16, 4)
+    np.testing.assert_array_equal(np.concatenate(list(per_frame["crops"][:4])), np.concatenate(
+        [crop_images([coco_batch["frame"][f]], np.zeros(4, int), crop_boxes[4 * f: 4 * f + 4]) for f in range(4)]))
     assert per_frame["crops"][4].shape == (0, 256, 192, 3) and per_frame["boxes_xyxy"][5].shape == (0, 4)
     assert list(per_frame["stage"]) == ["", "", "", "", "", "detect"]
 
 
 def test_torch_crop_path_agrees_with_opencv(coco_batch, det_json):
-    cv = _precomputed(det_json)(coco_batch)["crop"].astype(int)
-    tt = _precomputed(det_json, crop_backend="torch")(coco_batch)["crop"].astype(int)
+    cv = np.concatenate(list(_precomputed(det_json)(coco_batch)["crops"])).astype(int)
+    tt = np.concatenate(list(_precomputed(det_json, crop_backend="torch")(coco_batch)["crops"])).astype(int)
     diff = np.abs(cv - tt)
     assert (diff <= 1).mean() >= 0.99  # models.transforms.crop_images_torch's documented agreement
 
@@ -135,12 +136,12 @@ def test_video_frames_with_random_weights_are_marked(shared_data):
     out = actor(batch)
     assert out["random_weights"].all() and set(out["detector_weights"]) == {"random"}
     assert set(out["video_id"]) == {"mmpose_demo"}
-    counts = np.bincount(out["frame_index"], minlength=3)
-    assert counts.sum() == len(out["crop"]) > 3
+    counts = np.array([len(c) for c in out["crops"]])
+    assert counts.sum() == len(np.concatenate(list(out["crops"]))) > 3
+    np.testing.assert_array_equal(out["frame_index"], np.arange(3))
     for fi in range(3):
-        rows = out["frame_index"] == fi
-        assert set(out["n_persons"][rows]) == {counts[fi]}
-    b = out["box_xyxy"]
+        assert out["n_persons"][fi] == counts[fi] == len(out["boxes_xyxy"][fi])
+    b = np.concatenate(list(out["boxes_xyxy"]))
     assert np.all((b[:, 0] >= 0) & (b[:, 2] <= 320) & (b[:, 1] >= 0) & (b[:, 3] <= 180))
 
 
@@ -148,7 +149,7 @@ def test_empty_batch():
     actor = Detector(DetectorConfig(arch="ssdlite320_mobilenet_v3_large", random_weights=True, device="cpu"))
     out = actor({"frame": np.zeros((0, 32, 32, 3), np.uint8), "frame_index": np.zeros(0, np.int64)})
     assert all(len(v) == 0 for v in out.values())
-    assert out["crop"].shape == (0, 256, 192, 3) and out["box_xyxy"].shape == (0, 4)
+    assert set(out) == {"frame_index", *FRAME_OUTPUT_COLUMNS}
 
 
 def test_config_is_checked_before_any_work():
@@ -161,8 +162,8 @@ def test_config_is_checked_before_any_work():
         DetectorConfig(arch="precomputed", weights="dets.json")
     with pytest.raises(ValueError, match="contradict"):
         DetectorConfig(weights="w.pth", random_weights=True)
-    with pytest.raises(ValueError, match="layout"):
-        DetectorConfig(random_weights=True, layout="video")
+    with pytest.raises(TypeError, match="layout"):  # one row per frame is the only layout
+        DetectorConfig(random_weights=True, layout="person")
 
 
 def test_our_bugs_raise_while_bad_frames_do_not(coco_batch, det_json, monkeypatch):
@@ -170,7 +171,7 @@ def test_our_bugs_raise_while_bad_frames_do_not(coco_batch, det_json, monkeypatc
     with pytest.raises(ValueError, match="no frame column 'frame'"):
         actor({"image": coco_batch["frame"]})
     with pytest.raises(ValueError, match="collide"):
-        actor({**coco_batch, "box_xyxy": np.zeros((6, 4))})
+        actor({**coco_batch, "boxes_xyxy": np.zeros((6, 4))})
 
     def broken(frames, keys):
         raise RuntimeError("bug in the detector")
@@ -190,7 +191,7 @@ def test_crops_follow_the_pose_networks_spec(coco_batch, det_json):
     from models.blazepose import BLAZEPOSE_CROP
 
     actor = Detector(DetectorConfig(arch="precomputed", weights=det_json, key_column="path", max_persons=4,
-                                    device="cpu", layout="frame"), crop=BLAZEPOSE_CROP)
+                                    device="cpu"), crop=BLAZEPOSE_CROP)
     out = actor(coco_batch)
     crops, boxes, crop_boxes = out["crops"][2], out["boxes_xyxy"][2], out["crop_boxes_xyxy"][2]
     assert crops.shape == (len(boxes), 256, 256, 3) and len(boxes) > 0
@@ -210,8 +211,7 @@ def test_detector_keypoints_replace_crops(coco_batch):
         weights = weights_file("yolo11n_pose")
     except WeightsMissingError as e:
         pytest.skip(str(e))
-    actor = Detector(DetectorConfig(arch="yolo", weights=weights, device="cpu", layout="frame"), crop=None,
-                     keypoints=True)
+    actor = Detector(DetectorConfig(arch="yolo", weights=weights, device="cpu"), crop=None, keypoints=True)
     out = actor(coco_batch)
     assert "crops" not in out and "crop_boxes_xyxy" not in out
     for n, kp, ks, b in zip(out["n_persons"], out["keypoints"], out["keypoint_scores"], out["boxes_xyxy"]):
@@ -220,5 +220,5 @@ def test_detector_keypoints_replace_crops(coco_batch):
         assert inside[ks > 0.5].all()  # confident keypoints lie on their own person's box
     assert out["n_persons"][0] == 1 and out["error"][5]  # the skier; the bad frame keeps its error row
     with pytest.raises(ValueError, match="predicts no keypoints"):
-        Detector(DetectorConfig(arch="ssdlite320_mobilenet_v3_large", random_weights=True, device="cpu",
-                                layout="frame"), crop=None, keypoints=True)
+        Detector(DetectorConfig(arch="ssdlite320_mobilenet_v3_large", random_weights=True, device="cpu"), crop=None,
+                 keypoints=True)

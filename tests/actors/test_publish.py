@@ -10,13 +10,13 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-import actors.publish as publish_mod
+import store.video_publish as publish_mod
 from actors.common import ragged
 from actors.publish import PublishSpec, TrackAndPublish, stage_rows
 from benchmarks.poseflow import decode_frames, load_bonn_clip, make_scenario
 from models.correspondences import OrbParams, filter_for_tracking, video_correspondences
 from models.poseflow import PoseFlowParams, PoseFlowTracker
-from pipelines.decode import CORR_IDENTITY, CORR_NONE, CORR_PAIRS
+from store.schema import CORR_IDENTITY, CORR_NONE, CORR_PAIRS
 
 
 @pytest.fixture(scope="module")

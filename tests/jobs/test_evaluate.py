@@ -11,9 +11,10 @@ import numpy as np
 import pytest
 
 from jobs.evaluate import main as evaluate_main
-from pipelines.publish import Manifest, write_manifest, write_table_atomic
-from pipelines.schema import frames_table, keypoint_table, table_metadata
-from pipelines.sources import list_inputs
+from store.manifest import Manifest, write_manifest
+from store.schema import frames_table, keypoint_table, table_metadata
+from store.sources import list_inputs
+from store.writers import write_table_atomic
 
 
 def publish(out: Path, video_id: str, *, unit_uri: str, n_frames: int, frame_index, source_uri, keypoints,

@@ -1,5 +1,5 @@
 """``jobs.export`` round trips: every format, read back, equals the Parquet keypoint table (float32 exact),
-including frames without persons and untracked rows; plus the table reader ``pipelines.tables``. Pure, no Ray."""
+including frames without persons and untracked rows; plus the table reader ``store.tables``. Pure, no Ray."""
 
 from __future__ import annotations
 
@@ -11,11 +11,12 @@ import pytest
 
 from jobs.export import OPENPOSE_18_ORDER, OPENPOSE_BODY25_NAMES, main as export_main, openpose_body, to_posetrack18
 from models.keypoints import COCO_17, HALPE_26, POSETRACK_18
-from pipelines.publish import Manifest, write_manifest, write_table_atomic
-from pipelines.schema import frames_table, keypoint_table, table_metadata
-from pipelines.sources import list_inputs
-from pipelines.tables import (OutputNotFoundError, list_video_ids, load_output, pose_arrays, read_frames, read_poses,
-                              video_frames)
+from store.manifest import Manifest, write_manifest
+from store.schema import frames_table, keypoint_table, table_metadata
+from store.sources import list_inputs
+from store.tables import (OutputNotFoundError, list_video_ids, load_output, pose_arrays, read_frames, read_poses,
+                          video_frames)
+from store.writers import write_table_atomic
 
 # frame → track ids of its persons (0 = untracked); frames missing here have nobody.
 VIDEO_PERSONS = {0: [1, 2], 1: [1, 2], 3: [2, 0], 4: [1]}  # 5 frames, frame 2 empty

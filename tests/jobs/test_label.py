@@ -16,7 +16,7 @@ import pytest
 
 from jobs.label import main as label_main
 from jobs.make_sample import main as make_sample
-from pipelines.schema import FRAMES_SCHEMA, KEYPOINT_SCHEMA
+from store.schema import FRAMES_SCHEMA, KEYPOINT_SCHEMA
 
 REPO = Path(__file__).resolve().parents[2]
 pytestmark = [pytest.mark.ray, pytest.mark.slow]

@@ -127,7 +127,7 @@ def _run_oracle(media: Path, gt_path: Path, keypoint_set: str, num_joints: int, 
     from actors.publish import PublishSpec
     from jobs.label import build_config
     from pipelines.label import build_label_dataset, configure_data_context, probe_units
-    from pipelines.sources import list_inputs
+    from store.sources import list_inputs
 
     gt = json.loads(gt_path.read_text())
     names = _frame_names(gt, video=media.suffix == ".mp4")
@@ -193,7 +193,7 @@ def test_oracle_bonn_video_tracking(ray_session, shared_data, tmp_path, mode, co
         from benchmarks.poseflow import decode_frames
         from models.correspondences import OrbParams, video_correspondences
         from models.poseflow import track_video
-        from pipelines.tables import read_poses
+        from store.tables import read_poses
 
         poses = read_poses(str(out)).to_pandas().sort_values(["frame_index", "person_index"])
         assert poses["frame_index"].nunique() == 41  # every frame has people: pairs always relate adjacent frames

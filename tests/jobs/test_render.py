@@ -11,8 +11,9 @@ from jobs.make_sample import main as make_sample
 from jobs.render import main as render
 from models.render import track_colour
 from pipelines.decode import probe_video
-from pipelines.publish import Manifest, write_manifest, write_table_atomic
-from pipelines.schema import keypoint_table, table_metadata
+from store.manifest import Manifest, write_manifest
+from store.schema import keypoint_table, table_metadata
+from store.writers import write_table_atomic
 
 
 def test_render_video_with_tracks(tmp_path):

@@ -9,7 +9,7 @@ import pytest
 
 from jobs.make_sample import main as make_sample, read_barcode
 from pipelines.decode import decode_shard, plan_shards, probe_video
-from pipelines.sources import InputError, list_inputs, natural_key, sanitize_id
+from store.sources import InputError, list_inputs, natural_key, sanitize_id
 
 
 @pytest.fixture(scope="module")
@@ -114,7 +114,7 @@ def test_correspondences_cross_shard_boundaries_exactly_once(shared_data, shard_
     """Each frame's ORB pairs (frame i − 1 → i) equal those of the whole clip decoded in one pass, whatever the
     sharding: a shard decodes its leading frame for features only and never emits it."""
     from models.correspondences import OrbParams, video_correspondences
-    from pipelines.decode import CORR_IDENTITY, CORR_NONE, CORR_PAIRS
+    from store.schema import CORR_IDENTITY, CORR_NONE, CORR_PAIRS
 
     orb = OrbParams(nfeatures=1500)  # fewer features than AlphaPose's 10 000 only to keep the test fast
     (unit,) = list_inputs([str(shared_data / "bonn_posetrack" / "060470979.mp4")])
@@ -139,7 +139,7 @@ def test_correspondences_cross_shard_boundaries_exactly_once(shared_data, shard_
 
 def test_image_shards_carry_pairs_across_boundaries(shared_data, tmp_path):
     from models.correspondences import OrbParams, video_correspondences
-    from pipelines.decode import CORR_NONE
+    from store.schema import CORR_NONE
 
     orb = OrbParams(nfeatures=1000)
     frames_dir = shared_data / "bonn_posetrack" / "060470979"
@@ -160,7 +160,7 @@ def test_image_shards_carry_pairs_across_boundaries(shared_data, tmp_path):
 
 
 def test_no_correspondences_unless_asked(walkers):
-    from pipelines.decode import CORR_NONE
+    from store.schema import CORR_NONE
 
     (unit,) = list_inputs([str(walkers)])
     _, rows = _decode_all(unit, 16)

@@ -1,49 +1,29 @@
-"""Atomic per-video publishing and the commit markers that make reruns resume (``ray-notes.md`` §4.3).
+"""Atomic writes: a file or a Parquet table appears at its final URI whole or not at all.
 
-A video's tables are serialised in memory and appear at their final key in one step: on a local/POSIX file system
-a temp file in the destination folder is renamed over the final name; on object stores the bytes go up in a single
-PUT (or one multipart upload, which becomes visible only when complete). Then the marker
-``_manifest/<video_id>.json`` is written the same way — **the marker is the commit point**. A crash before it
-leaves at most an overwritable table; Ray's at-least-once retries republish identical bytes to identical keys.
-
-Resume reads the markers before the pipeline is built and skips every video whose marker matches the current
-config hash and input fingerprint.
+Every published table and commit marker (``store.manifest``) goes through here. On a local/POSIX file system a temp
+file in the destination folder is renamed over the final name (``os.replace``, atomic within one directory); on
+object stores the bytes go up in a single PUT, or one multipart upload, which becomes visible only when complete.
+A crash therefore leaves at most a hidden temp file (``.<name>.tmp-<uuid>``, never read by ``store.tables``). Ray
+re-runs a task whose worker died (at least once; https://docs.ray.io/en/latest/ray-core/fault_tolerance/tasks.html),
+so the same file may be written twice: deterministic keys and identical bytes make that harmless.
 """
 
 from __future__ import annotations
 
 import io
-import json
 import os
 import tempfile
 import uuid
-from dataclasses import asdict, dataclass
 
 import fsspec
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-__all__ = ["Manifest", "put_atomic", "write_table_atomic", "AtomicParquetWriter", "write_manifest", "read_manifest",
-           "read_manifests", "join_uri"]
-
-
-@dataclass(frozen=True)
-class Manifest:
-    """The commit marker of one published video."""
-
-    video_id: str
-    source_uri: str
-    fingerprint: str
-    config_hash: str
-    run_id: str
-    num_frames: int
-    num_persons: int
-    num_errors: int
-    files: tuple[str, ...]
-    random_weights: bool
+__all__ = ["join_uri", "put_atomic", "write_table_atomic", "AtomicParquetWriter"]
 
 
 def join_uri(root: str, *parts: str) -> str:
+    """``root`` and ``parts`` joined by single slashes (local paths and fsspec URIs alike)."""
     return "/".join([root.rstrip("/"), *[p.strip("/") for p in parts]])
 
 
@@ -132,42 +112,3 @@ class AtomicParquetWriter:
     def __exit__(self, exc_type, exc, tb) -> None:
         if exc_type is not None or self._writer is not None:
             self.abort()
-
-
-def write_manifest(output: str, manifest: Manifest, storage_options: dict | None = None) -> None:
-    body = json.dumps(asdict(manifest), indent=1, sort_keys=True).encode()
-    put_atomic(body, join_uri(output, "_manifest", f"{manifest.video_id}.json"), storage_options)
-
-
-def read_manifest(output: str, video_id: str, storage_options: dict | None = None) -> Manifest | None:
-    """One video's commit marker, or None when it has none (or an unreadable one)."""
-    fs, path = fsspec.core.url_to_fs(join_uri(output, "_manifest", f"{video_id}.json"), **(storage_options or {}))
-    fs.invalidate_cache(os.path.dirname(path))
-    try:
-        with fs.open(path, "rb") as f:
-            d = json.load(f)
-        d["files"] = tuple(d.get("files", ()))
-        return Manifest(**d)
-    except (FileNotFoundError, ValueError, TypeError, KeyError):
-        return None
-
-
-def read_manifests(output: str, storage_options: dict | None = None) -> dict[str, Manifest]:
-    """All commit markers under ``output`` (an empty dict when there are none or the folder does not exist)."""
-    fs, path = fsspec.core.url_to_fs(join_uri(output, "_manifest"), **(storage_options or {}))
-    fs.invalidate_cache(path)  # object-store listings are cached per process; markers may be new since
-    try:
-        names = [p for p in fs.ls(path, detail=False) if p.endswith(".json")]
-    except FileNotFoundError:
-        return {}
-    out = {}
-    for p in names:
-        try:
-            with fs.open(p, "rb") as f:
-                d = json.load(f)
-            d["files"] = tuple(d.get("files", ()))
-            m = Manifest(**d)
-        except (ValueError, TypeError, KeyError):
-            continue  # an unreadable marker is no commit: the video is processed again
-        out[m.video_id] = m
-    return out

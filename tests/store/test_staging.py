@@ -10,8 +10,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from actors.common import ragged
-from pipelines.publish import AtomicParquetWriter
-from pipelines.staging import decode_rows, encode_rows, read_staged, remove_staging, write_staged
+from store.staging import decode_rows, encode_rows, read_staged, remove_staging, write_staged
+from store.writers import AtomicParquetWriter
 
 
 def _batch(videos=("a", "a", "b", "a"), shards=(0, 1, 0, 0)) -> dict[str, np.ndarray]:

@@ -1,11 +1,11 @@
 """Read a published output folder back: the keypoint and frames tables, per-video metadata, and frame sources.
 
 Used by everything that consumes ``jobs.label``'s output — evaluation (``jobs.evaluate``), exports
-(``jobs.export``) and the renderer — so that the folder layout (``pipelines/schema.py``) is parsed in one place::
+(``jobs.export``) and the renderer — so that the folder layout (``store.schema``) is parsed in one place::
 
     <output>/poses/video_id=<id>/part-0.parquet     keypoint table (one row per person per frame)
     <output>/frames/video_id=<id>/part-0.parquet    frames table (every frame, persons or not)
-    <output>/_manifest/<id>.json                    commit marker (pipelines.publish.Manifest)
+    <output>/_manifest/<id>.json                    commit marker (store.manifest.Manifest)
 
 ``output`` may be a local path or any fsspec URI (``s3://bucket/prefix``). Tables come back as ``pyarrow.Table``
 with a plain-string ``video_id`` column (restored from the hive folder names), sorted by ``video_id``,
@@ -29,8 +29,10 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
-from pipelines.publish import Manifest, join_uri, read_manifests
-from pipelines.schema import FRAMES_SCHEMA, KEYPOINT_SCHEMA
+from store.manifest import Manifest, read_manifests
+from store.schema import FRAMES_SCHEMA, KEYPOINT_SCHEMA
+from store.sources import VIDEO_EXTENSIONS, InputError, list_inputs
+from store.writers import join_uri
 
 __all__ = [
     "OutputNotFoundError",
@@ -49,7 +51,6 @@ __all__ = [
 ]
 
 _PARTITIONING = ds.partitioning(pa.schema([("video_id", pa.string())]), flavor="hive")
-_VIDEO_EXTENSIONS = (".mp4", ".mov", ".mkv", ".avi", ".webm")  # as pipelines.sources.VIDEO_EXTENSIONS
 
 
 class OutputNotFoundError(FileNotFoundError):
@@ -384,11 +385,11 @@ def video_frames(output: str, video_id: str, *, poses: pa.Table | None = None, f
 
     unit_uri = manifest.source_uri if manifest is not None else ""
     if unit_uri:
-        kind = "video" if unit_uri.lower().endswith(_VIDEO_EXTENSIONS) else "images"
+        kind = "video" if unit_uri.lower().endswith(VIDEO_EXTENSIONS) else "images"
     elif by_frame:
         uris = set(by_frame.values())
         one = next(iter(uris))
-        kind = "video" if len(uris) == 1 and one.lower().endswith(_VIDEO_EXTENSIONS) else "images"
+        kind = "video" if len(uris) == 1 and one.lower().endswith(VIDEO_EXTENSIONS) else "images"
         unit_uri = one if kind == "video" else one.rsplit("/", 1)[0]
     else:
         kind = "unknown"
@@ -406,8 +407,6 @@ def video_frames(output: str, video_id: str, *, poses: pa.Table | None = None, f
 
 
 def _list_unit_frames(manifest: Manifest, storage_options: dict | None) -> tuple[str, ...] | None:
-    from pipelines.sources import InputError, list_inputs
-
     try:
         units = list_inputs([manifest.source_uri], storage_options)
     except (InputError, OSError, ValueError):

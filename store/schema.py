@@ -10,6 +10,10 @@ layout per video (hive-partitioned by ``video_id``, readable by pandas, pyarrow 
 Inside a partition file the ``video_id`` column is not stored (the directory carries it, as hive partitioning
 expects); reading the folder as a dataset restores it. File metadata carries ``raypose.schema_version``,
 ``raypose.random_weights`` and the effective config.
+
+Also defined here, because the stage that writes them (decode) and the stage that reads them (per-video tracking)
+must agree: the values of the frame rows' ``correspondence_kind`` column (``CORR_NONE``, ``CORR_PAIRS``,
+``CORR_IDENTITY``).
 """
 
 from __future__ import annotations
@@ -27,9 +31,19 @@ __all__ = [
     "keypoint_table",
     "frames_table",
     "table_metadata",
+    "CORR_NONE",
+    "CORR_PAIRS",
+    "CORR_IDENTITY",
 ]
 
 SCHEMA_VERSION = "1"
+
+#: Values of the frame rows' ``correspondence_kind`` column (set by the decode stage, read by tracking):
+#: ``CORR_NONE``: no pairs (a unit's first frame, or correspondences off); ``CORR_PAIRS``: the row's
+#: ``correspondences`` hold ORB point pairs (frame i − 1 → frame i); ``CORR_IDENTITY``: too few matches, so
+#: PoseFlow's identity fallback applies (AlphaPose ``trackers/PoseFlow/matching.py`` writes one row per pixel
+#: for it; here it is this flag, never rows).
+CORR_NONE, CORR_PAIRS, CORR_IDENTITY = 0, 1, 2
 
 #: ``status`` values of the frames table.
 FRAME_STATUSES = ("ok", "decode_error", "missing", "detect_error", "pose_error")

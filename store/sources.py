@@ -1,6 +1,6 @@
 """Input listing: URIs, globs, folders and URI lists → sorted work units with fingerprints and safe ids.
 
-Runs in the driver before Ray starts (``ray-notes.md`` §1.1): listing is cheap, and doing it here gives sorted,
+Runs in the driver before Ray starts: listing is cheap (file metadata only), and doing it here gives sorted,
 deterministic units, per-input content fingerprints for resume, and ``video_id``s that are safe to use in output
 paths. A unit is what the pipeline publishes atomically:
 

@@ -9,8 +9,9 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from pipelines.publish import Manifest, put_atomic, read_manifests, write_manifest, write_table_atomic
-from pipelines.schema import FRAMES_SCHEMA, KEYPOINT_SCHEMA, frames_table, keypoint_table, table_metadata
+from store.manifest import Manifest, read_manifests, write_manifest
+from store.schema import FRAMES_SCHEMA, KEYPOINT_SCHEMA, frames_table, keypoint_table, table_metadata
+from store.writers import put_atomic, write_table_atomic
 
 
 def _table(p=3, k=17, tracked=True):

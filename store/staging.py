@@ -1,13 +1,15 @@
 """Staged pose rows: the hand-over between the GPU phase and the per-video tracking phase.
 
-Why a staging area (``ray-notes.md`` §3, option 2 "two phases"): PoseFlow must see a video's frames in order, and a
-``groupby("video_id")`` over the pose rows would hand one task a whole video at once: memory grows with the video
-(more so with ORB correspondences, tens of KB per frame) and the shuffle moves all of it. Instead the last
-per-frame stage writes each batch's rows here, **one file per (video, shard) piece**, and only tiny references
-(video, shard, file) go through the groupby. The per-video stage then reads one shard's files at a time, in shard
-order, and streams them through the tracker and the table writers: it holds the tracker's ``link_len`` window plus
-one shard, whatever the video's length. Tracking shard by shard with overlaps and stitching (option 1) would
-stream too but can change ids near shard boundaries; this way the result equals tracking the whole video.
+Why a staging area: PoseFlow must see a video's frames in order, and a ``groupby("video_id")`` over the pose rows
+would hand one task a whole video at once (Ray Data's ``GroupedData.map_groups`` "requires that each group fits in
+memory on a single node": https://docs.ray.io/en/latest/data/api/doc/ray.data.grouped_data.GroupedData.map_groups.html).
+Memory would grow with the video (more so with ORB correspondences, tens of KB per frame) and the shuffle would move
+all of it. Instead the last per-frame stage writes each batch's rows here, **one file per (video, shard) piece**,
+and only tiny references (video, shard, file) go through the groupby. The per-video stage then reads one shard's
+files at a time, in shard order, and streams them through the tracker and the table writers: it holds the
+tracker's ``link_len`` window plus one shard, whatever the video's length. Tracking shard by shard with overlaps and
+stitching would stream too but can change ids near shard boundaries; this way the result equals tracking the whole
+video.
 
 Layout: ``<output>/_staging/<video_id>/<run_id>/s<shard:06d>-<uuid>.parquet``. Files are written atomically and
 never overwritten; a retried task writes new files, and the per-video stage reads exactly the files it was handed
@@ -28,7 +30,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipelines.publish import join_uri, write_table_atomic
+from store.writers import join_uri, write_table_atomic
 
 __all__ = ["STAGING_DIR", "encode_rows", "decode_rows", "write_staged", "read_staged", "remove_staging"]
 
