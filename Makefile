@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 # The stamp changes with pyproject.toml, so a dependency change reinstalls and an unchanged one costs nothing.
 STAMP := $(VENV)/.installed-$(shell sha256sum pyproject.toml | cut -c1-16)
 
-.PHONY: venv weights test demo bench clean
+.PHONY: venv weights lint test demo bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -21,8 +21,13 @@ WEIGHTS_DIR ?= $(or $(RAYPOSE_WEIGHTS_DIR),weights)
 weights: venv
 	$(BIN)/python -m jobs.fetch_weights --dest $(WEIGHTS_DIR)
 
-# pytest exits 5 when it collects no test; that is reported, not hidden as success of real tests.
-test: venv weights
+# Lint and format check first (ruff, rules in pyproject.toml), then the suite. pytest exits 5 when it collects no
+# test; that is reported, not hidden as success of real tests.
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+test: venv weights lint
 	RAY_DATA_DISABLE_PROGRESS_BARS=1 $(BIN)/python -m pytest; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests"; exit 0; fi; exit $$rc
 

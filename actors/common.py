@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 __all__ = ["pick_device", "rows_of", "ragged", "is_error"]
 
 
-def pick_device(device: str) -> "torch.device":
+def pick_device(device: str) -> torch.device:
     """``"cpu"``/``"cuda"``/``"cuda:1"`` as given; ``"auto"`` → CUDA only if Ray assigned this worker a GPU.
 
     Inside Ray the GPU assignment (``ray.get_gpu_ids()``), not ``torch.cuda.is_available()``, decides: since
@@ -24,6 +24,7 @@ def pick_device(device: str) -> "torch.device":
     notebooks) ``"auto"`` uses CUDA when available.
     """
     import torch  # here, not at import: the CPU-only stages that share this module never load torch
+
     if device != "auto":
         return torch.device(device)
     try:

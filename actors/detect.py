@@ -52,8 +52,21 @@ __all__ = ["DetectorConfig", "Detector", "FRAME_OUTPUT_COLUMNS", "build_detector
 
 #: Columns the actor adds (per-frame arrays ``[n, …]``, as ``actors.sppe`` reads them, then per-frame values); an
 #: input column with one of these names is refused.
-FRAME_OUTPUT_COLUMNS = ("crops", "crop_boxes_xyxy", "boxes_xyxy", "box_scores", "n_persons", "frame_width",
-                        "frame_height", "detector", "detector_weights", "random_weights", "error", "stage", "t_detect")
+FRAME_OUTPUT_COLUMNS = (
+    "crops",
+    "crop_boxes_xyxy",
+    "boxes_xyxy",
+    "box_scores",
+    "n_persons",
+    "frame_width",
+    "frame_height",
+    "detector",
+    "detector_weights",
+    "random_weights",
+    "error",
+    "stage",
+    "t_detect",
+)
 
 STAGE = "detect"
 _DTYPES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
@@ -94,8 +107,10 @@ class DetectorConfig:
         if self.weights is not None and self.random_weights:
             raise ValueError("DetectorConfig: weights and random_weights=True contradict each other; choose one")
         if self.arch == "precomputed" and (self.weights is None or self.key_column is None):
-            raise ValueError("DetectorConfig: arch 'precomputed' needs weights=PATH of the detections file and "
-                             "key_column naming the input column with image ids or file names")
+            raise ValueError(
+                "DetectorConfig: arch 'precomputed' needs weights=PATH of the detections file and "
+                "key_column naming the input column with image ids or file names"
+            )
         if self.crop_backend not in ("auto", "opencv", "torch"):
             raise ValueError(
                 f"DetectorConfig.crop_backend must be 'auto', 'opencv' or 'torch', got {self.crop_backend!r}"
@@ -111,10 +126,20 @@ class DetectorConfig:
 def build_detector_from_config(cfg: DetectorConfig) -> PersonDetector:
     """Unpack ``cfg``'s model fields into ``models.detectors.build_detector`` (models/ never sees a config)."""
     device = str(pick_device(cfg.device))
-    return build_detector(cfg.arch, weights=cfg.weights, random_weights=cfg.random_weights, device=device,
-                          score_threshold=cfg.score_threshold, nms_iou=cfg.nms_iou, min_box_area=cfg.min_box_area,
-                          max_persons=cfg.max_persons, input_size=cfg.input_size, rpn_proposals=cfg.rpn_proposals,
-                          darknet_cfg=cfg.darknet_cfg, dtype=_DTYPES[cfg.precision])
+    return build_detector(
+        cfg.arch,
+        weights=cfg.weights,
+        random_weights=cfg.random_weights,
+        device=device,
+        score_threshold=cfg.score_threshold,
+        nms_iou=cfg.nms_iou,
+        min_box_area=cfg.min_box_area,
+        max_persons=cfg.max_persons,
+        input_size=cfg.input_size,
+        rpn_proposals=cfg.rpn_proposals,
+        darknet_cfg=cfg.darknet_cfg,
+        dtype=_DTYPES[cfg.precision],
+    )
 
 
 class Detector:
@@ -133,18 +158,28 @@ class Detector:
         self.keypoints = keypoints
         self.detector = build_detector_from_config(cfg)
         if keypoints and getattr(self.detector, "keypoint_set", None) is None:
-            raise ValueError(f"Detector: {cfg.arch} with weights {cfg.weights} predicts no keypoints; "
-                             "sppe.arch=detector needs a pose checkpoint (e.g. detector.arch=yolo with yolo11n-pose.pt)")
+            raise ValueError(
+                f"Detector: {cfg.arch} with weights {cfg.weights} predicts no keypoints; "
+                "sppe.arch=detector needs a pose checkpoint (e.g. detector.arch=yolo with yolo11n-pose.pt)"
+            )
         backend = cfg.crop_backend
         if backend == "auto":
             backend = "opencv" if self.detector.device.type == "cpu" else "torch"
         self.crop_backend = backend
         if self.detector.random_weights:
-            logger.warning("Detector: %s with RANDOM WEIGHTS on %s (outputs marked detector_weights='random')",
-                           cfg.arch, self.detector.device)
+            logger.warning(
+                "Detector: %s with RANDOM WEIGHTS on %s (outputs marked detector_weights='random')",
+                cfg.arch,
+                self.detector.device,
+            )
         else:
-            logger.info("Detector: %s, weights sha256 %s, device %s, crops via %s", cfg.arch,
-                        self.detector.weights_id, self.detector.device, backend)
+            logger.info(
+                "Detector: %s, weights sha256 %s, device %s, crops via %s",
+                cfg.arch,
+                self.detector.weights_id,
+                self.detector.device,
+                backend,
+            )
 
     def _crops(self, frame: np.ndarray, crop_boxes: np.ndarray) -> np.ndarray:
         index = np.zeros(len(crop_boxes), dtype=np.int64)
@@ -153,8 +188,11 @@ class Detector:
             return crop_images([frame], index, crop_boxes, size)
         dev = self.detector.device
         image = torch.from_numpy(np.array(frame, copy=True)).to(dev)[None]  # copy: inputs may be read-only views
-        return crop_images_torch(image, torch.from_numpy(index).to(dev),
-                                 torch.from_numpy(crop_boxes).to(dev), size).cpu().numpy()
+        return (
+            crop_images_torch(image, torch.from_numpy(index).to(dev), torch.from_numpy(crop_boxes).to(dev), size)
+            .cpu()
+            .numpy()
+        )
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         cfg = self.cfg
@@ -164,10 +202,12 @@ class Detector:
             raise ValueError(f"batch has no key column {cfg.key_column!r}; columns: {', '.join(batch)}")
         t0 = time.perf_counter()
         # An earlier stage's error row (columns ``error``/``stage`` set) passes through with no persons.
-        upstream = {i: (str(e), str(st)) for i, (e, st) in
-                    enumerate(zip(batch.get("error", ()), batch.get("stage", ()))) if e}
-        identity = [c for c in batch if c != cfg.frame_column and c not in cfg.drop_columns
-                    and c not in ("error", "stage")]
+        upstream = {
+            i: (str(e), str(st)) for i, (e, st) in enumerate(zip(batch.get("error", ()), batch.get("stage", ()))) if e
+        }
+        identity = [
+            c for c in batch if c != cfg.frame_column and c not in cfg.drop_columns and c not in ("error", "stage")
+        ]
         clash = [c for c in identity if c in FRAME_OUTPUT_COLUMNS]
         if clash:
             raise ValueError(f"input column(s) {', '.join(clash)} collide with detector output columns")
@@ -193,12 +233,16 @@ class Detector:
                 boxes = d.boxes_xyxy if d is not None else np.zeros((0, 4), np.float32)
                 c_boxes = self.crop.crop_boxes(boxes)
                 crop_boxes.append(c_boxes)
-                crops.append(self._crops(frames[i], c_boxes) if len(boxes)
-                             else np.zeros((0, *self.crop.output_size_hw, 3), np.uint8))
+                crops.append(
+                    self._crops(frames[i], c_boxes)
+                    if len(boxes)
+                    else np.zeros((0, *self.crop.output_size_hw, 3), np.uint8)
+                )
 
         n = np.asarray([len(dets[i]) if i in dets else 0 for i in range(n_frames)], np.int32)
-        sizes = np.asarray([dets[i].frame_size_wh if i in dets else (0, 0) for i in range(n_frames)],
-                           np.int32).reshape(n_frames, 2)
+        sizes = np.asarray([dets[i].frame_size_wh if i in dets else (0, 0) for i in range(n_frames)], np.int32).reshape(
+            n_frames, 2
+        )
         err = [errors.get(i, "") for i in range(n_frames)]
         empty = (np.zeros((0, 4), np.float32), np.zeros(0, np.float32))
         boxes = [dets[i].boxes_xyxy if i in dets else empty[0] for i in range(n_frames)]
@@ -231,8 +275,9 @@ class Detector:
         for i in range(n_frames):
             d = dets.get(i)
             kps.append(np.asarray(d.keypoints, np.float32) if d is not None else np.zeros((0, k, 2), np.float32))
-            kp_scores.append(np.asarray(d.keypoint_scores, np.float32) if d is not None
-                             else np.zeros((0, k), np.float32))
+            kp_scores.append(
+                np.asarray(d.keypoint_scores, np.float32) if d is not None else np.zeros((0, k), np.float32)
+            )
         return {"keypoints": _ragged(kps), "keypoint_scores": _ragged(kp_scores)}
 
 

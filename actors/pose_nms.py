@@ -41,8 +41,13 @@ def apply_pose_nms(batch: dict[str, np.ndarray], params: PoseNMSParams) -> dict[
         out_ks.append(np.asarray(r.keypoint_scores, np.float32))
         out_ps.append(np.asarray(r.pose_scores, np.float32))
     out = {c: v for c, v in batch.items() if c != "crop_boxes_xyxy"}
-    out.update(boxes_xyxy=ragged(out_b), box_scores=ragged(out_bs), keypoints=ragged(out_k),
-               keypoint_scores=ragged(out_ks), pose_scores=ragged(out_ps),
-               n_persons=np.array([len(b) for b in out_b], np.int32))
+    out.update(
+        boxes_xyxy=ragged(out_b),
+        box_scores=ragged(out_bs),
+        keypoints=ragged(out_k),
+        keypoint_scores=ragged(out_ks),
+        pose_scores=ragged(out_ps),
+        n_persons=np.array([len(b) for b in out_b], np.int32),
+    )
     out["t_pose_nms"] = np.full(len(errors), (time.perf_counter() - t0) / max(len(errors), 1))
     return out

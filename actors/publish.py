@@ -50,8 +50,10 @@ class PublishSpec:
 def stage_rows(batch: dict[str, np.ndarray], spec: PublishSpec) -> dict[str, np.ndarray]:
     """``map_batches`` task: write a batch of frame rows to the staging area; one reference row per file written."""
     refs = write_staged(batch, spec.output, spec.run_id, spec.storage_options)
-    return {c: np.array([r[c] for r in refs], dtype=object if c in ("video_id", "unit_uri", "staged_uri")
-                        else np.int64) for c in _REF_COLUMNS}
+    return {
+        c: np.array([r[c] for r in refs], dtype=object if c in ("video_id", "unit_uri", "staged_uri") else np.int64)
+        for c in _REF_COLUMNS
+    }
 
 
 class TrackAndPublish:
@@ -69,13 +71,25 @@ class TrackAndPublish:
             for s, u in zip(refs["shard_index"], refs["staged_uri"]):
                 staged.setdefault(int(s), []).append(str(u))
             summary = publish_staged_video(
-                video_id, uri, staged, output=spec.output, run_id=spec.run_id, config_hash=spec.config_hash,
-                fingerprint=spec.fingerprints.get(video_id, ""), keypoint_set=spec.keypoint_set, sppe=spec.sppe,
-                sppe_sha256=spec.sppe_sha256, random_weights=spec.random_weights, config=spec.config,
-                tracking=spec.tracking, storage_options=spec.storage_options)
+                video_id,
+                uri,
+                staged,
+                output=spec.output,
+                run_id=spec.run_id,
+                config_hash=spec.config_hash,
+                fingerprint=spec.fingerprints.get(video_id, ""),
+                keypoint_set=spec.keypoint_set,
+                sppe=spec.sppe,
+                sppe_sha256=spec.sppe_sha256,
+                random_weights=spec.random_weights,
+                config=spec.config,
+                tracking=spec.tracking,
+                storage_options=spec.storage_options,
+            )
         except FileNotFoundError as e:  # staged files gone: a retry of an attempt that committed, or a failure
-            summary = (committed_summary(spec.output, video_id, spec.run_id, spec.config_hash, spec.storage_options)
-                       or self._failed(video_id, uri, e))
+            summary = committed_summary(
+                spec.output, video_id, spec.run_id, spec.config_hash, spec.storage_options
+            ) or self._failed(video_id, uri, e)
         except Exception as e:  # a bad video becomes an error summary; the other videos go on
             summary = self._failed(video_id, uri, e)
         try:

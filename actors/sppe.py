@@ -7,9 +7,10 @@ Two kinds of pose network sit behind one config (``SPPEConfig.arch``): AlphaPose
 pipeline skips this stage. ``SPPEConfig.crop`` tells the detector stage which crops to cut.
 
 Input rows are frames carrying ``crops`` (uint8 ``[n, H, W, 3]`` by the arch's crop spec) and ``crop_boxes_xyxy``
-(``[n, 4]``) from the detector stage. All persons of a batch are pooled, run through the network in chunks of ``batch_size``, decoded
-(``models.heatmaps``) and split back into their frames as ``keypoints`` (``[n, K, 2]``, image pixels) and
-``keypoint_scores`` (``[n, K]``). The crops column is dropped here: after this stage rows are small.
+(``[n, 4]``) from the detector stage. All persons of a batch are pooled, run through the network in chunks of
+``batch_size``, decoded (``models.heatmaps``) and split back into their frames as ``keypoints`` (``[n, K, 2]``,
+image pixels) and ``keypoint_scores`` (``[n, K]``). The crops column is dropped here: after this stage rows are
+small.
 
 Error rows from earlier stages pass through with empty person arrays.
 """
@@ -64,8 +65,9 @@ class SPPEConfig:
         if self.precision not in PRECISIONS:
             raise ValueError(f"sppe.precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
         if self.arch == "blazepose_full" and self.keypoint_set not in BLAZEPOSE_KEYPOINT_SETS:
-            raise ValueError(f"sppe.keypoint_set: BlazePose maps to {', '.join(BLAZEPOSE_KEYPOINT_SETS)}, "
-                             f"not {self.keypoint_set!r}")
+            raise ValueError(
+                f"sppe.keypoint_set: BlazePose maps to {', '.join(BLAZEPOSE_KEYPOINT_SETS)}, not {self.keypoint_set!r}"
+            )
         if self.arch == "detector" and self.flip_test:
             raise ValueError("sppe.flip_test: sppe.arch=detector runs no pose network to flip")
         if self.arch in ("blazepose_full", "detector") and self.random_weights:
@@ -144,8 +146,9 @@ class SPPE:
                 logger.warning("SPPE %s has RANDOM WEIGHTS: its keypoints are not pose estimates", cfg.arch)
         self.model.to(device=self.device, dtype=self.dtype).eval()
         self.flip_pairs = get_keypoint_set(cfg.keypoint_set).flip_pairs
-        logger.info("SPPE %s (sha256 %s) on %s, %d persons per forward", cfg.arch, self.sha256[:12],
-                    self.device, cfg.batch_size)
+        logger.info(
+            "SPPE %s (sha256 %s) on %s, %d persons per forward", cfg.arch, self.sha256[:12], self.device, cfg.batch_size
+        )
 
     @torch.inference_mode()
     def estimate(self, crops: np.ndarray, crop_boxes_xyxy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -157,8 +160,8 @@ class SPPE:
             return np.zeros((0, k, 2), np.float32), np.zeros((0, k), np.float32)
         kps, scores = [], []
         for s in range(0, p, self.cfg.batch_size):
-            chunk = torch.as_tensor(crops[s:s + self.cfg.batch_size]).to(self.device)
-            boxes = torch.as_tensor(np.asarray(crop_boxes_xyxy[s:s + self.cfg.batch_size], np.float64))
+            chunk = torch.as_tensor(crops[s : s + self.cfg.batch_size]).to(self.device)
+            boxes = torch.as_tensor(np.asarray(crop_boxes_xyxy[s : s + self.cfg.batch_size], np.float64))
             if isinstance(self.model, BlazePoseSPPE):
                 kp, sc = self.model(chunk, boxes.to(self.device))
             else:

@@ -52,29 +52,64 @@ class Scenario:
 _YOLO = ("detector.arch=yolo", "detector.weights={weights}/yolo11n-pose.pt")
 _BLAZE = ("sppe.arch=blazepose_full",)
 _HALPE = ("sppe.keypoint_set=halpe26", "sppe.num_joints=26")
-_COCO_DETS = ("detector.arch=precomputed", "detector.weights={data}/coco/test_coco_det_AP_H_56.json",
-              "detector.score_threshold=0.3")
+_COCO_DETS = (
+    "detector.arch=precomputed",
+    "detector.weights={data}/coco/test_coco_det_AP_H_56.json",
+    "detector.score_threshold=0.3",
+)
 
-SCENARIOS = {s.name: s for s in (
-    Scenario("coco_det_blazepose", "coco", "coco/test_coco.json", ("coco",),
-             _COCO_DETS + _BLAZE + ("pose_nms.method=oks", "sppe.flip_test=true")),
-    Scenario("coco_det_blazepose_parametric", "coco", "coco/test_coco.json", ("coco",), _COCO_DETS + _BLAZE),
-    Scenario("coco_yolo_blazepose", "coco", "coco/test_coco.json", ("coco",), _YOLO + _BLAZE),
-    Scenario("coco_yolo_pose", "coco", "coco/test_coco.json", ("coco",), _YOLO + ("sppe.arch=detector",)),
-    Scenario("crowdpose_det_blazepose", "crowdpose", "crowdpose/test_crowdpose.json", ("crowdpose",),
-             ("detector.arch=precomputed", "detector.weights={data}/crowdpose/test_crowdpose_det_AP_40.json",
-              "detector.score_threshold=0.3") + _BLAZE + _HALPE),
-    Scenario("crowdpose_yolo_blazepose", "crowdpose", "crowdpose/test_crowdpose.json", ("crowdpose",),
-             _YOLO + _BLAZE + _HALPE),
-    Scenario("bonn_yolo_blazepose_released", "bonn_posetrack/060470979.mp4", "bonn_posetrack/060470979.json",
-             ("pckh", "track"), _YOLO + _BLAZE + ("tracking.poseflow.mode=released",)),
-    Scenario("bonn_yolo_blazepose_improved", "bonn_posetrack/060470979.mp4", "bonn_posetrack/060470979.json",
-             ("pckh", "track"), _YOLO + _BLAZE + ("tracking.poseflow.mode=improved",)),
-)}
+SCENARIOS = {
+    s.name: s
+    for s in (
+        Scenario(
+            "coco_det_blazepose",
+            "coco",
+            "coco/test_coco.json",
+            ("coco",),
+            _COCO_DETS + _BLAZE + ("pose_nms.method=oks", "sppe.flip_test=true"),
+        ),
+        Scenario("coco_det_blazepose_parametric", "coco", "coco/test_coco.json", ("coco",), _COCO_DETS + _BLAZE),
+        Scenario("coco_yolo_blazepose", "coco", "coco/test_coco.json", ("coco",), _YOLO + _BLAZE),
+        Scenario("coco_yolo_pose", "coco", "coco/test_coco.json", ("coco",), _YOLO + ("sppe.arch=detector",)),
+        Scenario(
+            "crowdpose_det_blazepose",
+            "crowdpose",
+            "crowdpose/test_crowdpose.json",
+            ("crowdpose",),
+            (
+                "detector.arch=precomputed",
+                "detector.weights={data}/crowdpose/test_crowdpose_det_AP_40.json",
+                "detector.score_threshold=0.3",
+            )
+            + _BLAZE
+            + _HALPE,
+        ),
+        Scenario(
+            "crowdpose_yolo_blazepose",
+            "crowdpose",
+            "crowdpose/test_crowdpose.json",
+            ("crowdpose",),
+            _YOLO + _BLAZE + _HALPE,
+        ),
+        Scenario(
+            "bonn_yolo_blazepose_released",
+            "bonn_posetrack/060470979.mp4",
+            "bonn_posetrack/060470979.json",
+            ("pckh", "track"),
+            _YOLO + _BLAZE + ("tracking.poseflow.mode=released",),
+        ),
+        Scenario(
+            "bonn_yolo_blazepose_improved",
+            "bonn_posetrack/060470979.mp4",
+            "bonn_posetrack/060470979.json",
+            ("pckh", "track"),
+            _YOLO + _BLAZE + ("tracking.poseflow.mode=improved",),
+        ),
+    )
+}
 
 
-def run_scenario(s: Scenario, data: Path, work: Path, weights: str | None = None,
-                 extra: tuple[str, ...] = ()) -> dict:
+def run_scenario(s: Scenario, data: Path, work: Path, weights: str | None = None, extra: tuple[str, ...] = ()) -> dict:
     """Label ``s.media`` into a fresh folder under ``work`` and evaluate it; returns ``{"name", "seconds", kind:
     report}`` (reports as jobs.evaluate writes them). ``extra``: more ``--set`` values. Raises ``RuntimeError`` if a
     job exits non-zero."""
@@ -122,8 +157,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", default=str(REPO.parent / "shared" / "data"))
     parser.add_argument("--only", nargs="+", choices=sorted(SCENARIOS))
     parser.add_argument("--work", default=str(REPO / "out" / "accuracy"))
-    parser.add_argument("--set", dest="extra", action="append", default=[], metavar="KEY=VALUE",
-                        help="an extra jobs.label override for every scenario (repeatable)")
+    parser.add_argument(
+        "--set",
+        dest="extra",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="an extra jobs.label override for every scenario (repeatable)",
+    )
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "accuracy.json"))
     args = parser.parse_args(argv)
     os.environ.setdefault("RAY_DATA_DISABLE_PROGRESS_BARS", "1")
@@ -142,10 +183,19 @@ def main(argv: list[str] | None = None) -> int:
     for r in rows:
         h = r["headline"]
         cell = lambda k: f"{h[k]:6.3f}" if k in h else f"{'':6}"  # noqa: E731
-        print(f"{r['name']:<32} {cell('AP')} {cell('AP50')} {cell('PCKh')} {cell('MOTA')} {cell('IDF1')} "
-              f"{h.get('IDSW', ''):>5} {r['seconds']:6.1f}")
-    write_result({"extra_overrides": args.extra, "rows": [{"name": r["name"], "overrides": r["overrides"], "seconds": r["seconds"], **r["headline"]}
-                           for r in rows]}, args.out)
+        print(
+            f"{r['name']:<32} {cell('AP')} {cell('AP50')} {cell('PCKh')} {cell('MOTA')} {cell('IDF1')} "
+            f"{h.get('IDSW', ''):>5} {r['seconds']:6.1f}"
+        )
+    write_result(
+        {
+            "extra_overrides": args.extra,
+            "rows": [
+                {"name": r["name"], "overrides": r["overrides"], "seconds": r["seconds"], **r["headline"]} for r in rows
+            ],
+        },
+        args.out,
+    )
     return 0
 
 

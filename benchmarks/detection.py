@@ -78,10 +78,21 @@ def _time(fns: dict, repeats: int, max_seconds: float) -> tuple[dict[str, float]
     return {k: statistics.median(v) for k, v in times.items()}, rounds
 
 
-def bench_arch(arch: str, sizes: list[tuple[int, int]], batches: list[int], frames: list[np.ndarray],
-               repeats: int, max_seconds: float, weights: str | None = None, dtype: str = "float32") -> list[dict]:
-    det: PersonDetector = (build_detector(arch, weights=weights, dtype=dtype) if weights
-                           else build_detector(arch, random_weights=True, dtype=dtype))
+def bench_arch(
+    arch: str,
+    sizes: list[tuple[int, int]],
+    batches: list[int],
+    frames: list[np.ndarray],
+    repeats: int,
+    max_seconds: float,
+    weights: str | None = None,
+    dtype: str = "float32",
+) -> list[dict]:
+    det: PersonDetector = (
+        build_detector(arch, weights=weights, dtype=dtype)
+        if weights
+        else build_detector(arch, random_weights=True, dtype=dtype)
+    )
     label = arch + ("" if dtype == "float32" else f" {dtype}") + (" (real)" if weights else "")
     rows = []
     warmed = False
@@ -107,9 +118,17 @@ def bench_arch(arch: str, sizes: list[tuple[int, int]], batches: list[int], fram
             persons.clear()
             med, rounds = _time({"ours": ours, "model": model}, repeats, max_seconds)
             row = {
-                "arch": label, "weights": "real" if weights else "random", "dtype": dtype, "width": wh[0], "height": wh[1], "batch": batch, "rounds": rounds,
-                "ours_s_per_batch": med["ours"], "model_s_per_batch": med["model"],
-                "ours_fps": batch / med["ours"], "model_fps": batch / med["model"],
+                "arch": label,
+                "weights": "real" if weights else "random",
+                "dtype": dtype,
+                "width": wh[0],
+                "height": wh[1],
+                "batch": batch,
+                "rounds": rounds,
+                "ours_s_per_batch": med["ours"],
+                "model_s_per_batch": med["model"],
+                "ours_fps": batch / med["ours"],
+                "model_fps": batch / med["model"],
                 "ours_over_model": med["model"] / med["ours"],
                 "persons_per_frame": float(np.mean(persons)) if persons else 0.0,
             }
@@ -123,8 +142,10 @@ _HEADER = f"{'detector':<40} {'size':>9} {'batch':>5} {'ours fps':>9} {'model fp
 
 def _format_row(r: dict) -> str:
     size = f"{r['width']}x{r['height']}"
-    return (f"{r['arch']:<40} {size:>9} {r['batch']:>5} {r['ours_fps']:>9.3f} {r['model_fps']:>10.3f} "
-            f"{r['ours_over_model']:>10.3f}")
+    return (
+        f"{r['arch']:<40} {size:>9} {r['batch']:>5} {r['ours_fps']:>9.3f} {r['model_fps']:>10.3f} "
+        f"{r['ours_over_model']:>10.3f}"
+    )
 
 
 def _size(text: str) -> tuple[int, int]:
@@ -138,24 +159,41 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sizes", nargs="+", type=_size, default=[(640, 360), (1280, 720)])
     parser.add_argument("--batches", nargs="+", type=int, default=[1, 4])
     parser.add_argument("--repeats", type=int, default=5, help="timed rounds per configuration (at most)")
-    parser.add_argument("--max-seconds", type=float, default=10.0,
-                        help="stop adding rounds to a configuration after this long (one round always runs)")
-    parser.add_argument("--yolo-weights", default="auto",
-                        help="Ultralytics .pt for the yolo rows ('auto': the weights folder's yolo11n-pose.pt, "
-                             "'none': random weights)")
-    parser.add_argument("--yolo-dtypes", nargs="+", default=["float32", "bfloat16"],
-                        choices=["float32", "bfloat16", "float16"], help="dtypes of the yolo rows")
+    parser.add_argument(
+        "--max-seconds",
+        type=float,
+        default=10.0,
+        help="stop adding rounds to a configuration after this long (one round always runs)",
+    )
+    parser.add_argument(
+        "--yolo-weights",
+        default="auto",
+        help="Ultralytics .pt for the yolo rows ('auto': the weights folder's yolo11n-pose.pt, 'none': random weights)",
+    )
+    parser.add_argument(
+        "--yolo-dtypes",
+        nargs="+",
+        default=["float32", "bfloat16"],
+        choices=["float32", "bfloat16", "float16"],
+        help="dtypes of the yolo rows",
+    )
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "detection.json"))
     args = parser.parse_args(argv)
 
     frames, source = _source_frames(max(args.batches))
     machine = {
-        "platform": platform.platform(), "processor": platform.processor(), "cpu_count": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
+        "platform": platform.platform(),
+        "processor": platform.processor(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "torch": torch.__version__,
         "device": "cpu",
     }
-    print(f"# {machine['platform']}, {machine['cpu_count']} CPUs, torch {machine['torch']} "
-          f"({machine['torch_threads']} threads); frames: {source}; random weights", flush=True)
+    print(
+        f"# {machine['platform']}, {machine['cpu_count']} CPUs, torch {machine['torch']} "
+        f"({machine['torch_threads']} threads); frames: {source}; random weights",
+        flush=True,
+    )
     print(_HEADER, flush=True)
     t0 = time.perf_counter()
     results = []
@@ -170,19 +208,36 @@ def main(argv: list[str] | None = None) -> int:
     for arch in args.archs:
         if arch == "yolo":
             for dtype in args.yolo_dtypes:
-                results += bench_arch(arch, args.sizes, args.batches, frames, args.repeats, args.max_seconds,
-                                      weights=yolo_weights, dtype=dtype)
+                results += bench_arch(
+                    arch,
+                    args.sizes,
+                    args.batches,
+                    frames,
+                    args.repeats,
+                    args.max_seconds,
+                    weights=yolo_weights,
+                    dtype=dtype,
+                )
             continue
         results += bench_arch(arch, args.sizes, args.batches, frames, args.repeats, args.max_seconds)
     total = time.perf_counter() - t0
     print(f"# total {total:.0f} s", flush=True)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({
-        "benchmark": "detection", "machine": machine, "frames": source, "weights": "random (seeded)",
-        "settings": {"repeats": args.repeats, "max_seconds": args.max_seconds, "statistic": "median"},
-        "total_seconds": total, "results": results,
-    }, indent=2))
+    out.write_text(
+        json.dumps(
+            {
+                "benchmark": "detection",
+                "machine": machine,
+                "frames": source,
+                "weights": "random (seeded)",
+                "settings": {"repeats": args.repeats, "max_seconds": args.max_seconds, "statistic": "median"},
+                "total_seconds": total,
+                "results": results,
+            },
+            indent=2,
+        )
+    )
     print(f"# wrote {out}", flush=True)
     return 0
 

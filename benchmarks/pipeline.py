@@ -8,7 +8,8 @@ probe, decode, per-frame crops, SPPE forward + decode, pose NMS, and writing the
 ``jobs.label`` pipeline (started on an already-running local Ray, so cluster start-up is excluded, as on a real
 cluster); "loop" calls the same ``models``/``actors`` functions sequentially. Reported: frames/s of each, their
 ratio (target ≥ 0.8 on this 2-core machine; Ray pays a fixed ~16 s per execution here for actor start-up and
-the groupby barrier, so the ratio grows with the job: measure jobs of several hundred frames), peak RSS of each side's whole process tree (sampled every 0.1 s),
+the groupby barrier, so the ratio grows with the job: measure jobs of several hundred frames),
+peak RSS of each side's whole process tree (sampled every 0.1 s),
 and the bytes per frame that crossed Ray's object store between stages (from Ray Data's own stats).
 Weights are random: a throughput measurement, not an accuracy result.
 """
@@ -99,8 +100,16 @@ def _plain_loop(paths: list[str], cfg, out: Path) -> int:
 
     det, sppe = Detector(cfg.detector), SPPE(cfg.sppe)
     units = list_inputs(paths)
-    spec = PublishSpec(output=str(out), run_id="loop", config_hash="loop", fingerprints={}, keypoint_set="coco17",
-                       sppe=cfg.sppe.arch, sppe_sha256="random", random_weights=True)
+    spec = PublishSpec(
+        output=str(out),
+        run_id="loop",
+        config_hash="loop",
+        fingerprints={},
+        keypoint_set="coco17",
+        sppe=cfg.sppe.arch,
+        sppe_sha256="random",
+        random_weights=True,
+    )
     publish = TrackAndPublish(spec)
     frames = 0
     for u in units:
@@ -149,9 +158,16 @@ def main(argv: list[str] | None = None) -> int:
 
     tmp = Path(tempfile.mkdtemp(prefix="rp-bench-"))
     paths, dets = _make_clips(tmp, args.clips, args.frames, args.persons)
-    overrides = ["detector.arch=precomputed", f"detector.weights={dets}", f"sppe.arch={args.arch}",
-                 "sppe.random_weights=true", "pose_nms.score_threshold=0", "run.shard_frames=16",
-                 f"sppe.threads={args.threads}", "resources.sppe.batch_size=16"]  # = decode_chunk: both sides forward the same batches
+    overrides = [
+        "detector.arch=precomputed",
+        f"detector.weights={dets}",
+        f"sppe.arch={args.arch}",
+        "sppe.random_weights=true",
+        "pose_nms.score_threshold=0",
+        "run.shard_frames=16",
+        f"sppe.threads={args.threads}",
+        "resources.sppe.batch_size=16",
+    ]  # = decode_chunk: both sides forward the same batches
     cfg = build_config(None, overrides)
 
     torch.set_num_threads(args.threads)
@@ -163,12 +179,20 @@ def main(argv: list[str] | None = None) -> int:
     ray.init(num_cpus=os.cpu_count(), include_dashboard=False, logging_level="ERROR")
     configure_data_context()
     units = list_inputs(paths)
-    spec = PublishSpec(output=str(tmp / "ray"), run_id="bench", config_hash="bench",
-                       fingerprints={u.video_id: u.fingerprint for u in units}, keypoint_set="coco17",
-                       sppe=cfg.sppe.arch, sppe_sha256="random", random_weights=True)
+    spec = PublishSpec(
+        output=str(tmp / "ray"),
+        run_id="bench",
+        config_hash="bench",
+        fingerprints={u.video_id: u.fingerprint for u in units},
+        keypoint_set="coco17",
+        sppe=cfg.sppe.arch,
+        sppe_sha256="random",
+        random_weights=True,
+    )
     # warm-up run on one clip: actor start-up is a per-job constant, not per-frame throughput
-    build_label_dataset(probe_units(units[:1], cfg), cfg, PublishSpec(**{**spec.__dict__, "output": str(tmp / "w")}),
-                        num_partitions=1).take_all()
+    build_label_dataset(
+        probe_units(units[:1], cfg), cfg, PublishSpec(**{**spec.__dict__, "output": str(tmp / "w")}), num_partitions=1
+    ).take_all()
     with _PeakRSS() as rss_ray:
         t0 = time.perf_counter()
         shards = probe_units(units, cfg)
@@ -184,11 +208,20 @@ def main(argv: list[str] | None = None) -> int:
 
     fps_loop, fps_ray = frames_loop / t_loop, frames_ray / t_ray
     result = {
-        "benchmark": "pipeline", "random_weights": True, "clips": args.clips, "frames": frames_ray,
-        "sppe": args.arch, "threads": args.threads, "cpus": os.cpu_count(),
+        "benchmark": "pipeline",
+        "random_weights": True,
+        "clips": args.clips,
+        "frames": frames_ray,
+        "sppe": args.arch,
+        "threads": args.threads,
+        "cpus": os.cpu_count(),
         "loop": {"seconds": t_loop, "frames_per_s": fps_loop, "peak_rss_bytes": rss_loop.peak},
-        "ray": {"seconds": t_ray, "frames_per_s": fps_ray, "peak_rss_bytes": rss_ray.peak,
-                "object_store_bytes_per_frame_by_stage": per_frame},
+        "ray": {
+            "seconds": t_ray,
+            "frames_per_s": fps_ray,
+            "peak_rss_bytes": rss_ray.peak,
+            "object_store_bytes_per_frame_by_stage": per_frame,
+        },
         "ratio_ray_vs_loop": fps_ray / fps_loop,
     }
     print("whole job, random weights (throughput only)")

@@ -50,8 +50,9 @@ CANDIDATE_COUNTS = (20, 30, 60, 120)
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "pose_nms.json"
 
 
-def _reference_pose_nms_loop(boxes_xyxy, box_scores, keypoints, keypoint_scores,
-                             params: PoseNMSParams = PoseNMSParams()) -> PoseNMSResult:
+def _reference_pose_nms_loop(
+    boxes_xyxy, box_scores, keypoints, keypoint_scores, params: PoseNMSParams = PoseNMSParams()
+) -> PoseNMSResult:
     """AlphaPose's body-path pose NMS (``pose_nms_body``) as a straightforward loop over pairs and keypoints.
 
     Same arguments and result as ``models.pose_nms.pose_nms`` with ``method="parametric"`` and K not 133/136;
@@ -66,8 +67,9 @@ def _reference_pose_nms_loop(boxes_xyxy, box_scores, keypoints, keypoint_scores,
     k = len(kps[0]) if n else np.asarray(keypoints).shape[1]
     if k in FULLBODY_NUM_KEYPOINTS:
         raise ValueError("the reference loop covers the body path only")
-    empty = PoseNMSResult(np.zeros(0, np.int64), np.zeros((0, k, 2)), np.zeros((0, k)), np.zeros(0),
-                          np.zeros((0, 4)), np.zeros(0), ())
+    empty = PoseNMSResult(
+        np.zeros(0, np.int64), np.zeros((0, k, 2)), np.zeros((0, k)), np.zeros(0), np.zeros((0, 4)), np.zeros(0), ()
+    )
     if n == 0:
         return empty
     c = [[1e-5 if s == 0 else s for s in row] for row in raw]  # a copy: the caller's array is untouched
@@ -140,7 +142,7 @@ def _reference_pose_nms_loop(boxes_xyxy, box_scores, keypoints, keypoint_scores,
         if max(pose_c) < params.score_threshold:
             continue
         xs, ys = [q[0] for q in pose], [q[1] for q in pose]
-        if 1.5 ** 2 * (max(xs) - min(xs)) * (max(ys) - min(ys)) < params.area_threshold:
+        if 1.5**2 * (max(xs) - min(xs)) * (max(ys) - min(ys)) < params.area_threshold:
             continue
         out_kept.append(p)
         out_kps.append(pose)
@@ -149,9 +151,15 @@ def _reference_pose_nms_loop(boxes_xyxy, box_scores, keypoints, keypoint_scores,
         merged.append(np.asarray(members, dtype=np.int64))
     if not out_kept:
         return empty
-    return PoseNMSResult(np.asarray(out_kept, np.int64), np.asarray(out_kps), np.asarray(out_c),
-                         np.asarray(out_scores), np.asarray(boxes)[out_kept], np.asarray(bscores)[out_kept],
-                         tuple(merged))
+    return PoseNMSResult(
+        np.asarray(out_kept, np.int64),
+        np.asarray(out_kps),
+        np.asarray(out_c),
+        np.asarray(out_scores),
+        np.asarray(boxes)[out_kept],
+        np.asarray(bscores)[out_kept],
+        tuple(merged),
+    )
 
 
 def check_same_result(ours: PoseNMSResult, reference: PoseNMSResult, rtol: float = 1e-9) -> None:
@@ -160,6 +168,7 @@ def check_same_result(ours: PoseNMSResult, reference: PoseNMSResult, rtol: float
     Decisions (kept indices, clusters) must be identical; keypoints and scores equal to ``rtol`` (both run in
     float64, they differ at most in the last bits of tanh/exp and of the order of additions).
     """
+
     def np_(x):
         return x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
 
@@ -173,8 +182,9 @@ def check_same_result(ours: PoseNMSResult, reference: PoseNMSResult, rtol: float
         np.testing.assert_allclose(a.astype(np.float64), b.astype(np.float64), rtol=tol, atol=tol, err_msg=name)
 
 
-def make_frame(num_candidates: int, *, num_keypoints: int = 17, max_per_person: int = 4,
-               seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def make_frame(
+    num_candidates: int, *, num_keypoints: int = 17, max_per_person: int = 4, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """A synthetic frame like a detector + SPPE output: people with 1..``max_per_person`` proposals each.
 
     People are 80–400 px tall in a 1920×1080 frame; proposals of one person differ by 0.5–3 % of the person's
@@ -241,41 +251,64 @@ def main(argv: list[str] | None = None) -> int:
             check_same_result(pose_nms(*frame), _reference_pose_nms_loop(*frame))
         times = _interleaved_passes(
             {"ours": (pose_nms, frames), "torch": (pose_nms, frames_t), "loop": (_reference_pose_nms_loop, frames)},
-            {"ours": args.repeats, "torch": args.repeats, "loop": args.loop_repeats})
+            {"ours": args.repeats, "torch": args.repeats, "loop": args.loop_repeats},
+        )
         # Best pass: the least disturbed by other processes (this machine is shared); medians go to the JSON.
         ours_ms, torch_ms, loop_ms = (min(times[k]) for k in ("ours", "torch", "loop"))
-        rows.append({"candidates": n, "ours_ms": ours_ms, "ours_torch_cpu_ms": torch_ms, "loop_ms": loop_ms,
-                     "speedup": loop_ms / ours_ms, "mean_poses_kept": kept / len(frames),
-                     "median_ms": {k: statistics.median(v) for k, v in times.items()}})
+        rows.append(
+            {
+                "candidates": n,
+                "ours_ms": ours_ms,
+                "ours_torch_cpu_ms": torch_ms,
+                "loop_ms": loop_ms,
+                "speedup": loop_ms / ours_ms,
+                "mean_poses_kept": kept / len(frames),
+                "median_ms": {k: statistics.median(v) for k, v in times.items()},
+            }
+        )
 
-    print(f"pose NMS, COCO-17, ms per frame, 1 thread ({args.frames} frames, best of {args.repeats}/"
-          f"{args.loop_repeats} passes)")
-    print(f"{'candidates':>10}  {'ours (numpy)':>12}  {'ours (torch cpu)':>16}  {'loop':>9}  {'speedup':>8}  "
-          f"{'kept':>5}")
+    print(
+        f"pose NMS, COCO-17, ms per frame, 1 thread ({args.frames} frames, best of {args.repeats}/"
+        f"{args.loop_repeats} passes)"
+    )
+    print(
+        f"{'candidates':>10}  {'ours (numpy)':>12}  {'ours (torch cpu)':>16}  {'loop':>9}  {'speedup':>8}  {'kept':>5}"
+    )
     for r in rows:
-        print(f"{r['candidates']:>10}  {r['ours_ms']:>12.3f}  {r['ours_torch_cpu_ms']:>16.3f}  {r['loop_ms']:>9.2f}  "
-              f"{r['speedup']:>7.1f}x  {r['mean_poses_kept']:>5.1f}")
+        print(
+            f"{r['candidates']:>10}  {r['ours_ms']:>12.3f}  {r['ours_torch_cpu_ms']:>16.3f}  {r['loop_ms']:>9.2f}  "
+            f"{r['speedup']:>7.1f}x  {r['mean_poses_kept']:>5.1f}"
+        )
     at30 = next(r for r in rows if r["candidates"] == 30)
     targets = {
         "speedup_at_least_20x": all(r["speedup"] >= 20 for r in rows),
         "at_most_1ms_for_30": at30["ours_ms"] <= 1.0,
     }
-    print(f"targets: >= 20x faster than the loop at every size: {targets['speedup_at_least_20x']}; "
-          f"<= 1 ms for 30 candidates: {targets['at_most_1ms_for_30']}")
+    print(
+        f"targets: >= 20x faster than the loop at every size: {targets['speedup_at_least_20x']}; "
+        f"<= 1 ms for 30 candidates: {targets['at_most_1ms_for_30']}"
+    )
     result = {
         "benchmark": "pose_nms",
         "unit": "ms per frame",
         "keypoints": 17,
         "frames_per_size": args.frames,
-        "threads": {"torch": torch.get_num_threads(),
-                    **{v: os.environ.get(v) for v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")},
-                    "threadpoolctl": "not installed; NumPy ufuncs/reductions used here are single-threaded"},
+        "threads": {
+            "torch": torch.get_num_threads(),
+            **{v: os.environ.get(v) for v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")},
+            "threadpoolctl": "not installed; NumPy ufuncs/reductions used here are single-threaded",
+        },
         "rows": rows,
         "targets": targets,
         "results_checked_against_loop": True,
-        "environment": {"python": platform.python_version(), "numpy": np.__version__, "torch": torch.__version__,
-                        "machine": platform.machine(), "processor": platform.processor() or None,
-                        "cpu_count": os.cpu_count()},
+        "environment": {
+            "python": platform.python_version(),
+            "numpy": np.__version__,
+            "torch": torch.__version__,
+            "machine": platform.machine(),
+            "processor": platform.processor() or None,
+            "cpu_count": os.cpu_count(),
+        },
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")

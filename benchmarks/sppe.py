@@ -151,6 +151,7 @@ def bench_blazepose(batches: list[int], repeats: int, weights: str) -> list[dict
             def fn():
                 with torch.inference_mode():
                     return m(crops, boxes)
+
             return fn
 
         def bare():
@@ -189,8 +190,10 @@ def _blazepose_inputs(batch: int) -> tuple[np.ndarray, torch.Tensor]:
     if not (data / "test_coco.json").is_file():
         rng = np.random.default_rng(0)
         boxes = np.tile([[100.0, 50.0, 200.0, 300.0]], (batch, 1))
-        return (rng.integers(0, 256, (batch, 256, 256, 3), dtype=np.uint8),
-                torch.as_tensor(BLAZEPOSE_CROP.crop_boxes(boxes)))
+        return (
+            rng.integers(0, 256, (batch, 256, 256, 3), dtype=np.uint8),
+            torch.as_tensor(BLAZEPOSE_CROP.crop_boxes(boxes)),
+        )
     import cv2
 
     gt = json.loads((data / "test_coco.json").read_text())
@@ -214,9 +217,7 @@ def _fmt_header() -> str:
 
 
 def _fmt_row(r: dict) -> str:
-    cells = "".join(
-        f"{r['persons_per_s'][c]:>15.2f}" if c in r["persons_per_s"] else f"{'-':>15}" for c in _COLS
-    )
+    cells = "".join(f"{r['persons_per_s'][c]:>15.2f}" if c in r["persons_per_s"] else f"{'-':>15}" for c in _COLS)
     return f"{r['arch']:<16}{r['batch']:>6}{cells}{r['ratio_ours_vs_bare']:>11.3f}"
 
 
@@ -225,11 +226,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--archs", nargs="+", default=["fastpose_res50", "fastpose_res18"])
     p.add_argument("--batches", nargs="+", type=int, default=[1, 8, 32])
     p.add_argument("--repeats", type=int, default=5)
-    p.add_argument("--compile-batches", nargs="*", type=int, default=[8],
-                   help="batch sizes at which to also time torch.compile (compiling costs minutes on 2 cores)")
+    p.add_argument(
+        "--compile-batches",
+        nargs="*",
+        type=int,
+        default=[8],
+        help="batch sizes at which to also time torch.compile (compiling costs minutes on 2 cores)",
+    )
     p.add_argument("--no-compile", action="store_true")
-    p.add_argument("--blazepose", default="auto",
-                   help="BlazePose weights file for its rows ('auto': the weights folder's; 'none': skip)")
+    p.add_argument(
+        "--blazepose",
+        default="auto",
+        help="BlazePose weights file for its rows ('auto': the weights folder's; 'none': skip)",
+    )
     p.add_argument("--out", default="benchmarks/results/sppe.json")
     args = p.parse_args(argv)
     compile_batches = set() if args.no_compile else set(args.compile_batches)
@@ -249,8 +258,12 @@ def main(argv: list[str] | None = None) -> int:
             print(f"BlazePose rows skipped: {e}")
     result = {
         "benchmark": "sppe",
-        "machine": {"cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-                    "platform": platform.platform(), "torch": torch.__version__},
+        "machine": {
+            "cpu_count": os.cpu_count(),
+            "torch_threads": torch.get_num_threads(),
+            "platform": platform.platform(),
+            "torch": torch.__version__,
+        },
         "random_weights": "FastPose rows only",
         "rows": rows,
     }

@@ -50,8 +50,12 @@ def _piece(frames: np.ndarray, shard: int, n_frames: int, pairs: int, rng) -> di
         kp = (centre[:, None, :] + offsets + rng.normal(0, 2, (PEOPLE, K, 2))).astype(np.float32)
         kps.append(kp)
         boxes.append(np.concatenate([kp.min(1), kp.max(1)], 1))
-    corr = [np.column_stack([rng.integers(0, W, pairs), rng.integers(0, H, pairs),
-                             rng.integers(0, W, pairs), rng.integers(0, H, pairs)]).astype(np.int16) for _ in frames]
+    corr = [
+        np.column_stack(
+            [rng.integers(0, W, pairs), rng.integers(0, H, pairs), rng.integers(0, W, pairs), rng.integers(0, H, pairs)]
+        ).astype(np.int16)
+        for _ in frames
+    ]
     return {
         "video_id": np.array(["long"] * n, dtype=object),
         "unit_uri": np.array(["/in/long.mp4"] * n, dtype=object),
@@ -81,8 +85,17 @@ def _spec(out: str):
     from actors.publish import PublishSpec
     from models.poseflow import PoseFlowParams
 
-    return PublishSpec(output=out, run_id="bench", config_hash="bench", fingerprints={}, keypoint_set="coco17",
-                       sppe="synthetic", sppe_sha256="random", random_weights=True, tracking=PoseFlowParams())
+    return PublishSpec(
+        output=out,
+        run_id="bench",
+        config_hash="bench",
+        fingerprints={},
+        keypoint_set="coco17",
+        sppe="synthetic",
+        sppe_sha256="random",
+        random_weights=True,
+        tracking=PoseFlowParams(),
+    )
 
 
 def _stage(out: str, n_frames: int, shard_frames: int, pairs: int) -> dict[str, list]:
@@ -117,8 +130,11 @@ def _child(refs_path: str, out: str, whole: bool) -> None:
     summary = publish(batch)
     seconds = time.perf_counter() - t0
     assert summary["published"][0], summary["errors_json"][0]
-    print(json.dumps({"peak_above_imports_mb": _rss_mb() - base, "seconds": seconds,
-                      "persons": int(summary["num_persons"][0])}))
+    print(
+        json.dumps(
+            {"peak_above_imports_mb": _rss_mb() - base, "seconds": seconds, "persons": int(summary["num_persons"][0])}
+        )
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -142,19 +158,40 @@ def main(argv: list[str] | None = None) -> int:
                 row["staged_mb"] = sum(os.path.getsize(u) for u in refs["staged_uri"]) / 2**20
                 Path(tmp, "refs.json").write_text(json.dumps(refs))
                 # a fresh process per measurement: ru_maxrss is a process-lifetime peak
-                res = subprocess.run([sys.executable, "-m", "benchmarks.track_publish", "--child",
-                                      str(Path(tmp, "refs.json")), tmp, whole], capture_output=True, text=True)
+                res = subprocess.run(
+                    [
+                        sys.executable,
+                        "-m",
+                        "benchmarks.track_publish",
+                        "--child",
+                        str(Path(tmp, "refs.json")),
+                        tmp,
+                        whole,
+                    ],
+                    capture_output=True,
+                    text=True,
+                )
                 if res.returncode != 0:
                     raise RuntimeError(f"{name} run failed:\n{res.stderr[-3000:]}")
                 r = json.loads(res.stdout.strip().splitlines()[-1])
                 row[f"{name}_peak_mb"] = r["peak_above_imports_mb"]
                 row[f"{name}_ms_per_frame"] = 1000 * r["seconds"] / n
         rows.append(row)
-        print(f"{n:>7} frames  staged {row['staged_mb']:7.1f} MB in {row['staged_files']:5d} files  "
-              f"peak streamed {row['streamed_peak_mb']:7.1f} MB  whole video {row['whole_video_peak_mb']:7.1f} MB"
-              f"  ms/frame {row['streamed_ms_per_frame']:.2f} / {row['whole_video_ms_per_frame']:.2f}")
-    write_result({"benchmark": "track_publish", "shard_frames": args.shard_frames, "pairs_per_frame": args.pairs,
-                  "people": PEOPLE, "rows": rows}, args.out)
+        print(
+            f"{n:>7} frames  staged {row['staged_mb']:7.1f} MB in {row['staged_files']:5d} files  "
+            f"peak streamed {row['streamed_peak_mb']:7.1f} MB  whole video {row['whole_video_peak_mb']:7.1f} MB"
+            f"  ms/frame {row['streamed_ms_per_frame']:.2f} / {row['whole_video_ms_per_frame']:.2f}"
+        )
+    write_result(
+        {
+            "benchmark": "track_publish",
+            "shard_frames": args.shard_frames,
+            "pairs_per_frame": args.pairs,
+            "people": PEOPLE,
+            "rows": rows,
+        },
+        args.out,
+    )
     return 0
 
 

@@ -24,7 +24,11 @@ __all__ = ["main"]
 
 def _describe(path: str) -> dict:
     from models.checkpoints import (
-        KNOWN_CHECKPOINTS, inspect_state_dict, load_state_dict_strict, read_state_dict, redact_uri,
+        KNOWN_CHECKPOINTS,
+        inspect_state_dict,
+        load_state_dict_strict,
+        read_state_dict,
+        redact_uri,
     )
     from models.keypoints import keypoint_set_for_num_joints
     from models.sppe import build_sppe
@@ -50,8 +54,9 @@ def _describe(path: str) -> dict:
         "num_tensors": info.num_tensors,
         "sha256": digest,
         "known_checkpoint": known.filename if known else None,
-        "name_matches_known": (named.filename if named and named.arch == info.arch
-                               and named.num_joints == info.num_joints else None),
+        "name_matches_known": (
+            named.filename if named and named.arch == info.arch and named.num_joints == info.num_joints else None
+        ),
     }
 
 
@@ -77,8 +82,10 @@ def _convert(args: argparse.Namespace) -> int:
     torch.save(clean, args.dst)
     with open(args.dst, "rb") as f:
         out_digest = hashlib.sha256(f.read()).hexdigest()
-    print(f"wrote {args.dst}: {info.arch}, {info.num_joints} joints, {len(clean)} tensors, sha256 {out_digest} "
-          f"(source sha256 {digest})")
+    print(
+        f"wrote {args.dst}: {info.arch}, {info.num_joints} joints, {len(clean)} tensors, sha256 {out_digest} "
+        f"(source sha256 {digest})"
+    )
     return 0
 
 

@@ -149,8 +149,9 @@ def _gt_keypoint_set(category: dict, annotations: list[dict]):
             for ks in KEYPOINT_SETS.values():
                 if candidate == ks.names:
                     return ks
-        raise EvaluationError(f"GT keypoint names {list(names)} match no known keypoint set "
-                              f"({', '.join(KEYPOINT_SETS)})")
+        raise EvaluationError(
+            f"GT keypoint names {list(names)} match no known keypoint set ({', '.join(KEYPOINT_SETS)})"
+        )
     lengths = {len(a["keypoints"]) // 3 for a in annotations if a.get("keypoints")}
     if len(lengths) != 1:
         raise EvaluationError(f"GT category has no keypoint names and annotations have {sorted(lengths)} keypoints")
@@ -176,8 +177,10 @@ def load_ground_truth(path: str, storage_options: dict | None = None) -> GroundT
     except (OSError, ValueError) as e:
         raise EvaluationError(f"cannot read ground truth {path}: {e}") from None
     if not isinstance(data, dict) or not isinstance(data.get("images"), list) or not data["images"]:
-        raise EvaluationError(f"{path} is not a COCO-style ground truth: expected an object with a non-empty "
-                              "'images' list (and 'annotations', 'categories')")
+        raise EvaluationError(
+            f"{path} is not a COCO-style ground truth: expected an object with a non-empty "
+            "'images' list (and 'annotations', 'categories')"
+        )
     cats = data.get("categories") or []
     person = [c for c in cats if c.get("name") == "person"] or cats[:1]
     if not person:
@@ -193,8 +196,14 @@ def load_ground_truth(path: str, storage_options: dict | None = None) -> GroundT
     for a in anns:
         if a.get("image_id") in by_image:
             by_image[a["image_id"]].append(a)
-    return GroundTruth(path=path, data=data, keypoint_set=_gt_keypoint_set(person[0], anns), category_id=cat_id,
-                       images=images, annotations=by_image)
+    return GroundTruth(
+        path=path,
+        data=data,
+        keypoint_set=_gt_keypoint_set(person[0], anns),
+        category_id=cat_id,
+        images=images,
+        annotations=by_image,
+    )
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -336,8 +345,10 @@ def match_frames(videos: dict, gt: GroundTruth, mode: str = "auto") -> FrameMatc
                     if len(cands) > 1 and seq is not None:
                         cands = [c for c in cands if seq_of[c[1]] == seq]
                     if len(cands) > 1:
-                        raise EvaluationError(f"video {vid} frame {f}: {len(cands)} GT images are named '{f}.jpg'; "
-                                              "use --match frame or select the GT sequence")
+                        raise EvaluationError(
+                            f"video {vid} frame {f}: {len(cands)} GT images are named '{f}.jpg'; "
+                            "use --match frame or select the GT sequence"
+                        )
                     iid = cands[0][1] if cands else None
                 elif uri is None:
                     n_unnamed += 1
@@ -358,7 +369,8 @@ def match_frames(videos: dict, gt: GroundTruth, mode: str = "auto") -> FrameMatc
                             raise EvaluationError(
                                 f"{uri} matches {len(top)} GT images equally well by file name "
                                 f"({', '.join(str(gt.images[t].get('file_name')) for t in top[:3])}); "
-                                "select videos with --video-id or use --match id")
+                                "select videos with --video-id or use --match id"
+                            )
                         iid = top[0]
             if iid is None:
                 n_unmatched += 1
@@ -367,7 +379,8 @@ def match_frames(videos: dict, gt: GroundTruth, mode: str = "auto") -> FrameMatc
                 ov, of = claimed[iid]
                 raise EvaluationError(
                     f"GT image {iid} ({gt.images[iid].get('file_name')}) is matched by video {ov} frame {of} and by "
-                    f"video {vid} frame {f}; evaluate one of them (--video-id)")
+                    f"video {vid} frame {f}; evaluate one of them (--video-id)"
+                )
             claimed[iid] = (vid, f)
             image_of[(vid, f)] = iid
         if n_unnamed:
@@ -405,14 +418,21 @@ def prediction_results(arrays_by_video: dict, match: FrameMatch, gt: GroundTruth
         if len(arr) == 0:
             continue
         idx = _check_conversion(str(arr.keypoint_set[0]), gt.keypoint_set)
-        flat = np.concatenate([arr.keypoints[:, idx].astype(np.float64),
-                               arr.keypoint_scores[:, idx, None].astype(np.float64)], axis=-1).reshape(len(arr), -1)
+        flat = np.concatenate(
+            [arr.keypoints[:, idx].astype(np.float64), arr.keypoint_scores[:, idx, None].astype(np.float64)], axis=-1
+        ).reshape(len(arr), -1)
         for r in range(len(arr)):
             iid = match.image_of.get((vid, int(arr.frame_index[r])))
             if iid is None:
                 continue
-            results.append({"image_id": iid, "category_id": gt.category_id, "keypoints": flat[r].tolist(),
-                            "score": float(arr.pose_score[r])})
+            results.append(
+                {
+                    "image_id": iid,
+                    "category_id": gt.category_id,
+                    "keypoints": flat[r].tolist(),
+                    "score": float(arr.pose_score[r]),
+                }
+            )
     return results
 
 
@@ -491,12 +511,15 @@ def crowdpose_eval(gt: GroundTruth, results: list[dict], img_ids) -> dict:
     from models.keypoints import CROWDPOSE_14
 
     if gt.keypoint_set.name != CROWDPOSE_14.name:
-        raise EvaluationError(f"--kind crowdpose needs a CrowdPose-14 ground truth; {gt.path} is "
-                              f"{gt.keypoint_set.name} (use --kind coco)")
+        raise EvaluationError(
+            f"--kind crowdpose needs a CrowdPose-14 ground truth; {gt.path} is {gt.keypoint_set.name} (use --kind coco)"
+        )
     missing = [i for i in img_ids if "crowdIndex" not in gt.images[i]]
     if missing:
-        raise EvaluationError(f"{len(missing)} GT images have no 'crowdIndex' (e.g. image {missing[0]}); "
-                              "the easy/medium/hard split needs it")
+        raise EvaluationError(
+            f"{len(missing)} GT images have no 'crowdIndex' (e.g. image {missing[0]}); "
+            "the easy/medium/hard split needs it"
+        )
     coco_gt, coco_dt = _coco_apis(gt, results, CROWDPOSE_AREA_FACTOR)
     sigmas = CROWDPOSE_14.sigmas_array()
     e = _cocoeval(coco_gt, coco_dt, img_ids, sigmas)
@@ -543,8 +566,10 @@ def _run_joints(arrays_by_video: dict, gt: GroundTruth) -> tuple[np.ndarray, np.
     """``_shared_joints`` of the run's one keypoint set (every GT joint for a run without poses)."""
     sets = sorted({str(a.keypoint_set[0]) for a in arrays_by_video.values() if a is not None and len(a)})
     if len(sets) > 1:
-        raise EvaluationError(f"videos were labelled with different keypoint sets ({', '.join(sets)}); evaluate "
-                              "them separately (--video-id)")
+        raise EvaluationError(
+            f"videos were labelled with different keypoint sets ({', '.join(sets)}); evaluate "
+            "them separately (--video-id)"
+        )
     if sets:
         return _shared_joints(sets[0], gt.keypoint_set)
     return np.arange(gt.keypoint_set.num_keypoints), np.arange(gt.keypoint_set.num_keypoints)
@@ -561,8 +586,15 @@ def _head_size(a: dict) -> float | None:
     return 0.6 * math.hypot(w, h)
 
 
-def tracking_eval(arrays_by_video: dict, videos: dict, match: FrameMatch, gt: GroundTruth, *,
-                  similarity: str = "oks", threshold: float = 0.5) -> dict:
+def tracking_eval(
+    arrays_by_video: dict,
+    videos: dict,
+    match: FrameMatch,
+    gt: GroundTruth,
+    *,
+    similarity: str = "oks",
+    threshold: float = 0.5,
+) -> dict:
     """MOTA, MOTP, ID switches and IDF1 over every video of the run, and per video (module docstring).
 
     Args:
@@ -579,8 +611,10 @@ def tracking_eval(arrays_by_video: dict, videos: dict, match: FrameMatch, gt: Gr
         raise EvaluationError(f"--similarity {similarity!r}; choose one of {', '.join(SIMILARITIES)}")
     matched_anns = [a for iid in match.image_ids for a in gt.annotations.get(iid, [])]
     if not any("track_id" in a for a in matched_anns):
-        raise EvaluationError(f"{gt.path} has no 'track_id' on the matched images; --kind track needs a "
-                              "PoseTrack/COCO-video ground truth with track ids")
+        raise EvaluationError(
+            f"{gt.path} has no 'track_id' on the matched images; --kind track needs a "
+            "PoseTrack/COCO-video ground truth with track ids"
+        )
     p_idx, g_idx = _run_joints(arrays_by_video, gt)
     k = len(g_idx)
     seq_of, _ = _gt_sequences(gt)
@@ -607,8 +641,12 @@ def tracking_eval(arrays_by_video: dict, videos: dict, match: FrameMatch, gt: Gr
         for f in frames:
             iid = match.image_of[(vid, f)]
             anns = [a for a in gt.annotations.get(iid, []) if "track_id" in a and not a.get("iscrowd")]
-            kps = [np.asarray(a.get("keypoints") or [0.0] * 3 * gt.keypoint_set.num_keypoints,
-                              np.float64).reshape(-1, 3)[g_idx] for a in anns]
+            kps = [
+                np.asarray(a.get("keypoints") or [0.0] * 3 * gt.keypoint_set.num_keypoints, np.float64).reshape(-1, 3)[
+                    g_idx
+                ]
+                for a in anns
+            ]
             if similarity != "box_iou":  # a person without labelled joints cannot be matched by keypoints
                 keep = [bool((kp[:, 2] > 0).any()) for kp in kps]
                 anns = [a for a, ok in zip(anns, keep) if ok]
@@ -629,13 +667,14 @@ def tracking_eval(arrays_by_video: dict, videos: dict, match: FrameMatch, gt: Gr
             seq["gt_visible"].append(np.stack([kp[:, 2] > 0 for kp in kps]) if kps else np.zeros((0, k), bool))
             seq["pred_pos"].append(arr.keypoints[rows][:, p_idx].astype(np.float64) if rows else np.zeros((0, k, 2)))
             if similarity == "oks":
-                scale = [float(a["area"]) if "area" in a else float(a["bbox"][2]) * float(a["bbox"][3])
-                         for a in anns]
+                scale = [float(a["area"]) if "area" in a else float(a["bbox"][2]) * float(a["bbox"][3]) for a in anns]
             else:
                 scale = [_head_size(a) for a in anns]
                 if any(s is None for s in scale):
-                    raise EvaluationError("--similarity pck needs head boxes ('bbox_head' or 'head_rect') on every "
-                                          f"GT person; image {iid} has a person without one")
+                    raise EvaluationError(
+                        "--similarity pck needs head boxes ('bbox_head' or 'head_rect') on every "
+                        f"GT person; image {iid} has a person without one"
+                    )
             seq["gt_scale"].append(np.asarray(scale, np.float64))
         sequences[vid] = seq
 
@@ -646,18 +685,40 @@ def tracking_eval(arrays_by_video: dict, videos: dict, match: FrameMatch, gt: Gr
             kwargs = {"gt_visible": cat["gt_visible"], "gt_scale": cat["gt_scale"]}
             if similarity == "oks":
                 kwargs["sigmas"] = gt.keypoint_set.sigmas_array()[g_idx]
-        m = evaluate_tracking(cat["gt_ids"], cat["gt_pos"], cat["pred_ids"], cat["pred_pos"],
-                              similarity=similarity, threshold=threshold, **kwargs)
+        m = evaluate_tracking(
+            cat["gt_ids"],
+            cat["gt_pos"],
+            cat["pred_ids"],
+            cat["pred_pos"],
+            similarity=similarity,
+            threshold=threshold,
+            **kwargs,
+        )
         c, i = m.clear_mot, m.identity
-        return {"MOTA": c.mota, "MOTP": c.motp, "IDSW": c.id_switches, "IDF1": i.idf1, "IDP": i.idp, "IDR": i.idr,
-                "FP": c.false_positives, "FN": c.false_negatives, "matches": c.matches, "gt_objects": c.num_gt,
-                "predictions": c.num_predictions, "frames": len(cat["gt_ids"])}
+        return {
+            "MOTA": c.mota,
+            "MOTP": c.motp,
+            "IDSW": c.id_switches,
+            "IDF1": i.idf1,
+            "IDP": i.idp,
+            "IDR": i.idr,
+            "FP": c.false_positives,
+            "FN": c.false_negatives,
+            "matches": c.matches,
+            "gt_objects": c.num_gt,
+            "predictions": c.num_predictions,
+            "frames": len(cat["gt_ids"]),
+        }
 
     if not sequences:
         raise EvaluationError("no frame of the run matched a GT image")
-    return {"overall": run(list(sequences.values())), "per_video": {v: run([s]) for v, s in sequences.items()},
-            "similarity": similarity, "threshold": threshold,
-            "joints": [gt.keypoint_set.names[j] for j in g_idx]}
+    return {
+        "overall": run(list(sequences.values())),
+        "per_video": {v: run([s]) for v, s in sequences.items()},
+        "similarity": similarity,
+        "threshold": threshold,
+        "joints": [gt.keypoint_set.names[j] for j in g_idx],
+    }
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -665,8 +726,9 @@ def tracking_eval(arrays_by_video: dict, videos: dict, match: FrameMatch, gt: Gr
 # ---------------------------------------------------------------------------------------------------------------
 
 
-def pckh_eval(arrays_by_video: dict, videos: dict, match: FrameMatch, gt: GroundTruth, *,
-              threshold: float = 0.5) -> dict:
+def pckh_eval(
+    arrays_by_video: dict, videos: dict, match: FrameMatch, gt: GroundTruth, *, threshold: float = 0.5
+) -> dict:
     """Multi-person PCKh: per matched frame, GT persons and predictions are paired one-to-one (Hungarian, on the
     fraction of shared joints within ``threshold`` × head size, head size = 0.6 × the head box diagonal as in
     PoseTrack/MPII), then a labelled GT joint is correct when its paired prediction's joint lies within
@@ -699,8 +761,10 @@ def pckh_eval(arrays_by_video: dict, videos: dict, match: FrameMatch, gt: Ground
             g = [kp for kp, ok in zip(g, keep) if ok]
             heads = [_head_size(a) for a in anns]
             if any(h is None for h in heads):
-                raise EvaluationError(f"--kind pckh needs head boxes ('bbox_head' or 'head_rect') on every GT person; "
-                                      f"image {iid} has a person without one")
+                raise EvaluationError(
+                    f"--kind pckh needs head boxes ('bbox_head' or 'head_rect') on every GT person; "
+                    f"image {iid} has a person without one"
+                )
             rows = rows_of.get(f, [])
             pred = arr.keypoints[rows][:, p_idx].astype(np.float64) if rows else np.zeros((0, k, 2))
             n_gt += len(g)
@@ -722,9 +786,16 @@ def pckh_eval(arrays_by_video: dict, videos: dict, match: FrameMatch, gt: Ground
                     n_paired += 1
     names = [gt.keypoint_set.names[j] for j in g_idx]
     per_joint = {n: (float(c / t) if t else float("nan")) for n, c, t in zip(names, correct, labelled)}
-    return {"PCKh": float(correct.sum() / max(labelled.sum(), 1)), "per_joint": per_joint, "gt_persons": n_gt,
-            "paired": n_paired, "predictions": n_pred, "predictions_unpaired": n_pred - n_paired, "joints": names,
-            "threshold": threshold}
+    return {
+        "PCKh": float(correct.sum() / max(labelled.sum(), 1)),
+        "per_joint": per_joint,
+        "gt_persons": n_gt,
+        "paired": n_paired,
+        "predictions": n_pred,
+        "predictions_unpaired": n_pred - n_paired,
+        "joints": names,
+        "threshold": threshold,
+    }
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -755,22 +826,48 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output", required=True, help="output folder of jobs.label (local or s3://)")
     parser.add_argument("--gt", required=True, help="ground-truth JSON (COCO-style keypoints; track_id for track)")
     parser.add_argument("--kind", choices=KINDS, default="coco", help="what to evaluate (default: coco)")
-    parser.add_argument("--video-id", action="append", dest="video_ids", metavar="ID",
-                        help="evaluate only this video (repeatable; default: all)")
-    parser.add_argument("--match", choices=MATCH_MODES, default="auto",
-                        help="how frames find their GT image (default: auto = file_name for images, frame for videos)")
+    parser.add_argument(
+        "--video-id",
+        action="append",
+        dest="video_ids",
+        metavar="ID",
+        help="evaluate only this video (repeatable; default: all)",
+    )
+    parser.add_argument(
+        "--match",
+        choices=MATCH_MODES,
+        default="auto",
+        help="how frames find their GT image (default: auto = file_name for images, frame for videos)",
+    )
     parser.add_argument("--out", help="JSON result path (default: OUTPUT/eval/<kind>.json)")
-    parser.add_argument("--all-gt-images", action="store_true",
-                        help="evaluate every GT image, not only those some frame of the run matched")
-    parser.add_argument("--similarity", choices=("oks", "pck", "box_iou"), default="oks",
-                        help="track: how a GT person and a prediction may match (default: oks)")
-    parser.add_argument("--threshold", type=float, default=0.5,
-                        help="track: match threshold; pckh: fraction of the head size (default: 0.5)")
+    parser.add_argument(
+        "--all-gt-images",
+        action="store_true",
+        help="evaluate every GT image, not only those some frame of the run matched",
+    )
+    parser.add_argument(
+        "--similarity",
+        choices=("oks", "pck", "box_iou"),
+        default="oks",
+        help="track: how a GT person and a prediction may match (default: oks)",
+    )
+    parser.add_argument(
+        "--threshold",
+        type=float,
+        default=0.5,
+        help="track: match threshold; pckh: fraction of the head size (default: 0.5)",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
-    from store.tables import (OutputNotFoundError, default_storage_options, load_output, pose_arrays,
-                              split_by_video, video_frames)
+    from store.tables import (
+        OutputNotFoundError,
+        default_storage_options,
+        load_output,
+        pose_arrays,
+        split_by_video,
+        video_frames,
+    )
     from store.writers import join_uri, put_atomic
 
     so = default_storage_options()
@@ -784,50 +881,83 @@ def main(argv: list[str] | None = None) -> int:
             raise EvaluationError(f"no videos under {args.output}")
         poses_by_video = split_by_video(tables.poses)
         frames_by_video = split_by_video(tables.frames)
-        videos = {v: video_frames(args.output, v, poses=poses_by_video.get(v, tables.poses.slice(0, 0)),
-                                  frames=frames_by_video.get(v, tables.frames.slice(0, 0)),
-                                  manifest=tables.manifests.get(v), storage_options=so)
-                  for v in tables.video_ids}
+        videos = {
+            v: video_frames(
+                args.output,
+                v,
+                poses=poses_by_video.get(v, tables.poses.slice(0, 0)),
+                frames=frames_by_video.get(v, tables.frames.slice(0, 0)),
+                manifest=tables.manifests.get(v),
+                storage_options=so,
+            )
+            for v in tables.video_ids
+        }
         match = match_frames(videos, gt, args.match)
         if not match.image_of:
             unpaired = [v for v, m in match.modes.items() if m == "frame" and match.sequences[v] is None]
-            hint = (f"; video(s) {', '.join(unpaired)} could not be paired with a GT sequence by name (GT sequences: "
-                    f"{', '.join(sorted(map(str, _gt_sequences(gt)[1])))[:200]})" if unpaired else "")
+            hint = (
+                f"; video(s) {', '.join(unpaired)} could not be paired with a GT sequence by name (GT sequences: "
+                f"{', '.join(sorted(map(str, _gt_sequences(gt)[1])))[:200]})"
+                if unpaired
+                else ""
+            )
             raise EvaluationError(
                 f"no frame of {len(videos)} video(s) under {args.output} matched an image of {args.gt} "
-                f"(--match {args.match}){hint}; check that the run labelled the GT's images, or try another --match")
+                f"(--match {args.match}){hint}; check that the run labelled the GT's images, or try another --match"
+            )
         arrays = {v: pose_arrays(t) for v, t in poses_by_video.items()}
-        for v, arr in arrays.items():
+        for _v, arr in arrays.items():
             if len(arr) and args.kind not in ("track", "pckh"):
                 _check_conversion(str(arr.keypoint_set[0]), gt.keypoint_set)
     except (EvaluationError, OutputNotFoundError, ValueError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     for v, n in match.unnamed_frames.items():
-        logger.warning("video %s: %d frame(s) without persons could not be named (image folder not listable); "
-                       "their GT images are not evaluated (--all-gt-images counts every GT image)", v, n)
+        logger.warning(
+            "video %s: %d frame(s) without persons could not be named (image folder not listable); "
+            "their GT images are not evaluated (--all-gt-images counts every GT image)",
+            v,
+            n,
+        )
     img_ids = sorted(gt.images) if args.all_gt_images else sorted(match.image_ids)
 
     # ---- evaluate ----------------------------------------------------------------------------------------------
     try:
-        report = {"kind": args.kind, "gt": args.gt, "output": args.output, "video_ids": list(tables.video_ids),
-                  "random_weights": tables.random_weights, "gt_keypoint_set": gt.keypoint_set.name,
-                  "prediction_keypoint_sets": sorted({str(a.keypoint_set[0]) for a in arrays.values() if len(a)}),
-                  "match": {v: m for v, m in match.modes.items()},
-                  "images": {"gt": len(gt.images), "matched": len(match.image_ids), "evaluated": len(img_ids),
-                             "unmatched_frames": sum(match.unmatched_frames.values()),
-                             "unnamed_frames": sum(match.unnamed_frames.values())}}
+        report = {
+            "kind": args.kind,
+            "gt": args.gt,
+            "output": args.output,
+            "video_ids": list(tables.video_ids),
+            "random_weights": tables.random_weights,
+            "gt_keypoint_set": gt.keypoint_set.name,
+            "prediction_keypoint_sets": sorted({str(a.keypoint_set[0]) for a in arrays.values() if len(a)}),
+            "match": {v: m for v, m in match.modes.items()},
+            "images": {
+                "gt": len(gt.images),
+                "matched": len(match.image_ids),
+                "evaluated": len(img_ids),
+                "unmatched_frames": sum(match.unmatched_frames.values()),
+                "unnamed_frames": sum(match.unnamed_frames.values()),
+            },
+        }
         if args.kind == "track":
-            report["tracking"] = tracking_eval(arrays, videos, match, gt, similarity=args.similarity,
-                                               threshold=args.threshold)
-            rows = [(k, report["tracking"]["overall"][k]) for k in ("MOTA", "MOTP", "IDSW", "IDF1", "IDP", "IDR",
-                                                                    "FP", "FN", "gt_objects", "frames")]
-            title = (f"tracking ({args.similarity} ≥ {args.threshold}) on {report['tracking']['overall']['frames']} "
-                     f"frames")
+            report["tracking"] = tracking_eval(
+                arrays, videos, match, gt, similarity=args.similarity, threshold=args.threshold
+            )
+            rows = [
+                (k, report["tracking"]["overall"][k])
+                for k in ("MOTA", "MOTP", "IDSW", "IDF1", "IDP", "IDR", "FP", "FN", "gt_objects", "frames")
+            ]
+            title = (
+                f"tracking ({args.similarity} ≥ {args.threshold}) on {report['tracking']['overall']['frames']} frames"
+            )
         elif args.kind == "pckh":
             report["pckh"] = pckh_eval(arrays, videos, match, gt, threshold=args.threshold)
-            rows = [("PCKh", report["pckh"]["PCKh"])] + list(report["pckh"]["per_joint"].items()) + [
-                (k, report["pckh"][k]) for k in ("gt_persons", "paired", "predictions_unpaired")]
+            rows = (
+                [("PCKh", report["pckh"]["PCKh"])]
+                + list(report["pckh"]["per_joint"].items())
+                + [(k, report["pckh"][k]) for k in ("gt_persons", "paired", "predictions_unpaired")]
+            )
             title = f"PCKh@{args.threshold} on the shared joints"
         else:
             results = prediction_results(arrays, match, gt)
@@ -854,8 +984,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: cannot write {out}: {e}", file=sys.stderr)
         return 2
     if report["random_weights"]:
-        print("RANDOM WEIGHTS: these labels came from random-weight models; the numbers below measure the pipeline, "
-              "not a pose estimator.")
+        print(
+            "RANDOM WEIGHTS: these labels came from random-weight models; the numbers below measure the pipeline, "
+            "not a pose estimator."
+        )
     print(f"{title}: {len(img_ids)} of {len(gt.images)} GT images, {len(tables.video_ids)} video(s)")
     for name, value in rows:
         print(f"  {name:<10} {_fmt(value)}")

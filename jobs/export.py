@@ -79,14 +79,42 @@ FORMATS = ("coco", "alphapose", "posetrack", "openpose")
 OPENPOSE_18_ORDER = (0, 17, 6, 8, 10, 5, 7, 9, 12, 14, 16, 11, 13, 15, 2, 1, 4, 3)
 #: OpenPose BODY_25, as Halpe-26 names: neck and mid-hip are Halpe's own "neck" and "hip".
 OPENPOSE_BODY25_NAMES = (
-    "nose", "neck", "right_shoulder", "right_elbow", "right_wrist", "left_shoulder", "left_elbow", "left_wrist",
-    "hip", "right_hip", "right_knee", "right_ankle", "left_hip", "left_knee", "left_ankle", "right_eye", "left_eye",
-    "right_ear", "left_ear", "left_big_toe", "left_small_toe", "left_heel", "right_big_toe", "right_small_toe",
+    "nose",
+    "neck",
+    "right_shoulder",
+    "right_elbow",
+    "right_wrist",
+    "left_shoulder",
+    "left_elbow",
+    "left_wrist",
+    "hip",
+    "right_hip",
+    "right_knee",
+    "right_ankle",
+    "left_hip",
+    "left_knee",
+    "left_ankle",
+    "right_eye",
+    "left_eye",
+    "right_ear",
+    "left_ear",
+    "left_big_toe",
+    "left_small_toe",
+    "left_heel",
+    "right_big_toe",
+    "right_small_toe",
     "right_heel",
 )
 OPENPOSE_VERSION = 1.3
-_OPENPOSE_EMPTY = ("face_keypoints_2d", "hand_left_keypoints_2d", "hand_right_keypoints_2d", "pose_keypoints_3d",
-                   "face_keypoints_3d", "hand_left_keypoints_3d", "hand_right_keypoints_3d")
+_OPENPOSE_EMPTY = (
+    "face_keypoints_2d",
+    "hand_left_keypoints_2d",
+    "hand_right_keypoints_2d",
+    "pose_keypoints_3d",
+    "face_keypoints_3d",
+    "hand_left_keypoints_3d",
+    "hand_right_keypoints_3d",
+)
 # PoseTrack-18 joint ← source joint names tried in order (the rest are taken by identical name).
 _POSETRACK_SOURCES = {"head_bottom": ("head_bottom", "neck", "upper_neck"), "head_top": ("head_top", "head")}
 
@@ -106,15 +134,23 @@ def frame_name(vf, frame_index: int, video_pattern: str = "{}.jpg") -> str | Non
 
 def _flat_kps(keypoints: np.ndarray, scores: np.ndarray) -> np.ndarray:
     """float64 ``[P, 3K]``: x, y, c per keypoint (float32 values widened exactly)."""
-    return np.concatenate([keypoints.astype(np.float64), scores.astype(np.float64)[..., None]],
-                          axis=-1).reshape(len(keypoints), -1)
+    return np.concatenate([keypoints.astype(np.float64), scores.astype(np.float64)[..., None]], axis=-1).reshape(
+        len(keypoints), -1
+    )
 
 
 def coco_results(arr, vf) -> list[dict]:
     """COCO keypoint results of one video, ``image_id`` = frame name, keypoints in the table's keypoint set."""
     flat = _flat_kps(arr.keypoints, arr.keypoint_scores)
-    return [{"image_id": frame_name(vf, f), "category_id": 1, "keypoints": flat[r].tolist(),
-             "score": float(arr.pose_score[r])} for r, f in enumerate(arr.frame_index.tolist())]
+    return [
+        {
+            "image_id": frame_name(vf, f),
+            "category_id": 1,
+            "keypoints": flat[r].tolist(),
+            "score": float(arr.pose_score[r]),
+        }
+        for r, f in enumerate(arr.frame_index.tolist())
+    ]
 
 
 def alphapose_results(arr, vf) -> list[dict]:
@@ -124,9 +160,16 @@ def alphapose_results(arr, vf) -> list[dict]:
     out = []
     for r, f in enumerate(arr.frame_index.tolist()):
         x1, y1, x2, y2 = (float(v) for v in arr.box_xyxy[r])
-        out.append({"image_id": frame_name(vf, f), "category_id": 1, "keypoints": flat[r].tolist(),
-                    "score": float(arr.pose_score[r]), "box": [x1, y1, x2 - x1, y2 - y1],
-                    "idx": int(arr.track_id[r])})
+        out.append(
+            {
+                "image_id": frame_name(vf, f),
+                "category_id": 1,
+                "keypoints": flat[r].tolist(),
+                "score": float(arr.pose_score[r]),
+                "box": [x1, y1, x2 - x1, y2 - y1],
+                "idx": int(arr.track_id[r]),
+            }
+        )
     return out
 
 
@@ -177,25 +220,46 @@ def posetrack_document(arr, vf, frames, name: str) -> tuple[dict, int]:
         if base is None:
             skipped += 1
             continue
-        img = {"file_name": f"{name}/{base}", "id": f, "frame_id": f, "frame_index": f, "vid_id": name,
-               "nframes": len(vf.frame_indices), "is_labeled": bool(n_persons.get(f, 0))}
+        img = {
+            "file_name": f"{name}/{base}",
+            "id": f,
+            "frame_id": f,
+            "frame_index": f,
+            "vid_id": name,
+            "nframes": len(vf.frame_indices),
+            "is_labeled": bool(n_persons.get(f, 0)),
+        }
         wh = size.get(f, video_size)
         if wh is not None:
             img["width"], img["height"] = wh
         images.append(img)
-    kps, sc, have = to_posetrack18(arr.keypoints, arr.keypoint_scores, str(arr.keypoint_set[0]) if len(arr)
-                                   else "posetrack18")
+    kps, sc, have = to_posetrack18(
+        arr.keypoints, arr.keypoint_scores, str(arr.keypoint_set[0]) if len(arr) else "posetrack18"
+    )
     vis = have.astype(np.float64)
     anns = []
     for r, f in enumerate(arr.frame_index.tolist()):
         x1, y1, x2, y2 = (float(v) for v in arr.box_xyxy[r])
         t = int(arr.track_id[r])
-        anns.append({"id": r + 1, "image_id": f, "category_id": 1, "track_id": t if t > 0 else -1,
-                     "keypoints": np.concatenate([kps[r], vis[:, None]], axis=1).reshape(-1).tolist(),
-                     "scores": sc[r].tolist(), "score": float(arr.pose_score[r]),
-                     "bbox": [x1, y1, x2 - x1, y2 - y1]})
-    category = {"id": 1, "name": "person", "supercategory": "person", "keypoints": list(POSETRACK_18.names),
-                "skeleton": [[a + 1, b + 1] for a, b in POSETRACK_18.skeleton]}
+        anns.append(
+            {
+                "id": r + 1,
+                "image_id": f,
+                "category_id": 1,
+                "track_id": t if t > 0 else -1,
+                "keypoints": np.concatenate([kps[r], vis[:, None]], axis=1).reshape(-1).tolist(),
+                "scores": sc[r].tolist(),
+                "score": float(arr.pose_score[r]),
+                "bbox": [x1, y1, x2 - x1, y2 - y1],
+            }
+        )
+    category = {
+        "id": 1,
+        "name": "person",
+        "supercategory": "person",
+        "keypoints": list(POSETRACK_18.names),
+        "skeleton": [[a + 1, b + 1] for a, b in POSETRACK_18.skeleton],
+    }
     return {"images": images, "annotations": anns, "categories": [category]}, skipped
 
 
@@ -219,22 +283,28 @@ def openpose_body(keypoints: np.ndarray, scores: np.ndarray, src: str, body: int
         return np.concatenate([coco, neck[:, None]], axis=1)[:, list(OPENPOSE_18_ORDER)]
     if body == 25 and all(n in ks.names for n in OPENPOSE_BODY25_NAMES):
         return xyc[:, [ks.index(n) for n in OPENPOSE_BODY25_NAMES]]
-    raise ExportError(f"keypoint set {src} has no OpenPose {body}-joint body; 18 needs COCO-17 (or Halpe-26), "
-                      "25 needs Halpe-26")
+    raise ExportError(
+        f"keypoint set {src} has no OpenPose {body}-joint body; 18 needs COCO-17 (or Halpe-26), 25 needs Halpe-26"
+    )
 
 
 def openpose_documents(arr, vf, video_id: str, body: int) -> dict[str, dict]:
     """One OpenPose JSON per frame of the video (empty frames included): file name → document."""
-    joints = openpose_body(arr.keypoints, arr.keypoint_scores, str(arr.keypoint_set[0]), body) if len(arr) \
+    joints = (
+        openpose_body(arr.keypoints, arr.keypoint_scores, str(arr.keypoint_set[0]), body)
+        if len(arr)
         else np.zeros((0, body, 3))
+    )
     people: dict[int, list] = {}
     for r, f in enumerate(arr.frame_index.tolist()):
         t = int(arr.track_id[r])
         person = {"person_id": [t if t > 0 else -1], "pose_keypoints_2d": joints[r].reshape(-1).tolist()}
         person.update({k: [] for k in _OPENPOSE_EMPTY})
         people.setdefault(f, []).append(person)
-    return {f"{video_id}_{f:012d}_keypoints.json": {"version": OPENPOSE_VERSION, "people": people.get(f, [])}
-            for f in vf.frame_indices.tolist()}
+    return {
+        f"{video_id}_{f:012d}_keypoints.json": {"version": OPENPOSE_VERSION, "people": people.get(f, [])}
+        for f in vf.frame_indices.tolist()
+    }
 
 
 def _default_body(keypoint_set: str) -> int:
@@ -255,9 +325,11 @@ def _single_list(per_video: dict[str, list[dict]]) -> list[dict]:
         for rec in records:
             other = seen.setdefault(rec["image_id"], vid)
             if other != vid:
-                raise ExportError(f"videos {other} and {vid} both have frames named {rec['image_id']!r}: one list "
-                                  "cannot tell them apart; export one video (--video-id), use --per-video, or give "
-                                  "--gt for GT image ids")
+                raise ExportError(
+                    f"videos {other} and {vid} both have frames named {rec['image_id']!r}: one list "
+                    "cannot tell them apart; export one video (--video-id), use --per-video, or give "
+                    "--gt for GT image ids"
+                )
     return [rec for records in per_video.values() for rec in records]
 
 
@@ -265,23 +337,41 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m jobs.export", description=__doc__.split("\n\n")[0])
     parser.add_argument("--output", required=True, help="output folder of jobs.label (local or s3://)")
     parser.add_argument("--format", required=True, choices=FORMATS, dest="fmt")
-    parser.add_argument("--dest", required=True, help="file (coco, alphapose) or folder (posetrack, openpose, "
-                                                      "--per-video) to write")
-    parser.add_argument("--video-id", action="append", dest="video_ids", metavar="ID",
-                        help="export only this video (repeatable; default: all)")
+    parser.add_argument(
+        "--dest", required=True, help="file (coco, alphapose) or folder (posetrack, openpose, --per-video) to write"
+    )
+    parser.add_argument(
+        "--video-id",
+        action="append",
+        dest="video_ids",
+        metavar="ID",
+        help="export only this video (repeatable; default: all)",
+    )
     parser.add_argument("--gt", help="coco: GT JSON whose integer image ids (and keypoint set) to use")
     parser.add_argument("--match", default="auto", help="with --gt: auto, file_name, id or frame (as jobs.evaluate)")
-    parser.add_argument("--per-video", action="store_true",
-                        help="coco/alphapose: one file per video under --dest (<id>.json; "
-                             "<id>/alphapose-results.json)")
-    parser.add_argument("--openpose-body", type=int, choices=(18, 25),
-                        help="openpose: 18 (COCO-18) or 25 (BODY_25); default 18 for COCO-17, 25 for Halpe-26")
+    parser.add_argument(
+        "--per-video",
+        action="store_true",
+        help="coco/alphapose: one file per video under --dest (<id>.json; <id>/alphapose-results.json)",
+    )
+    parser.add_argument(
+        "--openpose-body",
+        type=int,
+        choices=(18, 25),
+        help="openpose: 18 (COCO-18) or 25 (BODY_25); default 18 for COCO-17, 25 for Halpe-26",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
     from jobs.evaluate import EvaluationError, load_ground_truth, match_frames, prediction_results
-    from store.tables import (OutputNotFoundError, default_storage_options, load_output, pose_arrays,
-                              split_by_video, video_frames)
+    from store.tables import (
+        OutputNotFoundError,
+        default_storage_options,
+        load_output,
+        pose_arrays,
+        split_by_video,
+        video_frames,
+    )
     from store.writers import join_uri, put_atomic
 
     so = default_storage_options()
@@ -295,9 +385,17 @@ def main(argv: list[str] | None = None) -> int:
         poses_by_video = split_by_video(tables.poses)
         frames_by_video = split_by_video(tables.frames)
         empty_poses, empty_frames = tables.poses.slice(0, 0), tables.frames.slice(0, 0)
-        videos = {v: video_frames(args.output, v, poses=poses_by_video.get(v, empty_poses),
-                                  frames=frames_by_video.get(v, empty_frames), manifest=tables.manifests.get(v),
-                                  storage_options=so) for v in tables.video_ids}
+        videos = {
+            v: video_frames(
+                args.output,
+                v,
+                poses=poses_by_video.get(v, empty_poses),
+                frames=frames_by_video.get(v, empty_frames),
+                manifest=tables.manifests.get(v),
+                storage_options=so,
+            )
+            for v in tables.video_ids
+        }
         arrays = {v: pose_arrays(poses_by_video.get(v, empty_poses)) for v in tables.video_ids}
         files: dict[str, object] = {}
         if args.fmt == "coco" and args.gt:
@@ -318,19 +416,24 @@ def main(argv: list[str] | None = None) -> int:
                 leaf = "{}.json" if args.fmt == "coco" else "{}/alphapose-results.json"
                 files = {join_uri(args.dest, leaf.format(v)): recs for v, recs in per_video.items()}
             else:
-                files = {args.dest: (per_video[tables.video_ids[0]] if len(per_video) == 1
-                                     else _single_list(per_video))}
+                files = {
+                    args.dest: (per_video[tables.video_ids[0]] if len(per_video) == 1 else _single_list(per_video))
+                }
         elif args.fmt == "posetrack":
             names = _unique_names(videos)
             for v in tables.video_ids:
-                doc, skipped = posetrack_document(arrays[v], videos[v], frames_by_video.get(v, empty_frames),
-                                                  names[v])
+                doc, skipped = posetrack_document(arrays[v], videos[v], frames_by_video.get(v, empty_frames), names[v])
                 if skipped:
-                    logger.warning("video %s: %d frame(s) without persons left out (image file names unknown)", v,
-                                   skipped)
+                    logger.warning(
+                        "video %s: %d frame(s) without persons left out (image file names unknown)", v, skipped
+                    )
                 if len(arrays[v]) and not arrays[v].tracked.all():
-                    logger.warning("video %s: %d untracked row(s) written with track_id -1; the file is not valid "
-                                   "for PoseTrack tracking evaluation", v, int((~arrays[v].tracked).sum()))
+                    logger.warning(
+                        "video %s: %d untracked row(s) written with track_id -1; the file is not valid "
+                        "for PoseTrack tracking evaluation",
+                        v,
+                        int((~arrays[v].tracked).sum()),
+                    )
                 files[join_uri(args.dest, f"{names[v]}.json")] = doc
         else:
             for v in tables.video_ids:
@@ -354,8 +457,9 @@ def main(argv: list[str] | None = None) -> int:
     rows = sum(len(a) for a in arrays.values())
     if tables.random_weights:
         print("NOTE: random weights were used for these labels: the keypoints are not pose estimates.")
-    print(f"{args.fmt}: {rows} person row(s) of {len(tables.video_ids)} video(s) → {len(files)} file(s) under "
-          f"{args.dest}")
+    print(
+        f"{args.fmt}: {rows} person row(s) of {len(tables.video_ids)} video(s) → {len(files)} file(s) under {args.dest}"
+    )
     return 0
 
 

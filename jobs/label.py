@@ -11,7 +11,8 @@ execution, so a crash loses at most one chunk.
 
 Outputs under ``--output``: ``poses/`` and ``frames/`` (hive-partitioned by ``video_id``), ``_manifest/``, and
 ``runs/<run_id>/summary.json`` + ``errors.parquet``; ``_staging/`` holds per-frame rows between the GPU stages and
-the per-video tracking stage, and each video's part is deleted once the video is committed. Exit codes: 0 done (bad inputs are counted in the summary),
+the per-video tracking stage, and each video's part is deleted once the video is committed.
+Exit codes: 0 done (bad inputs are counted in the summary),
 2 usage/config error, 1 the run failed.
 
 Example configuration (YAML; every key optional except what the detector and SPPE need)::
@@ -148,8 +149,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--input", nargs="+", required=True, help="videos, image folders, globs, URI lists")
     parser.add_argument("--output", required=True, help="output folder or s3:// prefix")
     parser.add_argument("--config", help="YAML config file")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a config field, e.g. --set sppe.arch=fastpose_res18 (repeatable)")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config field, e.g. --set sppe.arch=fastpose_res18 (repeatable)",
+    )
     parser.add_argument("--run-id", help="id of this run (default: time + random suffix)")
     parser.add_argument("--num-cpus", type=int, help="CPUs for a local Ray started here (default: all)")
     args = parser.parse_args(argv)
@@ -177,8 +184,9 @@ def main(argv: list[str] | None = None) -> int:
         if sha == "random":
             logger.warning(RANDOM_BANNER.format(what=what))
     effective = to_dict(cfg)
-    chash = config_hash({"config": cfg.result_affecting(), "detector_sha256": det_sha, "sppe_sha256": sppe_sha,
-                         "code": _code_version()})
+    chash = config_hash(
+        {"config": cfg.result_affecting(), "detector_sha256": det_sha, "sppe_sha256": sppe_sha, "code": _code_version()}
+    )
     run_id = args.run_id or time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + uuid.uuid4().hex[:6]
 
     import ray
@@ -188,10 +196,22 @@ def main(argv: list[str] | None = None) -> int:
     from store.manifest import read_manifests
 
     committed = read_manifests(args.output, storage_options)
-    todo = [u for u in units if not (u.video_id in committed and committed[u.video_id].config_hash == chash
-                                     and committed[u.video_id].fingerprint == u.fingerprint)]
-    logger.info("%d inputs, %d already committed with this config, %d to process (run %s)",
-                len(units), len(units) - len(todo), len(todo), run_id)
+    todo = [
+        u
+        for u in units
+        if not (
+            u.video_id in committed
+            and committed[u.video_id].config_hash == chash
+            and committed[u.video_id].fingerprint == u.fingerprint
+        )
+    ]
+    logger.info(
+        "%d inputs, %d already committed with this config, %d to process (run %s)",
+        len(units),
+        len(units) - len(todo),
+        len(todo),
+        run_id,
+    )
 
     t_start = time.perf_counter()
     summaries: list[dict] = []
@@ -200,28 +220,68 @@ def main(argv: list[str] | None = None) -> int:
         configure_data_context()
         cpus = int(ray.cluster_resources().get("CPU", 1))
         for c in range(0, len(todo), cfg.run.chunk_units):
-            chunk = todo[c:c + cfg.run.chunk_units]
+            chunk = todo[c : c + cfg.run.chunk_units]
             shards = probe_units(chunk, cfg, storage_options)
             spec = PublishSpec(
-                output=args.output, run_id=run_id, config_hash=chash,
-                fingerprints={u.video_id: u.fingerprint for u in chunk}, keypoint_set=cfg.sppe.keypoint_set,
-                sppe=cfg.sppe.arch, sppe_sha256=sppe_sha, random_weights=random_weights, config=effective,
-                storage_options=storage_options, tracking=cfg.tracking.poseflow if cfg.tracking.enabled else None,
+                output=args.output,
+                run_id=run_id,
+                config_hash=chash,
+                fingerprints={u.video_id: u.fingerprint for u in chunk},
+                keypoint_set=cfg.sppe.keypoint_set,
+                sppe=cfg.sppe.arch,
+                sppe_sha256=sppe_sha,
+                random_weights=random_weights,
+                config=effective,
+                storage_options=storage_options,
+                tracking=cfg.tracking.poseflow if cfg.tracking.enabled else None,
             )
             parts = cfg.run.num_partitions or max(1, min(len(chunk), 4 * cpus))
             ds = build_label_dataset(shards, cfg, spec, num_partitions=parts)
             summaries += ds.take_all()
-            logger.info("chunk %d/%d done: %d videos", c // cfg.run.chunk_units + 1,
-                        -(-len(todo) // cfg.run.chunk_units), len(chunk))
+            logger.info(
+                "chunk %d/%d done: %d videos",
+                c // cfg.run.chunk_units + 1,
+                -(-len(todo) // cfg.run.chunk_units),
+                len(chunk),
+            )
     except Exception:
         logger.exception("run %s failed; committed videos are kept and a rerun resumes after them", run_id)
         return 1
     elapsed = time.perf_counter() - t_start
 
-    summary = _write_run_outputs(args, run_id, chash, effective, units, todo, summaries, elapsed, random_weights,
-                                 det_sha, sppe_sha, storage_options)
-    print(json.dumps({k: summary[k] for k in ("run_id", "inputs", "processed", "published", "frames", "persons",
-                                              "errors", "frames_per_s", "random_weights")}, indent=1))
+    summary = _write_run_outputs(
+        args,
+        run_id,
+        chash,
+        effective,
+        units,
+        todo,
+        summaries,
+        elapsed,
+        random_weights,
+        det_sha,
+        sppe_sha,
+        storage_options,
+    )
+    print(
+        json.dumps(
+            {
+                k: summary[k]
+                for k in (
+                    "run_id",
+                    "inputs",
+                    "processed",
+                    "published",
+                    "frames",
+                    "persons",
+                    "errors",
+                    "frames_per_s",
+                    "random_weights",
+                )
+            },
+            indent=1,
+        )
+    )
     print(f"outputs: {args.output}/poses, {args.output}/frames; run summary: {summary['summary_uri']}")
     for stage, p in summary["weights"]["provenance"].items():
         if p["source"]:
@@ -240,9 +300,15 @@ def weights_provenance(det_sha: str, sppe_sha: str) -> dict:
     out = {}
     for stage, sha in (("detector", det_sha), ("sppe", sppe_sha)):
         w = by_sha.get(sha)
-        out[stage] = ({"attribution": w.attribution, "licence": w.licence, "source": f"{w.package}=={w.version}:"
-                       f"{w.member}"} if w else {"attribution": "random weights" if sha == "random" else
-                                                 "user checkpoint", "licence": "", "source": ""})
+        out[stage] = (
+            {"attribution": w.attribution, "licence": w.licence, "source": f"{w.package}=={w.version}:{w.member}"}
+            if w
+            else {
+                "attribution": "random weights" if sha == "random" else "user checkpoint",
+                "licence": "",
+                "source": "",
+            }
+        )
     return out
 
 
@@ -255,8 +321,9 @@ def _code_version() -> str:
         return "unknown"
 
 
-def _write_run_outputs(args, run_id, chash, effective, units, todo, summaries, elapsed, random_weights, det_sha,
-                       sppe_sha, storage_options) -> dict:
+def _write_run_outputs(
+    args, run_id, chash, effective, units, todo, summaries, elapsed, random_weights, det_sha, sppe_sha, storage_options
+) -> dict:
     import pyarrow as pa
 
     from store.writers import join_uri, put_atomic, write_table_atomic
@@ -265,18 +332,35 @@ def _write_run_outputs(args, run_id, chash, effective, units, todo, summaries, e
     seen = {s["video_id"] for s in summaries}
     for u in todo:  # a video that produced no summary at all is an error too, never silently dropped
         if u.video_id not in seen:
-            errors.append({"video_id": u.video_id, "source_uri": u.source_uri, "shard_index": -1, "frame_index": -1,
-                           "stage": "pipeline", "message": "no result returned for this input"})
+            errors.append(
+                {
+                    "video_id": u.video_id,
+                    "source_uri": u.source_uri,
+                    "shard_index": -1,
+                    "frame_index": -1,
+                    "stage": "pipeline",
+                    "message": "no result returned for this input",
+                }
+            )
     stage_seconds: dict[str, float] = {}
     for s in summaries:
         for k, v in json.loads(s["stage_seconds_json"]).items():
             stage_seconds[k] = stage_seconds.get(k, 0.0) + v
     frames = int(sum(s["num_frames"] for s in summaries))
     run_dir = join_uri(args.output, "runs", run_id)
-    err_table = pa.Table.from_pylist(errors, schema=pa.schema([
-        ("video_id", pa.string()), ("source_uri", pa.string()), ("shard_index", pa.int64()),
-        ("frame_index", pa.int64()), ("stage", pa.string()), ("message", pa.string()),
-    ]))
+    err_table = pa.Table.from_pylist(
+        errors,
+        schema=pa.schema(
+            [
+                ("video_id", pa.string()),
+                ("source_uri", pa.string()),
+                ("shard_index", pa.int64()),
+                ("frame_index", pa.int64()),
+                ("stage", pa.string()),
+                ("message", pa.string()),
+            ]
+        ),
+    )
     write_table_atomic(err_table, join_uri(run_dir, "errors.parquet"), storage_options)
     summary = {
         "run_id": run_id,
@@ -292,9 +376,13 @@ def _write_run_outputs(args, run_id, chash, effective, units, todo, summaries, e
         "frames_per_s": frames / elapsed if elapsed > 0 else 0.0,
         "stage_seconds": stage_seconds,
         "random_weights": random_weights,
-        "weights": {"detector": effective["detector"]["arch"], "detector_sha256": det_sha,
-                    "sppe": effective["sppe"]["arch"], "sppe_sha256": sppe_sha,
-                    "provenance": weights_provenance(det_sha, sppe_sha)},
+        "weights": {
+            "detector": effective["detector"]["arch"],
+            "detector_sha256": det_sha,
+            "sppe": effective["sppe"]["arch"],
+            "sppe_sha256": sppe_sha,
+            "provenance": weights_provenance(det_sha, sppe_sha),
+        },
         "config": effective,
         "summary_uri": join_uri(run_dir, "summary.json"),
     }

@@ -3,7 +3,8 @@
     python -m jobs.make_sample --out samples/ [--frames 48] [--persons 3] [--size 640x360] [--fps 12] [--seed 0]
 
 Writes ``<out>/walkers.mp4``, ``<out>/walkers_gt.json`` and ``<out>/walkers_dets.json`` (person boxes as a
-detector would give them: jittered ground truth plus duplicates, for runs with precomputed detections). The JSON is COCO keypoints format extended for video
+detector would give them: jittered ground truth plus duplicates, for runs with precomputed detections).
+The JSON is COCO keypoints format extended for video
 (as PoseTrack's COCO-style files): ``images`` have ``file_name`` ``"<frame_index>.jpg"``, ``frame_index`` and
 ``video_id``; ``annotations`` have COCO-17 ``keypoints`` (x, y, v), ``bbox`` (x, y, w, h) and a 1-based
 ``track_id``. Figures cross each other, so tracking has real work to do.
@@ -31,9 +32,23 @@ _BLOCK = 8
 # wrists, hips, knees, ankles.
 _TEMPLATE = np.array(
     [
-        [0.00, 0.08], [-0.03, 0.06], [0.03, 0.06], [-0.06, 0.07], [0.06, 0.07],
-        [-0.12, 0.20], [0.12, 0.20], [-0.16, 0.36], [0.16, 0.36], [-0.17, 0.50], [0.17, 0.50],
-        [-0.08, 0.52], [0.08, 0.52], [-0.09, 0.75], [0.09, 0.75], [-0.10, 0.97], [0.10, 0.97],
+        [0.00, 0.08],
+        [-0.03, 0.06],
+        [0.03, 0.06],
+        [-0.06, 0.07],
+        [0.06, 0.07],
+        [-0.12, 0.20],
+        [0.12, 0.20],
+        [-0.16, 0.36],
+        [0.16, 0.36],
+        [-0.17, 0.50],
+        [0.17, 0.50],
+        [-0.08, 0.52],
+        [0.08, 0.52],
+        [-0.09, 0.75],
+        [0.09, 0.75],
+        [-0.10, 0.97],
+        [0.10, 0.97],
     ]
 )
 _LIMBS = ((5, 7), (7, 9), (6, 8), (8, 10), (5, 6), (5, 11), (6, 12), (11, 12), (11, 13), (13, 15), (12, 14), (14, 16))
@@ -78,19 +93,31 @@ def make_walkers(frames: int, persons: int, width: int, height: int, fps: int, s
             truth[f, p] = pts
             thick = max(2, int(heights[p] / 40))
             for a, b in _LIMBS:
-                cv2.line(img, tuple(int(round(v)) for v in pts[a]), tuple(int(round(v)) for v in pts[b]),
-                         colours[p % len(colours)], thick, cv2.LINE_AA)
-            cv2.circle(img, tuple(int(round(v)) for v in pts[0]), int(heights[p] * 0.07),
-                       colours[p % len(colours)], -1, cv2.LINE_AA)
+                cv2.line(
+                    img,
+                    tuple(int(round(v)) for v in pts[a]),
+                    tuple(int(round(v)) for v in pts[b]),
+                    colours[p % len(colours)],
+                    thick,
+                    cv2.LINE_AA,
+                )
+            cv2.circle(
+                img,
+                tuple(int(round(v)) for v in pts[0]),
+                int(heights[p] * 0.07),
+                colours[p % len(colours)],
+                -1,
+                cv2.LINE_AA,
+            )
         for bit in range(BARCODE_BITS):
-            img[0:_BLOCK, bit * _BLOCK:(bit + 1) * _BLOCK] = 255 if (f >> bit) & 1 else 0
+            img[0:_BLOCK, bit * _BLOCK : (bit + 1) * _BLOCK] = 255 if (f >> bit) & 1 else 0
         video[f] = img
     return video, truth
 
 
 def read_barcode(frame: np.ndarray) -> int:
     """The frame index written by ``make_walkers`` (robust to compression: block means against mid-grey)."""
-    bits = [frame[2:_BLOCK - 2, b * _BLOCK + 2:(b + 1) * _BLOCK - 2].mean() > 127 for b in range(BARCODE_BITS)]
+    bits = [frame[2 : _BLOCK - 2, b * _BLOCK + 2 : (b + 1) * _BLOCK - 2].mean() > 127 for b in range(BARCODE_BITS)]
     return int(sum(1 << i for i, on in enumerate(bits) if on))
 
 
@@ -114,8 +141,16 @@ def _ground_truth(truth: np.ndarray, width: int, height: int, video_name: str) -
 
     images, annotations = [], []
     for f in range(truth.shape[0]):
-        images.append({"id": f + 1, "file_name": f"{f}.jpg", "frame_index": f, "video_id": video_name,
-                       "width": width, "height": height})
+        images.append(
+            {
+                "id": f + 1,
+                "file_name": f"{f}.jpg",
+                "frame_index": f,
+                "video_id": video_name,
+                "width": width,
+                "height": height,
+            }
+        )
         for p in range(truth.shape[1]):
             k = truth[f, p]
             inside = (k[:, 0] >= 0) & (k[:, 0] < width) & (k[:, 1] >= 0) & (k[:, 1] < height)
@@ -128,16 +163,30 @@ def _ground_truth(truth: np.ndarray, width: int, height: int, video_name: str) -
             pad = 0.08 * (y1 - y0)
             x0, y0 = max(0.0, x0 - pad), max(0.0, y0 - pad)
             x1, y1 = min(float(width), x1 + pad), min(float(height), y1 + pad)
-            annotations.append({
-                "id": len(annotations) + 1, "image_id": f + 1, "category_id": 1, "iscrowd": 0,
-                "track_id": p + 1, "keypoints": [round(float(v), 3) for v in kp.reshape(-1)],
-                "num_keypoints": int(inside.sum()), "bbox": [round(float(v), 3) for v in (x0, y0, x1 - x0, y1 - y0)],
-                "area": float((x1 - x0) * (y1 - y0)),
-            })
+            annotations.append(
+                {
+                    "id": len(annotations) + 1,
+                    "image_id": f + 1,
+                    "category_id": 1,
+                    "iscrowd": 0,
+                    "track_id": p + 1,
+                    "keypoints": [round(float(v), 3) for v in kp.reshape(-1)],
+                    "num_keypoints": int(inside.sum()),
+                    "bbox": [round(float(v), 3) for v in (x0, y0, x1 - x0, y1 - y0)],
+                    "area": float((x1 - x0) * (y1 - y0)),
+                }
+            )
     return {
         "info": {"description": "raypose synthetic walkers (jobs.make_sample)"},
-        "categories": [{"id": 1, "name": "person", "supercategory": "person", "keypoints": list(COCO_17.names),
-                        "skeleton": [[a + 1, b + 1] for a, b in COCO_17.skeleton]}],
+        "categories": [
+            {
+                "id": 1,
+                "name": "person",
+                "supercategory": "person",
+                "keypoints": list(COCO_17.names),
+                "skeleton": [[a + 1, b + 1] for a, b in COCO_17.skeleton],
+            }
+        ],
         "images": images,
         "annotations": annotations,
     }
@@ -154,8 +203,14 @@ def _detections(gt: dict, seed: int) -> list[dict]:
         x, y, w, h = a["bbox"]
         for score, jitter in ((0.95, 0.03), (0.6, 0.08)):
             dx, dy, dw, dh = rng.normal(0, jitter, 4) * np.array([w, h, w, h])
-            out.append({"image_id": names[a["image_id"]], "category_id": 1, "score": score,
-                        "bbox": [round(float(v), 2) for v in (x + dx, y + dy, max(w + dw, 2.0), max(h + dh, 2.0))]})
+            out.append(
+                {
+                    "image_id": names[a["image_id"]],
+                    "category_id": 1,
+                    "score": score,
+                    "bbox": [round(float(v), 2) for v in (x + dx, y + dy, max(w + dw, 2.0), max(h + dh, 2.0))],
+                }
+            )
     return out
 
 
@@ -183,7 +238,9 @@ def main(argv: list[str] | None = None) -> int:
     gt = _ground_truth(truth, width, height, "walkers.mp4")
     (out / "walkers_gt.json").write_text(json.dumps(gt))
     (out / "walkers_dets.json").write_text(json.dumps(_detections(gt, args.seed)))
-    print(f"wrote {out / 'walkers.mp4'} ({args.frames} frames, {args.persons} persons, {width}x{height} @ {args.fps} fps)")
+    print(
+        f"wrote {out / 'walkers.mp4'} ({args.frames} frames, {args.persons} persons, {width}x{height} @ {args.fps} fps)"
+    )
     print(f"wrote {out / 'walkers_gt.json'} (ground truth) and {out / 'walkers_dets.json'} (jittered GT boxes)")
     return 0
 

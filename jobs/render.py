@@ -31,7 +31,7 @@ def _poses(output: str, video_ids: list[str] | None):
 
 def _frames_of_video(uri: str, wanted: set[int]):
     """Yield (frame_index, rgb, fps) for the wanted frames of a video, in order (frame i = i-th smallest pts)."""
-    from pipelines.decode import plan_shards, probe_video, decode_shard
+    from pipelines.decode import decode_shard, plan_shards, probe_video
     from store.sources import WorkUnit
 
     probe = probe_video(uri)
@@ -65,8 +65,9 @@ def _write_mp4(path: Path, frames: list[np.ndarray], fps: float) -> None:
             out.mux(packet)
 
 
-def render_video(df, dest: Path, *, max_frames: int, min_score: float, boxes: bool, label: str | None,
-                 image_format: str) -> list[Path]:
+def render_video(
+    df, dest: Path, *, max_frames: int, min_score: float, boxes: bool, label: str | None, image_format: str
+) -> list[Path]:
     """Render one video's rows (``df`` holds a single video_id); returns the files written."""
     import cv2
 
@@ -78,13 +79,19 @@ def render_video(df, dest: Path, *, max_frames: int, min_score: float, boxes: bo
     by_frame = {int(f): g for f, g in df.groupby("frame_index")}
     uris = df.groupby("frame_index")["source_uri"].first().to_dict()
     is_video = len(set(uris.values())) == 1 and Path(next(iter(uris.values()))).suffix.lower() in (
-        ".mp4", ".mov", ".mkv", ".avi", ".webm")
+        ".mp4",
+        ".mov",
+        ".mkv",
+        ".avi",
+        ".webm",
+    )
 
     def draw(i: int, rgb: np.ndarray) -> np.ndarray:
         g = by_frame.get(i)
         if g is None:
-            return draw_poses(rgb, np.zeros((0, kset.num_keypoints, 2)), np.zeros((0, kset.num_keypoints)), kset,
-                              label=label)
+            return draw_poses(
+                rgb, np.zeros((0, kset.num_keypoints, 2)), np.zeros((0, kset.num_keypoints)), kset, label=label
+            )
         kps = np.stack([np.asarray([np.asarray(p) for p in k]) for k in g["keypoints"]])
         sc = np.stack([np.asarray(s) for s in g["keypoint_scores"]])
         tids = g["track_id"].fillna(0).astype(int).to_numpy()
@@ -99,12 +106,14 @@ def render_video(df, dest: Path, *, max_frames: int, min_score: float, boxes: bo
         n = probe_video(uri).num_frames
         wanted = set(range(min(n, max_frames)))
         frames, fps = [], 10.0
-        for i, rgb, fps in _frames_of_video(uri, wanted):
+        for i, rgb, _fps in _frames_of_video(uri, wanted):
             frames.append(draw(i, rgb))
         path = dest / f"{vid}.mp4"
         _write_mp4(path, frames, fps)
-        cv2.imwrite(str(dest / f"{vid}_frame{len(frames) // 2:06d}.png"),
-                    cv2.cvtColor(frames[len(frames) // 2], cv2.COLOR_RGB2BGR))
+        cv2.imwrite(
+            str(dest / f"{vid}_frame{len(frames) // 2:06d}.png"),
+            cv2.cvtColor(frames[len(frames) // 2], cv2.COLOR_RGB2BGR),
+        )
         written += [path, dest / f"{vid}_frame{len(frames) // 2:06d}.png"]
     else:
         import fsspec
@@ -149,9 +158,15 @@ def main(argv: list[str] | None = None) -> int:
     label = "RANDOM WEIGHTS - not pose estimates" if random else None
     written = []
     for vid in ids:
-        written += render_video(df[df["video_id"] == vid], dest, max_frames=args.max_frames,
-                                min_score=args.min_score, boxes=args.boxes, label=label,
-                                image_format=args.image_format)
+        written += render_video(
+            df[df["video_id"] == vid],
+            dest,
+            max_frames=args.max_frames,
+            min_score=args.min_score,
+            boxes=args.boxes,
+            label=label,
+            image_format=args.image_format,
+        )
     print(json.dumps({"rendered_videos": len(ids), "files": [str(w) for w in written]}, indent=1))
     return 0
 

@@ -42,8 +42,24 @@ __all__ = [
 BLAZEPOSE_CROP = CropSpec(output_size_hw=(256, 256), aspect_ratio=1.0, scale_mult=1.25)
 BLAZEPOSE_NUM_LANDMARKS = 33
 #: Left/right landmark pairs of the 33 body points (MediaPipe's landmark list: eyes, ears, mouth, limbs, hands, feet).
-BLAZEPOSE_FLIP_PAIRS = ((1, 4), (2, 5), (3, 6), (7, 8), (9, 10), (11, 12), (13, 14), (15, 16), (17, 18), (19, 20),
-                        (21, 22), (23, 24), (25, 26), (27, 28), (29, 30), (31, 32))
+BLAZEPOSE_FLIP_PAIRS = (
+    (1, 4),
+    (2, 5),
+    (3, 6),
+    (7, 8),
+    (9, 10),
+    (11, 12),
+    (13, 14),
+    (15, 16),
+    (17, 18),
+    (19, 20),
+    (21, 22),
+    (23, 24),
+    (25, 26),
+    (27, 28),
+    (29, 30),
+    (31, 32),
+)
 #: BlazePose landmark of each COCO-17 keypoint (nose, l/r eye, l/r ear, shoulders, elbows, wrists, hips, knees,
 #: ankles).
 BLAZEPOSE_TO_COCO17 = (0, 2, 5, 7, 8, 11, 12, 13, 14, 15, 16, 23, 24, 25, 26, 27, 28)
@@ -59,8 +75,9 @@ def _flip_permutation() -> np.ndarray:
     return perm
 
 
-def landmarks_to_keypoint_set(points: torch.Tensor, scores: torch.Tensor,
-                              keypoint_set: str) -> tuple[torch.Tensor, torch.Tensor]:
+def landmarks_to_keypoint_set(
+    points: torch.Tensor, scores: torch.Tensor, keypoint_set: str
+) -> tuple[torch.Tensor, torch.Tensor]:
     """BlazePose's 33 landmarks → a raypose keypoint set (module docstring says which points are approximated).
 
     Args:
@@ -85,10 +102,28 @@ def landmarks_to_keypoint_set(points: torch.Tensor, scores: torch.Tensor,
     head = eyes + 1.6 * (eyes - mouth)
     neck, neck_s = mid(11, 12)
     hip, hip_s = mid(23, 24)
-    extra_p = [head, neck, hip, points[:, 31], points[:, 32], points[:, 31], points[:, 32], points[:, 29],
-               points[:, 30]]
-    extra_s = [torch.minimum(eyes_s, mouth_s), neck_s, hip_s, scores[:, 31], scores[:, 32], scores[:, 31],
-               scores[:, 32], scores[:, 29], scores[:, 30]]
+    extra_p = [
+        head,
+        neck,
+        hip,
+        points[:, 31],
+        points[:, 32],
+        points[:, 31],
+        points[:, 32],
+        points[:, 29],
+        points[:, 30],
+    ]
+    extra_s = [
+        torch.minimum(eyes_s, mouth_s),
+        neck_s,
+        hip_s,
+        scores[:, 31],
+        scores[:, 32],
+        scores[:, 31],
+        scores[:, 32],
+        scores[:, 29],
+        scores[:, 30],
+    ]
     return (torch.cat([kp, torch.stack(extra_p, 1)], 1), torch.cat([sc, torch.stack(extra_s, 1)], 1))
 
 
@@ -142,4 +177,3 @@ class BlazePoseSPPE(nn.Module):
         y = b[..., 1] + points[..., 1].double() * (b[..., 3] - b[..., 1]) / out_h
         kp, sc = landmarks_to_keypoint_set(torch.stack([x, y], -1), scores.double(), self.keypoint_set)
         return kp.float(), sc.float()
-

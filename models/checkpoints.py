@@ -18,8 +18,8 @@ import io
 import logging
 import pickle
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Mapping
 
 import torch
 from torch import nn
@@ -66,13 +66,21 @@ KNOWN_CHECKPOINTS: dict[str, KnownCheckpoint] = {
     c.filename: c
     for c in (
         KnownCheckpoint(
-            filename="fast_res50_256x192.pth", arch="fastpose_res50", num_joints=17, keypoint_set="coco17",
-            input_size_hw=(256, 192), coco_ap=72.0,
+            filename="fast_res50_256x192.pth",
+            arch="fastpose_res50",
+            num_joints=17,
+            keypoint_set="coco17",
+            input_size_hw=(256, 192),
+            coco_ap=72.0,
             source="AlphaPose MODEL_ZOO, configs/coco/resnet/256x192_res50_lr1e-3_1x.yaml",
         ),
         KnownCheckpoint(
-            filename="fast_421_res152_256x192.pth", arch="fastpose_duc_res152", num_joints=17,
-            keypoint_set="coco17", input_size_hw=(256, 192), coco_ap=73.3,
+            filename="fast_421_res152_256x192.pth",
+            arch="fastpose_duc_res152",
+            num_joints=17,
+            keypoint_set="coco17",
+            input_size_hw=(256, 192),
+            coco_ap=73.3,
             source="AlphaPose MODEL_ZOO, configs/coco/resnet/256x192_res152_lr1e-3_1x-duc.yaml",
         ),
     )
@@ -164,7 +172,7 @@ def read_state_dict(path_or_url: str) -> tuple[dict[str, torch.Tensor], str]:
         raise CheckpointError(f"{source}: truncated or corrupt checkpoint ({len(data)} bytes): {first}") from None
     state = _unwrap(obj, source)
     if all(k.startswith("module.") for k in state):
-        state = {k[len("module."):]: v for k, v in state.items()}
+        state = {k[len("module.") :]: v for k, v in state.items()}
     return state, digest
 
 

@@ -27,9 +27,10 @@ pixels, int16 when every coordinate fits (always, for frames under 32 768 px), e
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Iterable, Literal
+from typing import Literal
 
 import cv2
 import numpy as np
@@ -95,8 +96,16 @@ class OrbParams:
     def __post_init__(self) -> None:
         if self.matcher not in MATCHERS:
             raise ValueError(f"OrbParams.matcher={self.matcher!r}; choose one of {', '.join(MATCHERS)}")
-        for name in ("nfeatures", "min_keypoint_product", "min_matches", "window", "lsh_table_number",
-                     "lsh_key_size", "lsh_multi_probe_level", "flann_checks"):
+        for name in (
+            "nfeatures",
+            "min_keypoint_product",
+            "min_matches",
+            "window",
+            "lsh_table_number",
+            "lsh_key_size",
+            "lsh_multi_probe_level",
+            "flann_checks",
+        ):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
                 raise ValueError(f"OrbParams.{name}={value!r} must be an int >= 0")
@@ -153,8 +162,12 @@ def _two_nearest_bruteforce(d_t: np.ndarray, d_t1: np.ndarray) -> tuple[np.ndarr
 
 
 def _two_nearest_flann(d_t: np.ndarray, d_t1: np.ndarray, params: OrbParams) -> tuple[np.ndarray, np.ndarray]:
-    index_params = dict(algorithm=6, table_number=params.lsh_table_number, key_size=params.lsh_key_size,
-                        multi_probe_level=params.lsh_multi_probe_level)  # 6 = FLANN_INDEX_LSH
+    index_params = dict(
+        algorithm=6,
+        table_number=params.lsh_table_number,
+        key_size=params.lsh_key_size,
+        multi_probe_level=params.lsh_multi_probe_level,
+    )  # 6 = FLANN_INDEX_LSH
     matcher = cv2.FlannBasedMatcher(index_params, dict(checks=params.flann_checks))
     dist = np.full((len(d_t), 2), -1, np.int64)
     nidx = np.full((len(d_t), 2), -1, np.int64)
@@ -184,8 +197,17 @@ def _f32_bounds(values: np.ndarray, window: int) -> tuple[np.ndarray, np.ndarray
     return lo, hi
 
 
-def _masked_two_nearest(q_desc: np.ndarray, t_desc: np.ndarray, tx: np.ndarray, ty: np.ndarray, xlo: np.ndarray,
-                        xhi: np.ndarray, ylo: np.ndarray, yhi: np.ndarray, k: int = 2) -> tuple[np.ndarray, np.ndarray]:
+def _masked_two_nearest(
+    q_desc: np.ndarray,
+    t_desc: np.ndarray,
+    tx: np.ndarray,
+    ty: np.ndarray,
+    xlo: np.ndarray,
+    xhi: np.ndarray,
+    ylo: np.ndarray,
+    yhi: np.ndarray,
+    k: int = 2,
+) -> tuple[np.ndarray, np.ndarray]:
     """K-NN of each query among the candidates inside its [xlo, xhi] × [ylo, yhi] (bounds ``[Q, 1]``, inclusive)."""
     mask = np.greater_equal(tx, xlo)
     mask &= np.less_equal(tx, xhi)
@@ -194,8 +216,9 @@ def _masked_two_nearest(q_desc: np.ndarray, t_desc: np.ndarray, tx: np.ndarray, 
     return cv2.batchDistance(q_desc, t_desc, cv2.CV_32S, normType=cv2.NORM_HAMMING, K=k, mask=mask.view(np.uint8))
 
 
-def _two_nearest_windowed(f_t: OrbFeatures, f_t1: OrbFeatures, window: int, *, strip: int | None = None,
-                          group: int = 64) -> tuple[np.ndarray, np.ndarray]:
+def _two_nearest_windowed(
+    f_t: OrbFeatures, f_t1: OrbFeatures, window: int, *, strip: int | None = None, group: int = 64
+) -> tuple[np.ndarray, np.ndarray]:
     """Exact 2-NN of each frame-t descriptor among the frame-t+1 points with |Δx| ≤ window and |Δy| ≤ window.
 
     The window test is exact (float32 coordinates compared without rounding). Output as ``_two_nearest_bruteforce``:
@@ -257,11 +280,11 @@ def _two_nearest_windowed(f_t: OrbFeatures, f_t1: OrbFeatures, window: int, *, s
         if te - ts < 2:  # (rare) no candidate, or one: K = 2 needs two
             d, i = np.full((b - a, 2), -1, np.int32), np.full((b - a, 2), -1, np.int32)
             if te > ts:
-                d[:, :1], i[:, :1] = _masked_two_nearest(qd[a:b], td[ts:te], tx[ts:te], ty[ts:te], xlo[a:b],
-                                                         xhi[a:b], ylo[a:b], yhi[a:b], k=1)
+                d[:, :1], i[:, :1] = _masked_two_nearest(
+                    qd[a:b], td[ts:te], tx[ts:te], ty[ts:te], xlo[a:b], xhi[a:b], ylo[a:b], yhi[a:b], k=1
+                )
         else:
-            d, i = _masked_two_nearest(qd[a:b], td[ts:te], tx[ts:te], ty[ts:te], xlo[a:b], xhi[a:b], ylo[a:b],
-                                       yhi[a:b])
+            d, i = _masked_two_nearest(qd[a:b], td[ts:te], tx[ts:te], ty[ts:te], xlo[a:b], xhi[a:b], ylo[a:b], yhi[a:b])
         d_parts.append(d)
         i_parts.append(i)
     d_sorted, i_sorted = np.concatenate(d_parts), np.concatenate(i_parts)
@@ -329,8 +352,9 @@ def match_features(f_t: OrbFeatures, f_t1: OrbFeatures, params: OrbParams = OrbP
     return None if too_few else compact_correspondences(corr)
 
 
-def orb_correspondences(frame_t: np.ndarray, frame_t1: np.ndarray,
-                        params: OrbParams = OrbParams()) -> np.ndarray | None:
+def orb_correspondences(
+    frame_t: np.ndarray, frame_t1: np.ndarray, params: OrbParams = OrbParams()
+) -> np.ndarray | None:
     """``match_features(orb_features(frame_t), orb_features(frame_t1))``: AlphaPose's ``orb_matching`` for one pair.
 
     Args:
@@ -342,8 +366,9 @@ def orb_correspondences(frame_t: np.ndarray, frame_t1: np.ndarray,
     return match_features(orb_features(frame_t, params), orb_features(frame_t1, params), params)
 
 
-def video_correspondences(frames: Iterable[np.ndarray], params: OrbParams = OrbParams(),
-                          workers: int = 1) -> list[np.ndarray | None]:
+def video_correspondences(
+    frames: Iterable[np.ndarray], params: OrbParams = OrbParams(), workers: int = 1
+) -> list[np.ndarray | None]:
     """Correspondences of every consecutive pair, each frame's ORB features computed once.
 
     Args:
@@ -396,8 +421,9 @@ def video_correspondences(frames: Iterable[np.ndarray], params: OrbParams = OrbP
 # ----------------------------------------------------------------------------------------------------------------
 
 
-def filter_to_boxes(correspondences: np.ndarray | None, regions_t: np.ndarray,
-                    regions_t1: np.ndarray) -> np.ndarray | None:
+def filter_to_boxes(
+    correspondences: np.ndarray | None, regions_t: np.ndarray, regions_t1: np.ndarray
+) -> np.ndarray | None:
     """Keep the pairs whose frame-t point is in some region of frame t OR whose frame-t+1 point is in one of t+1.
 
     Why both sides: ``dm_iou`` = |S₁∩S₂| / |S₁∪S₂| with S₁ the pairs whose frame-t point is in the candidate's box
@@ -431,8 +457,9 @@ def filter_to_boxes(correspondences: np.ndarray | None, regions_t: np.ndarray,
     return compact_correspondences(kept) if np.issubdtype(kept.dtype, np.integer) else kept
 
 
-def tracking_regions(keypoints: np.ndarray, image_size: tuple[int, int],
-                     params: PoseFlowParams = PoseFlowParams()) -> np.ndarray:
+def tracking_regions(
+    keypoints: np.ndarray, image_size: tuple[int, int], params: PoseFlowParams = PoseFlowParams()
+) -> np.ndarray:
     """Regions of one frame that PoseFlow's correspondence terms can read: 2 boxes per person.
 
     For each pose: its AlphaPose box (``dm_iou``, ``get_box``) and the hull of its keypoint squares,
@@ -460,8 +487,13 @@ def filter_is_exact(params: PoseFlowParams) -> bool:
     return params.mode == "improved" or (params.weights_old[0] == 0 and params.weights_old[2] == 0)
 
 
-def filter_for_tracking(correspondences: np.ndarray | None, keypoints_t: np.ndarray, keypoints_t1: np.ndarray,
-                        image_size: tuple[int, int], params: PoseFlowParams = PoseFlowParams()) -> np.ndarray | None:
+def filter_for_tracking(
+    correspondences: np.ndarray | None,
+    keypoints_t: np.ndarray,
+    keypoints_t1: np.ndarray,
+    image_size: tuple[int, int],
+    params: PoseFlowParams = PoseFlowParams(),
+) -> np.ndarray | None:
     """Drop the pairs no PoseFlow grade can read, keeping every grade identical.
 
     Frame t must be the frame whose records are the tracker's "recent" candidates, i.e. the previous frame with
@@ -481,7 +513,12 @@ def filter_for_tracking(correspondences: np.ndarray | None, keypoints_t: np.ndar
     if correspondences is None:
         return None
     if not filter_is_exact(params):
-        raise ValueError("filter_for_tracking is exact only when weights_old gives dm_iou and pose_iou_dm weight 0 "
-                         f"(older candidates would read pairs outside frame t's poses); got {params.weights_old}")
-    return filter_to_boxes(correspondences, tracking_regions(keypoints_t, image_size, params),
-                           tracking_regions(keypoints_t1, image_size, params))
+        raise ValueError(
+            "filter_for_tracking is exact only when weights_old gives dm_iou and pose_iou_dm weight 0 "
+            f"(older candidates would read pairs outside frame t's poses); got {params.weights_old}"
+        )
+    return filter_to_boxes(
+        correspondences,
+        tracking_regions(keypoints_t, image_size, params),
+        tracking_regions(keypoints_t1, image_size, params),
+    )

@@ -37,7 +37,7 @@ import hashlib
 import io
 import logging
 from dataclasses import dataclass
-from typing import BinaryIO, Literal, Union
+from typing import BinaryIO, Literal
 
 import numpy as np
 import torch
@@ -145,7 +145,7 @@ class YoloLayer:
     classes: int
 
 
-LayerSpec = Union[ConvLayer, ShortcutLayer, RouteLayer, MaxPoolLayer, UpsampleLayer, YoloLayer]
+LayerSpec = ConvLayer | ShortcutLayer | RouteLayer | MaxPoolLayer | UpsampleLayer | YoloLayer
 
 
 @dataclass(frozen=True)
@@ -227,8 +227,11 @@ def parse_darknet_cfg(text: str, source: str = "<cfg>") -> DarknetSpec:
         raise DarknetCfgError(f"{source}: the first section must be [net]")
     name, opts, lineno = sections[0]
     where = f"{source}:{lineno} [net]"
-    net = NetInfo(width=_int(opts, "width", where, 416), height=_int(opts, "height", where, 416),
-                  channels=_int(opts, "channels", where, 3))
+    net = NetInfo(
+        width=_int(opts, "width", where, 416),
+        height=_int(opts, "height", where, 416),
+        channels=_int(opts, "channels", where, 3),
+    )
     layers: list[LayerSpec] = []
     for i, (name, opts, lineno) in enumerate(sections[1:]):
         where = f"{source}:{lineno} layer {i} [{name}]"
@@ -239,10 +242,16 @@ def parse_darknet_cfg(text: str, source: str = "<cfg>") -> DarknetSpec:
             activation = opts.get("activation", "logistic")
             if activation not in ("leaky", "linear"):
                 raise DarknetCfgError(f"{where}: activation {activation!r} is not supported (leaky, linear)")
-            layers.append(ConvLayer(filters=_int(opts, "filters", where, 1), size=size,
-                                    stride=_int(opts, "stride", where, 1), padding=padding,
-                                    batch_normalize=bool(_int(opts, "batch_normalize", where, 0)),
-                                    activation=activation))  # type: ignore[arg-type]
+            layers.append(
+                ConvLayer(
+                    filters=_int(opts, "filters", where, 1),
+                    size=size,
+                    stride=_int(opts, "stride", where, 1),
+                    padding=padding,
+                    batch_normalize=bool(_int(opts, "batch_normalize", where, 0)),
+                    activation=activation,
+                )
+            )  # type: ignore[arg-type]
         elif name == "shortcut":
             if opts.get("activation", "linear") != "linear":
                 raise DarknetCfgError(f"{where}: shortcut activation {opts['activation']!r} is not supported (linear)")
@@ -272,8 +281,11 @@ def parse_darknet_cfg(text: str, source: str = "<cfg>") -> DarknetSpec:
             mask = _ints(opts["mask"], where) if "mask" in opts else list(range(len(pairs)))
             if any(not 0 <= m < len(pairs) for m in mask):
                 raise DarknetCfgError(f"{where}: mask {mask} indexes outside the {len(pairs)} anchors")
-            layers.append(YoloLayer(anchors=tuple(pairs[m] for m in mask), mask=tuple(mask),
-                                    classes=_int(opts, "classes", where, 80)))
+            layers.append(
+                YoloLayer(
+                    anchors=tuple(pairs[m] for m in mask), mask=tuple(mask), classes=_int(opts, "classes", where, 80)
+                )
+            )
         else:
             raise DarknetCfgError(
                 f"{where}: section type [{name}] is not supported; supported: {', '.join(_SUPPORTED)}"
@@ -315,7 +327,8 @@ def yolov3_spp_cfg(num_classes: int = 80, input_size: int = 608) -> str:
 
     def conv(filters: int, size: int, stride: int = 1, bn: bool = True) -> None:
         out.append(
-            "[convolutional]\n" + ("batch_normalize=1\n" if bn else "")
+            "[convolutional]\n"
+            + ("batch_normalize=1\n" if bn else "")
             + f"filters={filters}\nsize={size}\nstride={stride}\npad=1\n"
             + f"activation={'leaky' if bn else 'linear'}\n"
         )
@@ -393,8 +406,14 @@ def decode_yolo(raw: torch.Tensor, anchors_wh: torch.Tensor, stride_xy: tuple[fl
 class _ConvBlock(nn.Module):
     def __init__(self, in_channels: int, spec: ConvLayer) -> None:
         super().__init__()
-        self.conv = nn.Conv2d(in_channels, spec.filters, spec.size, stride=spec.stride, padding=spec.padding,
-                              bias=not spec.batch_normalize)
+        self.conv = nn.Conv2d(
+            in_channels,
+            spec.filters,
+            spec.size,
+            stride=spec.stride,
+            padding=spec.padding,
+            bias=not spec.batch_normalize,
+        )
         self.bn = nn.BatchNorm2d(spec.filters) if spec.batch_normalize else None
         # Darknet's leaky slope is 0.1, not PyTorch's default 0.01 (AlphaPose's ``create_modules``).
         self.act = nn.LeakyReLU(0.1) if spec.activation == "leaky" else nn.Identity()
@@ -453,8 +472,9 @@ class Darknet(nn.Module):
                 prev = sum(channels[j] for j in layer.sources)
             elif isinstance(layer, ShortcutLayer):
                 if channels[layer.source] != prev:
-                    raise DarknetCfgError(f"{spec.source}: layer {i} shortcut adds {channels[layer.source]} to "
-                                          f"{prev} channels")
+                    raise DarknetCfgError(
+                        f"{spec.source}: layer {i} shortcut adds {channels[layer.source]} to {prev} channels"
+                    )
                 self.layers.append(nn.Identity())
             elif isinstance(layer, YoloLayer):
                 if prev != len(layer.anchors) * (5 + layer.classes):
@@ -463,8 +483,7 @@ class Darknet(nn.Module):
                         f"classes needs {len(layer.anchors) * (5 + layer.classes)} input channels, found {prev}"
                     )
                 self.layers.append(nn.Identity())
-                self.register_buffer(f"anchors_{i}", torch.tensor(layer.anchors, dtype=torch.float32),
-                                     persistent=False)
+                self.register_buffer(f"anchors_{i}", torch.tensor(layer.anchors, dtype=torch.float32), persistent=False)
             else:  # UpsampleLayer: no parameters
                 self.layers.append(nn.Identity())
             channels.append(prev)
@@ -472,7 +491,8 @@ class Darknet(nn.Module):
         # Only outputs that a later route/shortcut reads are kept during forward: holding all 114 layer outputs
         # of a 608×608 batch would cost gigabytes.
         self._keep = frozenset(
-            j for l in spec.layers
+            j
+            for l in spec.layers
             for j in (l.sources if isinstance(l, RouteLayer) else (l.source,) if isinstance(l, ShortcutLayer) else ())
         )
 
@@ -573,16 +593,25 @@ def read_darknet_weights(model: Darknet, path_or_url: str) -> LoadedDarknetWeigh
     with torch.no_grad():
         for t in tensors:
             n = t.numel()
-            t.copy_(torch.from_numpy(floats[offset:offset + n].copy()).view_as(t))
+            t.copy_(torch.from_numpy(floats[offset : offset + n].copy()).view_as(t))
             offset += n
-    logger.info("loaded darknet weights %s (v%d.%d.%d, sha256 %s) into %s", source, major, minor, revision,
-                digest[:12], model.spec.source)
-    return LoadedDarknetWeights(source=source, sha256=digest, version=(major, minor, revision), seen=seen,
-                                num_floats=int(floats.size))
+    logger.info(
+        "loaded darknet weights %s (v%d.%d.%d, sha256 %s) into %s",
+        source,
+        major,
+        minor,
+        revision,
+        digest[:12],
+        model.spec.source,
+    )
+    return LoadedDarknetWeights(
+        source=source, sha256=digest, version=(major, minor, revision), seen=seen, num_floats=int(floats.size)
+    )
 
 
-def write_darknet_weights(model: Darknet, path_or_file: str | BinaryIO, *,
-                          version: tuple[int, int, int] = (0, 2, 0), seen: int = 0) -> str:
+def write_darknet_weights(
+    model: Darknet, path_or_file: str | BinaryIO, *, version: tuple[int, int, int] = (0, 2, 0), seen: int = 0
+) -> str:
     """Write ``model``'s weights in darknet's binary format (the inverse of ``read_darknet_weights``).
 
     Args:
@@ -640,8 +669,13 @@ def _letterbox_geometry(frame_wh: tuple[int, int], size: int) -> Letterbox:
     s = min(np.float32(1) / np.float32(w) * np.float32(size), np.float32(1) / np.float32(h) * np.float32(size))
     ox = (np.float32(size) - s * np.float32(w)) / np.float32(2)
     oy = (np.float32(size) - s * np.float32(h)) / np.float32(2)
-    return Letterbox(size=size, frame_wh=(w, h), content_xywh=(x0, y0, new_w, new_h), scale=float(s),
-                     offset_xy=(float(ox), float(oy)))
+    return Letterbox(
+        size=size,
+        frame_wh=(w, h),
+        content_xywh=(x0, y0, new_w, new_h),
+        scale=float(s),
+        offset_xy=(float(ox), float(oy)),
+    )
 
 
 def letterbox(frame_rgb: np.ndarray, size: int = 608) -> tuple[np.ndarray, Letterbox]:
@@ -660,8 +694,9 @@ def letterbox(frame_rgb: np.ndarray, size: int = 608) -> tuple[np.ndarray, Lette
     geo = _letterbox_geometry((w, h), size)
     x0, y0, new_w, new_h = geo.content_xywh
     canvas = np.full((size, size, 3), 128, dtype=np.uint8)
-    canvas[y0:y0 + new_h, x0:x0 + new_w] = cv2.resize(np.ascontiguousarray(frame_rgb), (new_w, new_h),
-                                                      interpolation=cv2.INTER_CUBIC)
+    canvas[y0 : y0 + new_h, x0 : x0 + new_w] = cv2.resize(
+        np.ascontiguousarray(frame_rgb), (new_w, new_h), interpolation=cv2.INTER_CUBIC
+    )
     return canvas, geo
 
 
@@ -711,7 +746,7 @@ def nms_plus_one(boxes_xyxy: np.ndarray, scores: np.ndarray, iou_threshold: floa
         if suppressed[i]:
             continue
         keep.append(i)
-        rest = np.arange(i + 1, len(b))[~suppressed[i + 1:]]
+        rest = np.arange(i + 1, len(b))[~suppressed[i + 1 :]]
         if rest.size == 0:
             break
         iw = np.maximum(np.float32(0), np.minimum(b[i, 2], b[rest, 2]) - np.maximum(b[i, 0], b[rest, 0]) + one)
@@ -723,8 +758,9 @@ def nms_plus_one(boxes_xyxy: np.ndarray, scores: np.ndarray, iou_threshold: floa
     return order[np.asarray(keep, dtype=np.int64)].astype(np.int64)
 
 
-def yolo_person_boxes(rows: torch.Tensor, *, confidence: float = 0.1, nms_iou: float = 0.6,
-                      person_class: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def yolo_person_boxes(
+    rows: torch.Tensor, *, confidence: float = 0.1, nms_iou: float = 0.6, person_class: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
     """One image's decoded YOLO rows → person boxes in letterbox pixels (AlphaPose's ``YOLODetector.write_results``).
 
     Keeps rows with objectness > ``confidence`` (strict) whose argmax class is ``person_class``, then NMS

@@ -23,7 +23,7 @@ import io
 import json
 import math
 import posixpath
-from typing import Iterable, Mapping
+from collections.abc import Iterable, Mapping
 
 import numpy as np
 
@@ -73,8 +73,15 @@ class DetectionsTable:
         self.sha256 = sha256
 
     @classmethod
-    def from_records(cls, keys: Iterable[object], boxes_xyxy: np.ndarray, scores: np.ndarray, *,
-                     source: str = "<memory>", sha256: str = "") -> "DetectionsTable":
+    def from_records(
+        cls,
+        keys: Iterable[object],
+        boxes_xyxy: np.ndarray,
+        scores: np.ndarray,
+        *,
+        source: str = "<memory>",
+        sha256: str = "",
+    ) -> DetectionsTable:
         """Group flat records (one per box) by key, keeping their order.
 
         Args:
@@ -176,8 +183,13 @@ def _parse_json(data: bytes, source: str, sha256: str) -> DetectionsTable:
         boxes.append([x, y, x + w, y + h])
         scores.append(float(score))
         keys.append(str(image_id))
-    return DetectionsTable.from_records(keys, np.asarray(boxes, dtype=np.float64).reshape(-1, 4),
-                                        np.asarray(scores, dtype=np.float64), source=source, sha256=sha256)
+    return DetectionsTable.from_records(
+        keys,
+        np.asarray(boxes, dtype=np.float64).reshape(-1, 4),
+        np.asarray(scores, dtype=np.float64),
+        source=source,
+        sha256=sha256,
+    )
 
 
 def _parse_parquet(data: bytes, source: str, sha256: str) -> DetectionsTable:
@@ -198,8 +210,14 @@ def _parse_parquet(data: bytes, source: str, sha256: str) -> DetectionsTable:
     if any(k is None for k in keys):
         raise DetectionsFileError(f"{source}: image_key has null values")
     box_col = table.column("box_xyxy").combine_chunks()
-    if not (pa.types.is_list(box_col.type) or pa.types.is_fixed_size_list(box_col.type)
-            or pa.types.is_large_list(box_col.type)) or box_col.null_count:
+    if (
+        not (
+            pa.types.is_list(box_col.type)
+            or pa.types.is_fixed_size_list(box_col.type)
+            or pa.types.is_large_list(box_col.type)
+        )
+        or box_col.null_count
+    ):
         raise DetectionsFileError(f"{source}: box_xyxy must be a non-null list of 4 floats, found {box_col.type}")
     if pa.types.is_fixed_size_list(box_col.type):
         if box_col.type.list_size != 4:
@@ -250,12 +268,14 @@ def write_detections_parquet(table: DetectionsTable, path_or_url: str) -> None:
     import pyarrow.parquet as pq
 
     keys, boxes, scores = table.to_records()
-    schema = pa.schema([("image_key", pa.string()), ("box_xyxy", pa.list_(pa.float32(), 4)),
-                        ("score", pa.float32())])
-    arrow = pa.table({
-        "image_key": pa.array(keys, type=pa.string()),
-        "box_xyxy": pa.FixedSizeListArray.from_arrays(pa.array(boxes.reshape(-1), type=pa.float32()), 4),
-        "score": pa.array(scores, type=pa.float32()),
-    }, schema=schema)
+    schema = pa.schema([("image_key", pa.string()), ("box_xyxy", pa.list_(pa.float32(), 4)), ("score", pa.float32())])
+    arrow = pa.table(
+        {
+            "image_key": pa.array(keys, type=pa.string()),
+            "box_xyxy": pa.FixedSizeListArray.from_arrays(pa.array(boxes.reshape(-1), type=pa.float32()), 4),
+            "score": pa.array(scores, type=pa.float32()),
+        },
+        schema=schema,
+    )
     with fsspec.open(str(path_or_url), "wb") as f:
         pq.write_table(arrow, f)

@@ -49,8 +49,9 @@ import logging
 import math
 import os
 import re
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator, Literal, Sequence
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -159,8 +160,16 @@ class PersonDetector:
     #: ``models.keypoints`` name of the per-person keypoints this detector predicts, or None (boxes only).
     keypoint_set: str | None = None
 
-    def __init__(self, *, arch: str, weights_id: str, device: torch.device | str, score_threshold: float,
-                 min_box_area: float, max_persons: int | None) -> None:
+    def __init__(
+        self,
+        *,
+        arch: str,
+        weights_id: str,
+        device: torch.device | str,
+        score_threshold: float,
+        min_box_area: float,
+        max_persons: int | None,
+    ) -> None:
         self.arch = arch
         self.weights_id = weights_id
         self.device = torch.device(device)
@@ -172,8 +181,7 @@ class PersonDetector:
     def random_weights(self) -> bool:
         return self.weights_id == RANDOM_WEIGHTS_ID
 
-    def __call__(self, frames: Sequence[np.ndarray],
-                 keys: Sequence[object] | None = None) -> list[FrameDetections]:
+    def __call__(self, frames: Sequence[np.ndarray], keys: Sequence[object] | None = None) -> list[FrameDetections]:
         """Detect persons in a batch of frames.
 
         Args:
@@ -201,8 +209,15 @@ class PersonDetector:
     def _detect(self, frames: Sequence[np.ndarray], keys: Sequence[object] | None) -> list[tuple[np.ndarray, ...]]:
         raise NotImplementedError
 
-    def _finalize(self, boxes: np.ndarray, scores: np.ndarray, keypoints: np.ndarray | None = None,
-                  keypoint_scores: np.ndarray | None = None, *, frame_wh: tuple[int, int]) -> FrameDetections:
+    def _finalize(
+        self,
+        boxes: np.ndarray,
+        scores: np.ndarray,
+        keypoints: np.ndarray | None = None,
+        keypoint_scores: np.ndarray | None = None,
+        *,
+        frame_wh: tuple[int, int],
+    ) -> FrameDetections:
         w, h = frame_wh
         b = np.asarray(boxes, dtype=np.float32).reshape(-1, 4).copy()
         s = np.asarray(scores, dtype=np.float32).reshape(-1)
@@ -219,9 +234,14 @@ class PersonDetector:
             if kp.ndim != 3 or kp.shape[0] != len(s) or kp.shape[2] != 2 or kp_s.shape != kp.shape[:2]:
                 raise ValueError(f"{self.arch}: keypoints {kp.shape} / scores {kp_s.shape} do not fit {len(s)} boxes")
             kp, kp_s = np.ascontiguousarray(kp[order]), np.ascontiguousarray(kp_s[order])
-        return FrameDetections(boxes_xyxy=np.ascontiguousarray(b[order]), scores=np.ascontiguousarray(s[order]),
-                               frame_size_wh=(w, h), weights_id=self.weights_id, keypoints=kp,
-                               keypoint_scores=kp_s)
+        return FrameDetections(
+            boxes_xyxy=np.ascontiguousarray(b[order]),
+            scores=np.ascontiguousarray(s[order]),
+            frame_size_wh=(w, h),
+            weights_id=self.weights_id,
+            keypoints=kp,
+            keypoint_scores=kp_s,
+        )
 
 
 # ------------------------------------------------------------------------------------------------ torchvision
@@ -277,22 +297,68 @@ def _torchvision_archs() -> dict[str, _TorchvisionArch]:
 
     return {
         "fasterrcnn_resnet50_fpn_v2": _TorchvisionArch(
-            d.fasterrcnn_resnet50_fpn_v2, d.FasterRCNN_ResNet50_FPN_V2_Weights, "rcnn", 0.05, 0.5, 100, 800, 1333,
-            1000, False),
+            d.fasterrcnn_resnet50_fpn_v2,
+            d.FasterRCNN_ResNet50_FPN_V2_Weights,
+            "rcnn",
+            0.05,
+            0.5,
+            100,
+            800,
+            1333,
+            1000,
+            False,
+        ),
         "retinanet_resnet50_fpn_v2": _TorchvisionArch(
-            d.retinanet_resnet50_fpn_v2, d.RetinaNet_ResNet50_FPN_V2_Weights, "dense", 0.05, 0.5, 300, 800, 1333,
-            None, False),
+            d.retinanet_resnet50_fpn_v2,
+            d.RetinaNet_ResNet50_FPN_V2_Weights,
+            "dense",
+            0.05,
+            0.5,
+            300,
+            800,
+            1333,
+            None,
+            False,
+        ),
         "fcos_resnet50_fpn": _TorchvisionArch(
-            d.fcos_resnet50_fpn, d.FCOS_ResNet50_FPN_Weights, "dense", 0.2, 0.6, 100, 800, 1333, None, True),
+            d.fcos_resnet50_fpn, d.FCOS_ResNet50_FPN_Weights, "dense", 0.2, 0.6, 100, 800, 1333, None, True
+        ),
         "fasterrcnn_mobilenet_v3_large_fpn": _TorchvisionArch(
-            d.fasterrcnn_mobilenet_v3_large_fpn, d.FasterRCNN_MobileNet_V3_Large_FPN_Weights, "rcnn", 0.05, 0.5,
-            100, 800, 1333, 1000, True),
+            d.fasterrcnn_mobilenet_v3_large_fpn,
+            d.FasterRCNN_MobileNet_V3_Large_FPN_Weights,
+            "rcnn",
+            0.05,
+            0.5,
+            100,
+            800,
+            1333,
+            1000,
+            True,
+        ),
         "fasterrcnn_mobilenet_v3_large_320_fpn": _TorchvisionArch(
-            d.fasterrcnn_mobilenet_v3_large_320_fpn, d.FasterRCNN_MobileNet_V3_Large_320_FPN_Weights, "rcnn", 0.05,
-            0.5, 100, 320, 640, 150, True),
+            d.fasterrcnn_mobilenet_v3_large_320_fpn,
+            d.FasterRCNN_MobileNet_V3_Large_320_FPN_Weights,
+            "rcnn",
+            0.05,
+            0.5,
+            100,
+            320,
+            640,
+            150,
+            True,
+        ),
         "ssdlite320_mobilenet_v3_large": _TorchvisionArch(
-            d.ssdlite320_mobilenet_v3_large, d.SSDLite320_MobileNet_V3_Large_Weights, "ssd", 0.001, 0.55, 300,
-            None, None, None, False),
+            d.ssdlite320_mobilenet_v3_large,
+            d.SSDLite320_MobileNet_V3_Large_Weights,
+            "ssd",
+            0.001,
+            0.55,
+            300,
+            None,
+            None,
+            None,
+            False,
+        ),
     }
 
 
@@ -347,10 +413,19 @@ def _freeze_batch_norm(module: nn.Module) -> None:
             _freeze_batch_norm(child)
 
 
-def _torchvision_detector(arch: str, *, weights: str | None, random_weights: bool, device: str,
-                          score_threshold: float | None, nms_iou: float | None, min_box_area: float,
-                          max_persons: int | None, input_size: int | None,
-                          rpn_proposals: int | None) -> TorchvisionPersonDetector:
+def _torchvision_detector(
+    arch: str,
+    *,
+    weights: str | None,
+    random_weights: bool,
+    device: str,
+    score_threshold: float | None,
+    nms_iou: float | None,
+    min_box_area: float,
+    max_persons: int | None,
+    input_size: int | None,
+    rpn_proposals: int | None,
+) -> TorchvisionPersonDetector:
     spec = _torchvision_archs()[arch]
     score = spec.score_threshold if score_threshold is None else score_threshold
     iou = spec.nms_iou if nms_iou is None else nms_iou
@@ -391,8 +466,15 @@ def _torchvision_detector(arch: str, *, weights: str | None, random_weights: boo
                     f"file name: the cached file is corrupt or replaced; delete it to download it again"
                 )
         load_state_dict_strict(model, state, redact_uri(path))
-    return TorchvisionPersonDetector(model, arch=arch, weights_id=weights_id, device=device,
-                                     score_threshold=score, min_box_area=min_box_area, max_persons=max_persons)
+    return TorchvisionPersonDetector(
+        model,
+        arch=arch,
+        weights_id=weights_id,
+        device=device,
+        score_threshold=score,
+        min_box_area=min_box_area,
+        max_persons=max_persons,
+    )
 
 
 # ---------------------------------------------------------------------------------------------------- YOLOv3
@@ -449,8 +531,18 @@ class UltralyticsPersonDetector(PersonDetector):
     detection checkpoints. The network may be cast (``dtype`` float16/bfloat16); decoding and NMS stay float32.
     """
 
-    def __init__(self, model: nn.Module, *, input_size: int, nms_iou: float, max_det: int, person_class: int,
-                 keypoint_set: str | None, dtype: torch.dtype = torch.float32, **common: Any) -> None:
+    def __init__(
+        self,
+        model: nn.Module,
+        *,
+        input_size: int,
+        nms_iou: float,
+        max_det: int,
+        person_class: int,
+        keypoint_set: str | None,
+        dtype: torch.dtype = torch.float32,
+        **common: Any,
+    ) -> None:
         super().__init__(**common)
         self.model = model.to(device=self.device, dtype=dtype).eval()
         self.input_size = input_size
@@ -475,8 +567,13 @@ class UltralyticsPersonDetector(PersonDetector):
         out = []
         for i, geo in enumerate(geos):
             idx, score, _ = ultralytics.non_max_suppression(
-                pred.boxes_xyxy[i], pred.scores[i], conf=self.score_threshold, iou=self.nms_iou, max_det=self.max_det,
-                classes=[self.person_class])
+                pred.boxes_xyxy[i],
+                pred.scores[i],
+                conf=self.score_threshold,
+                iou=self.nms_iou,
+                max_det=self.max_det,
+                classes=[self.person_class],
+            )
             boxes = ultralytics.boxes_to_frame(pred.boxes_xyxy[i][idx], geo).cpu().numpy()
             if self.keypoint_set is None:
                 out.append((boxes, score.cpu().numpy()))
@@ -504,17 +601,26 @@ class PrecomputedPersonDetector(PersonDetector):
 
     def _detect(self, frames, keys):
         if keys is None:
-            raise ValueError(f"precomputed detections ({self.table.source}) need a key (image id or file name) "
-                             f"per frame")
+            raise ValueError(
+                f"precomputed detections ({self.table.source}) need a key (image id or file name) per frame"
+            )
         return [self.table.lookup(k) for k in keys]
 
 
 # ------------------------------------------------------------------------------------------------- builders
 
 
-def _validate(arch: str, weights: str | None, random_weights: bool, score_threshold: float | None,
-              nms_iou: float | None, min_box_area: float, max_persons: int | None, input_size: int | None,
-              device: str) -> None:
+def _validate(
+    arch: str,
+    weights: str | None,
+    random_weights: bool,
+    score_threshold: float | None,
+    nms_iou: float | None,
+    min_box_area: float,
+    max_persons: int | None,
+    input_size: int | None,
+    device: str,
+) -> None:
     if weights is None and not random_weights:
         raise ValueError(
             f"{arch}: no weights given. Pass weights=PATH (or 'torchvision' for the official COCO weights), or "
@@ -551,16 +657,35 @@ def _no_extra(arch: str, **unused: object) -> None:
 
 
 def _torchvision_builder(arch: str) -> Callable[..., TorchvisionPersonDetector]:
-    def build(*, weights: str | None = None, random_weights: bool = False, device: str = "cpu",
-              score_threshold: float | None = None, nms_iou: float | None = None, min_box_area: float = 0.0,
-              max_persons: int | None = None, input_size: int | None = None, rpn_proposals: int | None = None,
-              darknet_cfg: str | None = None) -> TorchvisionPersonDetector:
-        _validate(arch, weights, random_weights, score_threshold, nms_iou, min_box_area, max_persons, input_size,
-                  device)
+    def build(
+        *,
+        weights: str | None = None,
+        random_weights: bool = False,
+        device: str = "cpu",
+        score_threshold: float | None = None,
+        nms_iou: float | None = None,
+        min_box_area: float = 0.0,
+        max_persons: int | None = None,
+        input_size: int | None = None,
+        rpn_proposals: int | None = None,
+        darknet_cfg: str | None = None,
+    ) -> TorchvisionPersonDetector:
+        _validate(
+            arch, weights, random_weights, score_threshold, nms_iou, min_box_area, max_persons, input_size, device
+        )
         _no_extra(arch, darknet_cfg=darknet_cfg)
-        det = _torchvision_detector(arch, weights=weights, random_weights=random_weights, device=device,
-                                    score_threshold=score_threshold, nms_iou=nms_iou, min_box_area=min_box_area,
-                                    max_persons=max_persons, input_size=input_size, rpn_proposals=rpn_proposals)
+        det = _torchvision_detector(
+            arch,
+            weights=weights,
+            random_weights=random_weights,
+            device=device,
+            score_threshold=score_threshold,
+            nms_iou=nms_iou,
+            min_box_area=min_box_area,
+            max_persons=max_persons,
+            input_size=input_size,
+            rpn_proposals=rpn_proposals,
+        )
         _log_built(det)
         return det
 
@@ -581,11 +706,20 @@ fasterrcnn_mobilenet_v3_large_320_fpn = _torchvision_builder("fasterrcnn_mobilen
 ssdlite320_mobilenet_v3_large = _torchvision_builder("ssdlite320_mobilenet_v3_large")
 
 
-def yolov3_spp(*, weights: str | None = None, random_weights: bool = False, device: str = "cpu",
-               score_threshold: float | None = None, nms_iou: float | None = None, min_box_area: float = 0.0,
-               max_persons: int | None = None, input_size: int | None = None, rpn_proposals: int | None = None,
-               darknet_cfg: str | None = None,
-               maxpool_padding: Literal["zeros", "darknet"] = "zeros") -> YoloPersonDetector:
+def yolov3_spp(
+    *,
+    weights: str | None = None,
+    random_weights: bool = False,
+    device: str = "cpu",
+    score_threshold: float | None = None,
+    nms_iou: float | None = None,
+    min_box_area: float = 0.0,
+    max_persons: int | None = None,
+    input_size: int | None = None,
+    rpn_proposals: int | None = None,
+    darknet_cfg: str | None = None,
+    maxpool_padding: Literal["zeros", "darknet"] = "zeros",
+) -> YoloPersonDetector:
     """YOLOv3-SPP with AlphaPose's settings (``detector/yolo_cfg.py``): input 608, confidence 0.1, NMS IoU 0.6.
 
     Args:
@@ -596,21 +730,30 @@ def yolov3_spp(*, weights: str | None = None, random_weights: bool = False, devi
         Others: see the module docstring. ``score_threshold`` is the objectness confidence (strict >).
     """
     arch = "yolov3_spp"
-    _validate(arch, weights, random_weights, score_threshold, nms_iou, min_box_area, max_persons, input_size,
-              device)
+    _validate(arch, weights, random_weights, score_threshold, nms_iou, min_box_area, max_persons, input_size, device)
     _no_extra(arch, rpn_proposals=rpn_proposals)
     size = 608 if input_size is None else input_size
     if size % 32:
         raise ValueError(f"yolov3_spp input_size must be a multiple of 32, got {size}")
-    spec = read_darknet_cfg(darknet_cfg) if darknet_cfg is not None else parse_darknet_cfg(yolov3_spp_cfg(),
-                                                                                          "yolov3_spp_cfg()")
+    spec = (
+        read_darknet_cfg(darknet_cfg)
+        if darknet_cfg is not None
+        else parse_darknet_cfg(yolov3_spp_cfg(), "yolov3_spp_cfg()")
+    )
     with _seeded():
         model = Darknet(spec, maxpool_padding=maxpool_padding)
     weights_id = RANDOM_WEIGHTS_ID if weights is None else read_darknet_weights(model, weights).sha256
-    det = YoloPersonDetector(model, arch=arch, weights_id=weights_id, device=device, input_size=size,
-                             nms_iou=0.6 if nms_iou is None else nms_iou,
-                             score_threshold=0.1 if score_threshold is None else score_threshold,
-                             min_box_area=min_box_area, max_persons=max_persons)
+    det = YoloPersonDetector(
+        model,
+        arch=arch,
+        weights_id=weights_id,
+        device=device,
+        input_size=size,
+        nms_iou=0.6 if nms_iou is None else nms_iou,
+        score_threshold=0.1 if score_threshold is None else score_threshold,
+        min_box_area=min_box_area,
+        max_persons=max_persons,
+    )
     _log_built(det)
     return det
 
@@ -618,11 +761,21 @@ def yolov3_spp(*, weights: str | None = None, random_weights: bool = False, devi
 _YOLO_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
 
-def yolo(*, weights: str | None = None, random_weights: bool = False, device: str = "cpu",
-         score_threshold: float | None = None, nms_iou: float | None = None, min_box_area: float = 0.0,
-         max_persons: int | None = None, input_size: int | None = None, rpn_proposals: int | None = None,
-         darknet_cfg: str | None = None, dtype: Literal["float32", "float16", "bfloat16"] = "float32",
-         max_det: int = 300) -> UltralyticsPersonDetector:
+def yolo(
+    *,
+    weights: str | None = None,
+    random_weights: bool = False,
+    device: str = "cpu",
+    score_threshold: float | None = None,
+    nms_iou: float | None = None,
+    min_box_area: float = 0.0,
+    max_persons: int | None = None,
+    input_size: int | None = None,
+    rpn_proposals: int | None = None,
+    darknet_cfg: str | None = None,
+    dtype: Literal["float32", "float16", "bfloat16"] = "float32",
+    max_det: int = 300,
+) -> UltralyticsPersonDetector:
     """An Ultralytics YOLOv8/YOLO11 detect or pose checkpoint with Ultralytics' predict defaults.
 
     Args:
@@ -638,8 +791,7 @@ def yolo(*, weights: str | None = None, random_weights: bool = False, device: st
         Others: see the module docstring.
     """
     arch = "yolo"
-    _validate(arch, weights, random_weights, score_threshold, nms_iou, min_box_area, max_persons, input_size,
-              device)
+    _validate(arch, weights, random_weights, score_threshold, nms_iou, min_box_area, max_persons, input_size, device)
     _no_extra(arch, rpn_proposals=rpn_proposals, darknet_cfg=darknet_cfg)
     size = 640 if input_size is None else input_size
     if size % 32:
@@ -665,19 +817,36 @@ def yolo(*, weights: str | None = None, random_weights: bool = False, device: st
         if ckpt.names and ckpt.names[0] != "person":
             raise ultralytics.UltralyticsCheckpointError(
                 f"{ckpt.source}: class 0 is {ckpt.names[0]!r}, not 'person' (classes: {', '.join(ckpt.names[:10])}"
-                f"{' …' if len(ckpt.names) > 10 else ''})")
+                f"{' …' if len(ckpt.names) > 10 else ''})"
+            )
         weights_id, person_class, kpt_shape = ckpt.sha256, 0, ckpt.kpt_shape
-        logger.info("yolo: %s (Ultralytics %s, %s; license: %s)", ckpt.source, ckpt.ultralytics_version,
-                    ckpt.class_path.rsplit(".", 1)[1], ckpt.license)
+        logger.info(
+            "yolo: %s (Ultralytics %s, %s; license: %s)",
+            ckpt.source,
+            ckpt.ultralytics_version,
+            ckpt.class_path.rsplit(".", 1)[1],
+            ckpt.license,
+        )
     keypoint_set = None
     if kpt_shape is not None:
         if kpt_shape[0] != 17:
             raise ValueError(f"yolo: pose checkpoints with {kpt_shape[0]} keypoints are not supported (COCO-17 only)")
         keypoint_set = "coco17"
-    det = UltralyticsPersonDetector(net, arch=arch, weights_id=weights_id, device=device, input_size=size,
-                                    nms_iou=0.7 if nms_iou is None else nms_iou, max_det=max_det,
-                                    person_class=person_class, keypoint_set=keypoint_set, dtype=_YOLO_DTYPES[dtype],
-                                    score_threshold=score, min_box_area=min_box_area, max_persons=max_persons)
+    det = UltralyticsPersonDetector(
+        net,
+        arch=arch,
+        weights_id=weights_id,
+        device=device,
+        input_size=size,
+        nms_iou=0.7 if nms_iou is None else nms_iou,
+        max_det=max_det,
+        person_class=person_class,
+        keypoint_set=keypoint_set,
+        dtype=_YOLO_DTYPES[dtype],
+        score_threshold=score,
+        min_box_area=min_box_area,
+        max_persons=max_persons,
+    )
     _log_built(det)
     return det
 
@@ -692,10 +861,19 @@ def _init_yolo_head_biases(net: nn.Module) -> None:
             cls[-1].bias.fill_(math.log(5 / head.nc / (640 / s) ** 2))
 
 
-def precomputed(*, weights: str | None = None, random_weights: bool = False, device: str = "cpu",
-                score_threshold: float | None = None, nms_iou: float | None = None, min_box_area: float = 0.0,
-                max_persons: int | None = None, input_size: int | None = None, rpn_proposals: int | None = None,
-                darknet_cfg: str | None = None) -> PrecomputedPersonDetector:
+def precomputed(
+    *,
+    weights: str | None = None,
+    random_weights: bool = False,
+    device: str = "cpu",
+    score_threshold: float | None = None,
+    nms_iou: float | None = None,
+    min_box_area: float = 0.0,
+    max_persons: int | None = None,
+    input_size: int | None = None,
+    rpn_proposals: int | None = None,
+    darknet_cfg: str | None = None,
+) -> PrecomputedPersonDetector:
     """Detections read from ``weights``, a COCO detection JSON or Parquet file (``models.detections_io``).
 
     ``score_threshold`` defaults to none (every box in the file is kept); ``weights_id`` is the file's sha256.
@@ -708,9 +886,15 @@ def precomputed(*, weights: str | None = None, random_weights: bool = False, dev
     _validate(arch, weights, False, score_threshold, None, min_box_area, max_persons, None, device)
     _no_extra(arch, nms_iou=nms_iou, input_size=input_size, rpn_proposals=rpn_proposals, darknet_cfg=darknet_cfg)
     table = load_detections(weights)
-    det = PrecomputedPersonDetector(table, arch=arch, weights_id=table.sha256, device=device,
-                                    score_threshold=-math.inf if score_threshold is None else score_threshold,
-                                    min_box_area=min_box_area, max_persons=max_persons)
+    det = PrecomputedPersonDetector(
+        table,
+        arch=arch,
+        weights_id=table.sha256,
+        device=device,
+        score_threshold=-math.inf if score_threshold is None else score_threshold,
+        min_box_area=min_box_area,
+        max_persons=max_persons,
+    )
     _log_built(det)
     return det
 
@@ -732,11 +916,21 @@ DETECTOR_ARCHS: dict[str, Callable[..., PersonDetector]] = {
 TORCHVISION_ARCHS = tuple(a for a in DETECTOR_ARCHS if a not in ("yolov3_spp", "yolo", "precomputed"))
 
 
-def build_detector(arch: str, *, weights: str | None = None, random_weights: bool = False, device: str = "cpu",
-                   score_threshold: float | None = None, nms_iou: float | None = None, min_box_area: float = 0.0,
-                   max_persons: int | None = None, input_size: int | None = None,
-                   rpn_proposals: int | None = None, darknet_cfg: str | None = None,
-                   dtype: str | None = None) -> PersonDetector:
+def build_detector(
+    arch: str,
+    *,
+    weights: str | None = None,
+    random_weights: bool = False,
+    device: str = "cpu",
+    score_threshold: float | None = None,
+    nms_iou: float | None = None,
+    min_box_area: float = 0.0,
+    max_persons: int | None = None,
+    input_size: int | None = None,
+    rpn_proposals: int | None = None,
+    darknet_cfg: str | None = None,
+    dtype: str | None = None,
+) -> PersonDetector:
     """Build a person detector by name.
 
     Args:
@@ -769,6 +963,16 @@ def build_detector(arch: str, *, weights: str | None = None, random_weights: boo
         if arch != "yolo":
             raise ValueError(f"{arch}: dtype {dtype!r} is supported by the yolo detector only")
         extra["dtype"] = dtype
-    return builder(weights=weights, random_weights=random_weights, device=device, score_threshold=score_threshold,
-                   nms_iou=nms_iou, min_box_area=min_box_area, max_persons=max_persons, input_size=input_size,
-                   rpn_proposals=rpn_proposals, darknet_cfg=darknet_cfg, **extra)
+    return builder(
+        weights=weights,
+        random_weights=random_weights,
+        device=device,
+        score_threshold=score_threshold,
+        nms_iou=nms_iou,
+        min_box_area=min_box_area,
+        max_persons=max_persons,
+        input_size=input_size,
+        rpn_proposals=rpn_proposals,
+        darknet_cfg=darknet_cfg,
+        **extra,
+    )

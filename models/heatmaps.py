@@ -17,7 +17,8 @@ round-trip tests use it.
 
 from __future__ import annotations
 
-from typing import Literal, Sequence
+from collections.abc import Sequence
+from typing import Literal
 
 import torch
 
@@ -99,8 +100,9 @@ def decode_heatmaps(heatmaps: torch.Tensor, method: DecodeMethod = "alphapose") 
     return coords, maxvals
 
 
-def heatmaps_to_keypoints(heatmaps: torch.Tensor, crop_boxes_xyxy: torch.Tensor,
-                          method: DecodeMethod = "alphapose") -> tuple[torch.Tensor, torch.Tensor]:
+def heatmaps_to_keypoints(
+    heatmaps: torch.Tensor, crop_boxes_xyxy: torch.Tensor, method: DecodeMethod = "alphapose"
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Decode heatmaps and project them into the source image through each crop box (as ``heatmap_to_coord_simple``).
 
     Args:
@@ -150,8 +152,9 @@ def flip_heatmaps(heatmaps: torch.Tensor, flip_pairs: Sequence[tuple[int, int]],
     return out
 
 
-def flip_test(model: torch.nn.Module, inputs: torch.Tensor, flip_pairs: Sequence[tuple[int, int]],
-              shift: bool = True) -> torch.Tensor:
+def flip_test(
+    model: torch.nn.Module, inputs: torch.Tensor, flip_pairs: Sequence[tuple[int, int]], shift: bool = True
+) -> torch.Tensor:
     """Run ``model`` on ``inputs`` and their mirror images in one batch and average the heatmaps (as AlphaPose's
     ``scripts/demo_inference.py`` ``--flip``)."""
     n = inputs.shape[0]
@@ -159,9 +162,13 @@ def flip_test(model: torch.nn.Module, inputs: torch.Tensor, flip_pairs: Sequence
     return (both[:n] + flip_heatmaps(both[n:], flip_pairs, shift=shift)) * 0.5
 
 
-def render_gaussian_heatmaps(coords_hm: torch.Tensor, heatmap_size_hw: tuple[int, int] = (64, 48),
-                             sigma: float = 2.0, amplitude: torch.Tensor | float = 1.0,
-                             visible: torch.Tensor | None = None) -> torch.Tensor:
+def render_gaussian_heatmaps(
+    coords_hm: torch.Tensor,
+    heatmap_size_hw: tuple[int, int] = (64, 48),
+    sigma: float = 2.0,
+    amplitude: torch.Tensor | float = 1.0,
+    visible: torch.Tensor | None = None,
+) -> torch.Tensor:
     """Render unnormalised Gaussians ``amplitude·exp(−d²/2σ²)`` centred at float heatmap positions.
 
     Args:

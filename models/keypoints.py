@@ -95,17 +95,49 @@ class KeypointSet:
 
 
 _COCO_NAMES = (
-    "nose", "left_eye", "right_eye", "left_ear", "right_ear",
-    "left_shoulder", "right_shoulder", "left_elbow", "right_elbow", "left_wrist", "right_wrist",
-    "left_hip", "right_hip", "left_knee", "right_knee", "left_ankle", "right_ankle",
+    "nose",
+    "left_eye",
+    "right_eye",
+    "left_ear",
+    "right_ear",
+    "left_shoulder",
+    "right_shoulder",
+    "left_elbow",
+    "right_elbow",
+    "left_wrist",
+    "right_wrist",
+    "left_hip",
+    "right_hip",
+    "left_knee",
+    "right_knee",
+    "left_ankle",
+    "right_ankle",
 )
 _COCO_FLIP = ((1, 2), (3, 4), (5, 6), (7, 8), (9, 10), (11, 12), (13, 14), (15, 16))
 _COCO_SKELETON = (
-    (15, 13), (13, 11), (16, 14), (14, 12), (11, 12), (5, 11), (6, 12), (5, 6), (5, 7), (6, 8),
-    (7, 9), (8, 10), (1, 2), (0, 1), (0, 2), (1, 3), (2, 4), (3, 5), (4, 6),
+    (15, 13),
+    (13, 11),
+    (16, 14),
+    (14, 12),
+    (11, 12),
+    (5, 11),
+    (6, 12),
+    (5, 6),
+    (5, 7),
+    (6, 8),
+    (7, 9),
+    (8, 10),
+    (1, 2),
+    (0, 1),
+    (0, 2),
+    (1, 3),
+    (2, 4),
+    (3, 5),
+    (4, 6),
 )
 _COCO_SIGMAS = tuple(
-    s / 10.0 for s in (.26, .25, .25, .35, .35, .79, .79, .72, .72, .62, .62, 1.07, 1.07, .87, .87, .89, .89)
+    s / 10.0
+    for s in (0.26, 0.25, 0.25, 0.35, 0.35, 0.79, 0.79, 0.72, 0.72, 0.62, 0.62, 1.07, 1.07, 0.87, 0.87, 0.89, 0.89)
 )
 
 COCO_17 = KeypointSet(
@@ -114,48 +146,131 @@ COCO_17 = KeypointSet(
 
 HALPE_26 = KeypointSet(
     name="halpe26",
-    names=_COCO_NAMES + (
-        "head", "neck", "hip", "left_big_toe", "right_big_toe", "left_small_toe", "right_small_toe",
-        "left_heel", "right_heel",
+    names=_COCO_NAMES
+    + (
+        "head",
+        "neck",
+        "hip",
+        "left_big_toe",
+        "right_big_toe",
+        "left_small_toe",
+        "right_small_toe",
+        "left_heel",
+        "right_heel",
     ),
     flip_pairs=_COCO_FLIP + ((20, 21), (22, 23), (24, 25)),
     skeleton=(
-        (0, 1), (0, 2), (1, 3), (2, 4), (17, 18), (18, 0), (18, 5), (18, 6), (5, 7), (7, 9), (6, 8), (8, 10),
-        (18, 19), (19, 11), (19, 12), (11, 13), (13, 15), (12, 14), (14, 16),
-        (15, 20), (15, 22), (15, 24), (16, 21), (16, 23), (16, 25),
+        (0, 1),
+        (0, 2),
+        (1, 3),
+        (2, 4),
+        (17, 18),
+        (18, 0),
+        (18, 5),
+        (18, 6),
+        (5, 7),
+        (7, 9),
+        (6, 8),
+        (8, 10),
+        (18, 19),
+        (19, 11),
+        (19, 12),
+        (11, 13),
+        (13, 15),
+        (12, 14),
+        (14, 16),
+        (15, 20),
+        (15, 22),
+        (15, 24),
+        (16, 21),
+        (16, 23),
+        (16, 25),
     ),
-    sigmas=_COCO_SIGMAS + tuple(s / 10.0 for s in (.8, .8, .8, .89, .89, .89, .89, .89, .89)),
+    sigmas=_COCO_SIGMAS + tuple(s / 10.0 for s in (0.8, 0.8, 0.8, 0.89, 0.89, 0.89, 0.89, 0.89, 0.89)),
     sigmas_source="AlphaPose oks_iou (78-long vectors)",
 )
 
 CROWDPOSE_14 = KeypointSet(
     name="crowdpose14",
     names=(
-        "left_shoulder", "right_shoulder", "left_elbow", "right_elbow", "left_wrist", "right_wrist",
-        "left_hip", "right_hip", "left_knee", "right_knee", "left_ankle", "right_ankle", "head", "neck",
+        "left_shoulder",
+        "right_shoulder",
+        "left_elbow",
+        "right_elbow",
+        "left_wrist",
+        "right_wrist",
+        "left_hip",
+        "right_hip",
+        "left_knee",
+        "right_knee",
+        "left_ankle",
+        "right_ankle",
+        "head",
+        "neck",
     ),
     flip_pairs=((0, 1), (2, 3), (4, 5), (6, 7), (8, 9), (10, 11)),
     skeleton=(
-        (12, 13), (13, 0), (13, 1), (0, 2), (2, 4), (1, 3), (3, 5), (0, 6), (1, 7), (6, 7),
-        (6, 8), (8, 10), (7, 9), (9, 11),
+        (12, 13),
+        (13, 0),
+        (13, 1),
+        (0, 2),
+        (2, 4),
+        (1, 3),
+        (3, 5),
+        (0, 6),
+        (1, 7),
+        (6, 7),
+        (6, 8),
+        (8, 10),
+        (7, 9),
+        (9, 11),
     ),
-    sigmas=tuple(s / 10.0 for s in (.79, .79, .72, .72, .62, .62, 1.07, 1.07, .87, .87, .89, .89, .79, .79)),
+    sigmas=tuple(
+        s / 10.0 for s in (0.79, 0.79, 0.72, 0.72, 0.62, 0.62, 1.07, 1.07, 0.87, 0.87, 0.89, 0.89, 0.79, 0.79)
+    ),
 )
 
 MPII_16 = KeypointSet(
     name="mpii16",
     names=(
-        "right_ankle", "right_knee", "right_hip", "left_hip", "left_knee", "left_ankle", "pelvis", "thorax",
-        "upper_neck", "head_top", "right_wrist", "right_elbow", "right_shoulder", "left_shoulder",
-        "left_elbow", "left_wrist",
+        "right_ankle",
+        "right_knee",
+        "right_hip",
+        "left_hip",
+        "left_knee",
+        "left_ankle",
+        "pelvis",
+        "thorax",
+        "upper_neck",
+        "head_top",
+        "right_wrist",
+        "right_elbow",
+        "right_shoulder",
+        "left_shoulder",
+        "left_elbow",
+        "left_wrist",
     ),
     flip_pairs=((0, 5), (1, 4), (2, 3), (10, 15), (11, 14), (12, 13)),
     skeleton=(
-        (0, 1), (1, 2), (2, 6), (6, 3), (3, 4), (4, 5), (6, 7), (7, 8), (8, 9),
-        (7, 12), (12, 11), (11, 10), (7, 13), (13, 14), (14, 15),
+        (0, 1),
+        (1, 2),
+        (2, 6),
+        (6, 3),
+        (3, 4),
+        (4, 5),
+        (6, 7),
+        (7, 8),
+        (8, 9),
+        (7, 12),
+        (12, 11),
+        (11, 10),
+        (7, 13),
+        (13, 14),
+        (14, 15),
     ),
     sigmas=tuple(
-        s / 10.0 for s in (.89, .87, 1.07, 1.07, .87, .89, 1.07, .79, .79, .35, .62, .72, .79, .79, .72, .62)
+        s / 10.0
+        for s in (0.89, 0.87, 1.07, 1.07, 0.87, 0.89, 1.07, 0.79, 0.79, 0.35, 0.62, 0.72, 0.79, 0.79, 0.72, 0.62)
     ),
     sigmas_source="COCO per-part sigmas reused (MPII has no official OKS sigmas)",
 )
@@ -165,13 +280,11 @@ POSETRACK_18 = KeypointSet(
     names=("nose", "head_bottom", "head_top") + _COCO_NAMES[3:],
     flip_pairs=((3, 4),) + _COCO_FLIP[2:],
     skeleton=((0, 1), (1, 2), (1, 5), (1, 6)) + _COCO_SKELETON[:12],
-    sigmas=tuple(s / 10.0 for s in (.26, .79, .35)) + _COCO_SIGMAS[3:],
+    sigmas=tuple(s / 10.0 for s in (0.26, 0.79, 0.35)) + _COCO_SIGMAS[3:],
     sigmas_source="COCO per-part sigmas reused (head_bottom takes the shoulder, head_top the ear value)",
 )
 
-KEYPOINT_SETS: dict[str, KeypointSet] = {
-    ks.name: ks for ks in (COCO_17, HALPE_26, CROWDPOSE_14, MPII_16, POSETRACK_18)
-}
+KEYPOINT_SETS: dict[str, KeypointSet] = {ks.name: ks for ks in (COCO_17, HALPE_26, CROWDPOSE_14, MPII_16, POSETRACK_18)}
 
 
 def get_keypoint_set(name: str) -> KeypointSet:

@@ -34,8 +34,9 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, Mapping, Sequence
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -106,8 +107,17 @@ class PoseNMSParams:
             raise ValueError(f"PoseNMSParams.method={self.method!r}; choose one of {', '.join(NMS_METHODS)}")
         positive = ("delta1", "delta2", "alpha", "face_factor", "hand_factor")
         non_negative = (
-            "mu", "gamma", "score_threshold", "match_threshold", "area_threshold", "score_mask_radius",
-            "pck_radius_cap", "merge_radius_cap", "hand_weight_score", "face_weight_score", "hand_weight_dist",
+            "mu",
+            "gamma",
+            "score_threshold",
+            "match_threshold",
+            "area_threshold",
+            "score_mask_radius",
+            "pck_radius_cap",
+            "merge_radius_cap",
+            "hand_weight_score",
+            "face_weight_score",
+            "hand_weight_dist",
             "face_weight_dist",
         )
         for name in positive + non_negative + ("vis_threshold", "oks_threshold"):
@@ -128,8 +138,11 @@ class PoseNMSParams:
             raise ValueError(f"PoseNMSParams.vis_threshold={self.vis_threshold!r} must be in [0, 1]")
         if not 0.0 < self.oks_threshold <= 1.0:
             raise ValueError(f"PoseNMSParams.oks_threshold={self.oks_threshold!r} must be in (0, 1]")
-        if isinstance(self.soft_oks_max_dets, bool) or not isinstance(self.soft_oks_max_dets, int) \
-                or self.soft_oks_max_dets < 1:
+        if (
+            isinstance(self.soft_oks_max_dets, bool)
+            or not isinstance(self.soft_oks_max_dets, int)
+            or self.soft_oks_max_dets < 1
+        ):
             raise ValueError(f"PoseNMSParams.soft_oks_max_dets={self.soft_oks_max_dets!r} must be an int >= 1")
 
     def to_dict(self) -> dict[str, Any]:
@@ -137,15 +150,16 @@ class PoseNMSParams:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, values: Mapping[str, Any]) -> "PoseNMSParams":
+    def from_dict(cls, values: Mapping[str, Any]) -> PoseNMSParams:
         """Build from a mapping (e.g. loaded YAML); unknown keys are rejected with the list of valid ones."""
         if not isinstance(values, Mapping):
             raise TypeError(f"PoseNMSParams.from_dict expects a mapping, got {type(values).__name__}")
         valid = [f.name for f in dataclasses.fields(cls)]
         unknown = sorted(set(values) - set(valid))
         if unknown:
-            raise ValueError(f"unknown PoseNMSParams field(s) {', '.join(map(repr, unknown))}; "
-                             f"valid fields: {', '.join(valid)}")
+            raise ValueError(
+                f"unknown PoseNMSParams field(s) {', '.join(map(repr, unknown))}; valid fields: {', '.join(valid)}"
+            )
         return cls(**dict(values))
 
 
@@ -153,7 +167,13 @@ BODY_PARAMS = PoseNMSParams()
 """AlphaPose's module constants (``pPose_nms.py``): every heatmap model, and the body path of every model."""
 
 WHOLEBODY_REGRESSION_PARAMS = PoseNMSParams(
-    delta1=1.0, mu=1.65, delta2=8.0, gamma=3.6, score_threshold=0.01, match_threshold=3.0, alpha=0.15,
+    delta1=1.0,
+    mu=1.65,
+    delta2=8.0,
+    gamma=3.6,
+    score_threshold=0.01,
+    match_threshold=3.0,
+    alpha=0.15,
 )
 """The constants AlphaPose switches to for 133/136-keypoint models with a regression or "Combined" loss.
 
@@ -234,11 +254,15 @@ def _prepare(boxes_xyxy, box_scores, keypoints, keypoint_scores) -> _Inputs:
     n, k = kps.shape[0], kps.shape[1]
     if k < 1:
         raise ValueError("keypoints must have at least one keypoint per pose (K >= 1)")
-    for name, arr, shape in (("boxes_xyxy", boxes, (n, 4)), ("box_scores", bscores, (n,)),
-                             ("keypoint_scores", scores, (n, k))):
+    for name, arr, shape in (
+        ("boxes_xyxy", boxes, (n, 4)),
+        ("box_scores", bscores, (n,)),
+        ("keypoint_scores", scores, (n, k)),
+    ):
         if tuple(arr.shape) != shape:
-            raise ValueError(f"{name} must have shape {shape} for keypoints of shape {tuple(kps.shape)}, "
-                             f"got {tuple(arr.shape)}")
+            raise ValueError(
+                f"{name} must have shape {shape} for keypoints of shape {tuple(kps.shape)}, got {tuple(arr.shape)}"
+            )
     if n:
         bad = (boxes[:, 2] < boxes[:, 0]) | (boxes[:, 3] < boxes[:, 1])
         checks = [xp.isfinite(a).all() for a in conv] + [~bad.any()]
@@ -249,13 +273,23 @@ def _prepare(boxes_xyxy, box_scores, keypoints, keypoint_scores) -> _Inputs:
                 raise ValueError(f"{name} contains NaN or infinite values; pose NMS needs finite inputs")
         if not ok[4]:
             i = int(xp.nonzero(bad)[0][0])
-            raise ValueError(f"boxes_xyxy[{i}] = {boxes[i].tolist()} is not (x1, y1, x2, y2) with x1 <= x2 and "
-                             "y1 <= y2")
+            raise ValueError(
+                f"boxes_xyxy[{i}] = {boxes[i].tolist()} is not (x1, y1, x2, y2) with x1 <= x2 and y1 <= y2"
+            )
     # Deviation from AlphaPose (`pose_nms_body`): AlphaPose writes the 1e-5 into the caller's tensor;
     # ``where`` builds a new array, so the caller's (possibly read-only, zero-copy) batch is never touched.
     scores = xp.where(scores == 0, _ZERO_SCORE_FILL, scores)
-    return _Inputs(xp=xp, device=device, boxes=boxes, box_scores=bscores, keypoints=kps, scores=scores,
-                   raw_boxes=raw[0], raw_box_scores=raw[1], out_dtype=out_dtype)
+    return _Inputs(
+        xp=xp,
+        device=device,
+        boxes=boxes,
+        box_scores=bscores,
+        keypoints=kps,
+        scores=scores,
+        raw_boxes=raw[0],
+        raw_box_scores=raw[1],
+        out_dtype=out_dtype,
+    )
 
 
 def _unit_scores(keypoints):
@@ -304,11 +338,19 @@ def _empty_result(inp: _Inputs, k: int) -> PoseNMSResult:
             keypoints=torch.zeros((0, k, 2), dtype=inp.out_dtype, **kw),
             keypoint_scores=torch.zeros((0, k), dtype=inp.out_dtype, **kw),
             pose_scores=torch.zeros(0, dtype=inp.out_dtype, **kw),
-            boxes_xyxy=inp.raw_boxes[:0].clone(), box_scores=inp.raw_box_scores[:0].clone(), merged_indices=())
+            boxes_xyxy=inp.raw_boxes[:0].clone(),
+            box_scores=inp.raw_box_scores[:0].clone(),
+            merged_indices=(),
+        )
     return PoseNMSResult(
-        kept=np.zeros(0, np.int64), keypoints=np.zeros((0, k, 2), inp.out_dtype),
-        keypoint_scores=np.zeros((0, k), inp.out_dtype), pose_scores=np.zeros(0, inp.out_dtype),
-        boxes_xyxy=inp.raw_boxes[:0].copy(), box_scores=inp.raw_box_scores[:0].copy(), merged_indices=())
+        kept=np.zeros(0, np.int64),
+        keypoints=np.zeros((0, k, 2), inp.out_dtype),
+        keypoint_scores=np.zeros((0, k), inp.out_dtype),
+        pose_scores=np.zeros(0, inp.out_dtype),
+        boxes_xyxy=inp.raw_boxes[:0].copy(),
+        box_scores=inp.raw_box_scores[:0].copy(),
+        merged_indices=(),
+    )
 
 
 def _cast(inp: _Inputs, x):
@@ -341,9 +383,11 @@ def _parts(k: int, params: PoseNMSParams) -> tuple[tuple[slice, float, float, fl
     if k not in FULLBODY_NUM_KEYPOINTS:
         return ((slice(0, k), 1.0, 1.0, 1.0),)
     body, face_end = k - _FACE_AND_HANDS, k - _HANDS
-    return ((slice(0, body), 1.0, 1.0, 1.0),
-            (slice(body, face_end), params.face_weight_score, params.face_weight_dist, params.face_factor),
-            (slice(face_end, k), params.hand_weight_score, params.hand_weight_dist, params.hand_factor))
+    return (
+        (slice(0, body), 1.0, 1.0, 1.0),
+        (slice(body, face_end), params.face_weight_score, params.face_weight_dist, params.face_factor),
+        (slice(face_end, k), params.hand_weight_score, params.hand_weight_dist, params.hand_factor),
+    )
 
 
 @functools.lru_cache(maxsize=64)  # a pure function of (K, frozen params); called once per frame
@@ -356,11 +400,14 @@ def _spatial_reach(k: int, params: PoseNMSParams) -> float:
     """
     parts = _parts(k, params)
     if k in FULLBODY_NUM_KEYPOINTS:
+
         def bound(g: float) -> float:
             return params.mu * sum(w_dist * math.exp(-g / (params.delta2 * f)) for _, _, w_dist, f in parts)
     else:
+
         def bound(g: float) -> float:
             return params.mu * k * math.exp(-g / params.delta2)
+
     if bound(0.0) * (1.0 + _MARGIN) <= params.gamma:
         return 0.0
     if params.gamma <= 0:
@@ -444,7 +491,7 @@ def _body_terms(inp: _Inputs, pre: dict, p, i, params: PoseNMSParams, both: bool
     simi = score_term + params.mu * spatial
     r7 = pre["r7"]
     out = []
-    for ref in ((p, i) if both else (p,)):
+    for ref in (p, i) if both else (p,):
         # PCK (PCK_match): AlphaPose counts d / min(r, 7) <= 1. For r > 0 that is exactly d <= r (IEEE division
         # is correctly rounded and monotone); for r = 0 it is 0/0 = NaN or d/0 = inf, so nothing matches.
         ref_r7 = r7[ref]
@@ -478,7 +525,7 @@ def _fullbody_terms(inp: _Inputs, pre: dict, p, i, params: PoseNMSParams, both: 
     spatial = xp.exp(d / (-params.delta2 * factor))
     r7, r7_safe, m, confident = pre["r7"], pre["r7_safe"], pre["m"], pre["confident"]
     out = []
-    for ref, cand in (((p, i), (i, p)) if both else ((p, i),)):
+    for ref, cand in ((p, i), (i, p)) if both else ((p, i),):
         conf = confident[:, cand]  # the candidate's confident keypoints
         s, e = near_score * conf, spatial * conf
         simi = 0.0
@@ -543,7 +590,7 @@ def _delete_matrix(inp: _Inputs, ref, params: PoseNMSParams) -> np.ndarray:
     delete = np.zeros((n, n), dtype=bool)
     step = max(1, _CHUNK_ELEMENTS // k)
     for start in range(0, pairs_p.size, step):
-        p_np, i_np = pairs_p[start:start + step], pairs_i[start:start + step]
+        p_np, i_np = pairs_p[start : start + step], pairs_i[start : start + step]
         forward, backward = terms(inp, pre, _index(inp, p_np), _index(inp, i_np), params)
         delete[p_np, i_np] = _to_numpy(_eliminates(forward, params))
         delete[i_np, p_np] = _to_numpy(_eliminates(backward, params))
@@ -651,8 +698,9 @@ def _concat(xp, a, b):
     return torch.cat([a, b]) if xp is torch else np.concatenate([a, b])
 
 
-def parametric_pose_nms(boxes_xyxy, box_scores, keypoints, keypoint_scores,
-                        params: PoseNMSParams = BODY_PARAMS) -> PoseNMSResult:
+def parametric_pose_nms(
+    boxes_xyxy, box_scores, keypoints, keypoint_scores, params: PoseNMSParams = BODY_PARAMS
+) -> PoseNMSResult:
     """AlphaPose's parametric pose NMS (``pose_nms_body`` / ``pose_nms_fullbody``), whatever ``params.method`` says.
 
     Same arguments and result as ``pose_nms``. K = 133 or 136 takes the full-body path (``pose_nms_fullbody``, with
@@ -681,7 +729,7 @@ def parametric_pose_nms(boxes_xyxy, box_scores, keypoints, keypoint_scores,
     pre_max = _amax(inp.scores[picks_idx], 1)
     post_max = _amax(merged_c, 1)
     extent = _amax(merged_kps, 1) - _amin(merged_kps, 1)  # [P, 2]
-    area = 1.5 ** 2 * extent[:, 0] * extent[:, 1]
+    area = 1.5**2 * extent[:, 0] * extent[:, 1]
     keep = ~(pre_max < thr) & ~(post_max < thr) & ~(area < params.area_threshold)
     keep_pos = np.flatnonzero(_to_numpy(keep))
     kept = np.asarray(picks, dtype=np.int64)[keep_pos]
@@ -699,7 +747,7 @@ def parametric_pose_nms(boxes_xyxy, box_scores, keypoints, keypoint_scores,
         pose_scores=_cast(inp, scores_out),
         boxes_xyxy=_take(inp, inp.raw_boxes, kept),
         box_scores=_take(inp, inp.raw_box_scores, kept),
-        merged_indices=tuple(members[t, :sizes[t]] for t in keep_pos.tolist()),  # views of one new array
+        merged_indices=tuple(members[t, : sizes[t]] for t in keep_pos.tolist()),  # views of one new array
     )
 
 
@@ -752,9 +800,13 @@ def _unmerged_result(inp: _Inputs, kept: list[int], scores: np.ndarray) -> PoseN
     kp_scores = inp.scores[idx]
     pose_scores = torch.as_tensor(scores, device=inp.device) if inp.xp is torch else np.asarray(scores)
     return PoseNMSResult(
-        kept=idx, keypoints=_cast(inp, inp.keypoints[idx]), keypoint_scores=_cast(inp, kp_scores),
-        pose_scores=_cast(inp, pose_scores), boxes_xyxy=_take(inp, inp.raw_boxes, kept),
-        box_scores=_take(inp, inp.raw_box_scores, kept), merged_indices=tuple(_index(inp, [i]) for i in kept),
+        kept=idx,
+        keypoints=_cast(inp, inp.keypoints[idx]),
+        keypoint_scores=_cast(inp, kp_scores),
+        pose_scores=_cast(inp, pose_scores),
+        boxes_xyxy=_take(inp, inp.raw_boxes, kept),
+        box_scores=_take(inp, inp.raw_box_scores, kept),
+        merged_indices=tuple(_index(inp, [i]) for i in kept),
     )
 
 
@@ -771,8 +823,15 @@ def oks_matrix(boxes_xyxy, keypoints, sigmas: Sequence[float] | None = None):
     return _oks(inp, _sigmas_for(inp.scores.shape[1], sigmas, inp))
 
 
-def oks_nms(boxes_xyxy, box_scores, keypoints, keypoint_scores, params: PoseNMSParams = BODY_PARAMS, *,
-            sigmas: Sequence[float] | None = None) -> PoseNMSResult:
+def oks_nms(
+    boxes_xyxy,
+    box_scores,
+    keypoints,
+    keypoint_scores,
+    params: PoseNMSParams = BODY_PARAMS,
+    *,
+    sigmas: Sequence[float] | None = None,
+) -> PoseNMSResult:
     """Greedy OKS-NMS (AlphaPose's ``oks_pose_nms`` for ``validate.py --oks-nms``).
 
     Each pose is rescored as box score × mean of its keypoint scores above ``params.vis_threshold``; poses are
@@ -797,8 +856,15 @@ def oks_nms(boxes_xyxy, box_scores, keypoints, keypoint_scores, params: PoseNMSP
     return _unmerged_result(inp, kept, scores[kept])
 
 
-def soft_oks_nms(boxes_xyxy, box_scores, keypoints, keypoint_scores, params: PoseNMSParams = BODY_PARAMS, *,
-                 sigmas: Sequence[float] | None = None) -> PoseNMSResult:
+def soft_oks_nms(
+    boxes_xyxy,
+    box_scores,
+    keypoints,
+    keypoint_scores,
+    params: PoseNMSParams = BODY_PARAMS,
+    *,
+    sigmas: Sequence[float] | None = None,
+) -> PoseNMSResult:
     """Soft-OKS-NMS (AlphaPose's ``soft_oks_nms``): Gaussian rescoring ``s·exp(−oks²/oks_threshold)``, at most
     ``soft_oks_max_dets``.
 
@@ -821,12 +887,11 @@ def soft_oks_nms(boxes_xyxy, box_scores, keypoints, keypoint_scores, params: Pos
         kept.append(i)
         kept_scores.append(float(scores[i]))
         remaining = np.delete(remaining, best)
-        scores[remaining] = scores[remaining] * np.exp(-oks[i, remaining] ** 2 / params.oks_threshold)
+        scores[remaining] = scores[remaining] * np.exp(-(oks[i, remaining] ** 2) / params.oks_threshold)
     return _unmerged_result(inp, kept, np.asarray(kept_scores))
 
 
-def pose_nms(boxes_xyxy, box_scores, keypoints, keypoint_scores,
-             params: PoseNMSParams = BODY_PARAMS) -> PoseNMSResult:
+def pose_nms(boxes_xyxy, box_scores, keypoints, keypoint_scores, params: PoseNMSParams = BODY_PARAMS) -> PoseNMSResult:
     """Pose NMS of one frame's poses: AlphaPose's parametric pose NMS by default (Fang et al., RMPE, ICCV 2017).
 
     Args:

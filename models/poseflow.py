@@ -45,8 +45,9 @@ tie-breaking of the assignment (SciPy instead of ``munkres`` in ``best_matching_
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal, Sequence
+from typing import Literal
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment
@@ -119,8 +120,17 @@ class PoseFlowParams:
         for name in ("max_extrapolation", "flow_min_points", "tentative_max_age"):
             if getattr(self, name) < 0:
                 raise ValueError(f"PoseFlowParams.{name}={getattr(self, name)} must be >= 0")
-        for name in ("mag", "match", "box_expand", "oks_kappa", "velocity_smoothing", "improved_match",
-                     "age_penalty", "velocity_noise", "initial_velocity_noise"):
+        for name in (
+            "mag",
+            "match",
+            "box_expand",
+            "oks_kappa",
+            "velocity_smoothing",
+            "improved_match",
+            "age_penalty",
+            "velocity_noise",
+            "initial_velocity_noise",
+        ):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
                 raise TypeError(f"PoseFlowParams.{name} must be a number, got {type(value).__name__} {value!r}")
@@ -128,8 +138,10 @@ class PoseFlowParams:
                 raise ValueError(f"PoseFlowParams.{name}={value!r} must be finite")
             object.__setattr__(self, name, float(value))
         if self.mag < 0 or self.box_expand < 0 or self.age_penalty < 0:
-            raise ValueError(f"PoseFlowParams.mag={self.mag}, box_expand={self.box_expand} and "
-                             f"age_penalty={self.age_penalty} must be >= 0")
+            raise ValueError(
+                f"PoseFlowParams.mag={self.mag}, box_expand={self.box_expand} and "
+                f"age_penalty={self.age_penalty} must be >= 0"
+            )
         if self.oks_kappa <= 0:
             raise ValueError(f"PoseFlowParams.oks_kappa={self.oks_kappa} must be > 0")
         if not 0.0 < self.velocity_smoothing <= 1.0:
@@ -138,11 +150,15 @@ class PoseFlowParams:
             raise TypeError(f"PoseFlowParams.motion must be a bool, got {self.motion!r}")
         for name in ("weights", "weights_old"):
             value = tuple(getattr(self, name))
-            if len(value) != 6 or not all(isinstance(w, (int, float, np.integer, np.floating))
-                                          and not isinstance(w, bool) and math.isfinite(w) for w in value):
-                raise ValueError(f"PoseFlowParams.{name}={getattr(self, name)!r} must be 6 finite numbers: the "
-                                 "weights of (dm_iou, box_iou, pose_iou_dm, pose_iou, candidate score, "
-                                 "detection score), as AlphaPose's cal_grade")
+            if len(value) != 6 or not all(
+                isinstance(w, (int, float, np.integer, np.floating)) and not isinstance(w, bool) and math.isfinite(w)
+                for w in value
+            ):
+                raise ValueError(
+                    f"PoseFlowParams.{name}={getattr(self, name)!r} must be 6 finite numbers: the "
+                    "weights of (dm_iou, box_iou, pose_iou_dm, pose_iou, candidate score, "
+                    "detection score), as AlphaPose's cal_grade"
+                )
             object.__setattr__(self, name, tuple(float(w) for w in value))
 
 
@@ -272,8 +288,7 @@ def _set_iou(in_a: np.ndarray, in_b: np.ndarray) -> np.ndarray:
 def _as_correspondences(correspondences: np.ndarray) -> np.ndarray:
     corr = np.asarray(correspondences)
     if corr.ndim != 2 or corr.shape[1] < 4:
-        raise ValueError(f"correspondences must be [M, 4] (x_t, y_t, x_t1, y_t1) point pairs, got shape "
-                         f"{corr.shape}")
+        raise ValueError(f"correspondences must be [M, 4] (x_t, y_t, x_t1, y_t1) point pairs, got shape {corr.shape}")
     corr = corr[:, :4].astype(np.float64)
     if not np.isfinite(corr).all():
         raise ValueError("correspondences contain NaN or inf")
@@ -303,8 +318,9 @@ def correspondence_box_iou(boxes_t: np.ndarray, boxes_t1: np.ndarray, correspond
     return _set_iou(in_t, in_t1)
 
 
-def correspondence_pose_iou(poses_t: np.ndarray, poses_t1: np.ndarray, correspondences: np.ndarray, *,
-                            num: int = 7, mag: float = 30.0) -> np.ndarray:
+def correspondence_pose_iou(
+    poses_t: np.ndarray, poses_t1: np.ndarray, correspondences: np.ndarray, *, num: int = 7, mag: float = 30.0
+) -> np.ndarray:
     """``pose_iou_dm`` (``cal_pose_iou_dm``, grade term 3): per keypoint, ``dm_iou`` of the two keypoint squares;
     top-``num`` mean.
 
@@ -337,8 +353,9 @@ def _grid_iou(a_x0, a_x1, a_y0, a_y1, b_x0, b_x1, b_y0, b_y1, image_size) -> np.
     width, height = image_size
     size_a = _grid_count(a_x0, a_x1, width) * _grid_count(a_y0, a_y1, height)
     size_b = _grid_count(b_x0, b_x1, width) * _grid_count(b_y0, b_y1, height)
-    inter = (_grid_count(np.maximum(a_x0, b_x0), np.minimum(a_x1, b_x1), width)
-             * _grid_count(np.maximum(a_y0, b_y0), np.minimum(a_y1, b_y1), height))
+    inter = _grid_count(np.maximum(a_x0, b_x0), np.minimum(a_x1, b_x1), width) * _grid_count(
+        np.maximum(a_y0, b_y0), np.minimum(a_y1, b_y1), height
+    )
     union = size_a + size_b - inter
     return inter / (union + _IOU_EPS)
 
@@ -362,8 +379,9 @@ def grid_box_iou(boxes_t: np.ndarray, boxes_t1: np.ndarray, image_size: tuple[in
     return _grid_iou(*a, *b, image_size)
 
 
-def grid_pose_iou(poses_t: np.ndarray, poses_t1: np.ndarray, image_size: tuple[int, int], *, num: int = 7,
-                  mag: float = 30.0) -> np.ndarray:
+def grid_pose_iou(
+    poses_t: np.ndarray, poses_t1: np.ndarray, image_size: tuple[int, int], *, num: int = 7, mag: float = 30.0
+) -> np.ndarray:
     """``pose_iou_dm`` with the identity fallback, analytically (keypoint squares clipped to the pixel grid).
 
     Args:
@@ -378,9 +396,18 @@ def grid_pose_iou(poses_t: np.ndarray, poses_t1: np.ndarray, image_size: tuple[i
     return _top_mean(per_keypoint, num)
 
 
-def affinity_terms(boxes_t: np.ndarray, poses_t: np.ndarray, boxes_t1: np.ndarray, poses_t1: np.ndarray, *,
-                   correspondences: np.ndarray | None, image_size_t: tuple[int, int], num: int = 7,
-                   mag: float = 30.0, with_correspondence_terms: bool = True) -> np.ndarray:
+def affinity_terms(
+    boxes_t: np.ndarray,
+    poses_t: np.ndarray,
+    boxes_t1: np.ndarray,
+    poses_t1: np.ndarray,
+    *,
+    correspondences: np.ndarray | None,
+    image_size_t: tuple[int, int],
+    num: int = 7,
+    mag: float = 30.0,
+    with_correspondence_terms: bool = True,
+) -> np.ndarray:
     """The four affinity terms of AlphaPose's ``best_matching_hungarian`` for every candidate × detection pair.
 
     Args:
@@ -409,9 +436,14 @@ def affinity_terms(boxes_t: np.ndarray, poses_t: np.ndarray, boxes_t1: np.ndarra
     return terms
 
 
-def grade_matrix(terms: np.ndarray, candidate_scores: np.ndarray, detection_scores: np.ndarray,
-                 recent: np.ndarray, weights: Sequence[float] = (1, 2, 1, 2, 0, 0),
-                 weights_old: Sequence[float] = (0, 1, 0, 1, 0, 0)) -> np.ndarray:
+def grade_matrix(
+    terms: np.ndarray,
+    candidate_scores: np.ndarray,
+    detection_scores: np.ndarray,
+    recent: np.ndarray,
+    weights: Sequence[float] = (1, 2, 1, 2, 0, 0),
+    weights_old: Sequence[float] = (0, 1, 0, 1, 0, 0),
+) -> np.ndarray:
     """``cal_grade``: Σ wᵢ·termᵢ, with ``weights`` for recent candidates and ``weights_old`` otherwise.
 
     Args:
@@ -423,8 +455,11 @@ def grade_matrix(terms: np.ndarray, candidate_scores: np.ndarray, detection_scor
         float64 ``[n, m]``; summed left to right from 0, as Python's ``sum`` does in AlphaPose.
     """
     n, m = terms.shape[1:]
-    w = np.where(np.asarray(recent, dtype=bool)[:, None], np.asarray(weights, np.float64)[None, :],
-                 np.asarray(weights_old, np.float64)[None, :])[:, None, :]  # [n, 1, 6]
+    w = np.where(
+        np.asarray(recent, dtype=bool)[:, None],
+        np.asarray(weights, np.float64)[None, :],
+        np.asarray(weights_old, np.float64)[None, :],
+    )[:, None, :]  # [n, 1, 6]
     s1 = np.broadcast_to(np.asarray(candidate_scores, np.float64)[:, None], (n, m))
     s2 = np.broadcast_to(np.asarray(detection_scores, np.float64)[None, :], (n, m))
     grade = np.zeros((n, m), dtype=np.float64)
@@ -473,8 +508,20 @@ def assign_ids(grades: np.ndarray, candidate_ids: np.ndarray, max_id: int, match
 class _Track:
     """The most recent record of one track id, plus the motion state that ``mode="improved"`` keeps."""
 
-    __slots__ = ("track_id", "seq", "row", "frame_index", "pose", "keypoint_scores", "score", "box", "velocity",
-                 "image_size", "centre", "hits")
+    __slots__ = (
+        "track_id",
+        "seq",
+        "row",
+        "frame_index",
+        "pose",
+        "keypoint_scores",
+        "score",
+        "box",
+        "velocity",
+        "image_size",
+        "centre",
+        "hits",
+    )
 
     def __init__(self, track_id, seq, row, frame_index, pose, keypoint_scores, score, box, image_size):
         self.track_id = track_id
@@ -540,8 +587,14 @@ class PoseFlowTracker:
         """Track ids of the rows of ``last_grades``, in AlphaPose's candidate order (a copy)."""
         return self._last_candidate_ids.copy()
 
-    def update(self, keypoints: np.ndarray, keypoint_scores: np.ndarray, scores: np.ndarray,
-               image_size: tuple[int, int], correspondences: np.ndarray | None = None) -> np.ndarray:
+    def update(
+        self,
+        keypoints: np.ndarray,
+        keypoint_scores: np.ndarray,
+        scores: np.ndarray,
+        image_size: tuple[int, int],
+        correspondences: np.ndarray | None = None,
+    ) -> np.ndarray:
         """Track one frame: the ids of its N detections.
 
         Args:
@@ -579,9 +632,12 @@ class PoseFlowTracker:
         # what bounds the memory). Improved mode also retires tracks seen once and then lost for
         # tentative_max_age frames: mostly false positives, which would otherwise crowd the candidate set.
         oldest = self._seq - p.link_len
-        stale = [tid for tid, tr in self._tracks.items()
-                 if tr.seq < oldest or (p.mode == "improved" and tr.hits == 1
-                                        and self._frame_index - tr.frame_index > p.tentative_max_age)]
+        stale = [
+            tid
+            for tid, tr in self._tracks.items()
+            if tr.seq < oldest
+            or (p.mode == "improved" and tr.hits == 1 and self._frame_index - tr.frame_index > p.tentative_max_age)
+        ]
         for tid in stale:
             del self._tracks[tid]
         if self._seq == 0:
@@ -615,8 +671,9 @@ class PoseFlowTracker:
         terms[3] = pose_iou_matrix(c_poses, kp, num=p.num, mag=p.mag)
         # Terms 1 and 3 cost the most (they read the correspondences); compute them only for the candidates
         # whose weights use them. A skipped term contributes 0·x = 0, exactly what AlphaPose adds.
-        uses_corr = np.where(recent, p.weights[0] != 0 or p.weights[2] != 0,
-                             p.weights_old[0] != 0 or p.weights_old[2] != 0)
+        uses_corr = np.where(
+            recent, p.weights[0] != 0 or p.weights[2] != 0, p.weights_old[0] != 0 or p.weights_old[2] != 0
+        )
         if uses_corr.any():
             sel = np.flatnonzero(uses_corr)
             size_t = cands[sel[0]].image_size
@@ -698,14 +755,21 @@ def _updated_velocity(prev: _Track, new: _Track, p: PoseFlowParams) -> np.ndarra
 
 def _flow_displacement(box: np.ndarray, corr: np.ndarray, min_points: int) -> np.ndarray | None:
     """Median displacement of the correspondences whose frame-t point lies in ``box`` (None if too few)."""
-    inside = ((corr[:, 0] >= box[0]) & (corr[:, 0] <= box[1]) & (corr[:, 1] >= box[2]) & (corr[:, 1] <= box[3]))
+    inside = (corr[:, 0] >= box[0]) & (corr[:, 0] <= box[1]) & (corr[:, 1] >= box[2]) & (corr[:, 1] <= box[3])
     if inside.sum() < max(min_points, 1):
         return None
     return np.median(corr[inside, 2:4] - corr[inside, 0:2], axis=0)
 
 
-def _improved_grades(cands: list[_Track], recent: np.ndarray, kp: np.ndarray, kps: np.ndarray, frame_index: int,
-                     correspondences: np.ndarray | None, p: PoseFlowParams) -> np.ndarray:
+def _improved_grades(
+    cands: list[_Track],
+    recent: np.ndarray,
+    kp: np.ndarray,
+    kps: np.ndarray,
+    frame_index: int,
+    correspondences: np.ndarray | None,
+    p: PoseFlowParams,
+) -> np.ndarray:
     """Grades of ``mode="improved"``: OKS + box IoU between each track's predicted pose and each detection.
 
     Not AlphaPose (it replaces the four terms of ``best_matching_hungarian``; the candidate set, Hungarian and id
@@ -760,7 +824,7 @@ def _improved_grades(cands: list[_Track], recent: np.ndarray, kp: np.ndarray, kp
     area = np.maximum(np.prod(p_hi - p_lo, axis=1), 1.0)
     steps = np.minimum(np.maximum(age, 1.0), p.max_extrapolation)
     motion_sd = np.where(known, p.velocity_noise, p.initial_velocity_noise) * steps
-    inv_two_var = (0.5 / ((p.oks_kappa ** 2 + motion_sd ** 2) * area))[:, None, None]
+    inv_two_var = (0.5 / ((p.oks_kappa**2 + motion_sd**2) * area))[:, None, None]
     w = np.minimum(c_kps[:, None, :], kps[None, :, :])
     wmax = np.maximum(c_kps[:, None, :], kps[None, :, :]).sum(axis=-1)
     num = (w * np.exp(-(dx * dx + dy * dy) * inv_two_var)).sum(axis=-1)
@@ -769,17 +833,21 @@ def _improved_grades(cands: list[_Track], recent: np.ndarray, kp: np.ndarray, kp
     p_ext, d_ext = p.box_expand * (p_hi - p_lo), p.box_expand * (d_hi - d_lo)
     a0, a1 = p_lo - p_ext, p_hi + p_ext
     b0, b1 = d_lo - d_ext, d_hi + d_ext
-    overlap = np.clip(np.minimum(a1[:, None, :], b1[None, :, :]) - np.maximum(a0[:, None, :], b0[None, :, :]), 0,
-                      None)
+    overlap = np.clip(np.minimum(a1[:, None, :], b1[None, :, :]) - np.maximum(a0[:, None, :], b0[None, :, :]), 0, None)
     inter = overlap[..., 0] * overlap[..., 1]
     union = np.prod(a1 - a0, axis=1)[:, None] + np.prod(b1 - b0, axis=1)[None, :] - inter
     iou = np.where(union > 0, inter / np.where(union > 0, union, 1.0), 0.0)
     return oks + iou - p.age_penalty * np.maximum(age - 1.0, 0.0)[:, None]
 
 
-def track_video(keypoints: Sequence[np.ndarray], keypoint_scores: Sequence[np.ndarray], scores: Sequence[np.ndarray],
-                image_size: tuple[int, int], correspondences: Sequence[np.ndarray | None] | None = None,
-                params: PoseFlowParams = PoseFlowParams()) -> list[np.ndarray]:
+def track_video(
+    keypoints: Sequence[np.ndarray],
+    keypoint_scores: Sequence[np.ndarray],
+    scores: Sequence[np.ndarray],
+    image_size: tuple[int, int],
+    correspondences: Sequence[np.ndarray | None] | None = None,
+    params: PoseFlowParams = PoseFlowParams(),
+) -> list[np.ndarray]:
     """Track a whole video offline: ``PoseFlowTracker.update`` on every frame in order.
 
     Args:
@@ -793,12 +861,22 @@ def track_video(keypoints: Sequence[np.ndarray], keypoint_scores: Sequence[np.nd
         One int64 ``[N_t]`` id array per frame.
     """
     if not (len(keypoints) == len(keypoint_scores) == len(scores)):
-        raise ValueError(f"keypoints, keypoint_scores and scores must have one entry per frame, got "
-                         f"{len(keypoints)}, {len(keypoint_scores)}, {len(scores)}")
+        raise ValueError(
+            f"keypoints, keypoint_scores and scores must have one entry per frame, got "
+            f"{len(keypoints)}, {len(keypoint_scores)}, {len(scores)}"
+        )
     if correspondences is not None and len(correspondences) != len(keypoints):
-        raise ValueError(f"correspondences must have one entry per frame ({len(keypoints)}), got "
-                         f"{len(correspondences)}")
+        raise ValueError(
+            f"correspondences must have one entry per frame ({len(keypoints)}), got {len(correspondences)}"
+        )
     tracker = PoseFlowTracker(params)
-    return [tracker.update(keypoints[t], keypoint_scores[t], scores[t], image_size,
-                           None if correspondences is None else correspondences[t])
-            for t in range(len(keypoints))]
+    return [
+        tracker.update(
+            keypoints[t],
+            keypoint_scores[t],
+            scores[t],
+            image_size,
+            None if correspondences is None else correspondences[t],
+        )
+        for t in range(len(keypoints))
+    ]

@@ -23,9 +23,17 @@ def track_colour(track_id: int) -> tuple[int, int, int]:
     return int(r * 255), int(g * 255), int(b * 255)
 
 
-def draw_poses(image: np.ndarray, keypoints: np.ndarray, keypoint_scores: np.ndarray, kset: KeypointSet, *,
-               track_ids: np.ndarray | None = None, boxes_xyxy: np.ndarray | None = None,
-               min_score: float = 0.0, label: str | None = None) -> np.ndarray:
+def draw_poses(
+    image: np.ndarray,
+    keypoints: np.ndarray,
+    keypoint_scores: np.ndarray,
+    kset: KeypointSet,
+    *,
+    track_ids: np.ndarray | None = None,
+    boxes_xyxy: np.ndarray | None = None,
+    min_score: float = 0.0,
+    label: str | None = None,
+) -> np.ndarray:
     """Return a copy of ``image`` (uint8 RGB ``[H, W, 3]``) with poses drawn.
 
     Args:
@@ -57,12 +65,11 @@ def draw_poses(image: np.ndarray, keypoints: np.ndarray, keypoint_scores: np.nda
         if tid:
             anchor = pts[ok].min(axis=0) if ok.any() else pts.min(axis=0)
             org = (int(anchor[0]), int(max(12, anchor[1] - 6)))
-            cv2.putText(out, f"id {tid}", org, cv2.FONT_HERSHEY_SIMPLEX, 0.45 * thick, (0, 0, 0), thick + 2,
-                        cv2.LINE_AA)
+            cv2.putText(
+                out, f"id {tid}", org, cv2.FONT_HERSHEY_SIMPLEX, 0.45 * thick, (0, 0, 0), thick + 2, cv2.LINE_AA
+            )
             cv2.putText(out, f"id {tid}", org, cv2.FONT_HERSHEY_SIMPLEX, 0.45 * thick, colour, thick, cv2.LINE_AA)
     if label:
-        cv2.putText(out, label, (8, h - 10), cv2.FONT_HERSHEY_SIMPLEX, 0.5 * thick, (0, 0, 0), thick + 2,
-                    cv2.LINE_AA)
-        cv2.putText(out, label, (8, h - 10), cv2.FONT_HERSHEY_SIMPLEX, 0.5 * thick, (255, 255, 255), thick,
-                    cv2.LINE_AA)
+        cv2.putText(out, label, (8, h - 10), cv2.FONT_HERSHEY_SIMPLEX, 0.5 * thick, (0, 0, 0), thick + 2, cv2.LINE_AA)
+        cv2.putText(out, label, (8, h - 10), cv2.FONT_HERSHEY_SIMPLEX, 0.5 * thick, (255, 255, 255), thick, cv2.LINE_AA)
     return out

@@ -42,7 +42,8 @@ import hashlib
 import io
 import pickle
 import zipfile
-from typing import Any, Iterator, Mapping
+from collections.abc import Iterator, Mapping
+from typing import Any
 
 import torch
 
@@ -79,10 +80,13 @@ class PickledObject:
 
     _class_path = "<unknown>"
 
-    def __new__(cls, *args: Any, **kwargs: Any) -> "PickledObject":
+    def __new__(cls, *args: Any, **kwargs: Any) -> PickledObject:
         self = object.__new__(cls)
-        object.__setattr__(self, "_record", {"args": tuple(args), "kwargs": dict(kwargs), "state": None,
-                                             "list_items": [], "dict_items": {}})
+        object.__setattr__(
+            self,
+            "_record",
+            {"args": tuple(args), "kwargs": dict(kwargs), "state": None, "list_items": [], "dict_items": {}},
+        )
         return self
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:  # REDUCE/INST call the class: record only (in __new__)
@@ -104,7 +108,7 @@ class PickledObject:
     def __setitem__(self, key: Any, value: Any) -> None:
         self._record["dict_items"][key] = value
 
-    def __call__(self, *args: Any, **kwargs: Any) -> "PickledObject":
+    def __call__(self, *args: Any, **kwargs: Any) -> PickledObject:
         return _placeholder_class("<call>")(self, *args, **kwargs)
 
     # --- reading -------------------------------------------------------------------------------------------
@@ -170,10 +174,18 @@ class _StorageType:
 
 
 _STORAGE_DTYPES = {
-    "DoubleStorage": torch.float64, "FloatStorage": torch.float32, "HalfStorage": torch.float16,
-    "BFloat16Storage": torch.bfloat16, "LongStorage": torch.int64, "IntStorage": torch.int32,
-    "ShortStorage": torch.int16, "CharStorage": torch.int8, "ByteStorage": torch.uint8, "BoolStorage": torch.bool,
-    "ComplexFloatStorage": torch.complex64, "ComplexDoubleStorage": torch.complex128,
+    "DoubleStorage": torch.float64,
+    "FloatStorage": torch.float32,
+    "HalfStorage": torch.float16,
+    "BFloat16Storage": torch.bfloat16,
+    "LongStorage": torch.int64,
+    "IntStorage": torch.int32,
+    "ShortStorage": torch.int16,
+    "CharStorage": torch.int8,
+    "ByteStorage": torch.uint8,
+    "BoolStorage": torch.bool,
+    "ComplexFloatStorage": torch.complex64,
+    "ComplexDoubleStorage": torch.complex128,
 }
 
 
@@ -192,8 +204,15 @@ def _int_tuple(x: Any, what: str) -> tuple[int, ...]:
     return x
 
 
-def _rebuild_tensor_v2(storage: Any, storage_offset: Any, size: Any, stride: Any, requires_grad: Any = False,
-                       backward_hooks: Any = None, metadata: Any = None) -> torch.Tensor:
+def _rebuild_tensor_v2(
+    storage: Any,
+    storage_offset: Any,
+    size: Any,
+    stride: Any,
+    requires_grad: Any = False,
+    backward_hooks: Any = None,
+    metadata: Any = None,
+) -> torch.Tensor:
     """Our stand-in for ``torch._utils._rebuild_tensor_v2``: a strided view of a storage read from the zip.
 
     ``requires_grad``, ``backward_hooks`` and ``metadata`` are ignored (hooks are never attached or called).
@@ -213,12 +232,14 @@ def _rebuild_tensor_v2(storage: Any, storage_offset: Any, size: Any, stride: Any
         if last >= flat.numel():
             raise UnsafeCheckpointError(
                 f"tensor of size {size} stride {stride} offset {storage_offset} reads past its storage "
-                f"({flat.numel()} elements)")
+                f"({flat.numel()} elements)"
+            )
     return flat.as_strided(size, stride, storage_offset)
 
 
-def _rebuild_parameter(data: Any, requires_grad: Any = False, backward_hooks: Any = None,
-                       state: Any = None) -> torch.Tensor:
+def _rebuild_parameter(
+    data: Any, requires_grad: Any = False, backward_hooks: Any = None, state: Any = None
+) -> torch.Tensor:
     """Our stand-in for ``torch._utils._rebuild_parameter(_with_state)``: the plain tensor (no Parameter, no hooks)."""
     if not isinstance(data, torch.Tensor):
         raise UnsafeCheckpointError(f"parameter data must be a tensor, got {type(data).__name__}")
@@ -355,7 +376,8 @@ class _SafeUnpickler(pickle._Unpickler):
         itemsize = torch.empty((), dtype=stype.dtype).element_size()
         if info.file_size < numel * itemsize:
             raise UnsafeCheckpointError(
-                f"storage record {name} holds {info.file_size} bytes, {numel} × {itemsize} expected")
+                f"storage record {name} holds {info.file_size} bytes, {numel} × {itemsize} expected"
+            )
         raw = bytearray(self._archive.read(name)[: numel * itemsize])
         flat = torch.frombuffer(raw, dtype=stype.dtype) if numel else torch.empty(0, dtype=stype.dtype)
         st = _Storage(flat)
@@ -381,7 +403,8 @@ def read_torch_pickle(data: bytes, *, source: str) -> Any:
         archive = zipfile.ZipFile(io.BytesIO(data))
     except zipfile.BadZipFile:
         raise UnsafeCheckpointError(
-            f"{source}: not a torch zip checkpoint (saved before PyTorch 1.6 or not a checkpoint at all)") from None
+            f"{source}: not a torch zip checkpoint (saved before PyTorch 1.6 or not a checkpoint at all)"
+        ) from None
     with archive:
         pkl = [n for n in archive.namelist() if n.endswith("data.pkl") and n.count("/") == 1]
         if len(pkl) != 1:
@@ -400,8 +423,17 @@ def read_torch_pickle(data: bytes, *, source: str) -> Any:
             raise UnsafeCheckpointError(f"{source}: {e}") from None
         except RecursionError:
             raise UnsafeCheckpointError(f"{source}: pickle nests too deeply") from None
-        except (pickle.UnpicklingError, EOFError, TypeError, ValueError, AttributeError, IndexError,
-                KeyError, RuntimeError, zipfile.BadZipFile) as e:
+        except (
+            pickle.UnpicklingError,
+            EOFError,
+            TypeError,
+            ValueError,
+            AttributeError,
+            IndexError,
+            KeyError,
+            RuntimeError,
+            zipfile.BadZipFile,
+        ) as e:
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise UnsafeCheckpointError(f"{source}: malformed torch pickle ({type(e).__name__}: {first})") from None
 

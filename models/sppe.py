@@ -22,7 +22,7 @@ Example::
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -72,8 +72,9 @@ class BasicBlock(nn.Module):
 
     expansion = 1
 
-    def __init__(self, inplanes: int, planes: int, stride: int = 1, downsample: nn.Module | None = None,
-                 use_se: bool = False) -> None:
+    def __init__(
+        self, inplanes: int, planes: int, stride: int = 1, downsample: nn.Module | None = None, use_se: bool = False
+    ) -> None:
         super().__init__()
         self.conv1 = nn.Conv2d(inplanes, planes, 3, stride=stride, padding=1, bias=False)
         self.bn1 = nn.BatchNorm2d(planes, momentum=0.1)
@@ -98,8 +99,9 @@ class Bottleneck(nn.Module):
 
     expansion = 4
 
-    def __init__(self, inplanes: int, planes: int, stride: int = 1, downsample: nn.Module | None = None,
-                 use_se: bool = False) -> None:
+    def __init__(
+        self, inplanes: int, planes: int, stride: int = 1, downsample: nn.Module | None = None, use_se: bool = False
+    ) -> None:
         super().__init__()
         self.conv1 = nn.Conv2d(inplanes, planes, 1, bias=False)
         self.bn1 = nn.BatchNorm2d(planes, momentum=0.1)
@@ -186,8 +188,9 @@ class FastPose(nn.Module):
         duc1_planes: ``duc1`` conv width; AlphaPose's 1024 for the 2048-channel trunks.
     """
 
-    def __init__(self, backbone: nn.Module, *, num_joints: int = 17, conv_dim: int = 128,
-                 duc1_planes: int = 1024) -> None:
+    def __init__(
+        self, backbone: nn.Module, *, num_joints: int = 17, conv_dim: int = 128, duc1_planes: int = 1024
+    ) -> None:
         super().__init__()
         self.preact = backbone  # key prefix "preact."
         self.suffle1 = nn.PixelShuffle(2)  # AlphaPose's spelling; no parameters
@@ -216,8 +219,14 @@ class FastPoseDUC(nn.Module):
     """FastPose_DUC (AlphaPose's ``fastpose_duc.py``): backbone → three PixelShuffle stages with 4/2/1 convs → 3×3
     conv to K heatmaps."""
 
-    def __init__(self, backbone: nn.Module, *, num_joints: int = 17, num_convs: tuple[int, int, int] = (4, 2, 1),
-                 conv_dim: int = 256) -> None:
+    def __init__(
+        self,
+        backbone: nn.Module,
+        *,
+        num_joints: int = 17,
+        num_convs: tuple[int, int, int] = (4, 2, 1),
+        conv_dim: int = 256,
+    ) -> None:
         super().__init__()
         self.preact = backbone
         c = backbone.out_channels

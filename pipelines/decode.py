@@ -29,9 +29,9 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import Iterator
 
 import numpy as np
 
@@ -120,8 +120,15 @@ def plan_shards(unit: WorkUnit, shard_frames: int, probe: VideoProbe | None = No
     if unit.kind == "images":
         n = len(unit.frames)
         return [
-            {**base, "shard_index": i, "start": s, "end": min(s + shard_frames, n), "num_frames": n,
-             "frames": list(unit.frames[s:s + shard_frames]), "lead_frame": unit.frames[s - 1] if s > 0 else None}
+            {
+                **base,
+                "shard_index": i,
+                "start": s,
+                "end": min(s + shard_frames, n),
+                "num_frames": n,
+                "frames": list(unit.frames[s : s + shard_frames]),
+                "lead_frame": unit.frames[s - 1] if s > 0 else None,
+            }
             for i, s in enumerate(range(0, n, shard_frames))
         ]
     if probe is None:
@@ -129,23 +136,50 @@ def plan_shards(unit: WorkUnit, shard_frames: int, probe: VideoProbe | None = No
     n = probe.num_frames
     tb = (probe.time_base.numerator, probe.time_base.denominator)
     if probe.pts is None:  # no timestamps: one shard decoded sequentially
-        return [{**base, "shard_index": 0, "start": 0, "end": n, "num_frames": n, "pts": None, "time_base": tb,
-                 "first_pts": 0, "lead_pts": None}]
+        return [
+            {
+                **base,
+                "shard_index": 0,
+                "start": 0,
+                "end": n,
+                "num_frames": n,
+                "pts": None,
+                "time_base": tb,
+                "first_pts": 0,
+                "lead_pts": None,
+            }
+        ]
     first = int(probe.pts[0])
     return [
-        {**base, "shard_index": i, "start": s, "end": min(s + shard_frames, n), "num_frames": n,
-         "pts": probe.pts[s:s + shard_frames].tolist(), "time_base": tb, "first_pts": first,
-         "lead_pts": int(probe.pts[s - 1]) if s > 0 else None}
+        {
+            **base,
+            "shard_index": i,
+            "start": s,
+            "end": min(s + shard_frames, n),
+            "num_frames": n,
+            "pts": probe.pts[s : s + shard_frames].tolist(),
+            "time_base": tb,
+            "first_pts": first,
+            "lead_pts": int(probe.pts[s - 1]) if s > 0 else None,
+        }
         for i, s in enumerate(range(0, n, shard_frames))
     ]
 
 
-def error_row(shard: dict, stage: str, exc: BaseException | str, frame_index: int = -1,
-              source: str | None = None) -> dict[str, np.ndarray]:
+def error_row(
+    shard: dict, stage: str, exc: BaseException | str, frame_index: int = -1, source: str | None = None
+) -> dict[str, np.ndarray]:
     """One-row batch recording a failure of ``stage`` on ``shard`` (frame ``-1`` = the whole shard), 0×0 image."""
     msg = exc if isinstance(exc, str) else f"{type(exc).__name__}: {exc}"
-    return _batch(shard, [frame_index], [float("nan")], np.zeros((1, 0, 0, 3), np.uint8), error=msg[:2000],
-                  stage=stage, sources=[source or shard["source_uri"]])
+    return _batch(
+        shard,
+        [frame_index],
+        [float("nan")],
+        np.zeros((1, 0, 0, 3), np.uint8),
+        error=msg[:2000],
+        stage=stage,
+        sources=[source or shard["source_uri"]],
+    )
 
 
 def _frame_keys(shard: dict, index: list[int], sources: list[str]) -> list[str]:
@@ -160,9 +194,16 @@ def _frame_keys(shard: dict, index: list[int], sources: list[str]) -> list[str]:
     return [f"{name}/{i}.jpg" for i in index]
 
 
-def _batch(shard: dict, index: list[int], ts: list[float], frames: np.ndarray, error: str = "",
-           stage: str = "", sources: list[str] | None = None,
-           pairs: list[tuple[np.ndarray, int, float]] | None = None) -> dict[str, np.ndarray]:
+def _batch(
+    shard: dict,
+    index: list[int],
+    ts: list[float],
+    frames: np.ndarray,
+    error: str = "",
+    stage: str = "",
+    sources: list[str] | None = None,
+    pairs: list[tuple[np.ndarray, int, float]] | None = None,
+) -> dict[str, np.ndarray]:
     """A batch of frame rows; ``sources`` are the rows' files (image units), by default the unit's URI; ``pairs``
     the rows' (correspondences, kind, seconds) from ``_Pairs`` (default: none)."""
     k = len(index)
@@ -229,8 +270,7 @@ class _Pairs:
         return (*out, time.perf_counter() - t0)
 
 
-def _decode_video(shard: dict, chunk: int, storage_options: dict | None,
-                  orb=None) -> Iterator[dict[str, np.ndarray]]:
+def _decode_video(shard: dict, chunk: int, storage_options: dict | None, orb=None) -> Iterator[dict[str, np.ndarray]]:
     tb = Fraction(*shard["time_base"])
     start, end = shard["start"], shard["end"]
     pts_list = shard.get("pts")
@@ -331,8 +371,9 @@ def _decode_images(shard: dict, storage_options: dict | None, orb=None) -> Itera
         yield _batch(shard, [i], [float("nan")], rgb[None], sources=[uri], pairs=[pairs.add(i, rgb)])
 
 
-def decode_shard(shard: dict, chunk: int = 16, storage_options: dict | None = None,
-                 orb=None) -> Iterator[dict[str, np.ndarray]]:
+def decode_shard(
+    shard: dict, chunk: int = 16, storage_options: dict | None = None, orb=None
+) -> Iterator[dict[str, np.ndarray]]:
     """Decode one shard into batches of at most ``chunk`` frames (uint8 RGB ``[n, H, W, 3]``).
 
     ``orb`` (a ``models.correspondences.OrbParams``, or None for no correspondences) adds each frame's ORB pairs

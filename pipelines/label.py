@@ -125,8 +125,10 @@ class LabelConfig:
     def __post_init__(self) -> None:
         if self.sppe.arch == "detector":
             if self.detector.arch != "yolo":
-                raise ValueError(f"sppe.arch=detector takes the detector's own keypoints: it needs detector.arch=yolo "
-                                 f"with a pose checkpoint, not {self.detector.arch}")
+                raise ValueError(
+                    f"sppe.arch=detector takes the detector's own keypoints: it needs detector.arch=yolo "
+                    f"with a pose checkpoint, not {self.detector.arch}"
+                )
             if self.sppe.keypoint_set != "coco17":
                 raise ValueError("sppe.arch=detector: YOLO pose checkpoints predict coco17 keypoints")
 
@@ -153,15 +155,30 @@ def _probe_batch(batch: dict, shard_frames: int, storage_options: dict) -> dict:
     """Probe each unit of a batch and return its shard descriptors (an error shard when probing fails)."""
     out: list[dict] = []
     for i in range(len(batch["video_id"])):
-        unit = WorkUnit(video_id=str(batch["video_id"][i]), source_uri=str(batch["source_uri"][i]),
-                        kind=str(batch["kind"][i]), fingerprint="", frames=tuple(batch["frames"][i]))
+        unit = WorkUnit(
+            video_id=str(batch["video_id"][i]),
+            source_uri=str(batch["source_uri"][i]),
+            kind=str(batch["kind"][i]),
+            fingerprint="",
+            frames=tuple(batch["frames"][i]),
+        )
         try:
             probe = probe_video(unit.source_uri, storage_options) if unit.kind == "video" else None
             out += plan_shards(unit, shard_frames, probe)
         except Exception as e:
-            out.append({"video_id": unit.video_id, "source_uri": unit.source_uri, "kind": unit.kind,
-                        "shard_index": 0, "start": 0, "end": 0, "num_frames": 0,
-                        "error": f"{type(e).__name__}: {e}"[:2000], "stage": "probe"})
+            out.append(
+                {
+                    "video_id": unit.video_id,
+                    "source_uri": unit.source_uri,
+                    "kind": unit.kind,
+                    "shard_index": 0,
+                    "start": 0,
+                    "end": 0,
+                    "num_frames": 0,
+                    "error": f"{type(e).__name__}: {e}"[:2000],
+                    "stage": "probe",
+                }
+            )
     import json
 
     return {"shard_json": np.array([json.dumps(s) for s in out], dtype=object)}
@@ -173,10 +190,13 @@ def probe_units(units: list[WorkUnit], cfg: LabelConfig, storage_options: dict |
 
     import ray.data
 
-    items = [{"video_id": u.video_id, "source_uri": u.source_uri, "kind": u.kind, "frames": list(u.frames)}
-             for u in units]
+    items = [
+        {"video_id": u.video_id, "source_uri": u.source_uri, "kind": u.kind, "frames": list(u.frames)} for u in units
+    ]
     ds = ray.data.from_items(items, override_num_blocks=max(1, len(items))).map_batches(
-        _probe_batch, batch_size=1, num_cpus=cfg.resources.decode_cpus,
+        _probe_batch,
+        batch_size=1,
+        num_cpus=cfg.resources.decode_cpus,
         fn_kwargs={"shard_frames": cfg.run.shard_frames, "storage_options": storage_options or {}},
     )
     shards = [json.loads(r["shard_json"]) for r in ds.take_all()]
@@ -203,13 +223,23 @@ def _actor_stage(ds, cls, cfg_obj, res: StageResources, **constructor_kwargs):
     kwargs = dict(num_cpus=res.num_cpus)
     if res.num_gpus > 0:
         kwargs["num_gpus"] = res.num_gpus
-    return ds.map_batches(cls, fn_constructor_kwargs={"cfg": cfg_obj, **constructor_kwargs},
-                          batch_size=res.batch_size,
-                          compute=ray.data.ActorPoolStrategy(size=res.actors), **kwargs)
+    return ds.map_batches(
+        cls,
+        fn_constructor_kwargs={"cfg": cfg_obj, **constructor_kwargs},
+        batch_size=res.batch_size,
+        compute=ray.data.ActorPoolStrategy(size=res.actors),
+        **kwargs,
+    )
 
 
-def build_label_dataset(shards: list[dict], cfg: LabelConfig, spec: PublishSpec, num_partitions: int,
-                        sppe_stage: type = SPPE, sppe_cfg: object | None = None):
+def build_label_dataset(
+    shards: list[dict],
+    cfg: LabelConfig,
+    spec: PublishSpec,
+    num_partitions: int,
+    sppe_stage: type = SPPE,
+    sppe_cfg: object | None = None,
+):
     """The lazy Dataset whose rows are per-video summaries; executing it publishes every video of ``shards``.
 
     ``sppe_stage``/``sppe_cfg`` replace the pose stage's class and its constructor argument (default: ``SPPE`` with
@@ -220,20 +250,29 @@ def build_label_dataset(shards: list[dict], cfg: LabelConfig, spec: PublishSpec,
     import ray.data
 
     r = cfg.resources
-    ds = ray.data.from_items([{"shard_json": json.dumps(s)} for s in shards],
-                             override_num_blocks=max(1, len(shards)))
-    ds = ds.map_batches(_decode_batch, batch_size=1, num_cpus=r.decode_cpus,
-                        fn_kwargs={"chunk": cfg.run.decode_chunk, "storage_options": spec.storage_options,
-                                   "orb": cfg.tracking.orb_params()})
+    ds = ray.data.from_items([{"shard_json": json.dumps(s)} for s in shards], override_num_blocks=max(1, len(shards)))
+    ds = ds.map_batches(
+        _decode_batch,
+        batch_size=1,
+        num_cpus=r.decode_cpus,
+        fn_kwargs={
+            "chunk": cfg.run.decode_chunk,
+            "storage_options": spec.storage_options,
+            "orb": cfg.tracking.orb_params(),
+        },
+    )
     # The detector cuts the crops the pose network takes (its crop spec), or hands over its own keypoints.
     detector_keypoints = cfg.sppe.arch == "detector"
     ds = _actor_stage(ds, Detector, cfg.detector, r.detect, crop=cfg.sppe.crop, keypoints=detector_keypoints)
     if not detector_keypoints:
         ds = _actor_stage(ds, sppe_stage, sppe_cfg if sppe_cfg is not None else cfg.sppe, r.sppe)
-    ds = ds.map_batches(apply_pose_nms, fn_kwargs={"params": cfg.pose_nms}, batch_size=r.detect.batch_size,
-                        num_cpus=r.pose_nms_cpus)
+    ds = ds.map_batches(
+        apply_pose_nms, fn_kwargs={"params": cfg.pose_nms}, batch_size=r.detect.batch_size, num_cpus=r.pose_nms_cpus
+    )
     ds = ds.map_batches(stage_rows, fn_kwargs={"spec": spec}, batch_size=None, num_cpus=r.pose_nms_cpus)
     # Tasks, not an actor pool: nothing to load, and warm task workers skip the start-up an actor would cost.
     return ds.groupby("video_id", num_partitions=num_partitions).map_groups(
-        publish_video, fn_kwargs={"spec": spec}, num_cpus=r.publish_cpus,
+        publish_video,
+        fn_kwargs={"spec": spec},
+        num_cpus=r.publish_cpus,
     )

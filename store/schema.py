@@ -114,7 +114,8 @@ def keypoint_table(
     sppe_sha256: str,
     metadata: dict | None = None,
 ) -> pa.Table:
-    """Build a keypoint table from per-person arrays (length P; ``source_uri`` one string or one per person): ``keypoints`` float ``[P, K, 2]``,
+    """Build a keypoint table from per-person arrays (length P; ``source_uri`` one string or one per person):
+        ``keypoints`` float ``[P, K, 2]``,
     ``keypoint_scores`` ``[P, K]``, ``box_xyxy`` ``[P, 4]``; ``track_id`` int (≤ 0 → null) or None; NaN
     timestamps become null."""
     p = int(len(frame_index))
@@ -158,8 +159,13 @@ def keypoint_table(
     return pa.Table.from_arrays([cols[f.name] for f in KEYPOINT_SCHEMA], schema=schema)
 
 
-def frames_table(frame_index: np.ndarray, timestamp_s: np.ndarray, n_persons: np.ndarray, status: list[str],
-                 metadata: dict | None = None) -> pa.Table:
+def frames_table(
+    frame_index: np.ndarray,
+    timestamp_s: np.ndarray,
+    n_persons: np.ndarray,
+    status: list[str],
+    metadata: dict | None = None,
+) -> pa.Table:
     """Build the frames table; ``status`` values must be in ``FRAME_STATUSES``."""
     bad = set(status) - set(FRAME_STATUSES)
     if bad:

@@ -68,7 +68,8 @@ def encode_rows(batch: dict[str, np.ndarray], rows: np.ndarray | None = None) ->
             arrays += [
                 pa.LargeListArray.from_arrays(offsets, pa.array(values)),
                 pa.FixedSizeListArray.from_arrays(
-                    pa.array(np.array([p.shape for p in parts], np.int64).reshape(-1)), ndim),
+                    pa.array(np.array([p.shape for p in parts], np.int64).reshape(-1)), ndim
+                ),
             ]
         else:
             values = np.asarray(column)[take]
@@ -93,7 +94,7 @@ def decode_rows(table: pa.Table) -> dict[str, np.ndarray]:
             offsets = column.offsets.to_numpy()
             rows = np.empty(len(column), dtype=object)
             for i in range(len(column)):
-                rows[i] = values[offsets[i]:offsets[i + 1]].reshape(shape_values[i])
+                rows[i] = values[offsets[i] : offsets[i + 1]].reshape(shape_values[i])
             out[name] = rows
         elif pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
             out[name] = np.array(column.to_pylist(), dtype=object)
@@ -102,8 +103,9 @@ def decode_rows(table: pa.Table) -> dict[str, np.ndarray]:
     return out
 
 
-def write_staged(batch: dict[str, np.ndarray], output: str, run_id: str,
-                 storage_options: dict | None = None) -> list[dict]:
+def write_staged(
+    batch: dict[str, np.ndarray], output: str, run_id: str, storage_options: dict | None = None
+) -> list[dict]:
     """Write ``batch``'s rows as one staged file per (video, shard) piece; returns one reference per file.
 
     References: ``video_id``, ``unit_uri``, ``shard_index``, ``staged_uri``, ``num_rows`` (plain values).
@@ -115,8 +117,15 @@ def write_staged(batch: dict[str, np.ndarray], output: str, run_id: str,
         rows = np.flatnonzero((video == v) & (shard == s))
         uri = join_uri(output, STAGING_DIR, v, run_id, f"s{s:06d}-{uuid.uuid4().hex}.parquet")
         write_table_atomic(encode_rows(batch, rows), uri, storage_options)
-        refs.append({"video_id": v, "unit_uri": str(batch["unit_uri"][rows[0]]), "shard_index": s,
-                     "staged_uri": uri, "num_rows": len(rows)})
+        refs.append(
+            {
+                "video_id": v,
+                "unit_uri": str(batch["unit_uri"][rows[0]]),
+                "shard_index": s,
+                "staged_uri": uri,
+                "num_rows": len(rows),
+            }
+        )
     return refs
 
 

@@ -81,7 +81,7 @@ def _partition_ids(output: str, sub: str, storage_options: dict | None) -> list[
     for e in entries:
         name = e.rstrip("/").rsplit("/", 1)[-1]
         if name.startswith("video_id="):
-            ids.append(name[len("video_id="):])
+            ids.append(name[len("video_id=") :])
     return ids
 
 
@@ -117,8 +117,9 @@ def _check_ids(output: str, video_ids, storage_options) -> list[str]:
     return sorted(set(wanted))
 
 
-def _read(output: str, sub: str, schema: pa.Schema, video_ids: list[str], columns, sort_keys,
-          storage_options) -> pa.Table:
+def _read(
+    output: str, sub: str, schema: pa.Schema, video_ids: list[str], columns, sort_keys, storage_options
+) -> pa.Table:
     full = schema.append(pa.field("video_id", pa.string()))
     cols = None if columns is None else list(dict.fromkeys([*columns, "video_id"]))
     fs, path = _fs(output, sub, storage_options)
@@ -131,8 +132,13 @@ def _read(output: str, sub: str, schema: pa.Schema, video_ids: list[str], column
     return table.sort_by(keys) if keys and table.num_rows else table
 
 
-def read_poses(output: str, video_ids: str | list[str] | None = None, *, columns: list[str] | None = None,
-               storage_options: dict | None = None) -> pa.Table:
+def read_poses(
+    output: str,
+    video_ids: str | list[str] | None = None,
+    *,
+    columns: list[str] | None = None,
+    storage_options: dict | None = None,
+) -> pa.Table:
     """The keypoint table of ``output`` (all videos, or ``video_ids``), plus a string ``video_id`` column.
 
     Args:
@@ -145,19 +151,22 @@ def read_poses(output: str, video_ids: str | list[str] | None = None, *, columns
         OutputNotFoundError: not an output folder. ValueError: an unknown video id (the message lists the known).
     """
     ids = _check_ids(output, video_ids, storage_options)
-    return _read(output, "poses", KEYPOINT_SCHEMA, ids, columns, ("video_id", "frame_index", "person_index"),
-                 storage_options)
+    return _read(
+        output, "poses", KEYPOINT_SCHEMA, ids, columns, ("video_id", "frame_index", "person_index"), storage_options
+    )
 
 
-def read_frames(output: str, video_ids: str | list[str] | None = None, *,
-                storage_options: dict | None = None) -> pa.Table:
+def read_frames(
+    output: str, video_ids: str | list[str] | None = None, *, storage_options: dict | None = None
+) -> pa.Table:
     """The frames table (frame_index, timestamp_s, n_persons, status, video_id), sorted by (video_id, frame_index)."""
     ids = _check_ids(output, video_ids, storage_options)
     return _read(output, "frames", FRAMES_SCHEMA, ids, None, ("video_id", "frame_index"), storage_options)
 
 
-def read_video_metadata(output: str, video_ids: str | list[str] | None = None, *,
-                        storage_options: dict | None = None) -> dict[str, dict[str, str]]:
+def read_video_metadata(
+    output: str, video_ids: str | list[str] | None = None, *, storage_options: dict | None = None
+) -> dict[str, dict[str, str]]:
     """Per video, the ``raypose.*`` key-value metadata of its keypoint-table file (``schema_version``,
     ``random_weights``, ``run_id``, ``config`` …, keys without the ``raypose.`` prefix). Reads only file footers."""
     return _metadata(output, _check_ids(output, video_ids, storage_options), storage_options)
@@ -172,8 +181,9 @@ def _metadata(output: str, ids: list[str], storage_options: dict | None) -> dict
                 md = pq.read_schema(f).metadata or {}
         except FileNotFoundError:
             md = {}
-        out[vid] = {k.decode()[len("raypose."):]: v.decode() for k, v in md.items()
-                    if k.decode().startswith("raypose.")}
+        out[vid] = {
+            k.decode()[len("raypose.") :]: v.decode() for k, v in md.items() if k.decode().startswith("raypose.")
+        }
     return out
 
 
@@ -196,8 +206,13 @@ class OutputTables:
         return any(self.manifests[v].random_weights for v in self.video_ids if v in self.manifests)
 
 
-def load_output(output: str, video_ids: str | list[str] | None = None, *, committed_only: bool = False,
-                storage_options: dict | None = None) -> OutputTables:
+def load_output(
+    output: str,
+    video_ids: str | list[str] | None = None,
+    *,
+    committed_only: bool = False,
+    storage_options: dict | None = None,
+) -> OutputTables:
     """Read the poses and frames tables, metadata and manifests of ``output`` (optionally only ``video_ids``;
     with ``committed_only``, only videos whose commit marker exists)."""
     ids = _check_ids(output, video_ids, storage_options)
@@ -207,8 +222,9 @@ def load_output(output: str, video_ids: str | list[str] | None = None, *, commit
     return OutputTables(
         output=output,
         video_ids=tuple(ids),
-        poses=_read(output, "poses", KEYPOINT_SCHEMA, ids, None, ("video_id", "frame_index", "person_index"),
-                    storage_options),
+        poses=_read(
+            output, "poses", KEYPOINT_SCHEMA, ids, None, ("video_id", "frame_index", "person_index"), storage_options
+        ),
         frames=_read(output, "frames", FRAMES_SCHEMA, ids, None, ("video_id", "frame_index"), storage_options),
         metadata=_metadata(output, ids, storage_options),
         manifests={v: m for v, m in manifests.items() if v in ids},
@@ -268,7 +284,7 @@ class PoseArrays:
         """bool ``[P]``: the row has a track id."""
         return self.track_id > 0
 
-    def take(self, index: np.ndarray) -> "PoseArrays":
+    def take(self, index: np.ndarray) -> PoseArrays:
         """The rows at ``index`` (int indices or a bool mask)."""
         return PoseArrays(**{k: getattr(self, k)[index] for k in self.__dataclass_fields__})
 
@@ -289,13 +305,17 @@ def pose_arrays(table: pa.Table) -> PoseArrays:
     lengths = pc.list_value_length(kp_col).to_numpy(zero_copy_only=False) if p else np.zeros(0, np.int64)
     k = int(lengths[0]) if p else 0
     if p and not np.all(lengths == k):
-        raise ValueError(f"rows have different keypoint counts {sorted(set(lengths.tolist()))} (keypoint sets "
-                         f"{sorted(set(table.column('keypoint_set').to_pylist()))}); select one video or keypoint set")
+        raise ValueError(
+            f"rows have different keypoint counts {sorted(set(lengths.tolist()))} (keypoint sets "
+            f"{sorted(set(table.column('keypoint_set').to_pylist()))}); select one video or keypoint set"
+        )
     kps = np.asarray(kp_col.flatten().flatten().to_numpy(zero_copy_only=False), np.float32).reshape(p, k, 2)
-    scores = np.asarray(_flat(table.column("keypoint_scores")).flatten().to_numpy(zero_copy_only=False),
-                        np.float32).reshape(p, k)
-    boxes = np.asarray(_flat(table.column("box_xyxy")).flatten().to_numpy(zero_copy_only=False),
-                       np.float32).reshape(p, 4)
+    scores = np.asarray(
+        _flat(table.column("keypoint_scores")).flatten().to_numpy(zero_copy_only=False), np.float32
+    ).reshape(p, k)
+    boxes = np.asarray(_flat(table.column("box_xyxy")).flatten().to_numpy(zero_copy_only=False), np.float32).reshape(
+        p, 4
+    )
 
     def num(name, dtype, fill):
         return np.asarray(_flat(table.column(name)).fill_null(fill).to_numpy(zero_copy_only=False), dtype)
@@ -351,9 +371,16 @@ class VideoFrames:
         return base
 
 
-def video_frames(output: str, video_id: str, *, poses: pa.Table | None = None, frames: pa.Table | None = None,
-                 manifest: Manifest | None = None, list_images: bool = True,
-                 storage_options: dict | None = None) -> VideoFrames:
+def video_frames(
+    output: str,
+    video_id: str,
+    *,
+    poses: pa.Table | None = None,
+    frames: pa.Table | None = None,
+    manifest: Manifest | None = None,
+    list_images: bool = True,
+    storage_options: dict | None = None,
+) -> VideoFrames:
     """Frame → source mapping of one video (see ``VideoFrames``).
 
     Args:
@@ -364,8 +391,9 @@ def video_frames(output: str, video_id: str, *, poses: pa.Table | None = None, f
         list_images: for image units, list the unit's folder to name frames that have no persons.
     """
     if poses is None:
-        poses = read_poses(output, video_id, columns=["frame_index", "source_uri", "timestamp_s"],
-                           storage_options=storage_options)
+        poses = read_poses(
+            output, video_id, columns=["frame_index", "source_uri", "timestamp_s"], storage_options=storage_options
+        )
     if frames is None:
         frames = read_frames(output, video_id, storage_options=storage_options)
     if "video_id" in poses.column_names:
@@ -380,8 +408,11 @@ def video_frames(output: str, video_id: str, *, poses: pa.Table | None = None, f
     by_frame: dict[int, str] = {}
     for f, u in zip(row_frames, row_uris):
         by_frame.setdefault(int(f), u)
-    frame_indices = np.unique(np.concatenate([
-        np.asarray(frames.column("frame_index").to_pylist(), np.int64), np.asarray(row_frames, np.int64)]))
+    frame_indices = np.unique(
+        np.concatenate(
+            [np.asarray(frames.column("frame_index").to_pylist(), np.int64), np.asarray(row_frames, np.int64)]
+        )
+    )
 
     unit_uri = manifest.source_uri if manifest is not None else ""
     if unit_uri:
@@ -400,8 +431,12 @@ def video_frames(output: str, video_id: str, *, poses: pa.Table | None = None, f
     if kind == "images" and list_images and manifest is not None and len(uris) < len(frame_indices):
         listed = _list_unit_frames(manifest, storage_options)
         # Use the listing only when it is the same sequence: as many files, and the same file at every known frame.
-        if listed is not None and len(listed) == len(frame_indices) and np.array_equal(
-                frame_indices, np.arange(len(listed))) and all(listed[f] == u for f, u in by_frame.items()):
+        if (
+            listed is not None
+            and len(listed) == len(frame_indices)
+            and np.array_equal(frame_indices, np.arange(len(listed)))
+            and all(listed[f] == u for f, u in by_frame.items())
+        ):
             uris = {i: u for i, u in enumerate(listed)}
     return VideoFrames(video_id, kind, unit_uri, frame_indices, uris)
 

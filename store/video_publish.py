@@ -27,8 +27,14 @@ from store.writers import AtomicParquetWriter, join_uri
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["TIME_COLUMNS", "VideoSummary", "error_record", "publish_staged_video", "committed_summary",
-           "failed_summary"]
+__all__ = [
+    "TIME_COLUMNS",
+    "VideoSummary",
+    "error_record",
+    "publish_staged_video",
+    "committed_summary",
+    "failed_summary",
+]
 
 #: Per-frame stage timings (seconds) of the frame rows, summed per video into ``VideoSummary.seconds``.
 TIME_COLUMNS = ("t_decode", "t_orb", "t_detect", "t_sppe", "t_pose_nms")
@@ -48,18 +54,29 @@ class VideoSummary:
 
 def error_record(video_id: str, uri: str, shard: int, frame: int, stage: str, message: str) -> dict:
     """One error of a video's summary (``shard``/``frame`` −1 when the error concerns no single one)."""
-    return {"video_id": video_id, "source_uri": uri, "shard_index": int(shard), "frame_index": int(frame),
-            "stage": stage, "message": message}
+    return {
+        "video_id": video_id,
+        "source_uri": uri,
+        "shard_index": int(shard),
+        "frame_index": int(frame),
+        "stage": stage,
+        "message": message,
+    }
 
 
 def failed_summary(video_id: str, uri: str, exc: BaseException) -> VideoSummary:
     """The summary of a video whose publishing raised ``exc`` (nothing committed)."""
-    return VideoSummary(published=False, num_frames=0, num_persons=0,
-                        errors=[error_record(video_id, uri, -1, -1, "publish", f"{type(exc).__name__}: {exc}")])
+    return VideoSummary(
+        published=False,
+        num_frames=0,
+        num_persons=0,
+        errors=[error_record(video_id, uri, -1, -1, "publish", f"{type(exc).__name__}: {exc}")],
+    )
 
 
-def committed_summary(output: str, video_id: str, run_id: str, config_hash: str,
-                      storage_options: dict | None = None) -> VideoSummary | None:
+def committed_summary(
+    output: str, video_id: str, run_id: str, config_hash: str, storage_options: dict | None = None
+) -> VideoSummary | None:
     """The summary of a video that this run (``run_id``, ``config_hash``) already committed, from its marker; None
     when there is no such commit.
 
@@ -70,16 +87,41 @@ def committed_summary(output: str, video_id: str, run_id: str, config_hash: str,
     if m is None or m.run_id != run_id or m.config_hash != config_hash:
         return None
     logger.warning("%s was committed by an earlier attempt of this task; reporting that commit", video_id)
-    errors = [] if m.num_errors == 0 else [error_record(
-        video_id, m.source_uri, -1, -1, "publish", f"committed by an earlier attempt of this task, which recorded "
-        f"{m.num_errors} error(s); the frames table keeps each bad frame's status")]
+    errors = (
+        []
+        if m.num_errors == 0
+        else [
+            error_record(
+                video_id,
+                m.source_uri,
+                -1,
+                -1,
+                "publish",
+                f"committed by an earlier attempt of this task, which recorded "
+                f"{m.num_errors} error(s); the frames table keeps each bad frame's status",
+            )
+        ]
+    )
     return VideoSummary(published=True, num_frames=m.num_frames, num_persons=m.num_persons, errors=errors)
 
 
-def publish_staged_video(video_id: str, source_uri: str, staged: dict[int, list[str]], *, output: str, run_id: str,
-                         config_hash: str, fingerprint: str, keypoint_set: str, sppe: str, sppe_sha256: str,
-                         random_weights: bool, config: dict | None = None, tracking: PoseFlowParams | None = None,
-                         storage_options: dict | None = None) -> VideoSummary:
+def publish_staged_video(
+    video_id: str,
+    source_uri: str,
+    staged: dict[int, list[str]],
+    *,
+    output: str,
+    run_id: str,
+    config_hash: str,
+    fingerprint: str,
+    keypoint_set: str,
+    sppe: str,
+    sppe_sha256: str,
+    random_weights: bool,
+    config: dict | None = None,
+    tracking: PoseFlowParams | None = None,
+    storage_options: dict | None = None,
+) -> VideoSummary:
     """Track and publish one video from its staged frame rows.
 
     Args:
@@ -98,8 +140,11 @@ def publish_staged_video(video_id: str, source_uri: str, staged: dict[int, list[
         are gone); nothing is committed then.
     """
     t0 = time.perf_counter()
-    md = table_metadata(random_weights=random_weights, config=config,
-                        extra={"run_id": run_id, "config_hash": config_hash, "video_id": video_id})
+    md = table_metadata(
+        random_weights=random_weights,
+        config=config,
+        extra={"run_id": run_id, "config_hash": config_hash, "video_id": video_id},
+    )
     part = f"video_id={video_id}/part-0.parquet"
     files = (f"poses/{part}", f"frames/{part}")
     tracker = VideoTracker(PoseFlowTracker(tracking)) if tracking is not None else None
@@ -107,18 +152,29 @@ def publish_staged_video(video_id: str, source_uri: str, staged: dict[int, list[
     errors: list[dict] = []
     seconds = {c[2:]: 0.0 for c in TIME_COLUMNS}
     num_frames = num_good = num_persons = 0
-    with AtomicParquetWriter(join_uri(output, files[0]), KEYPOINT_SCHEMA.with_metadata(md),
-                             storage_options) as poses_out, \
-            AtomicParquetWriter(join_uri(output, files[1]), FRAMES_SCHEMA.with_metadata(md),
-                                storage_options) as frames_out:
+    with (
+        AtomicParquetWriter(
+            join_uri(output, files[0]), KEYPOINT_SCHEMA.with_metadata(md), storage_options
+        ) as poses_out,
+        AtomicParquetWriter(join_uri(output, files[1]), FRAMES_SCHEMA.with_metadata(md), storage_options) as frames_out,
+    ):
         for shard in sorted(staged):  # shards cover increasing frame ranges: this is frame order
             batch = read_staged(staged[shard], storage_options)
             num_frames = max(num_frames, int(np.max(batch["num_frames"])))
-            good, bad = ledger.add_shard(batch["frame_index"], batch["error"], batch["stage"], batch["timestamp_s"],
-                                         batch["n_persons"])
-            errors += [error_record(video_id, str(batch["source_uri"][r]), int(batch["shard_index"][r]),
-                                    int(batch["frame_index"][r]), str(batch["stage"][r]) or "unknown",
-                                    str(batch["error"][r])) for r in bad]
+            good, bad = ledger.add_shard(
+                batch["frame_index"], batch["error"], batch["stage"], batch["timestamp_s"], batch["n_persons"]
+            )
+            errors += [
+                error_record(
+                    video_id,
+                    str(batch["source_uri"][r]),
+                    int(batch["shard_index"][r]),
+                    int(batch["frame_index"][r]),
+                    str(batch["stage"][r]) or "unknown",
+                    str(batch["error"][r]),
+                )
+                for r in bad
+            ]
             if len(ledger):
                 frames_out.write(frames_table(*ledger.pop(), metadata=md))
             if not good:
@@ -139,21 +195,38 @@ def publish_staged_video(video_id: str, source_uri: str, staged: dict[int, list[
             return VideoSummary(published=False, num_frames=0, num_persons=0, errors=errors)
         ledger.fill(num_frames)
         if ledger.missing:
-            errors.append(error_record(video_id, source_uri, -1, ledger.first_missing, "decode",
-                                       f"{ledger.missing} of {num_frames} frames not decoded "
-                                       f"(first missing: {ledger.first_missing})"))
+            errors.append(
+                error_record(
+                    video_id,
+                    source_uri,
+                    -1,
+                    ledger.first_missing,
+                    "decode",
+                    f"{ledger.missing} of {num_frames} frames not decoded (first missing: {ledger.first_missing})",
+                )
+            )
         if len(ledger):
             frames_out.write(frames_table(*ledger.pop(), metadata=md))
         poses_out.commit()
         frames_out.commit()
     seconds["track_and_publish"] = time.perf_counter() - t0
-    write_manifest(output, Manifest(
-        video_id=video_id, source_uri=source_uri, fingerprint=fingerprint, config_hash=config_hash, run_id=run_id,
-        num_frames=num_frames, num_persons=num_persons, num_errors=len(errors), files=files,
-        random_weights=random_weights,
-    ), storage_options)
-    return VideoSummary(published=True, num_frames=num_frames, num_persons=num_persons, errors=errors,
-                        seconds=seconds)
+    write_manifest(
+        output,
+        Manifest(
+            video_id=video_id,
+            source_uri=source_uri,
+            fingerprint=fingerprint,
+            config_hash=config_hash,
+            run_id=run_id,
+            num_frames=num_frames,
+            num_persons=num_persons,
+            num_errors=len(errors),
+            files=files,
+            random_weights=random_weights,
+        ),
+        storage_options,
+    )
+    return VideoSummary(published=True, num_frames=num_frames, num_persons=num_persons, errors=errors, seconds=seconds)
 
 
 def _rows_of(column) -> list[np.ndarray]:
@@ -173,16 +246,26 @@ def _track(tracker: VideoTracker, batch: dict[str, np.ndarray], good: list[int])
         pose_scores=[p_scores[r] for r in good],
         image_size=[(int(batch["image_width"][r]), int(batch["image_height"][r])) for r in good],
         # Only CORR_PAIRS rows carry pairs; the others track with the identity fallback.
-        correspondences=[np.asarray(batch["correspondences"][r]) if int(batch["correspondence_kind"][r]) == CORR_PAIRS
-                         else None for r in good],
+        correspondences=[
+            np.asarray(batch["correspondences"][r]) if int(batch["correspondence_kind"][r]) == CORR_PAIRS else None
+            for r in good
+        ],
     )
 
 
-def _keypoint_table(batch: dict[str, np.ndarray], good: list[int], track_ids: np.ndarray | None, md: dict,
-                    keypoint_set: str, sppe: str, sppe_sha256: str) -> tuple[pa.Table, int]:
+def _keypoint_table(
+    batch: dict[str, np.ndarray],
+    good: list[int],
+    track_ids: np.ndarray | None,
+    md: dict,
+    keypoint_set: str,
+    sppe: str,
+    sppe_sha256: str,
+) -> tuple[pa.Table, int]:
     """The keypoint table of the ``good`` rows' persons (frame order, pick order within a frame), and its length."""
     kps, k_scores, boxes, b_scores, p_scores = (
-        _rows_of(batch[c]) for c in ("keypoints", "keypoint_scores", "boxes_xyxy", "box_scores", "pose_scores"))
+        _rows_of(batch[c]) for c in ("keypoints", "keypoint_scores", "boxes_xyxy", "box_scores", "pose_scores")
+    )
     counts = np.array([len(kps[r]) for r in good], np.int64)
     rep = np.repeat(np.asarray(good, np.int64), counts)
     k = next((kps[r].shape[1] for r in good if kps[r].ndim == 3), 0)

@@ -106,7 +106,7 @@ class AtomicParquetWriter:
         if os.path.exists(self._tmp):
             os.remove(self._tmp)
 
-    def __enter__(self) -> "AtomicParquetWriter":
+    def __enter__(self) -> AtomicParquetWriter:
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:

@@ -52,8 +52,10 @@ def violations(module: str, source: str, is_package: bool = False) -> list[str]:
     for line, name in imported_modules(ast.parse(source), module, is_package):
         top = name.split(".")[0]
         if (top in FLOORS and top not in allowed) or top in forbidden_external:
-            out.append(f"{module}:{line} imports {name} ({floor} may import only {', '.join(sorted(allowed))}"
-                       f"{'; never ' + ', '.join(forbidden_external) if forbidden_external else ''})")
+            out.append(
+                f"{module}:{line} imports {name} ({floor} may import only {', '.join(sorted(allowed))}"
+                f"{'; never ' + ', '.join(forbidden_external) if forbidden_external else ''})"
+            )
     return out
 
 
@@ -81,23 +83,28 @@ def test_every_package_has_a_floor():
     assert len(_modules()) > 20  # the walk found the code (a wrong REPO would pass vacuously)
 
 
-@pytest.mark.parametrize(("module", "source"), [
-    ("models.fake", "import numpy as np\n\ndef f():\n    import ray.data\n"),
-    ("models.fake", "from store.schema import KEYPOINT_SCHEMA\n"),
-    ("models.fake", "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from actors.common import rows_of\n"),
-    ("store.fake", "def f():\n    from pipelines.label import build_label_dataset\n"),
-    ("store.fake", "import actors.publish as publish_mod\n"),
-    ("actors.fake", "import pipelines.decode\n"),
-    ("actors.fake", "class A:\n    def f(self):\n        from jobs import label\n"),
-    ("pipelines.fake", "from benchmarks.pipeline import main\n"),
-    ("jobs.fake", "import benchmarks\n"),
-])
+@pytest.mark.parametrize(
+    ("module", "source"),
+    [
+        ("models.fake", "import numpy as np\n\ndef f():\n    import ray.data\n"),
+        ("models.fake", "from store.schema import KEYPOINT_SCHEMA\n"),
+        ("models.fake", "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from actors.common import rows_of\n"),
+        ("store.fake", "def f():\n    from pipelines.label import build_label_dataset\n"),
+        ("store.fake", "import actors.publish as publish_mod\n"),
+        ("actors.fake", "import pipelines.decode\n"),
+        ("actors.fake", "class A:\n    def f(self):\n        from jobs import label\n"),
+        ("pipelines.fake", "from benchmarks.pipeline import main\n"),
+        ("jobs.fake", "import benchmarks\n"),
+    ],
+)
 def test_the_check_flags_an_upward_import(module, source):
     assert len(violations(module, source)) == 1
 
 
 def test_the_check_passes_downward_and_sibling_imports():
-    source = ("import numpy\nimport ray\nfrom models.poseflow import PoseFlowTracker\nfrom store import schema\n"
-              "from . import common\nfrom .common import rows_of\n\ndef f():\n    import actors.sppe\n")
+    source = (
+        "import numpy\nimport ray\nfrom models.poseflow import PoseFlowTracker\nfrom store import schema\n"
+        "from . import common\nfrom .common import rows_of\n\ndef f():\n    import actors.sppe\n"
+    )
     assert violations("actors.fake", source) == []
     assert violations("models.fake", "from . import poseflow\nimport torch\n") == []

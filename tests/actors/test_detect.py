@@ -52,8 +52,9 @@ def det_json(shared_data: Path) -> str:
 
 
 def _precomputed(det_json: str, **kw) -> Detector:
-    return Detector(DetectorConfig(arch="precomputed", weights=det_json, key_column="path", max_persons=4,
-                                   device="cpu", **kw))
+    return Detector(
+        DetectorConfig(arch="precomputed", weights=det_json, key_column="path", max_persons=4, device="cpu", **kw)
+    )
 
 
 def test_frame_rows_crops_and_identity_columns(coco_batch, det_json):
@@ -110,8 +111,12 @@ def test_frame_rows_pass_identity_through_and_keep_empty_frames(coco_batch, det_
     # The frames' crops and crop boxes, concatenated, are the 16 persons' in frame order.
     crop_boxes = np.concatenate(list(per_frame["crop_boxes_xyxy"][:4]))
     assert crop_boxes.shape == (16, 4)
-    np.testing.assert_array_equal(np.concatenate(list(per_frame["crops"][:4])), np.concatenate(
-        [crop_images([coco_batch["frame"][f]], np.zeros(4, int), crop_boxes[4 * f: 4 * f + 4]) for f in range(4)]))
+    np.testing.assert_array_equal(
+        np.concatenate(list(per_frame["crops"][:4])),
+        np.concatenate(
+            [crop_images([coco_batch["frame"][f]], np.zeros(4, int), crop_boxes[4 * f : 4 * f + 4]) for f in range(4)]
+        ),
+    )
     assert per_frame["crops"][4].shape == (0, 256, 192, 3) and per_frame["boxes_xyxy"][5].shape == (0, 4)
     assert list(per_frame["stage"]) == ["", "", "", "", "", "detect"]
 
@@ -190,8 +195,10 @@ def test_crops_follow_the_pose_networks_spec(coco_batch, det_json):
     ``crop_images`` cuts them."""
     from models.blazepose import BLAZEPOSE_CROP
 
-    actor = Detector(DetectorConfig(arch="precomputed", weights=det_json, key_column="path", max_persons=4,
-                                    device="cpu"), crop=BLAZEPOSE_CROP)
+    actor = Detector(
+        DetectorConfig(arch="precomputed", weights=det_json, key_column="path", max_persons=4, device="cpu"),
+        crop=BLAZEPOSE_CROP,
+    )
     out = actor(coco_batch)
     crops, boxes, crop_boxes = out["crops"][2], out["boxes_xyxy"][2], out["crop_boxes_xyxy"][2]
     assert crops.shape == (len(boxes), 256, 256, 3) and len(boxes) > 0
@@ -220,5 +227,8 @@ def test_detector_keypoints_replace_crops(coco_batch):
         assert inside[ks > 0.5].all()  # confident keypoints lie on their own person's box
     assert out["n_persons"][0] == 1 and out["error"][5]  # the skier; the bad frame keeps its error row
     with pytest.raises(ValueError, match="predicts no keypoints"):
-        Detector(DetectorConfig(arch="ssdlite320_mobilenet_v3_large", random_weights=True, device="cpu"), crop=None,
-                 keypoints=True)
+        Detector(
+            DetectorConfig(arch="ssdlite320_mobilenet_v3_large", random_weights=True, device="cpu"),
+            crop=None,
+            keypoints=True,
+        )

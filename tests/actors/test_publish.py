@@ -32,8 +32,9 @@ def _rows(clip, scenario, pairs, frames: list[int]) -> dict[str, np.ndarray]:
     """Pose-NMS-shaped rows of the given clip frames (frames the scenario skipped have no persons)."""
     per_frame = {int(t): i for i, t in enumerate(scenario.frame_indices) if t not in (20, 21)}
     w, h = clip.image_size
-    cols: dict[str, list] = {c: [] for c in ("keypoints", "keypoint_scores", "pose_scores", "boxes_xyxy",
-                                             "box_scores", "correspondences")}
+    cols: dict[str, list] = {
+        c: [] for c in ("keypoints", "keypoint_scores", "pose_scores", "boxes_xyxy", "box_scores", "correspondences")
+    }
     kinds = []
     for t in frames:
         i = per_frame.get(t)
@@ -72,8 +73,17 @@ def _rows(clip, scenario, pairs, frames: list[int]) -> dict[str, np.ndarray]:
 
 
 def _spec(out, tracking=PoseFlowParams()) -> PublishSpec:
-    return PublishSpec(output=str(out), run_id="r", config_hash="h", fingerprints={}, keypoint_set="crowdpose14",
-                       sppe="s", sppe_sha256="x", random_weights=False, tracking=tracking)
+    return PublishSpec(
+        output=str(out),
+        run_id="r",
+        config_hash="h",
+        fingerprints={},
+        keypoint_set="crowdpose14",
+        sppe="s",
+        sppe_sha256="x",
+        random_weights=False,
+        tracking=tracking,
+    )
 
 
 def _stage(spec, clip, scenario, pairs, shard_frames: int, seed: int = 0) -> dict[str, np.ndarray]:
@@ -83,7 +93,7 @@ def _stage(spec, clip, scenario, pairs, shard_frames: int, seed: int = 0) -> dic
     for s, start in enumerate(range(0, clip.num_frames, shard_frames)):
         frames = list(range(start, min(start + shard_frames, clip.num_frames)))
         rng.shuffle(frames)
-        for piece in (frames[: len(frames) // 2 + 1], frames[len(frames) // 2 + 1:]):
+        for piece in (frames[: len(frames) // 2 + 1], frames[len(frames) // 2 + 1 :]):
             if piece:
                 rows = _rows(clip, scenario, pairs, piece)
                 rows["shard_index"][:] = s
@@ -100,8 +110,15 @@ def _reference_ids(clip, scenario, pairs, params: PoseFlowParams, orb: bool) -> 
     for t in range(clip.num_frames):
         kp = rows["keypoints"][t].astype(np.float64)
         corr = pairs[t] if orb and prev_t == t - 1 and len(kp) else None
-        out.append(tracker.update(kp, rows["keypoint_scores"][t].astype(np.float64),
-                                  rows["pose_scores"][t].astype(np.float64), clip.image_size, corr))
+        out.append(
+            tracker.update(
+                kp,
+                rows["keypoint_scores"][t].astype(np.float64),
+                rows["pose_scores"][t].astype(np.float64),
+                clip.image_size,
+                corr,
+            )
+        )
         if len(kp):
             prev_t = t
     return out
@@ -156,8 +173,9 @@ def test_streamed_shards_track_like_the_whole_video(bonn, tmp_path, monkeypatch,
     for t, arg in zip(range(clip.num_frames), passed):
         kp = rows["keypoints"][t].astype(np.float64)
         if prev_t == t - 1 and len(kp) and pairs[t] is not None:
-            want = filter_for_tracking(pairs[t], rows["keypoints"][prev_t].astype(np.float64), kp, clip.image_size,
-                                       params)
+            want = filter_for_tracking(
+                pairs[t], rows["keypoints"][prev_t].astype(np.float64), kp, clip.image_size, params
+            )
             np.testing.assert_array_equal(arg, want)
             assert 0 < len(arg) < len(pairs[t])
             with_pairs += 1

@@ -13,10 +13,18 @@ from models.sppe import build_sppe
 
 def _batch():
     rng = np.random.default_rng(0)
-    crops = [rng.integers(0, 255, (2, 256, 192, 3), dtype=np.uint8), np.zeros((0, 256, 192, 3), np.uint8),
-             np.zeros((0, 256, 192, 3), np.uint8), rng.integers(0, 255, (1, 256, 192, 3), dtype=np.uint8)]
-    boxes = [np.array([[0, 0, 96, 128], [10, 10, 58, 74]], float), np.zeros((0, 4)), np.zeros((0, 4)),
-             np.array([[5, 5, 197, 261]], float)]
+    crops = [
+        rng.integers(0, 255, (2, 256, 192, 3), dtype=np.uint8),
+        np.zeros((0, 256, 192, 3), np.uint8),
+        np.zeros((0, 256, 192, 3), np.uint8),
+        rng.integers(0, 255, (1, 256, 192, 3), dtype=np.uint8),
+    ]
+    boxes = [
+        np.array([[0, 0, 96, 128], [10, 10, 58, 74]], float),
+        np.zeros((0, 4)),
+        np.zeros((0, 4)),
+        np.array([[5, 5, 197, 261]], float),
+    ]
     return {
         "video_id": np.array(["a", "a", "b", "c"], dtype=object),
         "frame_index": np.array([0, 1, -1, 0]),

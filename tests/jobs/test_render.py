@@ -25,16 +25,41 @@ def test_render_video_with_tracks(tmp_path):
     frames = np.array([a["image_id"] - 1 for a in anns])
     out = tmp_path / "out"
     table = keypoint_table(
-        source_uri=video, frame_index=frames, timestamp_s=frames / 12.0, image_width=np.full(len(anns), 256),
-        image_height=np.full(len(anns), 160), person_index=np.zeros(len(anns)),
-        track_id=np.array([a["track_id"] for a in anns]), box_xyxy=np.zeros((len(anns), 4)),
-        box_score=np.ones(len(anns)), keypoints=kps, keypoint_scores=np.ones((len(anns), 17)),
-        pose_score=np.ones(len(anns)), keypoint_set="coco17", detector="d", detector_sha256="x", sppe="s",
-        sppe_sha256="random", metadata=table_metadata(random_weights=True))
+        source_uri=video,
+        frame_index=frames,
+        timestamp_s=frames / 12.0,
+        image_width=np.full(len(anns), 256),
+        image_height=np.full(len(anns), 160),
+        person_index=np.zeros(len(anns)),
+        track_id=np.array([a["track_id"] for a in anns]),
+        box_xyxy=np.zeros((len(anns), 4)),
+        box_score=np.ones(len(anns)),
+        keypoints=kps,
+        keypoint_scores=np.ones((len(anns), 17)),
+        pose_score=np.ones(len(anns)),
+        keypoint_set="coco17",
+        detector="d",
+        detector_sha256="x",
+        sppe="s",
+        sppe_sha256="random",
+        metadata=table_metadata(random_weights=True),
+    )
     write_table_atomic(table, str(out / "poses" / "video_id=v" / "part-0.parquet"))
-    write_manifest(str(out), Manifest(video_id="v", source_uri=video, fingerprint="f", config_hash="c", run_id="r",
-                                      num_frames=8, num_persons=len(anns), num_errors=0,
-                                      files=("poses/video_id=v/part-0.parquet",), random_weights=True))
+    write_manifest(
+        str(out),
+        Manifest(
+            video_id="v",
+            source_uri=video,
+            fingerprint="f",
+            config_hash="c",
+            run_id="r",
+            num_frames=8,
+            num_persons=len(anns),
+            num_errors=0,
+            files=("poses/video_id=v/part-0.parquet",),
+            random_weights=True,
+        ),
+    )
     assert render(["--output", str(out), "--dest", str(tmp_path / "r")]) == 0
     assert probe_video(str(tmp_path / "r" / "v.mp4")).num_frames == 8  # every frame, none dropped
     still = cv2.cvtColor(cv2.imread(str(tmp_path / "r" / "v_frame000004.png")), cv2.COLOR_BGR2RGB).astype(int)

@@ -11,6 +11,7 @@ import pytest
 def _no_ray_init(monkeypatch: pytest.MonkeyPatch) -> None:
     ray = sys.modules.get("ray")
     if ray is not None:
+
         def refuse(*args, **kwargs):
             raise RuntimeError("tests/models must not start Ray")
 

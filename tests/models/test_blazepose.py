@@ -32,8 +32,9 @@ class PointGraph(nn.Module):
         n, h, w, _ = x.shape
         # Only the interior of a block (channel 1 fully on) is read: resampling blends the edges with the background.
         labels = torch.where(x[..., 1] * 255 > 254.5, torch.round(x[..., 0] * 255), 0).long()  # [N, H, W]
-        ys, xs = torch.meshgrid(torch.arange(h, dtype=torch.float32), torch.arange(w, dtype=torch.float32),
-                                indexing="ij")
+        ys, xs = torch.meshgrid(
+            torch.arange(h, dtype=torch.float32), torch.arange(w, dtype=torch.float32), indexing="ij"
+        )
         out = torch.zeros(n, 39, 5)
         for j in range(33):
             m = (labels == j + 1).float()
@@ -50,8 +51,8 @@ def _frame_with_points(points_xy: np.ndarray, size_hw=(400, 600)) -> np.ndarray:
     frame = np.zeros((*size_hw, 3), np.uint8)
     for j, (x, y) in enumerate(points_xy):
         xi, yi = int(round(x)), int(round(y))
-        frame[yi - 2:yi + 3, xi - 2:xi + 3, 0] = j + 1
-        frame[yi - 2:yi + 3, xi - 2:xi + 3, 1] = 255
+        frame[yi - 2 : yi + 3, xi - 2 : xi + 3, 0] = j + 1
+        frame[yi - 2 : yi + 3, xi - 2 : xi + 3, 1] = 255
     return frame
 
 

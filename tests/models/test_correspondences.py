@@ -13,9 +13,20 @@ import cv2
 import numpy as np
 import pytest
 
-from models.correspondences import (OrbFeatures, OrbParams, _two_nearest_windowed, alphapose_file_bytes,
-                                    compact_correspondences, filter_for_tracking, filter_to_boxes, match_features,
-                                    orb_correspondences, orb_features, tracking_regions, video_correspondences)
+from models.correspondences import (
+    OrbFeatures,
+    OrbParams,
+    _two_nearest_windowed,
+    alphapose_file_bytes,
+    compact_correspondences,
+    filter_for_tracking,
+    filter_to_boxes,
+    match_features,
+    orb_correspondences,
+    orb_features,
+    tracking_regions,
+    video_correspondences,
+)
 from models.poseflow import PoseFlowParams, PoseFlowTracker, pose_boxes
 
 SIZE = (960, 540)
@@ -24,8 +35,7 @@ SIZE = (960, 540)
 @pytest.fixture(scope="module")
 def bonn(shared_data):
     root = shared_data / "bonn_posetrack"
-    frames = [cv2.cvtColor(cv2.imread(str(root / "060470979" / f"{i:05d}.jpg")), cv2.COLOR_BGR2RGB)
-              for i in (1, 2, 3)]
+    frames = [cv2.cvtColor(cv2.imread(str(root / "060470979" / f"{i:05d}.jpg")), cv2.COLOR_BGR2RGB) for i in (1, 2, 3)]
     gt = json.loads((root / "060470979.json").read_text())
     frame_of = {im["id"]: im["frame_id"] for im in gt["images"]}
     poses = [np.zeros((4, 14, 2)) for _ in range(3)]
@@ -97,12 +107,18 @@ def _windowed_reference(f_t: OrbFeatures, f_t1: OrbFeatures, window: int) -> tup
     nidx = np.full((len(f_t), 2), -1, np.int64)
     p1 = f_t1.points.astype(np.float64)
     for start in range(0, len(f_t), 1024):
-        q = f_t.points[start:start + 1024].astype(np.float64)
+        q = f_t.points[start : start + 1024].astype(np.float64)
         near = (np.abs(q[:, None, 0] - p1[None, :, 0]) <= window) & (np.abs(q[:, None, 1] - p1[None, :, 1]) <= window)
-        d, i = cv2.batchDistance(f_t.descriptors[start:start + 1024], f_t1.descriptors, cv2.CV_32S,
-                                 normType=cv2.NORM_HAMMING, K=2, mask=near.view(np.uint8))
-        dist[start:start + 1024] = np.where(i >= 0, d, -1)
-        nidx[start:start + 1024] = i
+        d, i = cv2.batchDistance(
+            f_t.descriptors[start : start + 1024],
+            f_t1.descriptors,
+            cv2.CV_32S,
+            normType=cv2.NORM_HAMMING,
+            K=2,
+            mask=near.view(np.uint8),
+        )
+        dist[start : start + 1024] = np.where(i >= 0, d, -1)
+        nidx[start : start + 1024] = i
     return dist, nidx
 
 
@@ -192,11 +208,21 @@ def test_windowed_sparse_and_degenerate_inputs():
     n = 300
     # Few, scattered points (empty windows, single-point windows, whole strips without candidates), duplicates.
     p0 = rng.uniform(0, 2000, (n, 2)).astype(np.float32)
-    p1 = np.concatenate([p0[:100] + rng.normal(0, 20, (100, 2)).astype(np.float32), p0[:5],
-                         rng.uniform(0, 2000, (50, 2)).astype(np.float32)])
+    p1 = np.concatenate(
+        [
+            p0[:100] + rng.normal(0, 20, (100, 2)).astype(np.float32),
+            p0[:5],
+            rng.uniform(0, 2000, (50, 2)).astype(np.float32),
+        ]
+    )
     d0 = rng.integers(0, 256, (n, 32), dtype=np.uint8)
-    d1 = np.concatenate([d0[:100] ^ rng.integers(0, 2, (100, 32), dtype=np.uint8), d0[:5],
-                         rng.integers(0, 256, (50, 32), dtype=np.uint8)])
+    d1 = np.concatenate(
+        [
+            d0[:100] ^ rng.integers(0, 2, (100, 32), dtype=np.uint8),
+            d0[:5],
+            rng.integers(0, 256, (50, 32), dtype=np.uint8),
+        ]
+    )
     f0, f1 = _features(p0, d0), _features(p1, d1)
     for window in (1, 7, 30, 64):
         for strip, group in ((None, 64), (3, 2), (500, 1000)):  # internal tiling must not change the result
@@ -230,7 +256,8 @@ def test_video_correspondences_threads_give_the_same_pairs(bonn):
 def test_orb_points_are_the_keypoint_coordinates(bonn):
     frames, _, features, _ = bonn
     keypoints, descriptors = cv2.ORB_create(nfeatures=10000, scoreType=cv2.ORB_FAST_SCORE).detectAndCompute(
-        frames[0], None)
+        frames[0], None
+    )
     np.testing.assert_array_equal(features[0].points, np.array([kp.pt for kp in keypoints], np.float32))
     np.testing.assert_array_equal(features[0].descriptors, descriptors)
 
@@ -265,10 +292,14 @@ def test_compact_dtypes():
 
 
 def test_filter_to_boxes_keeps_either_side():
-    corr = np.array([[5, 5, 50, 50],     # t-point in region_t
-                     [50, 50, 5, 5],     # t+1-point in region_t1
-                     [50, 50, 60, 60],   # neither
-                     [10, 10, 10, 10]])  # both (inclusive bounds)
+    corr = np.array(
+        [
+            [5, 5, 50, 50],  # t-point in region_t
+            [50, 50, 5, 5],  # t+1-point in region_t1
+            [50, 50, 60, 60],  # neither
+            [10, 10, 10, 10],
+        ]
+    )  # both (inclusive bounds)
     kept = filter_to_boxes(corr, [[0, 10, 0, 10]], [[0, 5, 0, 5]])
     assert kept.tolist() == [[5, 5, 50, 50], [50, 50, 5, 5], [10, 10, 10, 10]]
     assert filter_to_boxes(None, [[0, 1, 0, 1]], []) is None
@@ -300,8 +331,9 @@ def test_filtered_correspondences_give_identical_grades(bonn, mode):
 def test_filter_rejects_weights_it_cannot_preserve(bonn):
     _, poses, _, _ = bonn
     with pytest.raises(ValueError, match="weights_old"):
-        filter_for_tracking(np.zeros((1, 4), np.int16), poses[0], poses[1], SIZE,
-                            PoseFlowParams(weights_old=(1, 1, 0, 1, 0, 0)))
+        filter_for_tracking(
+            np.zeros((1, 4), np.int16), poses[0], poses[1], SIZE, PoseFlowParams(weights_old=(1, 1, 0, 1, 0, 0))
+        )
 
 
 def test_tracking_regions_cover_boxes_and_keypoint_squares():

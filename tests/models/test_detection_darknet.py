@@ -77,19 +77,25 @@ def test_parser_reads_yolov3_spp_layer_list(spp_spec):
     assert [i for i, l in enumerate(layers) if isinstance(l, ConvLayer) and l.stride == 2] == [1, 5, 12, 37, 62]
     # SPP block (yolov3-spp.cfg): stride-1 max-pools 5, 9, 13 over layer 77, concatenated with it.
     assert [(i, l.size, l.stride) for i, l in enumerate(layers) if isinstance(l, MaxPoolLayer)] == [
-        (78, 5, 1), (80, 9, 1), (82, 13, 1)]
+        (78, 5, 1),
+        (80, 9, 1),
+        (82, 13, 1),
+    ]
     routes = {i: l.sources for i, l in enumerate(layers) if isinstance(l, RouteLayer)}
-    assert routes == {79: (77,), 81: (77,), 83: (82, 80, 78, 77), 90: (86,), 93: (92, 61), 102: (98,),
-                      105: (104, 36)}
+    assert routes == {79: (77,), 81: (77,), 83: (82, 80, 78, 77), 90: (86,), 93: (92, 61), 102: (98,), 105: (104, 36)}
     # Heads: yolov3-spp.cfg's anchors by stride, 80 classes, 255-channel linear convs before each.
     heads = [layers[i] for i in (89, 101, 113)]
     assert [h.anchors for h in heads] == [
-        ((116, 90), (156, 198), (373, 326)), ((30, 61), (62, 45), (59, 119)), ((10, 13), (16, 30), (33, 23))]
+        ((116, 90), (156, 198), (373, 326)),
+        ((30, 61), (62, 45), (59, 119)),
+        ((10, 13), (16, 30), (33, 23)),
+    ]
     assert [h.mask for h in heads] == [(6, 7, 8), (3, 4, 5), (0, 1, 2)]
     assert all(h.classes == 80 for h in heads)
     for i in (88, 100, 112):
-        assert layers[i] == ConvLayer(filters=255, size=1, stride=1, padding=0, batch_normalize=False,
-                                      activation="linear")
+        assert layers[i] == ConvLayer(
+            filters=255, size=1, stride=1, padding=0, batch_normalize=False, activation="linear"
+        )
     assert layers[0] == ConvLayer(filters=32, size=3, stride=1, padding=1, batch_normalize=True, activation="leaky")
 
 
@@ -107,14 +113,17 @@ def test_yolov3_spp_weight_count():
     assert len(buf.getvalue()) == 20 + 4 * (62_001_757 + 1_050_624)
 
 
-@pytest.mark.parametrize("text, match", [
-    ("[net]\nwidth=64\n[dropout]\nprobability=.5\n", "not supported; supported: net, convolutional"),
-    ("[net]\n[convolutional]\nfilters=8\nactivation=mish\n", "activation 'mish' is not supported"),
-    ("[net]\n[convolutional]\nfilters=8\nactivation=leaky\n[route]\nlayers=-2\n", "outside 0..0"),
-    ("[net]\n[convolutional]\nfilters=eight\nactivation=leaky\n", "not an integer"),
-    ("[convolutional]\nfilters=8\n", r"first section must be \[net\]"),
-    ("[net]\nwidth 64\n", "expected"),
-])
+@pytest.mark.parametrize(
+    "text, match",
+    [
+        ("[net]\nwidth=64\n[dropout]\nprobability=.5\n", "not supported; supported: net, convolutional"),
+        ("[net]\n[convolutional]\nfilters=8\nactivation=mish\n", "activation 'mish' is not supported"),
+        ("[net]\n[convolutional]\nfilters=8\nactivation=leaky\n[route]\nlayers=-2\n", "outside 0..0"),
+        ("[net]\n[convolutional]\nfilters=eight\nactivation=leaky\n", "not an integer"),
+        ("[convolutional]\nfilters=8\n", r"first section must be \[net\]"),
+        ("[net]\nwidth 64\n", "expected"),
+    ],
+)
 def test_cfg_errors_name_the_line(text, match):
     with pytest.raises(DarknetCfgError, match=match) as e:
         parse_darknet_cfg(text, "my.cfg")
@@ -177,9 +186,11 @@ def test_weights_round_trip_tiny(tmp_path, version, header_bytes):
     digest = write_darknet_weights(written, str(path), version=version, seen=123456)
     data = path.read_bytes()
     assert digest == hashlib.sha256(data).hexdigest()
-    floats = sum(t.numel() for _, c, b in written.conv_blocks()
-                 for t in ([b.bias, b.weight, b.running_mean, b.running_var] if b is not None else [c.bias])
-                 + [c.weight])
+    floats = sum(
+        t.numel()
+        for _, c, b in written.conv_blocks()
+        for t in ([b.bias, b.weight, b.running_mean, b.running_var] if b is not None else [c.bias]) + [c.weight]
+    )
     assert len(data) == header_bytes + 4 * floats
     fresh = Darknet(spec).eval()
     info = read_darknet_weights(fresh, str(path))
@@ -226,11 +237,14 @@ def test_weights_errors_name_the_file(tmp_path):
 # ------------------------------------------------------------------------------------------------- letterbox
 
 
-@pytest.mark.parametrize("w, h, y_range, scale, inverse", [
-    (640, 480, (76, 531), 0.95, (0, 76)),
-    (1280, 719, (133, 473), 0.475, (0, 133.2375)),
-    (500, 375, (76, 531), 1.216, (-3e-5, 75.99998)),
-])
+@pytest.mark.parametrize(
+    "w, h, y_range, scale, inverse",
+    [
+        (640, 480, (76, 531), 0.95, (0, 76)),
+        (1280, 719, (133, 473), 0.475, (0, 133.2375)),
+        (500, 375, (76, 531), 1.216, (-3e-5, 75.99998)),
+    ],
+)
 def test_letterbox_reference_values(w, h, y_range, scale, inverse):
     """Reference values produced by running AlphaPose's own ``letterbox_image`` and ``images_detection`` inverse."""
     frame = np.full((h, w, 3), 200, np.uint8)
@@ -238,7 +252,7 @@ def test_letterbox_reference_values(w, h, y_range, scale, inverse):
     assert canvas.shape == (608, 608, 3) and canvas.dtype == np.uint8
     rows = np.flatnonzero((canvas != 128).any(axis=(1, 2)))
     assert (rows[0], rows[-1]) == y_range
-    assert (canvas[: y_range[0]] == 128).all() and (canvas[y_range[1] + 1:] == 128).all()
+    assert (canvas[: y_range[0]] == 128).all() and (canvas[y_range[1] + 1 :] == 128).all()
     np.testing.assert_allclose(geo.scale, scale, rtol=1e-6)
     np.testing.assert_allclose(geo.offset_xy, inverse, atol=1e-5)
 
@@ -249,7 +263,9 @@ def test_letterbox_content_is_cubic_resize_and_inverse_clamps():
     canvas, geo = letterbox(frame, 608)
     x0, y0, nw, nh = geo.content_xywh
     assert (x0, y0, nw, nh) == (0, 133, 608, 341)
-    assert np.array_equal(canvas[y0:y0 + nh, x0:x0 + nw], cv2.resize(frame, (nw, nh), interpolation=cv2.INTER_CUBIC))
+    assert np.array_equal(
+        canvas[y0 : y0 + nh, x0 : x0 + nw], cv2.resize(frame, (nw, nh), interpolation=cv2.INTER_CUBIC)
+    )
     # Inverse: float offsets, divide by the float32 scale, clamp to [0, W] × [0, H] (AlphaPose's images_detection).
     boxes = np.array([[0, 133.2375, 608, 474.7625], [-50, 100, 700, 700]], np.float32)
     back = letterbox_to_image(boxes, geo)
@@ -280,12 +296,15 @@ def _row(box_xyxy, obj, cls_probs):
 
 
 def test_person_filter_confidence_and_score():
-    rows = torch.tensor([
-        _row([10, 10, 50, 90], 0.10, [0.9, 0.1, 0.0]),  # objectness not > 0.1: dropped
-        _row([100, 10, 150, 90], 0.95, [0.3, 0.6, 0.0]),  # top class is not person: dropped
-        _row([200, 10, 250, 90], 0.11, [0.2, 0.1, 0.0]),  # weak person class probability still counts
-        _row([300, 10, 350, 90], 0.80, [0.5, 0.5, 0.0]),  # tie: first maximal class (person) wins
-    ], dtype=torch.float32)
+    rows = torch.tensor(
+        [
+            _row([10, 10, 50, 90], 0.10, [0.9, 0.1, 0.0]),  # objectness not > 0.1: dropped
+            _row([100, 10, 150, 90], 0.95, [0.3, 0.6, 0.0]),  # top class is not person: dropped
+            _row([200, 10, 250, 90], 0.11, [0.2, 0.1, 0.0]),  # weak person class probability still counts
+            _row([300, 10, 350, 90], 0.80, [0.5, 0.5, 0.0]),  # tie: first maximal class (person) wins
+        ],
+        dtype=torch.float32,
+    )
     boxes, scores = yolo_person_boxes(rows, confidence=0.1, nms_iou=0.6)
     np.testing.assert_allclose(boxes, [[300, 10, 350, 90], [200, 10, 250, 90]])
     np.testing.assert_allclose(scores, [0.80, 0.11], rtol=1e-6)  # objectness alone, not obj × class
@@ -311,10 +330,23 @@ def test_deviation_nms_threshold_does_not_depend_on_the_batch():
     rows_a = torch.tensor([_row([10, 10, 29, 29], 0.9, [0.9]), _row([11, 15, 30, 34], 0.8, [0.9])])
     iou = nms_plus_one(np.array([[10, 10, 29, 29], [11, 15, 30, 34]], np.float32), np.array([1, 0]), 0.55)
     assert len(iou) == 1  # at AlphaPose's fallback threshold the pair would collapse
-    rows_b = torch.tensor([_row([1 + 4 * (k % 15), 1 + 4 * (k // 15), 3 + 4 * (k % 15), 3 + 4 * (k // 15)], 0.9,
-                                [0.9]) for k in range(150)])
-    det = YoloPersonDetector(_StubYolo(rows_a, rows_b), arch="yolov3_spp", weights_id="random", device="cpu",
-                             input_size=64, nms_iou=0.6, score_threshold=0.1, min_box_area=0.0, max_persons=None)
+    rows_b = torch.tensor(
+        [
+            _row([1 + 4 * (k % 15), 1 + 4 * (k // 15), 3 + 4 * (k % 15), 3 + 4 * (k // 15)], 0.9, [0.9])
+            for k in range(150)
+        ]
+    )
+    det = YoloPersonDetector(
+        _StubYolo(rows_a, rows_b),
+        arch="yolov3_spp",
+        weights_id="random",
+        device="cpu",
+        input_size=64,
+        nms_iou=0.6,
+        score_threshold=0.1,
+        min_box_area=0.0,
+        max_persons=None,
+    )
     frame_a, frame_b = np.full((64, 64, 3), 10, np.uint8), np.full((64, 64, 3), 200, np.uint8)
     alone = det([frame_a])[0]
     together = det([frame_a, frame_b])

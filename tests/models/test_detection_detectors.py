@@ -26,8 +26,14 @@ from torch import nn
 
 import models.detectors
 from models.checkpoints import CheckpointError
-from models.darknet import Darknet, YoloLayer, letterbox_to_image, read_darknet_cfg, write_darknet_weights, \
-    yolo_person_boxes
+from models.darknet import (
+    Darknet,
+    YoloLayer,
+    letterbox_to_image,
+    read_darknet_cfg,
+    write_darknet_weights,
+    yolo_person_boxes,
+)
 from models.detectors import (
     DETECTOR_ARCHS,
     TORCHVISION_ARCHS,
@@ -92,8 +98,10 @@ def _reference(det, frames) -> list[tuple[np.ndarray, np.ndarray]]:
     area ≥ MIN_AREA, highest MAX_PERSONS scores."""
     with torch.inference_mode():
         if isinstance(det, TorchvisionPersonDetector):
-            raw = [(p["boxes"][p["labels"] == 1].numpy(), p["scores"][p["labels"] == 1].numpy())
-                   for p in det.forward_model(det.prepare(frames))]
+            raw = [
+                (p["boxes"][p["labels"] == 1].numpy(), p["scores"][p["labels"] == 1].numpy())
+                for p in det.forward_model(det.prepare(frames))
+            ]
         else:
             x, geos = det.prepare(frames)
             rows = det.forward_model(x)
@@ -113,8 +121,9 @@ def _reference(det, frames) -> list[tuple[np.ndarray, np.ndarray]]:
 
 @pytest.mark.parametrize("arch", NETWORK_ARCHS)
 def test_every_detector_on_real_frames_of_different_sizes(arch, frames):
-    det = build_detector(arch, random_weights=True, max_persons=MAX_PERSONS, min_box_area=MIN_AREA,
-                         **_fast_kwargs(arch))
+    det = build_detector(
+        arch, random_weights=True, max_persons=MAX_PERSONS, min_box_area=MIN_AREA, **_fast_kwargs(arch)
+    )
     _favour_person(det)
     snapshot = [f.copy() for f in frames]
     out = det(frames)
@@ -260,8 +269,7 @@ def test_darknet_weights_through_the_builder(tmp_path, frames):
 
 def test_precomputed_detector_on_coco_images(shared_data):
     det_json = shared_data / "coco" / "test_coco_det_AP_H_56.json"
-    names = {785: "000000000785.jpg", 40083: "000000040083.jpg", 196141: "000000196141.jpg",
-             197388: "000000197388.jpg"}
+    names = {785: "000000000785.jpg", 40083: "000000040083.jpg", 196141: "000000196141.jpg", 197388: "000000197388.jpg"}
     images = [_rgb(shared_data / "coco" / n) for n in names.values()]
     expected: dict[int, list] = {}
     for r in json.loads(det_json.read_text()):
@@ -282,8 +290,9 @@ def test_precomputed_detector_on_coco_images(shared_data):
         np.testing.assert_array_equal(o.boxes_xyxy, inside)  # the file's boxes, clamped to the frame
         np.testing.assert_array_equal(o.scores, np.float32([s for _, s in expected[image_id]]))
     assert clamped == 2  # two boxes of image 197388 end 0.68 px beyond x = 640
-    limited = build_detector("precomputed", weights=str(det_json), score_threshold=0.5, max_persons=4,
-                             min_box_area=2000)(images, keys=list(names))
+    limited = build_detector(
+        "precomputed", weights=str(det_json), score_threshold=0.5, max_persons=4, min_box_area=2000
+    )(images, keys=list(names))
     for o in limited:
         assert len(o) <= 4 and np.all(o.scores > 0.5)
         assert np.all((o.boxes_xyxy[:, 2] - o.boxes_xyxy[:, 0]) * (o.boxes_xyxy[:, 3] - o.boxes_xyxy[:, 1]) >= 2000)

@@ -70,11 +70,16 @@ def test_parquet_round_trip_reproduces_boxes_exactly(det_json, tmp_path):
 
 def test_parquet_with_variable_lists_and_integer_keys(tmp_path):
     path = tmp_path / "d.pq"
-    pq.write_table(pa.table({
-        "image_key": pa.array([7, 7, 9], pa.int64()),
-        "box_xyxy": pa.array([[1, 2, 3, 4], [5, 6, 7, 8], [0, 0, 1, 1]], pa.list_(pa.float64())),
-        "score": pa.array([0.5, 0.25, 1.0], pa.float64()),
-    }), path)
+    pq.write_table(
+        pa.table(
+            {
+                "image_key": pa.array([7, 7, 9], pa.int64()),
+                "box_xyxy": pa.array([[1, 2, 3, 4], [5, 6, 7, 8], [0, 0, 1, 1]], pa.list_(pa.float64())),
+                "score": pa.array([0.5, 0.25, 1.0], pa.float64()),
+            }
+        ),
+        path,
+    )
     boxes, scores = load_detections(str(path)).lookup("000007.png")
     np.testing.assert_array_equal(boxes, [[1, 2, 3, 4], [5, 6, 7, 8]])
     np.testing.assert_array_equal(scores, [0.5, 0.25])
@@ -97,25 +102,32 @@ def test_unknown_frame_is_empty_not_an_error(det_json):
 
 def test_non_person_categories_are_skipped(tmp_path):
     path = tmp_path / "mixed.json"
-    path.write_text(json.dumps([
-        {"image_id": "a.jpg", "category_id": 1, "bbox": [1, 2, 3, 4], "score": 0.9},
-        {"image_id": "a.jpg", "category_id": 3, "bbox": [0, 0, 9, 9], "score": 0.8},
-        {"image_id": "a.jpg", "bbox": [10, 10, 5, 5], "score": 0.7},  # AlphaPose --detfile: no category
-    ]))
+    path.write_text(
+        json.dumps(
+            [
+                {"image_id": "a.jpg", "category_id": 1, "bbox": [1, 2, 3, 4], "score": 0.9},
+                {"image_id": "a.jpg", "category_id": 3, "bbox": [0, 0, 9, 9], "score": 0.8},
+                {"image_id": "a.jpg", "bbox": [10, 10, 5, 5], "score": 0.7},  # AlphaPose --detfile: no category
+            ]
+        )
+    )
     boxes, scores = load_detections(str(path)).lookup("a.jpg")
     np.testing.assert_array_equal(boxes, [[1, 2, 4, 6], [10, 10, 15, 15]])
     np.testing.assert_array_equal(scores, np.float32([0.9, 0.7]))
 
 
-@pytest.mark.parametrize("name, content, match", [
-    ("bad.json", b"[{", "not valid JSON"),
-    ("obj.json", b'{"image_id": 1}', "expected a JSON list"),
-    ("nobox.json", b'[{"image_id": 1, "score": 0.5}]', "entry 0 lacks bbox"),
-    ("short.json", b'[{"image_id": 1, "bbox": [1, 2, 3], "score": 0.5}]', "entry 0 bbox must be 4 finite numbers"),
-    ("nan.json", b'[{"image_id": 1, "bbox": [1, 2, 3, 4], "score": NaN}]', "entry 0 score must be a finite number"),
-    ("junk.parquet", b"definitely not parquet", "not a readable Parquet file"),
-    ("dets.csv", b"a,b", "unknown detections format"),
-])
+@pytest.mark.parametrize(
+    "name, content, match",
+    [
+        ("bad.json", b"[{", "not valid JSON"),
+        ("obj.json", b'{"image_id": 1}', "expected a JSON list"),
+        ("nobox.json", b'[{"image_id": 1, "score": 0.5}]', "entry 0 lacks bbox"),
+        ("short.json", b'[{"image_id": 1, "bbox": [1, 2, 3], "score": 0.5}]', "entry 0 bbox must be 4 finite numbers"),
+        ("nan.json", b'[{"image_id": 1, "bbox": [1, 2, 3, 4], "score": NaN}]', "entry 0 score must be a finite number"),
+        ("junk.parquet", b"definitely not parquet", "not a readable Parquet file"),
+        ("dets.csv", b"a,b", "unknown detections format"),
+    ],
+)
 def test_malformed_files_are_named(tmp_path, name, content, match):
     path = tmp_path / name
     path.write_bytes(content)

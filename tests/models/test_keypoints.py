@@ -56,7 +56,9 @@ def test_sigmas_and_halpe_extends_coco():
     assert COCO_17.sigmas[0] == pytest.approx(0.026) and COCO_17.sigmas[11] == pytest.approx(0.107)
     assert HALPE_26.names[:17] == COCO_17.names and HALPE_26.sigmas[:17] == COCO_17.sigmas
     assert HALPE_26.sigmas[17:] == pytest.approx([0.08] * 3 + [0.089] * 6)
-    assert CROWDPOSE_14.sigmas == pytest.approx([.079, .079, .072, .072, .062, .062, .107, .107, .087, .087, .089, .089, .079, .079])
+    assert CROWDPOSE_14.sigmas == pytest.approx(
+        [0.079, 0.079, 0.072, 0.072, 0.062, 0.062, 0.107, 0.107, 0.087, 0.087, 0.089, 0.089, 0.079, 0.079]
+    )
 
 
 def test_conversions():

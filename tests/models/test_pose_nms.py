@@ -135,8 +135,12 @@ def test_pick_order_follows_mean_keypoint_score_not_box_score():
     kps = np.stack([_pose(x0=0), _pose(x0=500), _pose(x0=1000)])
     scores = np.stack([np.full(17, 0.5), np.full(17, 0.9), np.full(17, 0.5)])
     # Highest box score on candidate 0, highest mean keypoint score on candidate 1; 0 and 2 tie (first wins).
-    r = pose_nms(np.array([[0, 0, 80, 310], [500, 0, 580, 310], [1000, 0, 1080, 310]], float),
-                 np.array([0.99, 0.1, 0.5]), kps, scores)
+    r = pose_nms(
+        np.array([[0, 0, 80, 310], [500, 0, 580, 310], [1000, 0, 1080, 310]], float),
+        np.array([0.99, 0.1, 0.5]),
+        kps,
+        scores,
+    )
     assert r.kept.tolist() == [1, 0, 2]
 
 
@@ -320,8 +324,12 @@ def test_zero_scores_become_1e5_on_a_copy():
 
 def test_torch_in_torch_out_numpy_in_numpy_out():
     boxes, box_scores, kps, scores = _spec_8_3_scene()
-    r = pose_nms(torch.from_numpy(boxes), torch.from_numpy(box_scores), torch.from_numpy(kps).float(),
-                 torch.from_numpy(scores).float())
+    r = pose_nms(
+        torch.from_numpy(boxes),
+        torch.from_numpy(box_scores),
+        torch.from_numpy(kps).float(),
+        torch.from_numpy(scores).float(),
+    )
     for name in ("kept", "keypoints", "keypoint_scores", "pose_scores", "boxes_xyxy", "box_scores"):
         assert isinstance(getattr(r, name), torch.Tensor), name
     assert all(isinstance(m, torch.Tensor) for m in r.merged_indices)
@@ -369,8 +377,12 @@ def test_pre_merge_filter_uses_the_picks_own_scores():
     pick = np.full(17, 0.29)
     member = np.full(17, 0.2)
     member[4] = 0.9  # mean 0.2412 < 0.29, so the pick is still the reference
-    r = pose_nms(np.array([[90, 40, 170, 310]] * 2, float), np.ones(2), np.stack([_pose(), _pose() + 0.5]),
-                 np.stack([pick, member]))
+    r = pose_nms(
+        np.array([[90, 40, 170, 310]] * 2, float),
+        np.ones(2),
+        np.stack([_pose(), _pose() + 0.5]),
+        np.stack([pick, member]),
+    )
     assert len(r) == 0
 
 
@@ -424,16 +436,24 @@ def _random_frame(rng: np.random.Generator, n: int, k: int, dtype=np.float32):
             boxes.append(box)
             kps.append(kp)
             scores.append(c)
-    return (np.asarray(boxes, dtype).reshape(n, 4), rng.uniform(0.1, 1.0, n).astype(dtype),
-            np.asarray(kps, dtype).reshape(n, k, 2),
-            np.asarray(scores, dtype).reshape(n, k))
+    return (
+        np.asarray(boxes, dtype).reshape(n, 4),
+        rng.uniform(0.1, 1.0, n).astype(dtype),
+        np.asarray(kps, dtype).reshape(n, k, 2),
+        np.asarray(scores, dtype).reshape(n, k),
+    )
 
 
 def _random_params(rng: np.random.Generator) -> PoseNMSParams:
-    return PoseNMSParams(delta1=float(rng.uniform(0.3, 2)), mu=float(rng.uniform(0.5, 3)),
-                         delta2=float(rng.uniform(1, 10)), gamma=float(rng.uniform(2, 40)),
-                         match_threshold=float(rng.integers(1, 10)), alpha=float(rng.uniform(0.05, 0.3)),
-                         area_threshold=float(rng.choice([0.0, 500.0, 5000.0])))
+    return PoseNMSParams(
+        delta1=float(rng.uniform(0.3, 2)),
+        mu=float(rng.uniform(0.5, 3)),
+        delta2=float(rng.uniform(1, 10)),
+        gamma=float(rng.uniform(2, 40)),
+        match_threshold=float(rng.integers(1, 10)),
+        alpha=float(rng.uniform(0.05, 0.3)),
+        area_threshold=float(rng.choice([0.0, 500.0, 5000.0])),
+    )
 
 
 @pytest.mark.parametrize("k", [17, 26, 14])
@@ -460,8 +480,9 @@ def test_prefilter_changes_no_decision():
     for n in (15, 16, 30, 80):
         boxes, box_scores, kps, scores = _random_frame(rng, n, 17, np.float64)
         kps = kps * 0.2  # squeeze everyone into a small area: most pairs are near the prefilter bounds
-        check_same_result(pose_nms(boxes, box_scores, kps, scores),
-                          _reference_pose_nms_loop(boxes, box_scores, kps, scores))
+        check_same_result(
+            pose_nms(boxes, box_scores, kps, scores), _reference_pose_nms_loop(boxes, box_scores, kps, scores)
+        )
 
 
 def _compact_frame(first: np.ndarray, second: np.ndarray, boxes: np.ndarray, scores: np.ndarray):
@@ -480,8 +501,12 @@ def test_prefilter_keeps_pairs_within_spatial_reach():
     # although the gap is far beyond the 1 px score radius and the 1 px match radius of these 10 px boxes.
     p0 = np.random.default_rng(4).uniform(0, 2, (17, 2)) + 100.0
     params = PoseNMSParams(mu=3.0, delta2=10.0, gamma=20.0, match_threshold=100.0)
-    frame = _compact_frame(p0, p0 + [9.0, 0.0], np.array([[100, 100, 110, 110], [109, 100, 119, 110.0]]),
-                           np.stack([np.full(17, 0.9), np.full(17, 0.8)]))
+    frame = _compact_frame(
+        p0,
+        p0 + [9.0, 0.0],
+        np.array([[100, 100, 110, 110], [109, 100, 119, 110.0]]),
+        np.stack([np.full(17, 0.9), np.full(17, 0.8)]),
+    )
     r = pose_nms(*frame, params)
     assert _members(r)[0] == [0, 1]
     check_same_result(r, _reference_pose_nms_loop(*frame, params))
@@ -491,8 +516,12 @@ def test_prefilter_uses_the_larger_match_radius_of_a_pair():
     # P0 (10 px box: match radius 1) and P1 (100 px box: radius 7), 5 px apart. P1 has the higher score, is picked
     # first and eliminates P0 by its match count (17 keypoints within 7 px); P0 could not have eliminated P1.
     p0 = np.random.default_rng(4).uniform(0, 2, (17, 2)) + 100.0
-    frame = _compact_frame(p0, p0 + [5.0, 0.0], np.array([[100, 100, 110, 110], [100, 100, 200, 200.0]]),
-                           np.stack([np.full(17, 0.6), np.full(17, 0.9)]))
+    frame = _compact_frame(
+        p0,
+        p0 + [5.0, 0.0],
+        np.array([[100, 100, 110, 110], [100, 100, 200, 200.0]]),
+        np.stack([np.full(17, 0.6), np.full(17, 0.9)]),
+    )
     r = pose_nms(*frame)
     assert r.kept.tolist()[0] == 1 and _members(r)[0] == [0, 1]
     check_same_result(r, _reference_pose_nms_loop(*frame))
@@ -575,10 +604,15 @@ def test_fullbody_similarity_counts_confident_keypoints():
 
 
 def test_wholebody_regression_params_are_a_separate_value():
-    assert (WHOLEBODY_REGRESSION_PARAMS.delta1, WHOLEBODY_REGRESSION_PARAMS.mu, WHOLEBODY_REGRESSION_PARAMS.delta2,
-            WHOLEBODY_REGRESSION_PARAMS.gamma, WHOLEBODY_REGRESSION_PARAMS.score_threshold,
-            WHOLEBODY_REGRESSION_PARAMS.match_threshold, WHOLEBODY_REGRESSION_PARAMS.alpha) == (
-        1.0, 1.65, 8.0, 3.6, 0.01, 3.0, 0.15)
+    assert (
+        WHOLEBODY_REGRESSION_PARAMS.delta1,
+        WHOLEBODY_REGRESSION_PARAMS.mu,
+        WHOLEBODY_REGRESSION_PARAMS.delta2,
+        WHOLEBODY_REGRESSION_PARAMS.gamma,
+        WHOLEBODY_REGRESSION_PARAMS.score_threshold,
+        WHOLEBODY_REGRESSION_PARAMS.match_threshold,
+        WHOLEBODY_REGRESSION_PARAMS.alpha,
+    ) == (1.0, 1.65, 8.0, 3.6, 0.01, 3.0, 0.15)
     k = 136
     p0 = _fullbody_pose(k)
     kps = np.stack([p0, p0 + 2.0])
@@ -635,8 +669,11 @@ def test_soft_oks_nms_decays_instead_of_dropping():
     np.testing.assert_allclose(r.pose_scores, [0.45, 0.3, 0.4 * math.exp(-1 / 0.9)], rtol=1e-12)
     capped = soft_oks_nms(boxes, np.array([0.9, 0.8, 0.6]), kps, scores, PoseNMSParams(soft_oks_max_dets=2))
     assert capped.kept.tolist() == [0, 2]
-    assert pose_nms(boxes, np.array([0.9, 0.8, 0.6]), kps, scores,
-                    PoseNMSParams(method="soft_oks")).kept.tolist() == [0, 2, 1]
+    assert pose_nms(boxes, np.array([0.9, 0.8, 0.6]), kps, scores, PoseNMSParams(method="soft_oks")).kept.tolist() == [
+        0,
+        2,
+        1,
+    ]
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -647,19 +684,43 @@ def test_soft_oks_nms_decays_instead_of_dropping():
 def test_params_defaults_are_the_spec_constants():
     p = BODY_PARAMS
     assert (p.delta1, p.mu, p.delta2, p.gamma, p.score_threshold, p.match_threshold, p.alpha, p.area_threshold) == (
-        1.0, 1.7, 2.65, 22.48, 0.3, 5.0, 0.1, 0.0)
-    assert (p.vis_threshold, p.oks_threshold, p.face_factor, p.hand_factor, p.hand_weight_score,
-            p.face_weight_score, p.hand_weight_dist, p.face_weight_dist) == (0.2, 0.9, 1.9, 0.55, 0.1, 1.0, 1.5, 1.0)
+        1.0,
+        1.7,
+        2.65,
+        22.48,
+        0.3,
+        5.0,
+        0.1,
+        0.0,
+    )
+    assert (
+        p.vis_threshold,
+        p.oks_threshold,
+        p.face_factor,
+        p.hand_factor,
+        p.hand_weight_score,
+        p.face_weight_score,
+        p.hand_weight_dist,
+        p.face_weight_dist,
+    ) == (0.2, 0.9, 1.9, 0.55, 0.1, 1.0, 1.5, 1.0)
     with pytest.raises(dataclasses.FrozenInstanceError):
         p.gamma = 1.0  # type: ignore[misc]
 
 
-@pytest.mark.parametrize("bad, message", [
-    (dict(delta1=0.0), "delta1"), (dict(delta2=-1.0), "delta2"), (dict(mu=-0.1), "mu"),
-    (dict(gamma=float("nan")), "gamma"), (dict(oks_threshold=0.0), "oks_threshold"),
-    (dict(vis_threshold=1.5), "vis_threshold"), (dict(soft_oks_max_dets=0), "soft_oks_max_dets"),
-    (dict(method="greedy"), "parametric, oks, soft_oks"), (dict(alpha="0.1"), "alpha"),
-])
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        (dict(delta1=0.0), "delta1"),
+        (dict(delta2=-1.0), "delta2"),
+        (dict(mu=-0.1), "mu"),
+        (dict(gamma=float("nan")), "gamma"),
+        (dict(oks_threshold=0.0), "oks_threshold"),
+        (dict(vis_threshold=1.5), "vis_threshold"),
+        (dict(soft_oks_max_dets=0), "soft_oks_max_dets"),
+        (dict(method="greedy"), "parametric, oks, soft_oks"),
+        (dict(alpha="0.1"), "alpha"),
+    ],
+)
 def test_params_range_checks(bad, message):
     with pytest.raises((ValueError, TypeError), match=message):
         PoseNMSParams(**bad)
@@ -675,8 +736,12 @@ def test_params_dict_round_trip_is_strict():
 
 def test_input_validation_names_the_argument():
     kp = _pose()[None]
-    ok = dict(boxes_xyxy=np.array([[90, 40, 170, 310.0]]), box_scores=np.ones(1), keypoints=kp,
-              keypoint_scores=np.ones((1, 17)))
+    ok = dict(
+        boxes_xyxy=np.array([[90, 40, 170, 310.0]]),
+        box_scores=np.ones(1),
+        keypoints=kp,
+        keypoint_scores=np.ones((1, 17)),
+    )
     with pytest.raises(ValueError, match="keypoints must be"):
         pose_nms(**{**ok, "keypoints": kp[..., :1]})
     with pytest.raises(ValueError, match="box_scores must have shape"):
@@ -694,8 +759,10 @@ def test_docstring_example_runs():
 
 def test_models_pose_nms_does_not_import_ray():
     tree = ast.parse(Path(pose_nms_module.__file__).read_text())
-    imported = {alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import)
-                for alias in node.names}
-    imported |= {node.module.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)
-                 and node.module}
+    imported = {
+        alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names
+    }
+    imported |= {
+        node.module.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module
+    }
     assert "ray" not in imported

@@ -16,8 +16,17 @@ import numpy as np
 import pytest
 
 import models.poseflow as poseflow
-from models.poseflow import (PoseFlowParams, PoseFlowTracker, affinity_terms, assign_ids, box_iou_matrix,
-                             grade_matrix, pose_boxes, pose_iou_matrix, track_video)
+from models.poseflow import (
+    PoseFlowParams,
+    PoseFlowTracker,
+    affinity_terms,
+    assign_ids,
+    box_iou_matrix,
+    grade_matrix,
+    pose_boxes,
+    pose_iou_matrix,
+    track_video,
+)
 
 # ----------------------------------------------------------------------------------------------------------------
 # A per-pair reference written from AlphaPose's utils.py (sets, loops and Python floats), sharing no code with the
@@ -54,8 +63,9 @@ def _ref_terms(box1, pose1, box2, pose2, corr, num, mag):
     dm = _ref_set_iou(_ref_region(box1, x1, y1), _ref_region(box2, x2, y2))
     box = _ref_bbox_iou(box1, box2)
     s1, s2 = _squares(pose1, mag), _squares(pose2, mag)
-    pdm = np.mean(heapq.nlargest(num, [_ref_set_iou(_ref_region(a, x1, y1), _ref_region(b, x2, y2))
-                                       for a, b in zip(s1, s2)]))
+    pdm = np.mean(
+        heapq.nlargest(num, [_ref_set_iou(_ref_region(a, x1, y1), _ref_region(b, x2, y2)) for a, b in zip(s1, s2)])
+    )
     pose = np.mean(heapq.nlargest(num, [_ref_bbox_iou(a, b) for a, b in zip(s1, s2)]))
     return [dm, box, pdm, pose]
 
@@ -101,8 +111,26 @@ def test_pose_iou_reference_value():
 # A toy case run through AlphaPose's own functions recorded its results but not its figures. These two 16-keypoint
 # stick figures in a 200×160 image were constructed to reproduce every recorded number; they are not necessarily the
 # figures of that run.
-_STICK = np.array([(0.3, 1), (0.32, 0.75), (0.35, 0.5), (0.65, 0.5), (0.68, 0.75), (0.7, 1), (0.5, 0.5), (0.5, 0.2),
-                   (0.5, 0.15), (0.5, 0), (0, 0.5), (0.1, 0.35), (0.3, 0.2), (0.7, 0.2), (0.9, 0.35), (1, 0.5)])
+_STICK = np.array(
+    [
+        (0.3, 1),
+        (0.32, 0.75),
+        (0.35, 0.5),
+        (0.65, 0.5),
+        (0.68, 0.75),
+        (0.7, 1),
+        (0.5, 0.5),
+        (0.5, 0.2),
+        (0.5, 0.15),
+        (0.5, 0),
+        (0, 0.5),
+        (0.1, 0.35),
+        (0.3, 0.2),
+        (0.7, 0.2),
+        (0.9, 0.35),
+        (1, 0.5),
+    ]
+)
 
 
 def _toy_scene():
@@ -129,8 +157,9 @@ def test_toy_grade_matrix_reproduces_spec_values():
     poses_t, poses_t1 = _toy_scene()
     boxes_t, boxes_t1 = pose_boxes(poses_t, size), pose_boxes(poses_t1, size)
     terms = affinity_terms(boxes_t, poses_t, boxes_t1, poses_t1, correspondences=None, image_size_t=size)
-    explicit = affinity_terms(boxes_t, poses_t, boxes_t1, poses_t1, correspondences=_identity_rows(*size),
-                              image_size_t=size)
+    explicit = affinity_terms(
+        boxes_t, poses_t, boxes_t1, poses_t1, correspondences=_identity_rows(*size), image_size_t=size
+    )
     np.testing.assert_array_equal(terms, explicit)
     zeros = np.zeros(2)
     recent = grade_matrix(terms, zeros, zeros, np.ones(2, bool))
@@ -162,19 +191,34 @@ def test_terms_and_grades_equal_per_pair_reference(seed):
     poses_t = _random_poses(rng, 4, k, *size)
     poses_t1 = poses_t[rng.permutation(4)][:3] + rng.normal(0, 3, (3, k, 2))
     boxes_t, boxes_t1 = pose_boxes(poses_t, size), pose_boxes(poses_t1, size)
-    corr = np.stack([rng.integers(0, size[0], 400), rng.integers(0, size[1], 400),
-                     rng.integers(0, size[0], 400), rng.integers(0, size[1], 400)], axis=1).astype(np.int16)
+    corr = np.stack(
+        [
+            rng.integers(0, size[0], 400),
+            rng.integers(0, size[1], 400),
+            rng.integers(0, size[0], 400),
+            rng.integers(0, size[1], 400),
+        ],
+        axis=1,
+    ).astype(np.int16)
     params = PoseFlowParams(num=5, mag=12)
-    terms = affinity_terms(boxes_t, poses_t, boxes_t1, poses_t1, correspondences=corr, image_size_t=size,
-                           num=params.num, mag=params.mag)
+    terms = affinity_terms(
+        boxes_t, poses_t, boxes_t1, poses_t1, correspondences=corr, image_size_t=size, num=params.num, mag=params.mag
+    )
     scores_t, scores_t1 = rng.uniform(0, 1, 4), rng.uniform(0, 1, 3)
     recent = np.array([True, False, True, False])
     weights = (1, 2, 1, 2, 0.5, 0.25)  # non-zero score weights exercise terms 5 and 6 too
     grades = grade_matrix(terms, scores_t, scores_t1, recent, weights, params.weights_old)
     for i in range(4):
         for j in range(3):
-            ref = _ref_terms(boxes_t[i].tolist(), poses_t[i].tolist(), boxes_t1[j].tolist(), poses_t1[j].tolist(),
-                             corr.astype(np.float64), params.num, params.mag)
+            ref = _ref_terms(
+                boxes_t[i].tolist(),
+                poses_t[i].tolist(),
+                boxes_t1[j].tolist(),
+                poses_t1[j].tolist(),
+                corr.astype(np.float64),
+                params.num,
+                params.mag,
+            )
             assert terms[:, i, j].tolist() == ref
             w = weights if recent[i] else params.weights_old
             assert grades[i, j] == _ref_grade(ref, scores_t[i], scores_t1[j], w)
@@ -295,13 +339,22 @@ def test_order_independence_within_a_frame():
     frames = [np.stack(people) + velocity[:, None, :] * t + rng.normal(0, 1.5, (5, 14, 2)) for t in range(8)]
     frames[5] = frames[5][:4]  # one person missing for a frame
     for mode in ("released", "improved"):
-        base = track_video(frames, [np.ones(f.shape[:2]) for f in frames], [np.ones(len(f)) for f in frames], _SIZE,
-                           params=PoseFlowParams(mode=mode))
-        for trial in range(3):
+        base = track_video(
+            frames,
+            [np.ones(f.shape[:2]) for f in frames],
+            [np.ones(len(f)) for f in frames],
+            _SIZE,
+            params=PoseFlowParams(mode=mode),
+        )
+        for _trial in range(3):
             perms = [np.arange(len(frames[0]))] + [rng.permutation(len(f)) for f in frames[1:]]
-            shuffled = track_video([f[p] for f, p in zip(frames, perms)],
-                                   [np.ones((len(p), 14)) for p in perms], [np.ones(len(p)) for p in perms], _SIZE,
-                                   params=PoseFlowParams(mode=mode))
+            shuffled = track_video(
+                [f[p] for f, p in zip(frames, perms)],
+                [np.ones((len(p), 14)) for p in perms],
+                [np.ones(len(p)) for p in perms],
+                _SIZE,
+                params=PoseFlowParams(mode=mode),
+            )
             for ids, ids_shuffled, p in zip(base, shuffled, perms):
                 assert ids[p].tolist() == ids_shuffled.tolist()
 
@@ -352,7 +405,7 @@ def test_improved_counts_empty_frames_as_time():
     tracker = PoseFlowTracker(PoseFlowParams(mode="improved"))
     for t in range(4):
         tracker.update(*_frame(_moving(40, 15, t)), _SIZE)
-    for t in range(4, 10):
+    for _t in range(4, 10):
         tracker.update(*_frame(), _SIZE)
     assert tracker.update(*_frame(_moving(40, 15, 10)), _SIZE).tolist() == [1]
 

@@ -24,8 +24,11 @@ REPO = Path(__file__).resolve().parents[2]
 
 def _bn(prefix: str, c: int) -> dict[str, tuple]:
     return {
-        f"{prefix}.weight": (c,), f"{prefix}.bias": (c,), f"{prefix}.running_mean": (c,),
-        f"{prefix}.running_var": (c,), f"{prefix}.num_batches_tracked": (),
+        f"{prefix}.weight": (c,),
+        f"{prefix}.bias": (c,),
+        f"{prefix}.running_mean": (c,),
+        f"{prefix}.running_var": (c,),
+        f"{prefix}.num_batches_tracked": (),
     }
 
 
@@ -66,9 +69,12 @@ def fast_res50_table(k: int = 17) -> dict[str, tuple]:
 def fast_duc_res152_table(k: int = 17) -> dict[str, tuple]:
     t = _se_resnet_table((3, 8, 36, 3))
     head = [
-        ("duc1.1", (512, 512, 3, 3), "duc1.2", 512), ("duc1.4", (512, 512, 3, 3), "duc1.5", 512),
-        ("duc1.7", (512, 512, 3, 3), "duc1.8", 512), ("duc1.10", (1024, 512, 3, 3), "duc1.11", 1024),
-        ("duc2.1", (256, 256, 3, 3), "duc2.2", 256), ("duc2.4", (512, 256, 3, 3), "duc2.5", 512),
+        ("duc1.1", (512, 512, 3, 3), "duc1.2", 512),
+        ("duc1.4", (512, 512, 3, 3), "duc1.5", 512),
+        ("duc1.7", (512, 512, 3, 3), "duc1.8", 512),
+        ("duc1.10", (1024, 512, 3, 3), "duc1.11", 1024),
+        ("duc2.1", (256, 256, 3, 3), "duc2.2", 256),
+        ("duc2.4", (512, 256, 3, 3), "duc2.5", 512),
         ("duc3.1", (256, 128, 3, 3), "duc3.2", 256),
     ]
     for conv, shape, bn, c in head:

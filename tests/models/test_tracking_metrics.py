@@ -7,8 +7,15 @@ import math
 import numpy as np
 import pytest
 
-from models.tracking_metrics import (box_iou_matrix, clear_mot, evaluate_tracking, identity_metrics,
-                                     keypoint_boxes, oks_matrix, pck_matrix)
+from models.tracking_metrics import (
+    box_iou_matrix,
+    clear_mot,
+    evaluate_tracking,
+    identity_metrics,
+    keypoint_boxes,
+    oks_matrix,
+    pck_matrix,
+)
 
 BOX_A = [0.0, 0.0, 10.0, 10.0]
 BOX_B = [100.0, 0.0, 110.0, 10.0]
@@ -42,8 +49,14 @@ def test_toy_sequence_switch_fp_fn_by_hand():
     pred_pos = [_boxes(BOX_A, BOX_B), _boxes(BOX_A, BOX_B), _boxes(BOX_A, BOX_B, FAR), _boxes(BOX_A)]
     m = evaluate_tracking(gt_ids, gt_pos, pred_ids, pred_pos, similarity="box_iou", threshold=0.5)
     c = m.clear_mot
-    assert (c.num_gt, c.num_predictions, c.matches, c.false_positives, c.false_negatives, c.id_switches) == \
-        (8, 8, 7, 1, 1, 1)
+    assert (c.num_gt, c.num_predictions, c.matches, c.false_positives, c.false_negatives, c.id_switches) == (
+        8,
+        8,
+        7,
+        1,
+        1,
+        1,
+    )
     assert c.mota == pytest.approx(0.625) and c.motp == pytest.approx(1.0)
     i = m.identity
     assert (i.idtp, i.idfp, i.idfn) == (6, 2, 2)
@@ -54,10 +67,12 @@ def test_last_match_is_kept_and_switch_counts_across_gaps():
     """A GT object keeps its previous prediction while it is still similar enough, even if another prediction is
     closer (no switch); a change of prediction after frames without a match still counts as a switch."""
     near = [1.0, 1.0, 11.0, 11.0]  # IoU with A = 81/119 ≈ 0.68
-    sims = [box_iou_matrix(_boxes(BOX_A), _boxes(near)),
-            box_iou_matrix(_boxes(BOX_A), _boxes(near, BOX_A)),  # 20 is the better box, 10 is kept
-            np.zeros((1, 0)),  # GT unmatched (FN)
-            box_iou_matrix(_boxes(BOX_A), _boxes(BOX_A))]  # matched to 20 after the gap: a switch
+    sims = [
+        box_iou_matrix(_boxes(BOX_A), _boxes(near)),
+        box_iou_matrix(_boxes(BOX_A), _boxes(near, BOX_A)),  # 20 is the better box, 10 is kept
+        np.zeros((1, 0)),  # GT unmatched (FN)
+        box_iou_matrix(_boxes(BOX_A), _boxes(BOX_A)),
+    ]  # matched to 20 after the gap: a switch
     c = clear_mot([[1]] * 4, [[10], [10, 20], [], [20]], sims, 0.5)
     assert (c.matches, c.false_positives, c.false_negatives, c.id_switches) == (3, 1, 1, 1)
     assert c.motp == pytest.approx((81 / 119 + 81 / 119 + 1.0) / 3)
@@ -111,8 +126,9 @@ def test_keypoint_options_in_evaluate_tracking():
     ids = [[1, 2, 3]] * 3
     m = evaluate_tracking(ids, kp, [[4, 5, 6]] * 3, kp, similarity="oks", threshold=0.5)
     assert m.identity.idf1 == 1.0
-    m = evaluate_tracking(ids, kp, [[4, 5, 6], [5, 4, 6], [5, 4, 6]], kp, similarity="pck",
-                          gt_scale=[np.full(3, 10.0)] * 3, threshold=0.5)
+    m = evaluate_tracking(
+        ids, kp, [[4, 5, 6], [5, 4, 6], [5, 4, 6]], kp, similarity="pck", gt_scale=[np.full(3, 10.0)] * 3, threshold=0.5
+    )
     assert m.clear_mot.id_switches == 2 and m.clear_mot.mota == pytest.approx(1 - 2 / 9)
     with pytest.raises(ValueError, match="gt_scale"):
         evaluate_tracking(ids, kp, ids, kp, similarity="pck")

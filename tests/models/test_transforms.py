@@ -46,7 +46,11 @@ def test_aspect_fix_and_degenerate_box():
     _, scale = boxes_to_center_scale(np.array([[0, 0, 30, 40], [0, 0, 0, 0]]))
     np.testing.assert_allclose(scale[0], [37.5, 50.0])  # exactly 0.75: neither branch, only ×1.25
     np.testing.assert_allclose(scale[1], [0, 0])
-    crops = crop_images([np.full((10, 10, 3), 200, np.uint8)], np.array([0]), center_scale_to_boxes(*boxes_to_center_scale(np.zeros((1, 4)))))
+    crops = crop_images(
+        [np.full((10, 10, 3), 200, np.uint8)],
+        np.array([0]),
+        center_scale_to_boxes(*boxes_to_center_scale(np.zeros((1, 4)))),
+    )
     assert crops.shape == (1, 256, 192, 3) and crops.max() == 0
 
 
@@ -56,11 +60,16 @@ def test_crop_matrix_and_coordinate_maps_agree():
     crop = center_scale_to_boxes(*boxes_to_center_scale(boxes))
     pts = rng.uniform(0, 300, size=(2, 5, 2))
     m = crop_matrices(crop)
-    back = np.einsum("nij,nkj->nki", invert_affine(m)[:, :, :2], image_to_input_coords(pts, crop)) + invert_affine(m)[:, None, :, 2]
+    back = (
+        np.einsum("nij,nkj->nki", invert_affine(m)[:, :, :2], image_to_input_coords(pts, crop))
+        + invert_affine(m)[:, None, :, 2]
+    )
     np.testing.assert_allclose(back, pts, atol=1e-9)
     hm = image_to_heatmap_coords(pts, crop)
     np.testing.assert_allclose(hm, image_to_input_coords(pts, crop) / 4, atol=1e-9)  # heatmap px i ↔ input px 4i
-    np.testing.assert_allclose(heatmap_to_image_coords(torch.as_tensor(hm), torch.as_tensor(crop)).numpy(), pts, atol=1e-9)
+    np.testing.assert_allclose(
+        heatmap_to_image_coords(torch.as_tensor(hm), torch.as_tensor(crop)).numpy(), pts, atol=1e-9
+    )
 
 
 def test_crop_samples_where_the_matrix_says():
@@ -97,8 +106,13 @@ def test_device_crop_matches_opencv(shared_data, coco_gt):
         boxes = np.concatenate([boxes, [[-50, -40, 100, 200], [w - 80, h - 90, w + 60, h + 30]]])
         crop = center_scale_to_boxes(*boxes_to_center_scale(boxes))
         ref = crop_images([rgb], np.zeros(len(boxes), int), crop).astype(int)
-        dev = crop_images_torch(torch.from_numpy(rgb)[None], torch.zeros(len(boxes), dtype=torch.long),
-                                torch.as_tensor(crop)).numpy().astype(int)
+        dev = (
+            crop_images_torch(
+                torch.from_numpy(rgb)[None], torch.zeros(len(boxes), dtype=torch.long), torch.as_tensor(crop)
+            )
+            .numpy()
+            .astype(int)
+        )
         diff = np.abs(ref - dev)
         total += diff.size
         close += int((diff <= 1).sum())
@@ -151,7 +165,9 @@ def test_crop_heatmap_decode_round_trip_on_real_coco(coco_gt, method, tol_px):
     heatmaps = render_gaussian_heatmaps(torch.as_tensor(hm_xy), sigma=2.0, visible=torch.as_tensor(inside))
     pred, score = heatmaps_to_keypoints(heatmaps, torch.as_tensor(crop), method=method)
     err = np.abs(pred.double().numpy() - kps)
-    interior = inside & (hm_xy[..., 0] >= 2.5) & (hm_xy[..., 0] <= 45.5) & (hm_xy[..., 1] >= 2.5) & (hm_xy[..., 1] <= 61.5)
+    interior = (
+        inside & (hm_xy[..., 0] >= 2.5) & (hm_xy[..., 0] <= 45.5) & (hm_xy[..., 1] >= 2.5) & (hm_xy[..., 1] <= 61.5)
+    )
     if tol_px is not None:
         assert err[inside].max() < tol_px, err[inside].max()
     else:

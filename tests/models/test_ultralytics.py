@@ -80,7 +80,12 @@ def test_predictions_match_ultralytics_on_real_images(detector):
     assert ref["weights_sha256"] == detector.weights_id == WEIGHTS_SHA256
     args = ref["predict_args"]
     assert (args["imgsz"], args["conf"], args["iou"], args["max_det"], args["rect"]) == (
-        detector.input_size, detector.score_threshold, detector.nms_iou, detector.max_det, False)
+        detector.input_size,
+        detector.score_threshold,
+        detector.nms_iou,
+        detector.max_det,
+        False,
+    )
     frames = []
     for im in ref["images"]:
         bgr = cv2.imread(str(DATA / im["image"]))
@@ -106,8 +111,9 @@ def test_predictions_match_ultralytics_on_real_images(detector):
         worst["box"] = max(worst["box"], float(np.abs(out.boxes_xyxy - np.array(im["boxes_xyxy"])).max()))
         worst["score"] = max(worst["score"], float(np.abs(out.scores - np.array(im["scores"])).max()))
         worst["kp"] = max(worst["kp"], float(np.abs(out.keypoints - np.array(im["keypoints_xy"])).max()))
-        worst["kp_score"] = max(worst["kp_score"],
-                                float(np.abs(out.keypoint_scores - np.array(im["keypoint_scores"])).max()))
+        worst["kp_score"] = max(
+            worst["kp_score"], float(np.abs(out.keypoint_scores - np.array(im["keypoint_scores"])).max())
+        )
     assert sum(len(o) for o in outs) == 32
     assert worst["box"] <= 0.5 and worst["kp"] <= 0.5, worst
     assert worst["score"] <= 1e-3 and worst["kp_score"] <= 1e-3, worst
@@ -176,8 +182,10 @@ def test_hand_made_pickles_calling_exec_and_getattr_stay_inert(tmp_path):
     exec_pkl = b"\x80\x02cbuiltins\nexec\nq\x00X" + len(code).to_bytes(4, "little") + code.encode() + b"\x85R."
     # getattr(importlib.import_module('os'), 'system')('touch …'): calls a *result* of a call.
     cmd = f"touch {marker}".encode()
-    chain_pkl = (b"\x80\x02cbuiltins\ngetattr\ncimportlib\nimport_module\nX\x02\x00\x00\x00os\x85R"
-                 b"X\x06\x00\x00\x00system\x86RX" + len(cmd).to_bytes(4, "little") + cmd + b"\x85R.")
+    chain_pkl = (
+        b"\x80\x02cbuiltins\ngetattr\ncimportlib\nimport_module\nX\x02\x00\x00\x00os\x85R"
+        b"X\x06\x00\x00\x00system\x86RX" + len(cmd).to_bytes(4, "little") + cmd + b"\x85R."
+    )
     for pkl in (exec_pkl, chain_pkl):
         res = _run(f"import pickle; pickle.loads({pkl!r})")  # positive control, in a child process
         assert res.returncode == 0 and marker.exists(), res.stderr
@@ -259,11 +267,23 @@ def test_scales_and_yolov8_layouts_resolve_like_ultralytics():
     arch = parse_yolo_yaml(yolo11n_pose_yaml(), scale="m")
     assert arch.layers[2].args == (128, 256, 1, True, 0.25) and arch.layers[8].args[:2] == (512, 512)
     # A YOLOv8-style layer list (C2f, SPPF, Detect) builds the legacy head and runs.
-    v8 = {"nc": 80, "scales": {"n": [0.33, 0.25, 1024]}, "backbone": [
-        [-1, 1, "Conv", [64, 3, 2]], [-1, 1, "Conv", [128, 3, 2]], [-1, 3, "C2f", [128, True]],
-        [-1, 1, "Conv", [256, 3, 2]], [-1, 1, "SPPF", [256, 5]]],
-        "head": [[-1, 1, "nn.Upsample", [None, 2, "nearest"]], [[-1, 2], 1, "Concat", [1]],
-                 [-1, 1, "C2f", [128]], [[-1, 4], 1, "Detect", ["nc"]]]}
+    v8 = {
+        "nc": 80,
+        "scales": {"n": [0.33, 0.25, 1024]},
+        "backbone": [
+            [-1, 1, "Conv", [64, 3, 2]],
+            [-1, 1, "Conv", [128, 3, 2]],
+            [-1, 3, "C2f", [128, True]],
+            [-1, 1, "Conv", [256, 3, 2]],
+            [-1, 1, "SPPF", [256, 5]],
+        ],
+        "head": [
+            [-1, 1, "nn.Upsample", [None, 2, "nearest"]],
+            [[-1, 2], 1, "Concat", [1]],
+            [-1, 1, "C2f", [128]],
+            [[-1, 4], 1, "Detect", ["nc"]],
+        ],
+    }
     v8["head"][1] = [[-1, 3], 1, "Concat", [1]]  # layer 5 (stride 4) with layer 3 (stride 8)
     with pytest.raises(UltralyticsCheckpointError, match=r"layer 6 \(Concat\): inputs of different strides"):
         parse_yolo_yaml(v8)
@@ -327,7 +347,7 @@ def test_letterbox_geometry_and_its_inverse(wh):
     canvas = letterbox(frame, geo)
     assert canvas.shape == (640, 640, 3)
     x0, y0, (nw, nh) = geo.left, geo.top, geo.new_wh
-    assert (canvas[y0:y0 + nh, x0:x0 + nw] == 7).all() and (canvas == 114).sum() == 3 * (640 * 640 - nw * nh)
+    assert (canvas[y0 : y0 + nh, x0 : x0 + nw] == 7).all() and (canvas == 114).sum() == 3 * (640 * 640 - nw * nh)
     content = torch.tensor([[x0, y0, x0 + nw, y0 + nh]], dtype=torch.float32)
     torch.testing.assert_close(boxes_to_frame(content, geo), torch.tensor([[0.0, 0.0, *map(float, wh)]]))
     kp = keypoints_to_frame(torch.tensor([[[x0 - 50.0, y0 + nh / 2], [x0 + nw / 2, 10_000.0]]]), geo)
@@ -362,8 +382,9 @@ class _FakeKeypointDetector(PersonDetector):
 
 
 def test_keypoints_stay_aligned_with_boxes_through_the_filters():
-    det = _FakeKeypointDetector(arch="fake", weights_id="x", device="cpu", score_threshold=0.3, min_box_area=150.0,
-                                max_persons=2)
+    det = _FakeKeypointDetector(
+        arch="fake", weights_id="x", device="cpu", score_threshold=0.3, min_box_area=150.0, max_persons=2
+    )
     out = det([np.zeros((40, 40, 3), np.uint8)])[0]
     # kept: score > 0.3 and area ≥ 150 → rows 1 (0.9, clamped to 40×40) and 3 (0.7); row 0 (area 100) dropped.
     assert out.scores.tolist() == pytest.approx([0.9, 0.7])

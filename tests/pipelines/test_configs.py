@@ -17,15 +17,18 @@ def test_pipeline_tracking_defaults():
 
 
 def test_partial_nested_overrides_keep_the_pipeline_defaults():
-    cfg = build_config(None, [*BASE, "tracking.orb.window=24", "tracking.poseflow.link_len=50",
-                              "tracking.correspondences=orb"])
+    cfg = build_config(
+        None, [*BASE, "tracking.orb.window=24", "tracking.poseflow.link_len=50", "tracking.correspondences=orb"]
+    )
     assert (cfg.tracking.poseflow.mode, cfg.tracking.poseflow.link_len) == ("improved", 50)
     assert (cfg.tracking.orb.matcher, cfg.tracking.orb.window, cfg.tracking.orb.nfeatures) == ("windowed", 24, 10000)
     assert cfg.tracking.orb_params() == cfg.tracking.orb
     cfg = build_config(None, [*BASE, "tracking.poseflow.mode=released", "tracking.orb.matcher=bruteforce"])
     assert cfg.tracking.poseflow.mode == "released" and cfg.tracking.orb.matcher == "bruteforce"
-    assert build_config(None, [*BASE, "tracking.enabled=false", "tracking.correspondences=orb"]).tracking.orb_params() \
-        is None  # no tracking, nothing to compute in the decode stage
+    assert (
+        build_config(None, [*BASE, "tracking.enabled=false", "tracking.correspondences=orb"]).tracking.orb_params()
+        is None
+    )  # no tracking, nothing to compute in the decode stage
 
 
 def test_unknown_nested_keys_still_fail():
@@ -42,5 +45,6 @@ def test_pose_arch_and_detector_must_fit():
     with pytest.raises(ConfigError, match="arch 'yolo' only"):
         build_config(None, [*BASE, "detector.precision=bf16"])
     with pytest.raises(ConfigError, match="flip"):
-        build_config(None, ["detector.arch=yolo", "detector.random_weights=true", "sppe.arch=detector",
-                            "sppe.flip_test=true"])
+        build_config(
+            None, ["detector.arch=yolo", "detector.random_weights=true", "sppe.arch=detector", "sppe.flip_test=true"]
+        )

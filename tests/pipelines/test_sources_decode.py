@@ -7,7 +7,8 @@ import shutil
 import numpy as np
 import pytest
 
-from jobs.make_sample import main as make_sample, read_barcode
+from jobs.make_sample import main as make_sample
+from jobs.make_sample import read_barcode
 from pipelines.decode import decode_shard, plan_shards, probe_video
 from store.sources import InputError, list_inputs, natural_key, sanitize_id
 
@@ -93,7 +94,7 @@ def test_ids_and_natural_sort():
 
 def test_bad_media_become_error_rows(tmp_path, shared_data):
     (tmp_path / "text.mp4").write_text("this is not a video")
-    with pytest.raises(Exception):
+    with pytest.raises(ValueError):  # PyAV's InvalidDataError is a ValueError
         probe_video(str(tmp_path / "text.mp4"))
     img_dir = tmp_path / "imgs"
     img_dir.mkdir()

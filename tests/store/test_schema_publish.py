@@ -17,12 +17,24 @@ from store.writers import put_atomic, write_table_atomic
 def _table(p=3, k=17, tracked=True):
     rng = np.random.default_rng(0)
     return keypoint_table(
-        source_uri="s3://b/v.mp4", frame_index=np.arange(p), timestamp_s=np.array([0.0, np.nan, 0.2][:p]),
-        image_width=np.full(p, 640), image_height=np.full(p, 360), person_index=np.zeros(p),
-        track_id=np.array([1, 0, 2][:p]) if tracked else None, box_xyxy=rng.random((p, 4)),
-        box_score=rng.random(p), keypoints=rng.random((p, k, 2)) * 100, keypoint_scores=rng.random((p, k)),
-        pose_score=rng.random(p), keypoint_set="coco17", detector="det", detector_sha256="random",
-        sppe="fastpose_res50", sppe_sha256="random", metadata=table_metadata(random_weights=True, config={"a": 1}),
+        source_uri="s3://b/v.mp4",
+        frame_index=np.arange(p),
+        timestamp_s=np.array([0.0, np.nan, 0.2][:p]),
+        image_width=np.full(p, 640),
+        image_height=np.full(p, 360),
+        person_index=np.zeros(p),
+        track_id=np.array([1, 0, 2][:p]) if tracked else None,
+        box_xyxy=rng.random((p, 4)),
+        box_score=rng.random(p),
+        keypoints=rng.random((p, k, 2)) * 100,
+        keypoint_scores=rng.random((p, k)),
+        pose_score=rng.random(p),
+        keypoint_set="coco17",
+        detector="det",
+        detector_sha256="random",
+        sppe="fastpose_res50",
+        sppe_sha256="random",
+        metadata=table_metadata(random_weights=True, config={"a": 1}),
     )
 
 
@@ -43,10 +55,23 @@ def test_keypoint_table_round_trip():
 
 def test_empty_table_keeps_schema():
     t = keypoint_table(
-        source_uri="v", frame_index=np.zeros(0), timestamp_s=np.zeros(0), image_width=np.zeros(0),
-        image_height=np.zeros(0), person_index=np.zeros(0), track_id=None, box_xyxy=np.zeros((0, 4)),
-        box_score=np.zeros(0), keypoints=np.zeros((0, 17, 2)), keypoint_scores=np.zeros((0, 17)),
-        pose_score=np.zeros(0), keypoint_set="coco17", detector="d", detector_sha256="x", sppe="s", sppe_sha256="y",
+        source_uri="v",
+        frame_index=np.zeros(0),
+        timestamp_s=np.zeros(0),
+        image_width=np.zeros(0),
+        image_height=np.zeros(0),
+        person_index=np.zeros(0),
+        track_id=None,
+        box_xyxy=np.zeros((0, 4)),
+        box_score=np.zeros(0),
+        keypoints=np.zeros((0, 17, 2)),
+        keypoint_scores=np.zeros((0, 17)),
+        pose_score=np.zeros(0),
+        keypoint_set="coco17",
+        detector="d",
+        detector_sha256="x",
+        sppe="s",
+        sppe_sha256="y",
     )
     assert t.num_rows == 0 and t.schema.equals(KEYPOINT_SCHEMA)
 
@@ -72,9 +97,18 @@ def test_publish_is_atomic_and_markers_round_trip(tmp_path):
 
     out = str(tmp_path / "out")
     assert read_manifests(out) == {}
-    m = Manifest(video_id="v", source_uri="/x/v.mp4", fingerprint="f", config_hash="c", run_id="r",
-                 num_frames=10, num_persons=3, num_errors=0, files=("poses/video_id=v/part-0.parquet",),
-                 random_weights=True)
+    m = Manifest(
+        video_id="v",
+        source_uri="/x/v.mp4",
+        fingerprint="f",
+        config_hash="c",
+        run_id="r",
+        num_frames=10,
+        num_persons=3,
+        num_errors=0,
+        files=("poses/video_id=v/part-0.parquet",),
+        random_weights=True,
+    )
     write_manifest(out, m)
     (tmp_path / "out" / "_manifest" / "junk.json").write_text("{not json")
     assert read_manifests(out) == {"v": m}

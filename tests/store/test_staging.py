@@ -57,8 +57,9 @@ def test_write_staged_one_file_per_video_shard_and_read_back(tmp_path):
     batch = _batch()
     refs = write_staged(batch, str(tmp_path), "run1")
     assert [(r["video_id"], r["shard_index"], r["num_rows"]) for r in refs] == [("a", 0, 2), ("a", 1, 1), ("b", 0, 1)]
-    assert all(r["staged_uri"].startswith(f"{tmp_path}/_staging/{r['video_id']}/run1/s{r['shard_index']:06d}-")
-               for r in refs)
+    assert all(
+        r["staged_uri"].startswith(f"{tmp_path}/_staging/{r['video_id']}/run1/s{r['shard_index']:06d}-") for r in refs
+    )
     _assert_same(batch, read_staged([refs[0]["staged_uri"]]), [0, 3])
     _assert_same(batch, read_staged([refs[0]["staged_uri"], refs[1]["staged_uri"]]), [0, 3, 1])
     remove_staging(str(tmp_path), "a")
