@@ -6,7 +6,9 @@ object array of differently sized frames) and any identity columns (``video_id``
 For every detected person it cuts the SPPE input crop (AlphaPose's box → centre/scale → 256×192 affine,
 ``models.transforms``; OpenCV on the CPU, ``grid_sample`` on the detector's device otherwise) and the enlarged crop
 box that maps heatmaps back (``models.heatmaps.heatmaps_to_keypoints(heatmaps, crop_box_xyxy)``), so the object
-store carries a 256 × 192 × 3 byte crop (~147 KB) per person instead of the frame (~6 MB at 1080p).
+store carries a 256 × 192 × 3 byte crop (~147 KB) per person instead of the frame (~6 MB at 1080p). As in
+AlphaPose, both come from the detector's box *before* clamping to the frame (``FrameDetections.boxes_raw_xyxy``;
+``boxes_xyxy`` reports the clamped box); boxes narrower or lower than ``min_box_side`` after clamping are no persons.
 
 One row per input frame (persons as per-frame arrays, so a frame without persons keeps its row). Columns:
 
@@ -86,6 +88,7 @@ class DetectorConfig:
     score_threshold: float | None = None  # keep score > this; None: the arch's default
     nms_iou: float | None = None  # NMS IoU; None: the arch's default (YOLOv3-SPP 0.6)
     min_box_area: float = 0.0  # keep boxes with area >= this, frame pixels²
+    min_box_side: float = 2.0  # keep boxes with width and height >= this, frame pixels (drops boxes clamped away)
     max_persons: int | None = None  # at most this many persons per frame (highest scores); None: no limit
     input_size: int | None = None  # YOLOv3-SPP letterbox side (608) / torchvision min_size
     rpn_proposals: int | None = None  # Faster R-CNN proposals per image at test time
@@ -134,6 +137,7 @@ def build_detector_from_config(cfg: DetectorConfig) -> PersonDetector:
         score_threshold=cfg.score_threshold,
         nms_iou=cfg.nms_iou,
         min_box_area=cfg.min_box_area,
+        min_box_side=cfg.min_box_side,
         max_persons=cfg.max_persons,
         input_size=cfg.input_size,
         rpn_proposals=cfg.rpn_proposals,
@@ -230,7 +234,8 @@ class Detector:
             crop_boxes: list[np.ndarray] = []
             for i in range(n_frames if self.crop is not None else 0):
                 d = dets.get(i)
-                boxes = d.boxes_xyxy if d is not None else np.zeros((0, 4), np.float32)
+                # AlphaPose cuts the crop from the detector's box before clamping (boxes_xyxy is clamped).
+                boxes = d.crop_source_boxes if d is not None else np.zeros((0, 4), np.float32)
                 c_boxes = self.crop.crop_boxes(boxes)
                 crop_boxes.append(c_boxes)
                 crops.append(

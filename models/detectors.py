@@ -5,7 +5,10 @@ This is the first model stage of the pipeline (``actors.detect.Detector`` wraps 
 same way: a batch of RGB uint8 frames of any sizes in, one ``FrameDetections`` per frame out — person boxes
 (float32 ``[n, 4]`` xyxy in frame pixels, clamped to ``[0, W] × [0, H]``), scores (float32 ``[n]``, descending)
 and the frame size. Thresholds are applied the same way for all: score > ``score_threshold`` (strict), box area
-(after clamping, no +1) ≥ ``min_box_area``, at most ``max_persons`` boxes (highest scores first).
+(after clamping, no +1) ≥ ``min_box_area``, box width and height (after clamping) ≥ ``min_box_side`` (default 2 px:
+a box outside the frame, clamped to zero area, is no person), at most ``max_persons`` boxes (highest scores first).
+Each output also keeps the boxes as the detector produced them, before clamping (``boxes_raw_xyxy``): the SPPE
+crop is cut from those, as AlphaPose does.
 
 Architectures (``DETECTOR_ARCHS``; the name is the builder function's name):
 
@@ -106,7 +109,7 @@ class FrameDetections:
     """One frame's persons.
 
     Attributes:
-        boxes_xyxy: float32 ``[n, 4]`` in frame pixels, inside ``[0, W] × [0, H]``.
+        boxes_xyxy: float32 ``[n, 4]`` in frame pixels, inside ``[0, W] × [0, H]`` (the reported boxes).
         scores: float32 ``[n]``, descending.
         frame_size_wh: ``(W, H)`` of the frame.
         weights_id: sha256 of the weights (or detections) file, or ``"random"``.
@@ -114,6 +117,13 @@ class FrameDetections:
             ``i``, from detectors that predict keypoints (``PersonDetector.keypoint_set`` not None; ``[0, K, 2]``
             for a frame without persons); None from the others.
         keypoint_scores: float32 ``[n, K]`` (visibility probabilities in [0, 1]), aligned likewise; or None.
+        boxes_raw_xyxy: float32 ``[n, 4]``, row ``i`` being box ``i`` as the detector produced it, before clamping
+            to the frame (finite; may cross the frame's edges). The SPPE crop is cut from it, as AlphaPose's
+            ``_box_to_center_scale`` is fed the detector's boxes: with ``--detfile`` (``precomputed``) they are
+            unclamped, so a box crossing the edge gives AlphaPose's crop only from the raw box. The network
+            detectors clamp in their own post-processing (AlphaPose's YOLO ``images_detection``, torchvision's
+            ``clip_boxes_to_image``, Ultralytics' ``clip_boxes``), so there it equals ``boxes_xyxy``. None when a
+            ``FrameDetections`` is built by hand: use ``boxes_xyxy`` then (``crop_source_boxes``).
     """
 
     boxes_xyxy: np.ndarray
@@ -122,6 +132,12 @@ class FrameDetections:
     weights_id: str
     keypoints: np.ndarray | None = None
     keypoint_scores: np.ndarray | None = None
+    boxes_raw_xyxy: np.ndarray | None = None
+
+    @property
+    def crop_source_boxes(self) -> np.ndarray:
+        """The boxes crops are cut from: ``boxes_raw_xyxy`` (unclamped, AlphaPose's), else ``boxes_xyxy``."""
+        return self.boxes_raw_xyxy if self.boxes_raw_xyxy is not None else self.boxes_xyxy
 
     @property
     def random_weights(self) -> bool:
@@ -169,12 +185,14 @@ class PersonDetector:
         score_threshold: float,
         min_box_area: float,
         max_persons: int | None,
+        min_box_side: float = 2.0,
     ) -> None:
         self.arch = arch
         self.weights_id = weights_id
         self.device = torch.device(device)
         self.score_threshold = float(score_threshold)
         self.min_box_area = float(min_box_area)
+        self.min_box_side = float(min_box_side)
         self.max_persons = max_persons
 
     @property
@@ -219,13 +237,22 @@ class PersonDetector:
         frame_wh: tuple[int, int],
     ) -> FrameDetections:
         w, h = frame_wh
-        b = np.asarray(boxes, dtype=np.float32).reshape(-1, 4).copy()
+        raw = np.asarray(boxes, dtype=np.float32).reshape(-1, 4)
         s = np.asarray(scores, dtype=np.float32).reshape(-1)
+        b = raw.copy()
         b[:, [0, 2]] = np.clip(b[:, [0, 2]], 0, w)
         b[:, [1, 3]] = np.clip(b[:, [1, 3]], 0, h)
-        area = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
-        # NaN boxes (a diverging network, e.g. random weights) would survive clipping: drop them with the rest.
-        keep = (s > self.score_threshold) & (area >= self.min_box_area) & ~np.isnan(b).any(axis=1)
+        bw, bh = b[:, 2] - b[:, 0], b[:, 3] - b[:, 1]
+        # Degenerate boxes are no persons: a box outside the frame is clamped to zero width or height, and a
+        # random-weight network on a tiny frame produces slivers; neither may reach the pose network. Non-finite
+        # boxes (NaN or inf from a diverging network) are dropped too: the crop is cut from the raw box.
+        keep = (
+            (s > self.score_threshold)
+            & (bw * bh >= self.min_box_area)
+            & (bw >= self.min_box_side)
+            & (bh >= self.min_box_side)
+            & np.isfinite(raw).all(axis=1)
+        )
         order = np.flatnonzero(keep)[np.argsort(-s[keep], kind="stable")][: self.max_persons]
         kp = kp_s = None
         if keypoints is not None:
@@ -241,6 +268,7 @@ class PersonDetector:
             weights_id=self.weights_id,
             keypoints=kp,
             keypoint_scores=kp_s,
+            boxes_raw_xyxy=np.ascontiguousarray(raw[order]),
         )
 
 
@@ -422,6 +450,7 @@ def _torchvision_detector(
     score_threshold: float | None,
     nms_iou: float | None,
     min_box_area: float,
+    min_box_side: float,
     max_persons: int | None,
     input_size: int | None,
     rpn_proposals: int | None,
@@ -473,6 +502,7 @@ def _torchvision_detector(
         device=device,
         score_threshold=score,
         min_box_area=min_box_area,
+        min_box_side=min_box_side,
         max_persons=max_persons,
     )
 
@@ -589,10 +619,12 @@ class UltralyticsPersonDetector(PersonDetector):
 class PrecomputedPersonDetector(PersonDetector):
     """Boxes from a ``DetectionsTable``, looked up by frame key; the frames only give their sizes.
 
-    Deviation from AlphaPose: boxes are clamped to ``[0, W] × [0, H]`` like every detector's output here;
-    AlphaPose's ``--detfile`` (``alphapose/utils/file_detector.py``) passes them on unclamped. In
-    ``test_coco_det_AP_H_56.json`` 2 of 118 boxes end 0.68 px past the right edge. ``DetectionsTable.lookup``
-    returns the file's boxes unchanged.
+    AlphaPose's ``--detfile`` (``alphapose/utils/file_detector.py``) passes the file's boxes on unclamped and cuts
+    crops from them; here the reported ``boxes_xyxy`` are clamped to ``[0, W] × [0, H]`` like every detector's
+    output, and the crops are cut from ``boxes_raw_xyxy`` (the file's boxes), so the SPPE sees AlphaPose's crops.
+    In ``test_coco_det_AP_H_56.json`` 2 of 118 boxes end 0.68 px past the right edge. A box clamped to less than
+    ``min_box_side`` (e.g. one entirely outside the frame) is dropped. ``DetectionsTable.lookup`` returns the
+    file's boxes unchanged.
     """
 
     def __init__(self, table: DetectionsTable, **common: Any) -> None:
@@ -620,6 +652,7 @@ def _validate(
     max_persons: int | None,
     input_size: int | None,
     device: str,
+    min_box_side: float = 2.0,
 ) -> None:
     if weights is None and not random_weights:
         raise ValueError(
@@ -635,6 +668,8 @@ def _validate(
         raise ValueError(f"nms_iou must be in (0, 1], got {nms_iou}")
     if not min_box_area >= 0.0:
         raise ValueError(f"min_box_area must be >= 0, got {min_box_area}")
+    if not min_box_side >= 0.0:
+        raise ValueError(f"min_box_side must be >= 0, got {min_box_side}")
     if max_persons is not None and max_persons < 1:
         raise ValueError(f"max_persons must be >= 1 or None (no limit), got {max_persons}")
     if input_size is not None and input_size < 32:
@@ -665,13 +700,23 @@ def _torchvision_builder(arch: str) -> Callable[..., TorchvisionPersonDetector]:
         score_threshold: float | None = None,
         nms_iou: float | None = None,
         min_box_area: float = 0.0,
+        min_box_side: float = 2.0,
         max_persons: int | None = None,
         input_size: int | None = None,
         rpn_proposals: int | None = None,
         darknet_cfg: str | None = None,
     ) -> TorchvisionPersonDetector:
         _validate(
-            arch, weights, random_weights, score_threshold, nms_iou, min_box_area, max_persons, input_size, device
+            arch,
+            weights,
+            random_weights,
+            score_threshold,
+            nms_iou,
+            min_box_area,
+            max_persons,
+            input_size,
+            device,
+            min_box_side=min_box_side,
         )
         _no_extra(arch, darknet_cfg=darknet_cfg)
         det = _torchvision_detector(
@@ -682,6 +727,7 @@ def _torchvision_builder(arch: str) -> Callable[..., TorchvisionPersonDetector]:
             score_threshold=score_threshold,
             nms_iou=nms_iou,
             min_box_area=min_box_area,
+            min_box_side=min_box_side,
             max_persons=max_persons,
             input_size=input_size,
             rpn_proposals=rpn_proposals,
@@ -714,6 +760,7 @@ def yolov3_spp(
     score_threshold: float | None = None,
     nms_iou: float | None = None,
     min_box_area: float = 0.0,
+    min_box_side: float = 2.0,
     max_persons: int | None = None,
     input_size: int | None = None,
     rpn_proposals: int | None = None,
@@ -730,7 +777,18 @@ def yolov3_spp(
         Others: see the module docstring. ``score_threshold`` is the objectness confidence (strict >).
     """
     arch = "yolov3_spp"
-    _validate(arch, weights, random_weights, score_threshold, nms_iou, min_box_area, max_persons, input_size, device)
+    _validate(
+        arch,
+        weights,
+        random_weights,
+        score_threshold,
+        nms_iou,
+        min_box_area,
+        max_persons,
+        input_size,
+        device,
+        min_box_side=min_box_side,
+    )
     _no_extra(arch, rpn_proposals=rpn_proposals)
     size = 608 if input_size is None else input_size
     if size % 32:
@@ -752,6 +810,7 @@ def yolov3_spp(
         nms_iou=0.6 if nms_iou is None else nms_iou,
         score_threshold=0.1 if score_threshold is None else score_threshold,
         min_box_area=min_box_area,
+        min_box_side=min_box_side,
         max_persons=max_persons,
     )
     _log_built(det)
@@ -769,6 +828,7 @@ def yolo(
     score_threshold: float | None = None,
     nms_iou: float | None = None,
     min_box_area: float = 0.0,
+    min_box_side: float = 2.0,
     max_persons: int | None = None,
     input_size: int | None = None,
     rpn_proposals: int | None = None,
@@ -791,7 +851,18 @@ def yolo(
         Others: see the module docstring.
     """
     arch = "yolo"
-    _validate(arch, weights, random_weights, score_threshold, nms_iou, min_box_area, max_persons, input_size, device)
+    _validate(
+        arch,
+        weights,
+        random_weights,
+        score_threshold,
+        nms_iou,
+        min_box_area,
+        max_persons,
+        input_size,
+        device,
+        min_box_side=min_box_side,
+    )
     _no_extra(arch, rpn_proposals=rpn_proposals, darknet_cfg=darknet_cfg)
     size = 640 if input_size is None else input_size
     if size % 32:
@@ -845,6 +916,7 @@ def yolo(
         dtype=_YOLO_DTYPES[dtype],
         score_threshold=score,
         min_box_area=min_box_area,
+        min_box_side=min_box_side,
         max_persons=max_persons,
     )
     _log_built(det)
@@ -869,6 +941,7 @@ def precomputed(
     score_threshold: float | None = None,
     nms_iou: float | None = None,
     min_box_area: float = 0.0,
+    min_box_side: float = 2.0,
     max_persons: int | None = None,
     input_size: int | None = None,
     rpn_proposals: int | None = None,
@@ -883,7 +956,9 @@ def precomputed(
         raise ValueError("precomputed detections have no weights to randomise; pass weights=PATH to the file")
     if weights is None:
         raise ValueError("precomputed needs weights=PATH of a COCO detection JSON or Parquet file")
-    _validate(arch, weights, False, score_threshold, None, min_box_area, max_persons, None, device)
+    _validate(
+        arch, weights, False, score_threshold, None, min_box_area, max_persons, None, device, min_box_side=min_box_side
+    )
     _no_extra(arch, nms_iou=nms_iou, input_size=input_size, rpn_proposals=rpn_proposals, darknet_cfg=darknet_cfg)
     table = load_detections(weights)
     det = PrecomputedPersonDetector(
@@ -893,6 +968,7 @@ def precomputed(
         device=device,
         score_threshold=-math.inf if score_threshold is None else score_threshold,
         min_box_area=min_box_area,
+        min_box_side=min_box_side,
         max_persons=max_persons,
     )
     _log_built(det)
@@ -925,6 +1001,7 @@ def build_detector(
     score_threshold: float | None = None,
     nms_iou: float | None = None,
     min_box_area: float = 0.0,
+    min_box_side: float = 2.0,
     max_persons: int | None = None,
     input_size: int | None = None,
     rpn_proposals: int | None = None,
@@ -944,6 +1021,8 @@ def build_detector(
             on the person probability, torchvision the model's own, precomputed none).
         nms_iou: NMS IoU; None takes the arch's default (YOLOv3-SPP 0.6, yolo 0.7, torchvision the model's own).
         min_box_area: keep boxes with area ≥ this (frame pixels², after clamping).
+        min_box_side: keep boxes whose width and height are both ≥ this (frame pixels, after clamping; default 2):
+            drops boxes clamped to nothing (outside the frame) and slivers, which no pose network can read.
         max_persons: keep at most this many boxes per frame (highest scores); None for no limit.
         input_size: YOLOv3-SPP / yolo letterbox side (multiple of 32, default 608 / 640); torchvision ``min_size``.
         rpn_proposals: Faster R-CNN proposals per image at test time (torchvision default 1000; 150 for 320).
@@ -970,6 +1049,7 @@ def build_detector(
         score_threshold=score_threshold,
         nms_iou=nms_iou,
         min_box_area=min_box_area,
+        min_box_side=min_box_side,
         max_persons=max_persons,
         input_size=input_size,
         rpn_proposals=rpn_proposals,

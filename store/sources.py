@@ -11,6 +11,10 @@ paths. A unit is what the pipeline publishes atomically:
 Accepted inputs: local paths, ``s3://`` (and any fsspec) URIs, glob patterns, folders (recursive), and ``.txt`` /
 ``.csv`` files listing one URI per line (CSV: a ``uri`` column, or the first column). ``video_id`` is the sanitised
 file or folder name plus 8 hex digits of the URI's hash: readable, collision-free, and never a path traversal.
+
+Every URI is normalised before ids and fingerprints are made (:func:`normalize_uri`), so one file named under two
+spellings (``file:///x/a.mp4``, ``/x//a.mp4``, ``../x/./a.mp4``) is one unit with one ``video_id``, and resume
+recognises it.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
+import os
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -32,6 +37,7 @@ __all__ = [
     "list_inputs",
     "sanitize_id",
     "natural_key",
+    "normalize_uri",
 ]
 
 VIDEO_EXTENSIONS = (".mp4", ".mov", ".mkv", ".avi", ".webm")
@@ -75,6 +81,44 @@ def natural_key(s: str) -> tuple:
     """Sort key that orders embedded numbers numerically (``frame2`` < ``frame10``), then by the raw string."""
     parts = re.split(r"(\d+)", s)
     return tuple((0, int(p), "") if p.isdigit() else (1, 0, p.lower()) for p in parts) + ((2, 0, s),)
+
+
+_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://(.*)$", re.S)
+_LOCAL_SCHEMES = ("file", "local")
+
+
+def _local(path: str) -> str:
+    # POSIX keeps a leading "//" through normpath (implementation-defined root); Linux treats it as "/".
+    out = os.path.abspath(os.path.normpath(path))
+    return "/" + out.lstrip("/") if out.startswith("//") else out
+
+
+def normalize_uri(uri: str) -> str:
+    """The one spelling of ``uri`` that ids and fingerprints are made from.
+
+    * ``file://`` (and fsspec's ``local://``) URIs become absolute local paths (``file://localhost/x`` too);
+    * local paths become ``os.path.abspath(os.path.normpath(path))``: ``//``, ``./`` and ``..`` segments are
+      collapsed lexically, relative paths are made absolute against the working directory. Symlinks are *not*
+      resolved: a symlinked folder is a name the user chose (and ``..`` after a symlink is then taken lexically,
+      as the shell does), and resolving would make ids depend on the storage layout behind the link;
+    * other URIs (``s3://bucket/key``...) keep scheme and bucket, with runs of ``/`` in the key collapsed
+      (a trailing ``/`` is dropped). Object stores treat ``a//b`` and ``a/b`` as different keys, but the
+      listing then reads what it names, so a key really spelled with ``//`` is reported as not found
+      rather than silently labelled twice.
+
+    Glob characters pass through unchanged. Idempotent: ``normalize_uri(normalize_uri(u)) == normalize_uri(u)``.
+    """
+    m = _SCHEME.match(uri)
+    if m is None:
+        return _local(uri) if uri else uri
+    scheme, rest = m.group(1).lower(), m.group(2)
+    if scheme in _LOCAL_SCHEMES:
+        if rest.startswith("localhost/"):
+            rest = rest[len("localhost") :]
+        return _local(rest or "/")
+    bucket, _, key = rest.partition("/")
+    key = re.sub(r"/{2,}", "/", key).strip("/")
+    return f"{scheme}://{bucket}/{key}" if key else f"{scheme}://{bucket}"
 
 
 def _ext(path: str) -> str:
@@ -123,7 +167,14 @@ def _expand(uri: str, storage_options: dict) -> Iterable[tuple[fsspec.AbstractFi
 
 
 def _unstrip(fs: fsspec.AbstractFileSystem, path: str) -> str:
-    return fs.unstrip_protocol(path) if not isinstance(fs, fsspec.implementations.local.LocalFileSystem) else path
+    full = fs.unstrip_protocol(path) if not isinstance(fs, fsspec.implementations.local.LocalFileSystem) else path
+    return normalize_uri(full)
+
+
+def _normalize_input(uri: str) -> str:
+    """:func:`normalize_uri` for an input as given; a glob is left alone (``*/..`` is not ``.``), its matches are
+    normalised as they are listed."""
+    return uri if any(ch in uri for ch in "*?[") else normalize_uri(uri)
 
 
 def list_inputs(uris: Sequence[str], storage_options: dict | None = None) -> list[WorkUnit]:
@@ -134,7 +185,9 @@ def list_inputs(uris: Sequence[str], storage_options: dict | None = None) -> lis
         storage_options: fsspec options (e.g. ``{"client_kwargs": {"endpoint_url": ...}}`` for S3); credentials
             come from the environment, never from here.
     Returns:
-        Units sorted by ``source_uri``; each media file appears once even if named twice.
+        Units sorted by ``source_uri``; each media file appears once even if named twice, under one spelling
+        or several (URIs are normalised before ids and fingerprints are made, see :func:`normalize_uri`; the
+        ``source_uri`` and ``frames`` are the normalised spellings).
     Raises:
         InputError: an input that does not exist, matches nothing, or names a file of an unsupported type, and
             ``video_id`` collisions (impossible short of a hash collision, but checked).
@@ -159,13 +212,14 @@ def list_inputs(uris: Sequence[str], storage_options: dict | None = None) -> lis
             )
 
     def add_uri(uri: str) -> None:
+        uri = _normalize_input(uri)
         fs, path = fsspec.core.url_to_fs(uri, **storage_options)
         # A file named on its own must be media; inside folders and globs, other files are skipped.
         explicit = not any(ch in path for ch in "*?[") and not fs.isdir(path)
         for efs, p, info in _expand(uri, storage_options):
             add(efs, p, info, explicit=explicit)
 
-    for uri in uris:
+    for uri in dict.fromkeys(_normalize_input(u) for u in uris):  # one spelling per input, first-seen order
         fs, path = fsspec.core.url_to_fs(uri, **storage_options)
         if _ext(path) in LIST_EXTENSIONS and fs.isfile(path):
             for listed in _read_list(fs, path):

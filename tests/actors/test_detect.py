@@ -4,6 +4,7 @@ untouched, random weights marked."""
 
 from __future__ import annotations
 
+import dataclasses
 import doctest
 import hashlib
 from pathlib import Path
@@ -232,3 +233,38 @@ def test_detector_keypoints_replace_crops(coco_batch):
             crop=None,
             keypoints=True,
         )
+
+
+def test_crop_is_alphaposes_from_the_unclamped_box(tmp_path):
+    """A box crossing the frame's edge is reported clamped (``boxes_xyxy``) but cropped as AlphaPose crops it, from
+    the box before clamping; a box entirely outside the frame is no person; a random network on a 1×1 frame finds
+    nobody."""
+    import json
+
+    frame = np.random.default_rng(0).integers(0, 256, (120, 160, 3), dtype=np.uint8)
+    unclamped = np.array([[-30.0, 10.0, 50.0, 110.0]])
+    det_json = tmp_path / "dets.json"
+    det_json.write_text(
+        json.dumps(
+            [
+                {"image_id": 3, "category_id": 1, "bbox": [-30.0, 10.0, 80.0, 100.0], "score": 0.9},
+                {"image_id": 3, "category_id": 1, "bbox": [200.0, 10.0, 40.0, 100.0], "score": 0.95},  # outside
+            ]
+        )
+    )
+    cfg = DetectorConfig(arch="precomputed", weights=str(det_json), key_column="path", device="cpu")
+    for backend in ("opencv", "torch"):
+        actor = Detector(dataclasses.replace(cfg, crop_backend=backend))
+        out = actor({"frame": frame[None], "path": np.array(["3.jpg"])})
+        assert out["n_persons"].tolist() == [1]
+        np.testing.assert_array_equal(out["boxes_xyxy"][0], [[0, 10, 50, 110]])
+        crop_box = center_scale_to_boxes(*boxes_to_center_scale(unclamped))
+        np.testing.assert_allclose(out["crop_boxes_xyxy"][0], crop_box, rtol=0, atol=1e-9)
+        if backend == "opencv":
+            np.testing.assert_array_equal(out["crops"][0], crop_images([frame], np.zeros(1, int), crop_box))
+
+    random_actor = Detector(
+        DetectorConfig(arch="yolo", random_weights=True, input_size=64, score_threshold=0.0, device="cpu")
+    )
+    out = random_actor({"frame": np.zeros((2, 1, 1, 3), np.uint8), "frame_index": np.arange(2)})
+    assert out["n_persons"].tolist() == [0, 0] and [len(c) for c in out["crops"]] == [0, 0]

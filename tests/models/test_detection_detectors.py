@@ -37,6 +37,7 @@ from models.darknet import (
 from models.detectors import (
     DETECTOR_ARCHS,
     TORCHVISION_ARCHS,
+    PersonDetector,
     TorchvisionPersonDetector,
     YoloPersonDetector,
     build_detector,
@@ -95,7 +96,7 @@ def _favour_person(det) -> None:
 
 def _reference(det, frames) -> list[tuple[np.ndarray, np.ndarray]]:
     """The interface's contract written out on the model's bare forward: person only, clamp, score > threshold,
-    area ≥ MIN_AREA, highest MAX_PERSONS scores."""
+    area ≥ MIN_AREA, width and height ≥ min_box_side, highest MAX_PERSONS scores."""
     with torch.inference_mode():
         if isinstance(det, TorchvisionPersonDetector):
             raw = [
@@ -113,7 +114,9 @@ def _reference(det, frames) -> list[tuple[np.ndarray, np.ndarray]]:
     for (b, s), f in zip(raw, frames):
         h, w = f.shape[:2]
         b = np.stack([b[:, 0].clip(0, w), b[:, 1].clip(0, h), b[:, 2].clip(0, w), b[:, 3].clip(0, h)], 1)
-        keep = (s > det.score_threshold) & ((b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1]) >= MIN_AREA)
+        bw, bh = b[:, 2] - b[:, 0], b[:, 3] - b[:, 1]
+        side = det.min_box_side
+        keep = (s > det.score_threshold) & (bw * bh >= MIN_AREA) & (bw >= side) & (bh >= side)
         order = np.argsort(-s[keep], kind="stable")
         out.append((b[keep][order], s[keep][order], int(keep.sum())))
     return out
@@ -183,6 +186,7 @@ def test_unknown_arch_and_bad_options():
         (dict(arch="fcos_resnet50_fpn", random_weights=True, rpn_proposals=10), "Faster R-CNN archs only"),
         (dict(arch="fcos_resnet50_fpn", random_weights=True, nms_iou=0.0), "nms_iou"),
         (dict(arch="fcos_resnet50_fpn", random_weights=True, max_persons=0), "max_persons"),
+        (dict(arch="yolo", random_weights=True, min_box_side=-1.0), "min_box_side"),
         (dict(arch="precomputed", random_weights=True), "no weights to randomise"),
     ]
     for kwargs, match in cases:
@@ -298,6 +302,63 @@ def test_precomputed_detector_on_coco_images(shared_data):
         assert np.all((o.boxes_xyxy[:, 2] - o.boxes_xyxy[:, 0]) * (o.boxes_xyxy[:, 3] - o.boxes_xyxy[:, 1]) >= 2000)
     with pytest.raises(ValueError, match="need a key"):
         det(images)
+
+
+class _FixedBoxes(PersonDetector):
+    """Returns the same boxes for every frame (scores descending with the row)."""
+
+    def __init__(self, boxes, **kw) -> None:
+        kw = {"arch": "fake", "weights_id": "x", "device": "cpu", "score_threshold": 0.0, "min_box_area": 0.0} | kw
+        super().__init__(max_persons=None, **kw)
+        self.boxes = np.asarray(boxes, np.float32)
+
+    def _detect(self, frames, keys):
+        return [(self.boxes, np.linspace(0.9, 0.5, len(self.boxes), dtype=np.float32)) for _ in frames]
+
+
+def test_degenerate_boxes_are_no_persons_and_raw_boxes_stay_aligned():
+    boxes = [
+        [300.0, 10.0, 360.0, 90.0],  # entirely right of the 200×100 frame: clamped to width 0
+        [-30.0, 10.0, 50.0, 90.0],  # crosses the left edge: kept, reported clamped
+        [-50.0, -40.0, -10.0, -5.0],  # above-left of the frame: clamped to (0, 0, 0, 0)
+        [20.0, 10.0, 21.5, 90.0],  # a 1.5-pixel sliver
+        [150.0, 20.0, 190.0, 130.0],  # crosses the bottom edge
+        [10.0, 10.0, 10.0, np.inf],  # non-finite
+    ]
+    out = _FixedBoxes(boxes)([np.zeros((100, 200, 3), np.uint8)])[0]
+    assert len(out) == 2
+    np.testing.assert_array_equal(out.scores, np.linspace(0.9, 0.5, 6, dtype=np.float32)[[1, 4]])
+    np.testing.assert_array_equal(out.boxes_xyxy, [[0, 10, 50, 90], [150, 20, 190, 100]])
+    np.testing.assert_array_equal(out.boxes_raw_xyxy, np.float32([boxes[1], boxes[4]]))
+    np.testing.assert_array_equal(out.crop_source_boxes, out.boxes_raw_xyxy)
+    assert out.boxes_raw_xyxy.dtype == np.float32 and out.boxes_raw_xyxy.flags.c_contiguous
+    # min_box_side is a threshold like min_box_area: 0 keeps slivers (not zero-area boxes, given min_box_area > 0)
+    loose = _FixedBoxes(boxes, min_box_side=0.0, min_box_area=1.0)([np.zeros((100, 200, 3), np.uint8)])[0]
+    assert len(loose) == 3 and loose.boxes_raw_xyxy.tolist()[1] == boxes[3]
+    # default: 2 pixels
+    assert _FixedBoxes(boxes).min_box_side == 2.0 == build_detector("yolo", random_weights=True).min_box_side
+
+
+def test_precomputed_box_outside_the_frame_is_no_person(tmp_path):
+    det_json = tmp_path / "dets.json"
+    records = [
+        {"image_id": 7, "category_id": 1, "bbox": [700.0, 10.0, 40.0, 80.0], "score": 0.99},  # right of the frame
+        {"image_id": 7, "category_id": 1, "bbox": [-30.0, 10.0, 80.0, 80.0], "score": 0.8},  # crosses the edge
+    ]
+    det_json.write_text(json.dumps(records))
+    (out,) = build_detector("precomputed", weights=str(det_json))([np.zeros((120, 640, 3), np.uint8)], keys=[7])
+    assert len(out) == 1 and out.scores.tolist() == [pytest.approx(0.8)]
+    np.testing.assert_array_equal(out.boxes_xyxy, [[0, 10, 50, 90]])
+    np.testing.assert_array_equal(out.boxes_raw_xyxy, [[-30, 10, 50, 90]])
+
+
+def test_random_weights_on_a_1x1_frame_find_nobody():
+    # score_threshold=0 lets every anchor of a random network through: on a 1×1 frame all are clamped to ≤ 1 px.
+    det = build_detector("yolo", random_weights=True, input_size=64, score_threshold=0.0)
+    assert len(det([np.zeros((1, 1, 3), np.uint8)])[0]) == 0
+    # ...which is the side rule at work, not an empty network output
+    det.min_box_side = 0.0
+    assert len(det([np.zeros((1, 1, 3), np.uint8)])[0]) > 0
 
 
 def test_module_example_runs():

@@ -10,7 +10,7 @@ import pytest
 from jobs.make_sample import main as make_sample
 from jobs.make_sample import read_barcode
 from pipelines.decode import decode_shard, plan_shards, probe_video
-from store.sources import InputError, list_inputs, natural_key, sanitize_id
+from store.sources import InputError, list_inputs, natural_key, normalize_uri, sanitize_id
 
 
 @pytest.fixture(scope="module")
@@ -90,6 +90,59 @@ def test_ids_and_natural_sort():
     assert sanitize_id("...", "y").startswith("input-")
     assert sanitize_id("a.mp4", "s3://b/a.mp4") != sanitize_id("a.mp4", "s3://c/a.mp4")
     assert sorted(["f10", "f2", "F1"], key=natural_key) == ["F1", "f2", "f10"]
+
+
+def test_one_file_under_two_spellings_is_one_unit(tmp_path, monkeypatch):
+    # listing reads metadata only, so placeholder bytes stand in for media
+    (tmp_path / "x").mkdir()
+    (tmp_path / "x" / "walkers.mp4").write_bytes(b"not decoded here")
+    work = tmp_path / "a" / "b"
+    work.mkdir(parents=True)
+    monkeypatch.chdir(work)
+    spellings = [
+        f"file://{tmp_path}/x/walkers.mp4",
+        "../../x/walkers.mp4",
+        f"{tmp_path}//x/./walkers.mp4",
+        f"{tmp_path}/a/../x/walkers.mp4",
+    ]
+    units = [list_inputs([s]) for s in spellings]
+    assert all(len(u) == 1 for u in units)
+    assert {u[0].video_id for u in units} == {units[0][0].video_id}
+    assert {u[0].fingerprint for u in units} == {units[0][0].fingerprint}
+    assert {u[0].source_uri for u in units} == {str(tmp_path / "x" / "walkers.mp4")}
+    # both spellings in one call, directly or through a list file: one unit, not two
+    (unit,) = list_inputs(spellings[:2])
+    assert unit.video_id == units[0][0].video_id
+    (tmp_path / "list.txt").write_text("\n".join(spellings) + "\n")
+    assert [u.video_id for u in list_inputs([str(tmp_path / "list.txt"), spellings[1]])] == [unit.video_id]
+
+
+def test_one_image_folder_under_two_spellings_is_one_unit(tmp_path, monkeypatch):
+    seq = tmp_path / "seq"
+    seq.mkdir()
+    for name in ("2.jpg", "1.jpg"):
+        (seq / name).write_bytes(b"not decoded here")
+    monkeypatch.chdir(tmp_path)
+    spellings = [f"{seq}/", f"{seq}/./", "seq", f"file://{tmp_path}//seq/."]
+    units = [list_inputs([s]) for s in spellings]
+    assert all(len(u) == 1 and u[0].kind == "images" for u in units)
+    assert {(u[0].video_id, u[0].fingerprint, u[0].source_uri, u[0].frames) for u in units} == {
+        (units[0][0].video_id, units[0][0].fingerprint, str(seq), (str(seq / "1.jpg"), str(seq / "2.jpg")))
+    }
+    (unit,) = list_inputs(spellings)
+    assert unit.video_id == units[0][0].video_id and len(unit.frames) == 2
+    # an image named on its own joins its folder's unit, whatever the spelling
+    assert [u.video_id for u in list_inputs([f"{seq}/./1.jpg", f"{seq}/"])] == [unit.video_id]
+
+
+def test_normalize_uri():
+    assert normalize_uri("file:///x/./y//walkers.mp4") == "/x/y/walkers.mp4"
+    assert normalize_uri("file://localhost/x/walkers.mp4") == "/x/walkers.mp4"
+    assert normalize_uri("//x/../y/") == "/y"
+    assert normalize_uri("s3://bucket//videos///a.mp4") == "s3://bucket/videos/a.mp4"
+    assert normalize_uri("s3://bucket/videos/") == "s3://bucket/videos"
+    for u in ("../a/./b.mp4", "file:///a//b", "s3://b//k/", "gs://b"):
+        assert normalize_uri(normalize_uri(u)) == normalize_uri(u)
 
 
 def test_bad_media_become_error_rows(tmp_path, shared_data):
