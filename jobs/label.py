@@ -4,10 +4,12 @@
                          [--run-id ID] [--num-cpus N]
 
 Runs on local Ray (started here, CPU) or, under ``ray job submit`` / with ``RAY_ADDRESS`` set, on that cluster.
-Everything is validated before Ray starts: config keys and ranges, inputs (listed, fingerprinted), the output
-location, and checkpoints (read and hashed). Committed videos whose marker matches the current config hash and
-input fingerprint are skipped; the rest run in chunks of ``run.chunk_units`` videos, each chunk one Dataset
-execution, so a crash loses at most one chunk.
+Everything is validated before Ray starts: config keys and ranges, the resources against the local Ray's CPUs,
+the storage locations (fsspec package, credentials, reachability), inputs (listed, fingerprinted), the output
+location, and checkpoints (read and hashed); on a Ray it connects to, the resources are checked once connected,
+before any Dataset is built. A chunk that finishes nothing for ``run.stall_warning_s`` logs a warning.
+Committed videos whose marker matches the current config hash and input fingerprint are skipped; the rest run in
+chunks of ``run.chunk_units`` videos, each chunk one Dataset execution, so a crash loses at most one chunk.
 
 Outputs under ``--output``: ``poses/`` and ``frames/`` (hive-partitioned by ``video_id``), ``_manifest/``, and
 ``runs/<run_id>/summary.json`` + ``errors.parquet``; ``_staging/`` holds per-frame rows between the GPU stages and
@@ -30,15 +32,17 @@ With the real weights of ``make weights`` (``configs/demo.yaml``)::
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import logging
 import os
 import sys
+import threading
 import time
 import uuid
 
-__all__ = ["main", "build_config"]
+__all__ = ["main", "build_config", "StallWatchdog"]
 
 logger = logging.getLogger("raypose.label")
 
@@ -126,11 +130,152 @@ def _check_output(output: str, storage_options: dict) -> None:
     fs.rm(path)
 
 
+class LocationError(Exception):
+    """A storage location that cannot be used (missing fsspec package, unknown protocol, no credentials, no access);
+    the message is one line naming the location."""
+
+
+def _storage_problem(uri: str, e: BaseException) -> str:
+    """One line saying what is wrong with ``uri`` given the error its filesystem raised."""
+    import fsspec
+    from fsspec.registry import known_implementations
+
+    protocol = fsspec.core.split_protocol(uri)[0] or "file"
+    first = " ".join(str(e).split()) or type(e).__name__
+    if isinstance(e, ImportError):
+        impl = known_implementations.get(protocol, {})
+        package = impl.get("class", "").split(".")[0]
+        if package:
+            return f"fsspec protocol {protocol!r} needs the package {package} (pip install {package})"
+        return f"fsspec protocol {protocol!r} cannot be used: {first}"
+    if isinstance(e, ValueError) and "protocol not known" in first.lower():
+        return f"fsspec does not know the protocol {protocol!r}"
+    name = type(e).__name__
+    if name == "NoCredentialsError":
+        return "no credentials (set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, AWS_PROFILE, or an instance role)"
+    if isinstance(e, PermissionError):
+        return f"permission denied ({first})"[:300]
+    return f"{name}: {first}"[:300]
+
+
+def _storage_errors() -> tuple[type[BaseException], ...]:
+    errors: list[type[BaseException]] = [OSError, ImportError, ValueError]
+    try:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        errors += [BotoCoreError, ClientError]
+    except ImportError:
+        pass
+    return tuple(errors)
+
+
+@contextlib.contextmanager
+def _at(role: str, uris: list[str]):
+    """Turn a storage error raised inside into a ``LocationError`` naming ``role`` and ``uris`` (the first of which
+    decides the protocol); input errors the store already words (``InputError``) pass through unchanged."""
+    from store.sources import InputError
+
+    try:
+        yield
+    except InputError:
+        raise
+    except _storage_errors() as e:
+        raise LocationError(f"{role} {' '.join(uris)}: {_storage_problem(uris[0], e)}") from None
+
+
+def _check_locations(inputs: list[str], output: str, storage_options: dict) -> None:
+    """Each location's filesystem can be created (its fsspec package is installed, its protocol known): no I/O."""
+    import fsspec
+
+    for role, uri in [("input", u) for u in inputs] + [("output", output)]:
+        with _at(role, [uri]):
+            fsspec.core.url_to_fs(uri, **storage_options)
+
+
+def _remote(uris: list[str]) -> list[str]:
+    """The URIs of ``uris`` on remote storage (where listing can fail for credentials or the network), else all."""
+    import fsspec
+
+    remote = [u for u in uris if (fsspec.core.split_protocol(u)[0] or "file") not in ("file", "local")]
+    return remote or list(uris)
+
+
 def _storage_options() -> dict:
     """fsspec options for every read and write. Empty: S3 endpoint and credentials come from the standard AWS
     environment (``AWS_ENDPOINT_URL``, ``AWS_ACCESS_KEY_ID`` …, or the instance role), which Ray workers inherit,
     so no secret ever passes through config, task arguments or logs."""
     return {}
+
+
+class StallWatchdog:
+    """Log a WARNING when no chunk finished for ``stall_s`` seconds (then again every ``stall_s``), naming the chunk
+    being worked on and how long it has been: a stalled Dataset must never be silent. ``stall_s`` 0 disables it.
+
+    Use as a context manager; call ``chunk(name)`` when a chunk starts and ``done()`` when it finishes.
+    """
+
+    def __init__(self, stall_s: float, log: logging.Logger | None = None, poll_s: float | None = None) -> None:
+        self.stall_s = float(stall_s)
+        self.log = log or logger
+        self.poll_s = poll_s if poll_s is not None else min(max(self.stall_s / 10, 0.01), 5.0)
+        self._lock = threading.Lock()
+        self._name = "(none yet)"
+        self._since = time.monotonic()  # last progress: start, or a chunk finished
+        self._chunk_start = self._since
+        self._warned_at = 0.0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def chunk(self, name: str) -> None:
+        with self._lock:
+            self._name, self._chunk_start = name, time.monotonic()
+
+    def done(self) -> None:
+        with self._lock:
+            self._since, self._warned_at = time.monotonic(), 0.0
+
+    def check(self) -> bool:
+        """Log the warning if it is due; True when it logged."""
+        now = time.monotonic()
+        with self._lock:
+            idle = now - self._since
+            if self.stall_s <= 0 or idle < self.stall_s or idle - self._warned_at < self.stall_s:
+                return False
+            self._warned_at = idle
+            name, running = self._name, now - self._chunk_start
+        self.log.warning(
+            "no chunk finished for %.0f s; chunk %s has run for %.0f s (Ray Data may be stalled: check the cluster's "
+            "free CPUs/GPUs and the Ray logs; run.stall_warning_s sets this warning)",
+            idle,
+            name,
+            running,
+        )
+        return True
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.poll_s):
+            self.check()
+
+    def __enter__(self) -> StallWatchdog:
+        if self.stall_s > 0:
+            self._thread = threading.Thread(target=self._loop, name="raypose-stall-watchdog", daemon=True)
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+
+
+def _local_cpus(num_cpus: int | None) -> float | None:
+    """CPUs of the local Ray this job will start (``--num-cpus`` or all), or None when it will use a running Ray
+    (``RAY_ADDRESS``, or one already initialised in this process), whose resources are known only once connected."""
+    import ray
+
+    if os.environ.get("RAY_ADDRESS") or ray.is_initialized():
+        return None
+    return float(num_cpus or os.cpu_count() or 1)
 
 
 def _init_ray(num_cpus: int | None) -> None:
@@ -161,22 +306,30 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--num-cpus", type=int, help="CPUs for a local Ray started here (default: all)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("botocore").setLevel(logging.WARNING)  # not its INFO lines around a one-line error
 
     from pipelines.configs import ConfigError, config_hash, to_dict
+    from pipelines.label import check_resources
     from store.sources import InputError, list_inputs
 
     # ---- validate everything before any work starts -------------------------------------------------------------
     storage_options = _storage_options()
     try:
         cfg = build_config(args.config, args.overrides)
-        units = list_inputs(args.input, storage_options)
+        local_cpus = _local_cpus(args.num_cpus)
+        if local_cpus is not None:  # a local Ray started here: its CPUs are known now (GPUs once it runs)
+            check_resources(cfg, local_cpus)
+        _check_locations(args.input, args.output, storage_options)
+        with _at("input", _remote(args.input)):
+            units = list_inputs(args.input, storage_options)
         if not units:
             raise InputError(f"no videos or images found under {' '.join(args.input)}")
         cfg = _resolve_weights(cfg)
         det_sha = _detector_digest(cfg.detector)
         sppe_sha = _sppe_digest(cfg.sppe, det_sha)
-        _check_output(args.output, storage_options)
-    except (ConfigError, InputError, ValueError, OSError) as e:
+        with _at("output", [args.output]):
+            _check_output(args.output, storage_options)
+    except (ConfigError, InputError, LocationError, ValueError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     random_weights = sppe_sha == "random" or det_sha == "random"
@@ -217,33 +370,54 @@ def main(argv: list[str] | None = None) -> int:
     summaries: list[dict] = []
     try:
         _init_ray(args.num_cpus)
+        resources = ray.cluster_resources()
+        check_resources(cfg, resources.get("CPU", 0.0), resources.get("GPU", 0.0))
+    except ValueError as e:  # before any Dataset is built: the pipeline would hang on this cluster
+        if local_cpus is None:
+            # A running cluster may still scale up (cluster.yaml's GPU workers start at 0): say it, don't refuse;
+            # the stall watchdog reports if nothing moves.
+            logger.warning("%s (the cluster may still add nodes; continuing)", e)
+        else:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+    except Exception:
+        logger.exception("run %s failed to start Ray", run_id)
+        return 1
+    n_chunks = -(-len(todo) // cfg.run.chunk_units)
+    try:
         configure_data_context()
-        cpus = int(ray.cluster_resources().get("CPU", 1))
-        for c in range(0, len(todo), cfg.run.chunk_units):
-            chunk = todo[c : c + cfg.run.chunk_units]
-            shards = probe_units(chunk, cfg, storage_options)
-            spec = PublishSpec(
-                output=args.output,
-                run_id=run_id,
-                config_hash=chash,
-                fingerprints={u.video_id: u.fingerprint for u in chunk},
-                keypoint_set=cfg.sppe.keypoint_set,
-                sppe=cfg.sppe.arch,
-                sppe_sha256=sppe_sha,
-                random_weights=random_weights,
-                config=effective,
-                storage_options=storage_options,
-                tracking=cfg.tracking.poseflow if cfg.tracking.enabled else None,
-            )
-            parts = cfg.run.num_partitions or max(1, min(len(chunk), 4 * cpus))
-            ds = build_label_dataset(shards, cfg, spec, num_partitions=parts)
-            summaries += ds.take_all()
-            logger.info(
-                "chunk %d/%d done: %d videos",
-                c // cfg.run.chunk_units + 1,
-                -(-len(todo) // cfg.run.chunk_units),
-                len(chunk),
-            )
+        cpus = int(resources.get("CPU", 1))
+        with StallWatchdog(cfg.run.stall_warning_s) as watch:
+            for c in range(0, len(todo), cfg.run.chunk_units):
+                chunk = todo[c : c + cfg.run.chunk_units]
+                name = f"{c // cfg.run.chunk_units + 1}/{n_chunks} ({len(chunk)} videos from {chunk[0].video_id})"
+                watch.chunk(name)
+                shards = probe_units(chunk, cfg, storage_options)
+                spec = PublishSpec(
+                    output=args.output,
+                    run_id=run_id,
+                    config_hash=chash,
+                    fingerprints={u.video_id: u.fingerprint for u in chunk},
+                    keypoint_set=cfg.sppe.keypoint_set,
+                    sppe=cfg.sppe.arch,
+                    sppe_sha256=sppe_sha,
+                    random_weights=random_weights,
+                    config=effective,
+                    storage_options=storage_options,
+                    tracking=cfg.tracking.poseflow if cfg.tracking.enabled else None,
+                )
+                parts = cfg.run.num_partitions or max(1, min(len(chunk), 4 * cpus))
+                ds = build_label_dataset(shards, cfg, spec, num_partitions=parts)
+                summaries += ds.take_all()
+                watch.done()
+                logger.info(
+                    "chunk %d/%d done: %d videos (%d of %d)",
+                    c // cfg.run.chunk_units + 1,
+                    n_chunks,
+                    len(chunk),
+                    c + len(chunk),
+                    len(todo),
+                )
     except Exception:
         logger.exception("run %s failed; committed videos are kept and a rerun resumes after them", run_id)
         return 1

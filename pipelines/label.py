@@ -44,6 +44,7 @@ __all__ = [
     "configure_data_context",
     "probe_units",
     "build_label_dataset",
+    "check_resources",
 ]
 
 
@@ -52,7 +53,8 @@ class StageResources:
     """Ray resources of one actor-pool stage."""
 
     actors: int = 1  # pool size (fixed: autoscaling pools start at one actor and may stay there, ray-project/ray#59144)
-    # per actor; actors × num_cpus must leave ≥ 1 CPU for decode tasks, or the pipeline hangs (ray-project/ray#44687)
+    # per actor; the pools' actors × num_cpus must leave room for one decode, pose-NMS and publish task, or the
+    # pipeline hangs silently (ray-project/ray#44687): ``check_resources`` refuses such a configuration
     num_cpus: float = 0.5
     num_gpus: float = 0.0  # per actor; fractions share a GPU
     batch_size: int = 8  # frames per call
@@ -79,11 +81,14 @@ class RunConfig:
     decode_chunk: int = 16  # frames per decoded batch
     chunk_units: int = 64  # videos per Dataset execution: a crash loses at most one chunk's work
     num_partitions: int = 0  # groupby partitions; 0 → min(videos in chunk, 4 × CPUs)
+    stall_warning_s: float = 300.0  # warn when no chunk finished for this long; 0 disables the warning
 
     def __post_init__(self) -> None:
         for name in ("shard_frames", "decode_chunk", "chunk_units"):
             if getattr(self, name) < 1:
                 raise ValueError(f"run.{name} must be ≥ 1, got {getattr(self, name)}")
+        if self.stall_warning_s < 0:
+            raise ValueError(f"run.stall_warning_s must be ≥ 0 (0 disables), got {self.stall_warning_s}")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -138,6 +143,48 @@ class LabelConfig:
         d.pop("resources")
         d["run"] = {"shard_frames": self.run.shard_frames}  # shard length can move nothing, but keep it visible
         return d
+
+
+def check_resources(cfg: LabelConfig, cpus: float, gpus: float | None = None) -> None:
+    """Refuse resources on which the pipeline could never run, instead of letting it hang without a word.
+
+    Ray Data starts each fixed-size actor pool whole and keeps it for the Dataset's execution, so the pools'
+    reservations must fit the cluster and leave room for at least one task of each CPU-task stage (decode, pose
+    NMS, publish); otherwise the tasks wait forever for a CPU the actors hold (ray-project/ray#44687).
+
+    Args:
+        cfg: the job's configuration (the SPPE pool does not exist with ``sppe.arch=detector``).
+        cpus: CPUs of the cluster (``ray.cluster_resources()["CPU"]``, or ``--num-cpus`` before a local Ray starts).
+        gpus: GPUs of the cluster; None when not known yet (the GPU check is skipped).
+    Raises:
+        ValueError: one line with the arithmetic and what to lower.
+    """
+    r = cfg.resources
+    pools = [("detect", r.detect)]
+    if cfg.sppe.arch != "detector":
+        pools.append(("sppe", r.sppe))
+    parts = [f"{name} {s.actors} actor{'s' if s.actors > 1 else ''} × {s.num_cpus:g} CPU" for name, s in pools]
+    reserved = sum(s.actors * s.num_cpus for _, s in pools)
+    tasks = [("decode", "decode_cpus"), ("pose-NMS", "pose_nms_cpus"), ("publish", "publish_cpus")]
+    what, key = max(tasks, key=lambda t: getattr(r, t[1]))  # ties: the first, decode
+    need = getattr(r, key)
+    left = cpus - reserved
+    if left + 1e-9 < need:
+        raise ValueError(
+            f"resources: {' + '.join(parts)} = {reserved:g} of {cpus:g} CPUs leaves {max(left, 0.0):g} < {need:g} "
+            f"(resources.{key}) for {what} tasks, so the pipeline would hang; lower resources.*.num_cpus or "
+            f"resources.*.actors, or give it more CPUs"
+        )
+    if gpus is None:
+        return
+    gpu_pools = [(name, s) for name, s in pools if s.num_gpus > 0]
+    wanted = sum(s.actors * s.num_gpus for _, s in gpu_pools)
+    if wanted > gpus + 1e-9:
+        gparts = [f"{name} {s.actors} actor{'s' if s.actors > 1 else ''} × {s.num_gpus:g} GPU" for name, s in gpu_pools]
+        raise ValueError(
+            f"resources: {' + '.join(gparts)} = {wanted:g} GPUs but the cluster has {gpus:g}, so the pipeline would "
+            f"hang; lower resources.*.num_gpus or resources.*.actors (0 GPUs runs on CPU), or use a GPU cluster"
+        )
 
 
 def configure_data_context() -> None:
