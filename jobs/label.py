@@ -368,59 +368,62 @@ def main(argv: list[str] | None = None) -> int:
 
     t_start = time.perf_counter()
     summaries: list[dict] = []
-    try:
-        _init_ray(args.num_cpus)
-        resources = ray.cluster_resources()
-        check_resources(cfg, resources.get("CPU", 0.0), resources.get("GPU", 0.0))
-    except ValueError as e:  # before any Dataset is built: the pipeline would hang on this cluster
-        if local_cpus is None:
-            # A running cluster may still scale up (cluster.yaml's GPU workers start at 0): say it, don't refuse;
-            # the stall watchdog reports if nothing moves.
-            logger.warning("%s (the cluster may still add nodes; continuing)", e)
-        else:
-            print(f"error: {e}", file=sys.stderr)
-            return 2
-    except Exception:
-        logger.exception("run %s failed to start Ray", run_id)
-        return 1
-    n_chunks = -(-len(todo) // cfg.run.chunk_units)
-    try:
-        configure_data_context()
-        cpus = int(resources.get("CPU", 1))
-        with StallWatchdog(cfg.run.stall_warning_s) as watch:
-            for c in range(0, len(todo), cfg.run.chunk_units):
-                chunk = todo[c : c + cfg.run.chunk_units]
-                name = f"{c // cfg.run.chunk_units + 1}/{n_chunks} ({len(chunk)} videos from {chunk[0].video_id})"
-                watch.chunk(name)
-                shards = probe_units(chunk, cfg, storage_options)
-                spec = PublishSpec(
-                    output=args.output,
-                    run_id=run_id,
-                    config_hash=chash,
-                    fingerprints={u.video_id: u.fingerprint for u in chunk},
-                    keypoint_set=cfg.sppe.keypoint_set,
-                    sppe=cfg.sppe.arch,
-                    sppe_sha256=sppe_sha,
-                    random_weights=random_weights,
-                    config=effective,
-                    storage_options=storage_options,
-                    tracking=cfg.tracking.poseflow if cfg.tracking.enabled else None,
-                )
-                parts = cfg.run.num_partitions or max(1, min(len(chunk), 4 * cpus))
-                ds = build_label_dataset(shards, cfg, spec, num_partitions=parts)
-                summaries += ds.take_all()
-                watch.done()
-                logger.info(
-                    "chunk %d/%d done: %d videos (%d of %d)",
-                    c // cfg.run.chunk_units + 1,
-                    n_chunks,
-                    len(chunk),
-                    c + len(chunk),
-                    len(todo),
-                )
-    except Exception:
-        logger.exception("run %s failed; committed videos are kept and a rerun resumes after them", run_id)
-        return 1
+    if not todo:  # decided before Ray starts: a rerun of finished work costs no cluster start-up
+        logger.info("every input is already committed with this config: nothing to run, Ray not started")
+    else:
+        try:
+            _init_ray(args.num_cpus)
+            resources = ray.cluster_resources()
+            check_resources(cfg, resources.get("CPU", 0.0), resources.get("GPU", 0.0))
+        except ValueError as e:  # before any Dataset is built: the pipeline would hang on this cluster
+            if local_cpus is None:
+                # A running cluster may still scale up (cluster.yaml's GPU workers start at 0): say it, don't refuse;
+                # the stall watchdog reports if nothing moves.
+                logger.warning("%s (the cluster may still add nodes; continuing)", e)
+            else:
+                print(f"error: {e}", file=sys.stderr)
+                return 2
+        except Exception:
+            logger.exception("run %s failed to start Ray", run_id)
+            return 1
+        n_chunks = -(-len(todo) // cfg.run.chunk_units)
+        try:
+            configure_data_context()
+            cpus = int(resources.get("CPU", 1))
+            with StallWatchdog(cfg.run.stall_warning_s) as watch:
+                for c in range(0, len(todo), cfg.run.chunk_units):
+                    chunk = todo[c : c + cfg.run.chunk_units]
+                    name = f"{c // cfg.run.chunk_units + 1}/{n_chunks} ({len(chunk)} videos from {chunk[0].video_id})"
+                    watch.chunk(name)
+                    shards = probe_units(chunk, cfg, storage_options)
+                    spec = PublishSpec(
+                        output=args.output,
+                        run_id=run_id,
+                        config_hash=chash,
+                        fingerprints={u.video_id: u.fingerprint for u in chunk},
+                        keypoint_set=cfg.sppe.keypoint_set,
+                        sppe=cfg.sppe.arch,
+                        sppe_sha256=sppe_sha,
+                        random_weights=random_weights,
+                        config=effective,
+                        storage_options=storage_options,
+                        tracking=cfg.tracking.poseflow if cfg.tracking.enabled else None,
+                    )
+                    parts = cfg.run.num_partitions or max(1, min(len(chunk), 4 * cpus))
+                    ds = build_label_dataset(shards, cfg, spec, num_partitions=parts)
+                    summaries += ds.take_all()
+                    watch.done()
+                    logger.info(
+                        "chunk %d/%d done: %d videos (%d of %d)",
+                        c // cfg.run.chunk_units + 1,
+                        n_chunks,
+                        len(chunk),
+                        c + len(chunk),
+                        len(todo),
+                    )
+        except Exception:
+            logger.exception("run %s failed; committed videos are kept and a rerun resumes after them", run_id)
+            return 1
     elapsed = time.perf_counter() - t_start
 
     summary = _write_run_outputs(

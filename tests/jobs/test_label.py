@@ -74,7 +74,7 @@ def _read(out: Path, table: str):
     return pq.read_table(str(out / table), partitioning="hive")
 
 
-def test_label_real_media_schema_errors_and_resume(ray_session, shared_data, media, tmp_path):
+def test_label_real_media_schema_errors_and_resume(ray_session, shared_data, media, tmp_path, monkeypatch):
     out = tmp_path / "out"
     inputs = [
         str(shared_data / "videos"),
@@ -148,6 +148,19 @@ def test_label_real_media_schema_errors_and_resume(ray_session, shared_data, med
     runs = sorted((out / "runs").glob("*/summary.json"), key=lambda p: json.loads(p.read_text())["run_id"])
     second = [json.loads(p.read_text()) for p in runs if json.loads(p.read_text())["run_id"] != summary["run_id"]][0]
     assert second["skipped_committed"] == 6 and second["published"] == 0 and second["processed"] == 2
+    # Only committed inputs: the job decides before starting Ray that there is nothing to run.
+    import jobs.label
+
+    def no_ray(*_args, **_kwargs):
+        raise AssertionError("Ray was started for a run with nothing to do")
+
+    monkeypatch.setattr(jobs.label, "_init_ray", no_ray)
+    # (an explicit run id that sorts first: the checks below pick runs by the newest time-stamped id)
+    only_done = ["--input", str(shared_data / "coco"), *args[args.index("--output") :], "--run-id", "0-nothing"]
+    assert label_main(only_done) == 0
+    nothing = json.loads((out / "runs" / "0-nothing" / "summary.json").read_text())
+    assert (nothing["inputs"], nothing["skipped_committed"], nothing["processed"]) == (1, 1, 0)
+    monkeypatch.undo()
     # A changed config reprocesses.
     assert label_main(args + ["--set", "pose_nms.score_threshold=0.01"]) == 0
     third = max((json.loads(p.read_text()) for p in (out / "runs").glob("*/summary.json")), key=lambda s: s["run_id"])
