@@ -134,7 +134,8 @@ def _marker_payload(marker: Path) -> object:
         def __reduce__(self):
             return os.system, (f"touch {marker}",)
 
-    return {"state_dict": {"w": torch.ones(2)}, "payload": WritesMarker()}
+    # The payload first: the positive control's plain unpickler reaches it before the (stubbed) tensor storages.
+    return {"payload": WritesMarker(), "state_dict": {"w": torch.ones(2)}}
 
 
 def _raw_torch_zip(pkl: bytes) -> bytes:
@@ -169,8 +170,17 @@ def test_a_pickle_that_runs_code_stays_inert(tmp_path):
         build_detector("yolo", weights=str(path))
     assert not marker.exists()
 
-    # Positive control: ordinary unpickling (torch.load without weights_only) does run the payload.
-    res = _run(f"import torch; torch.load({str(path)!r}, weights_only=False)")
+    # Positive control: ordinary unpickling of the archive's pickle (what an unsafe loader does) runs the payload.
+    # Plain pickle in a child process, storages stubbed: the project never calls torch.load without weights_only.
+    code = (
+        "import pickle, zipfile\n"
+        f"z = zipfile.ZipFile({str(path)!r})\n"
+        "name = next(n for n in z.namelist() if n.endswith('data.pkl'))\n"
+        "u = pickle.Unpickler(__import__('io').BytesIO(z.read(name)))\n"
+        "u.persistent_load = lambda pid: None\n"
+        "try:\n    u.load()\nexcept Exception:\n    pass\n"  # the tensors cannot rebuild from stubs; the payload ran first
+    )
+    res = _run(code)
     assert res.returncode == 0, res.stderr
     assert marker.exists(), "the payload did not run under plain pickle: this test would prove nothing"
 
