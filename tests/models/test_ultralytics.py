@@ -178,7 +178,7 @@ def test_a_pickle_that_runs_code_stays_inert(tmp_path):
         "name = next(n for n in z.namelist() if n.endswith('data.pkl'))\n"
         "u = pickle.Unpickler(__import__('io').BytesIO(z.read(name)))\n"
         "u.persistent_load = lambda pid: None\n"
-        "try:\n    u.load()\nexcept Exception:\n    pass\n"  # the tensors cannot rebuild from stubs; the payload ran first
+        "try:\n    u.load()\nexcept Exception:\n    pass\n"  # tensors fail on the stubs, after the payload
     )
     res = _run(code)
     assert res.returncode == 0, res.stderr
