@@ -68,3 +68,16 @@ def s3_server(monkeypatch):
     yield endpoint
     server.stop()
     s3fs.S3FileSystem.clear_instance_cache()
+
+
+#: ``jobs.label`` overrides for quick end-to-end runs: a small random-weight SPPE, every pose kept, short shards.
+FAST_LABEL = [
+    "--set",
+    "sppe.arch=fastpose_res18",
+    "--set",
+    "sppe.random_weights=true",
+    "--set",
+    "pose_nms.score_threshold=0",
+    "--set",
+    "run.shard_frames=16",
+]

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
+from conftest import FAST_LABEL
 
 from jobs.label import main as label_main
 from jobs.make_sample import main as make_sample
@@ -21,16 +22,7 @@ from store.schema import FRAMES_SCHEMA, KEYPOINT_SCHEMA
 REPO = Path(__file__).resolve().parents[2]
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
-FAST = [
-    "--set",
-    "sppe.arch=fastpose_res18",
-    "--set",
-    "sppe.random_weights=true",
-    "--set",
-    "pose_nms.score_threshold=0",
-    "--set",
-    "run.shard_frames=16",
-]
+FAST = FAST_LABEL
 
 
 @pytest.fixture(scope="module")

@@ -12,21 +12,12 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import free_port
+from conftest import FAST_LABEL, free_port
 
 from jobs.make_sample import main as make_sample
 
 REPO = Path(__file__).resolve().parents[2]
-FAST = [
-    "--set",
-    "sppe.arch=fastpose_res18",
-    "--set",
-    "sppe.random_weights=true",
-    "--set",
-    "pose_nms.score_threshold=0",
-    "--set",
-    "run.shard_frames=8",
-]
+FAST = [*FAST_LABEL, "--set", "run.shard_frames=8"]  # later --set wins
 
 
 @pytest.fixture(scope="module")

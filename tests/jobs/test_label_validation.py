@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import FAST_LABEL
 
 from jobs.label import main as label_main
 from jobs.make_sample import main as make_sample
@@ -19,16 +20,7 @@ from pipelines.label import LabelConfig, RunConfig
 
 REPO = Path(__file__).resolve().parents[2]
 
-FAST = [
-    "--set",
-    "sppe.arch=fastpose_res18",
-    "--set",
-    "sppe.random_weights=true",
-    "--set",
-    "pose_nms.score_threshold=0",
-    "--set",
-    "run.shard_frames=16",
-]
+FAST = FAST_LABEL
 RANDOM_DETECTOR = ["--set", "detector.random_weights=true"]
 
 
