@@ -156,7 +156,16 @@ class Detector:
     row, so ``sppe.arch: detector`` needs no second network.
     """
 
-    def __init__(self, cfg: DetectorConfig, crop: CropSpec | None = ALPHAPOSE_CROP, keypoints: bool = False) -> None:
+    def __init__(
+        self,
+        cfg: DetectorConfig,
+        crop: CropSpec | None = ALPHAPOSE_CROP,
+        keypoints: bool = False,
+        threads: int | None = None,
+    ) -> None:
+        """``threads``: torch intra-op threads (``resources.detect.threads``); None keeps Ray's ``OMP_NUM_THREADS``."""
+        if threads:
+            torch.set_num_threads(threads)  # on a GPU only the pre/post-processing uses them
         self.cfg = cfg
         self.crop = crop
         self.keypoints = keypoints

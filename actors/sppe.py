@@ -54,9 +54,10 @@ class SPPEConfig:
     keypoint_set: str = "coco17"  # models.keypoints name of the heatmap channels
     flip_test: bool = False  # average with the mirrored input (AlphaPose --flip)
     decode: str = "alphapose"  # "alphapose" (exact) or "dark" (sub-pixel)
-    batch_size: int = 64  # persons per forward pass
+    # persons per forward pass; 0 = by device: 8 on CPU (per-crop cost rises with the batch there: 0.13 s at 8 vs
+    # 0.18 s at 64 for FastPose-res50 on 2 threads, benchmarks/end_to_end.py), 64 on a GPU
+    batch_size: int = 0
     device: str = "auto"  # "auto" (GPU iff Ray assigned one), "cpu", "cuda", "cuda:N"
-    threads: int = 0  # torch intra-op threads on CPU; 0 keeps Ray's default (OMP_NUM_THREADS = the actor's CPUs)
     precision: str = "fp32"  # "fp32", "bf16" or "fp16" weights and activations
 
     def __post_init__(self) -> None:
@@ -80,10 +81,8 @@ class SPPEConfig:
             )
         if self.decode not in ("alphapose", "dark"):
             raise ValueError(f"sppe.decode must be 'alphapose' or 'dark', got {self.decode!r}")
-        if self.batch_size < 1:
-            raise ValueError(f"sppe.batch_size must be ≥ 1, got {self.batch_size}")
-        if self.threads < 0:
-            raise ValueError(f"sppe.threads must be ≥ 0, got {self.threads}")
+        if self.batch_size < 0:
+            raise ValueError(f"sppe.batch_size must be ≥ 1, or 0 for the device's default; got {self.batch_size}")
         if self.checkpoint is None and not self.random_weights and self.arch in SPPE_ARCHS:
             raise ValueError(
                 "sppe.checkpoint is not set: give an AlphaPose-format checkpoint (sppe.checkpoint=PATH), or "
@@ -122,13 +121,14 @@ def load_blazepose(path: str):
 class SPPE:
     """``__init__`` builds and loads the network once per actor; ``__call__`` maps a batch of frame rows."""
 
-    def __init__(self, cfg: SPPEConfig) -> None:
+    def __init__(self, cfg: SPPEConfig, threads: int | None = None) -> None:
+        """``threads``: torch intra-op threads on CPU (``resources.sppe.threads`` as ``plan_resources`` sized it);
+        None keeps Ray's default, ``OMP_NUM_THREADS`` = the actor's CPU reservation, which is 1 for a fraction."""
         self.cfg = cfg
         self.device = pick_device(cfg.device)
-        if cfg.threads and self.device.type == "cpu":
-            # Ray pins OMP_NUM_THREADS to the actor's CPU reservation (1 for fractions); a laptop's single SPPE
-            # actor may use every core while decode tasks mostly wait on it.
-            torch.set_num_threads(cfg.threads)
+        if threads and self.device.type == "cpu":
+            torch.set_num_threads(threads)
+        self.batch_size = cfg.batch_size or (8 if self.device.type == "cpu" else 64)
         if cfg.arch == "detector":
             raise ValueError("sppe.arch=detector has no pose stage: the pipeline takes the detector's keypoints")
         self.dtype = PRECISIONS[cfg.precision]
@@ -147,7 +147,12 @@ class SPPE:
         self.model.to(device=self.device, dtype=self.dtype).eval()
         self.flip_pairs = get_keypoint_set(cfg.keypoint_set).flip_pairs
         logger.info(
-            "SPPE %s (sha256 %s) on %s, %d persons per forward", cfg.arch, self.sha256[:12], self.device, cfg.batch_size
+            "SPPE %s (sha256 %s) on %s, %d persons per forward, %d torch threads",
+            cfg.arch,
+            self.sha256[:12],
+            self.device,
+            self.batch_size,
+            torch.get_num_threads(),
         )
 
     @torch.inference_mode()
@@ -159,9 +164,9 @@ class SPPE:
         if p == 0:
             return np.zeros((0, k, 2), np.float32), np.zeros((0, k), np.float32)
         kps, scores = [], []
-        for s in range(0, p, self.cfg.batch_size):
-            chunk = torch.as_tensor(crops[s : s + self.cfg.batch_size]).to(self.device)
-            boxes = torch.as_tensor(np.asarray(crop_boxes_xyxy[s : s + self.cfg.batch_size], np.float64))
+        for s in range(0, p, self.batch_size):
+            chunk = torch.as_tensor(crops[s : s + self.batch_size]).to(self.device)
+            boxes = torch.as_tensor(np.asarray(crop_boxes_xyxy[s : s + self.batch_size], np.float64))
             if isinstance(self.model, BlazePoseSPPE):
                 kp, sc = self.model(chunk, boxes.to(self.device))
             else:

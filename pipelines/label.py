@@ -20,6 +20,7 @@ shards in Ray tasks first (a probe demuxes a whole video, which must not happen 
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from dataclasses import dataclass, field
 
@@ -45,25 +46,34 @@ __all__ = [
     "probe_units",
     "build_label_dataset",
     "check_resources",
+    "plan_resources",
+    "actor_stage",
 ]
 
 
 @dataclass(frozen=True, kw_only=True)
 class StageResources:
-    """Ray resources of one actor-pool stage."""
+    """Ray resources of one actor-pool stage. ``None`` means "size it from the cluster" (``plan_resources``, run
+    by ``jobs.label`` once the cluster's CPUs are known); a value given in the config always wins."""
 
-    actors: int = 1  # pool size (fixed: autoscaling pools start at one actor and may stay there, ray-project/ray#59144)
-    # per actor; the pools' actors × num_cpus must leave room for one decode, pose-NMS and publish task, or the
-    # pipeline hangs silently (ray-project/ray#44687): ``check_resources`` refuses such a configuration
-    num_cpus: float = 0.5
+    actors: int | None = None  # pool size (fixed: autoscaling pools start at one actor and may stay there,
+    # ray-project/ray#59144)
+    # CPUs reserved per actor; the pools' actors × num_cpus must leave room for one decode, pose-NMS and publish
+    # task, or the pipeline hangs silently (ray-project/ray#44687): ``check_resources`` refuses such a configuration
+    num_cpus: float | None = None
     num_gpus: float = 0.0  # per actor; fractions share a GPU
+    # torch intra-op threads per actor. Ray sets OMP_NUM_THREADS to the reservation (1 for any fraction), which left
+    # a 2-core machine's only SPPE actor on one core while decode mostly waited on it (issue 13)
+    threads: int | None = None
     batch_size: int = 8  # frames per call
 
     def __post_init__(self) -> None:
-        if self.actors < 1 or self.batch_size < 1:
+        if (self.actors is not None and self.actors < 1) or self.batch_size < 1:
             raise ValueError(f"actors and batch_size must be ≥ 1 (got {self.actors}, {self.batch_size})")
-        if self.num_cpus < 0 or self.num_gpus < 0:
+        if (self.num_cpus is not None and self.num_cpus < 0) or self.num_gpus < 0:
             raise ValueError("num_cpus and num_gpus must be ≥ 0")
+        if self.threads is not None and self.threads < 1:
+            raise ValueError(f"threads must be ≥ 1 (or unset for automatic), got {self.threads}")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -73,6 +83,78 @@ class ResourcesConfig:
     sppe: StageResources = field(default_factory=StageResources)
     pose_nms_cpus: float = 0.25
     publish_cpus: float = 0.25  # per-video track-and-publish task
+
+
+#: Most torch threads one CPU actor gets before ``plan_resources`` splits a pool into more actors (intra-op
+#: scaling of a ResNet forward flattens past a handful of cores; more actors keep every core busy).
+MAX_THREADS_PER_ACTOR = 8
+
+
+def plan_resources(cfg: LabelConfig, cpus: float, gpus: float = 0.0) -> LabelConfig:
+    """``cfg`` with every unset actor-pool field of ``cfg.resources`` sized from the cluster's CPUs.
+
+    The rule (explicit values are kept and counted first):
+
+    * CPU tasks (decode, pose NMS, publish) keep ``room = min(max(1, cpus / 4), cpus − 0.5)`` CPUs, never less than
+      their largest single task, so the pipeline always makes progress (issue 14: 1 CPU hung forever).
+    * The rest goes to the pools: a detector that reads precomputed boxes only cuts crops (≤ 0.25 CPU, one actor);
+      a network detector and the SPPE split it 1 : 2. A pool of ``n`` CPUs gets ``ceil(n / MAX_THREADS_PER_ACTOR)``
+      actors.
+    * Threads: a CPU actor runs ``round(reservation + its share of room)`` torch threads, so the pools together use
+      every core (at most ``MAX_THREADS_PER_ACTOR``); the CPU tasks mostly wait on the networks, so their
+      reservation would otherwise idle. On 2 CPUs with precomputed boxes that is one SPPE actor reserving 0.75 CPU
+      and running 2 threads.
+    * GPU pools (``num_gpus > 0``) reserve at most 1 CPU per actor and default to that many threads.
+
+    Args:
+        cfg: the job's configuration.
+        cpus: CPUs of the cluster (or of the local Ray this job starts).
+        gpus: GPUs of the cluster (0 when none or not known).
+    Returns:
+        A config whose ``resources`` has no unset field; results do not depend on it (resources are not hashed).
+    """
+    r = cfg.resources
+    need = max(r.decode_cpus, r.pose_nms_cpus, r.publish_cpus)
+    room = max(min(max(1.0, cpus / 4), cpus - 0.5), need)
+    pools: dict[str, tuple[StageResources, float]] = {
+        "detect": (r.detect, 0.0 if cfg.detector.arch == "precomputed" else 1.0)
+    }
+    if cfg.sppe.arch != "detector":
+        pools["sppe"] = (r.sppe, 2.0)
+    fixed = sum(s.num_cpus * (s.actors or 1) for s, _ in pools.values() if s.num_cpus is not None)
+    budget = max(cpus - room - fixed, 0.0)
+    auto = {n: w for n, (s, w) in pools.items() if s.num_cpus is None}
+    totals: dict[str, float] = {}
+    light = [n for n, w in auto.items() if w == 0.0]
+    for n in light:
+        totals[n] = min(0.25, budget / (4 * len(light)))
+    budget -= sum(totals.values())
+    heavy = {n: w for n, w in auto.items() if w > 0.0}
+    for n, w in heavy.items():
+        totals[n] = budget * w / sum(heavy.values())
+    planned = {}
+    for n, (s, w) in pools.items():
+        if s.num_cpus is not None:
+            actors = s.actors or 1
+            per_actor = s.num_cpus
+        else:
+            actors = s.actors or (1 if w == 0.0 else max(1, math.ceil(totals[n] / MAX_THREADS_PER_ACTOR)))
+            per_actor = math.floor(100 * totals[n] / actors) / 100
+            if s.num_gpus > 0:
+                per_actor = min(per_actor, 1.0)
+        planned[n] = (s, actors, per_actor)
+    heavy_actors = sum(a for n, (s, a, c) in planned.items() if pools[n][1] > 0 and s.num_gpus == 0)
+    out = {}
+    for n, (s, actors, per_actor) in planned.items():
+        threads = s.threads
+        if threads is None:
+            if pools[n][1] > 0 and s.num_gpus == 0:
+                threads = round(per_actor + room / max(heavy_actors, 1))
+            else:
+                threads = round(per_actor)
+            threads = int(min(max(threads, 1), max(cpus, 1), MAX_THREADS_PER_ACTOR))
+        out[n] = dataclasses.replace(s, actors=actors, num_cpus=per_actor, threads=threads)
+    return dataclasses.replace(cfg, resources=dataclasses.replace(r, **out))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -160,6 +242,9 @@ def check_resources(cfg: LabelConfig, cpus: float, gpus: float | None = None) ->
         ValueError: one line with the arithmetic and what to lower.
     """
     r = cfg.resources
+    if any(s.num_cpus is None or s.actors is None for s in (r.detect, r.sppe)):
+        cfg = plan_resources(cfg, cpus, gpus or 0.0)
+        r = cfg.resources
     pools = [("detect", r.detect)]
     if cfg.sppe.arch != "detector":
         pools.append(("sppe", r.sppe))
@@ -264,10 +349,13 @@ def _decode_batch(batch: dict, chunk: int, storage_options: dict, orb: OrbParams
             yield out
 
 
-def _actor_stage(ds, cls, cfg_obj, res: StageResources, **constructor_kwargs):
+def actor_stage(ds, cls, cfg_obj, res: StageResources, **constructor_kwargs):
+    """``ds.map_batches`` through an actor pool of ``cls(cfg=cfg_obj, **constructor_kwargs)`` sized by ``res``."""
     import ray.data
 
     kwargs = dict(num_cpus=res.num_cpus)
+    if res.num_cpus is None or res.actors is None:
+        raise ValueError("build_label_dataset needs planned resources: call plan_resources(cfg, cpus) first")
     if res.num_gpus > 0:
         kwargs["num_gpus"] = res.num_gpus
     return ds.map_batches(
@@ -296,6 +384,9 @@ def build_label_dataset(
 
     import ray.data
 
+    if any(s.num_cpus is None or s.actors is None for s in (cfg.resources.detect, cfg.resources.sppe)):
+        have = ray.cluster_resources()
+        cfg = plan_resources(cfg, have.get("CPU", 1.0), have.get("GPU", 0.0))
     r = cfg.resources
     ds = ray.data.from_items([{"shard_json": json.dumps(s)} for s in shards], override_num_blocks=max(1, len(shards)))
     ds = ds.map_batches(
@@ -310,9 +401,13 @@ def build_label_dataset(
     )
     # The detector cuts the crops the pose network takes (its crop spec), or hands over its own keypoints.
     detector_keypoints = cfg.sppe.arch == "detector"
-    ds = _actor_stage(ds, Detector, cfg.detector, r.detect, crop=cfg.sppe.crop, keypoints=detector_keypoints)
+    ds = actor_stage(
+        ds, Detector, cfg.detector, r.detect, crop=cfg.sppe.crop, keypoints=detector_keypoints, threads=r.detect.threads
+    )
     if not detector_keypoints:
-        ds = _actor_stage(ds, sppe_stage, sppe_cfg if sppe_cfg is not None else cfg.sppe, r.sppe)
+        ds = actor_stage(
+            ds, sppe_stage, sppe_cfg if sppe_cfg is not None else cfg.sppe, r.sppe, threads=r.sppe.threads
+        )
     ds = ds.map_batches(
         apply_pose_nms, fn_kwargs={"params": cfg.pose_nms}, batch_size=r.detect.batch_size, num_cpus=r.pose_nms_cpus
     )

@@ -41,10 +41,12 @@ def _cfg(**resources) -> LabelConfig:
 def test_check_resources_refuses_actors_that_take_every_cpu():
     from pipelines.label import check_resources
 
-    check_resources(_cfg(), 2)  # defaults: 0.5 + 0.5 of 2 leaves 1.0
+    half = {"detect": {"num_cpus": 0.5}, "sppe": {"num_cpus": 0.5}}  # the defaults before issue 13
+    check_resources(_cfg(**half), 2)  # 0.5 + 0.5 of 2 leaves 1.0
+    check_resources(_cfg(), 1)  # unset: planned from the CPUs (plan_resources), so it always fits
     check_resources(_cfg(detect={"num_cpus": 0.75}, sppe={"num_cpus": 0.75}), 2, 0)  # leaves 0.5 ≥ 0.25
     with pytest.raises(ValueError) as e:
-        check_resources(_cfg(), 1)  # defaults: 0.5 + 0.5 of 1 leaves 0
+        check_resources(_cfg(**half), 1)  # 0.5 + 0.5 of 1 leaves 0
     assert str(e.value) == (
         "resources: detect 1 actor × 0.5 CPU + sppe 1 actor × 0.5 CPU = 1 of 1 CPUs leaves 0 < 0.25 "
         "(resources.decode_cpus) for decode tasks, so the pipeline would hang; lower resources.*.num_cpus or "
@@ -53,10 +55,10 @@ def test_check_resources_refuses_actors_that_take_every_cpu():
     with pytest.raises(ValueError, match=r"detect 1 actor × 1 CPU \+ sppe 1 actor × 1 CPU = 2 of 2 CPUs leaves 0"):
         check_resources(_cfg(detect={"num_cpus": 1}, sppe={"num_cpus": 1}), 2)
     with pytest.raises(ValueError, match=r"detect 3 actors × 0.5 CPU .* = 2 of 2 CPUs"):
-        check_resources(_cfg(detect={"actors": 3}), 2)
+        check_resources(_cfg(detect={"actors": 3, "num_cpus": 0.5}, sppe={"num_cpus": 0.5}), 2)
     # the largest CPU task is what must fit
     with pytest.raises(ValueError, match=r"leaves 1 < 1.5 \(resources.publish_cpus\) for publish tasks"):
-        check_resources(_cfg(publish_cpus=1.5), 2)
+        check_resources(_cfg(publish_cpus=1.5, **half), 2)
     assert "\n" not in str(e.value)
 
 
@@ -128,9 +130,11 @@ def _sample_args(walkers, out: Path) -> list[str]:
 
 @pytest.mark.slow
 def test_one_cpu_is_refused_before_ray_starts(walkers, tmp_path):
-    """Default resources on ``--num-cpus 1`` hung forever without a word; now exit 2 with the arithmetic."""
+    """Half-CPU pools (the old defaults) on ``--num-cpus 1`` hung forever without a word; now exit 2 with the
+    arithmetic. (Unset pools are sized to fit: tests/pipelines/test_resources.py.)"""
     t0 = time.monotonic()
-    res = _cli([*_sample_args(walkers, tmp_path / "out"), "--num-cpus", "1"])
+    half = ["--set", "resources.detect.num_cpus=0.5", "--set", "resources.sppe.num_cpus=0.5"]
+    res = _cli([*_sample_args(walkers, tmp_path / "out"), "--num-cpus", "1", *half])
     assert res.returncode == 2, res.stderr[-3000:]
     errors = [line for line in res.stderr.splitlines() if line.startswith("error:")]
     assert errors == [
