@@ -21,15 +21,28 @@ Columns: ``correspondences`` int16 ``[M, 4]`` (x, y in frame i − 1, x, y in fr
 ``CORR_PAIRS``; ``CORR_IDENTITY`` AlphaPose's identity fallback, carried as this flag, never as per-pixel rows).
 Every row has both columns, so all blocks share one schema.
 
+**Displayed orientation.** Frames are labelled as a person sees them. Images: OpenCV's ``IMREAD_COLOR`` applies the
+EXIF orientation. Videos: phones store frames as the sensor saw them and add a display matrix (``rotate`` tag in
+older tools) saying how to turn them for display; decoding turns each frame the way FFmpeg's ``autorotate`` does, so
+``image_width``/``image_height`` (and ``VideoProbe.width``/``height``) are the displayed size, and the ``rotation``
+column records the quarter turn applied to video frames (degrees clockwise, 0/90/180/270, ``_rotation_cw``; 0 for
+images, whose EXIF turn OpenCV applies without reporting it). Keypoints, boxes and ORB pairs are all in displayed
+pixels.
+
 A failing probe or decode never raises to the caller: it yields an **error row** (``error`` non-empty, ``stage``
-naming where) so the job records it and goes on with everything else.
+naming where) so the job records it and goes on with everything else. **Every declared frame is accounted for**: a
+frame the shard planned but the stream did not deliver (a truncated file, a packet the codec rejects) becomes an
+error row of its own (``frame_index`` set), and the frames a container declares beyond its last packet (an mp4 whose
+index lists 24 frames but whose data stops after 9) are planned as a tail shard that decodes to error rows
+"stream ended at frame 9 of 24 declared (truncated file?)". Only a shard that fails as a whole (unreadable at decode
+time) gives one row with ``frame_index`` −1.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 
@@ -40,18 +53,26 @@ from store.sources import WorkUnit
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["VideoProbe", "probe_video", "plan_shards", "decode_shard", "error_row"]
+__all__ = ["VideoProbe", "probe_video", "plan_shards", "decode_shard", "error_row", "to_display"]
 
 
 @dataclass(frozen=True)
 class VideoProbe:
-    """What the probe learned: ``pts`` (int64, sorted, one per frame) is None for streams without timestamps."""
+    """What the probe learned: ``pts`` (int64, sorted, one per demuxed frame) is None for streams without timestamps.
+
+    ``num_frames`` counts the frames the container declares when it declares more than it holds packets for (a
+    truncated file: ``declared_frames`` > ``len(pts)``), else the demuxed frames; ``declared_frames`` is the
+    container's own count (0: not declared). ``width``/``height`` are the displayed size, after ``rotation`` (degrees
+    clockwise, module docstring).
+    """
 
     num_frames: int
     time_base: Fraction
     pts: np.ndarray | None
     width: int
     height: int
+    rotation: int = 0
+    declared_frames: int = 0
 
 
 def _open(uri: str, storage_options: dict | None):
@@ -62,18 +83,79 @@ def _open(uri: str, storage_options: dict | None):
     try:
         return av.open(f), f
     except Exception:
+        empty = _is_empty(f)
         f.close()
+        if empty:  # FFmpeg says only "[Errno 22] Invalid argument" for a zero-byte file
+            raise _empty_file(uri) from None
         raise
 
 
+def _is_empty(f) -> bool:
+    """Whether the open file ``f`` holds no bytes (asked only after a failure, so a healthy input costs nothing)."""
+    try:
+        return f.seek(0, 2) == 0
+    except Exception:
+        return False
+
+
+def _empty_file(uri: str) -> ValueError:
+    return ValueError(f"{uri}: file is empty (0 bytes)")
+
+
+_WARNED_ANGLES: set[float] = set()
+
+
+def _rotation_cw(ccw_degrees: float) -> int:
+    """The clockwise quarter turn (0, 90, 180 or 270) that shows a frame whose display matrix rotates by
+    ``ccw_degrees`` counter-clockwise.
+
+    ``ccw_degrees`` is ``av_display_rotation_get`` of the display matrix (PyAV ``VideoFrame.rotation``: "the angle by
+    which the transformation rotates the frame counterclockwise", libavutil/display.h). FFmpeg's ``autorotate``
+    (fftools/ffmpeg_filter.c, ``get_rotation`` in fftools/cmdutils.c) turns the frame by
+    ``theta = -ccw_degrees`` clockwise: theta 90 → ``transpose=clock``, 180 → ``hflip,vflip``, 270 →
+    ``transpose=cclock``. A phone's portrait video has a matrix of −90 (``ffprobe``: "rotation of -90.00 degrees",
+    legacy tag ``rotate=90``): turn 90° clockwise. Angles that are no quarter turn (FFmpeg would insert a ``rotate``
+    filter) are left alone (0), and so are mirrored matrices' flips (only their rotation is applied).
+    """
+    cw = -float(ccw_degrees) % 360.0
+    quarter = int(round(cw / 90.0)) % 4
+    if abs(cw - 90.0 * round(cw / 90.0)) > 1.0:  # FFmpeg's own tolerance for "is it 90/180/270"
+        if ccw_degrees not in _WARNED_ANGLES:  # once per angle and process: this runs for every frame
+            _WARNED_ANGLES.add(ccw_degrees)
+            logger.warning("display rotation of %.1f° is not a quarter turn; frames are left as stored", ccw_degrees)
+        return 0
+    return 90 * quarter
+
+
+def to_display(rgb: np.ndarray, rotation_cw: int) -> np.ndarray:
+    """Turn a stored frame ``[H, W, C]`` clockwise by ``rotation_cw`` (0, 90, 180, 270) degrees: the frame as shown.
+
+    Returns a C-contiguous array (a copy unless ``rotation_cw`` is 0), ``[W, H, C]`` for 90 and 270.
+    ``np.rot90`` turns counter-clockwise for positive ``k``, hence ``k = -rotation_cw / 90``.
+    """
+    if rotation_cw == 0:
+        return rgb
+    return np.ascontiguousarray(np.rot90(rgb, k=-(rotation_cw // 90)))
+
+
+def _displayed(frame) -> tuple[np.ndarray, int]:
+    """A decoded PyAV frame as uint8 RGB in displayed orientation, and the clockwise rotation applied."""
+    rotation = _rotation_cw(frame.rotation)
+    return to_display(frame.to_ndarray(format="rgb24"), rotation), rotation
+
+
 def probe_video(uri: str, storage_options: dict | None = None) -> VideoProbe:
-    """Demux every packet of the first video stream; raises on unreadable input or a stream with no frames."""
+    """Demux every packet of the first video stream, decoding only until its first frame (for the display rotation);
+    raises on unreadable input (``ValueError`` naming the file when it is empty) or a stream with no frames."""
     container, f = _open(uri, storage_options)
     try:
         if not container.streams.video:
             raise ValueError("no video stream")
         stream = container.streams.video[0]
+        stream.thread_count = 1  # a few packets are decoded, at most
+        declared = int(stream.frames or 0)  # the container's count (mp4: the sample table), 0 when not declared
         pts, missing = [], 0
+        rotation: int | None = None
         for packet in container.demux(stream):
             if packet.size == 0:  # flush packets carry no frame
                 continue
@@ -81,24 +163,47 @@ def probe_video(uri: str, storage_options: dict | None = None) -> VideoProbe:
                 missing += 1
             else:
                 pts.append(packet.pts)
+            if rotation is None and len(pts) + missing <= _ROTATION_PACKETS:
+                rotation = _first_rotation(stream, packet)
         n = len(pts) + missing
         if n == 0:
-            raise ValueError("video has no frames")
+            hint = f" (the container declares {declared}: truncated file?)" if declared else ""
+            raise ValueError(f"video has no frames{hint}")
         arr = None
         if missing == 0:
             arr = np.unique(np.asarray(pts, dtype=np.int64))
             if len(arr) != n:  # duplicate timestamps: order by pts is ambiguous, count in decode order instead
                 arr = None
+        rotation = rotation or 0
+        w, h = int(stream.codec_context.width or 0), int(stream.codec_context.height or 0)
         return VideoProbe(
-            num_frames=n,
+            num_frames=max(n, declared),
             time_base=stream.time_base or Fraction(1, 1),
             pts=arr,
-            width=int(stream.codec_context.width or 0),
-            height=int(stream.codec_context.height or 0),
+            width=h if rotation in (90, 270) else w,
+            height=w if rotation in (90, 270) else h,
+            rotation=rotation,
+            declared_frames=declared,
         )
     finally:
         container.close()
         f.close()
+
+
+# Packets the probe may decode to find the first frame's rotation: a decoder with one thread returns its first frame
+# after the reorder delay (a few packets); a stream whose first packets all fail gives up here, not after the video.
+_ROTATION_PACKETS = 32
+
+
+def _first_rotation(stream, packet) -> int | None:
+    """The display rotation of the first frame the decoder returns for ``packet`` (None: no frame yet, or the packet
+    does not decode; decoding then reports it). The display matrix reaches frames as side data (FFmpeg copies the
+    stream's to every decoded frame), which PyAV reads as ``VideoFrame.rotation``."""
+    try:
+        frames = stream.decode(packet)
+    except Exception:
+        return None
+    return _rotation_cw(frames[0].rotation) if frames else None
 
 
 def plan_shards(unit: WorkUnit, shard_frames: int, probe: VideoProbe | None = None) -> list[dict]:
@@ -112,7 +217,9 @@ def plan_shards(unit: WorkUnit, shard_frames: int, probe: VideoProbe | None = No
         Shard descriptors (plain dicts, cheap to ship): ``video_id, source_uri, kind, shard_index, start, end,
         num_frames`` plus ``pts`` (int64 list of the shard's frames' pts, or None), ``lead_pts`` (pts of frame
         ``start − 1``, None for the first shard) and ``time_base`` (num, den) for videos; ``frames`` (URIs) and
-        ``lead_frame`` (URI of image ``start − 1`` or None) for images.
+        ``lead_frame`` (URI of image ``start − 1`` or None) for images. A truncated video (``probe.num_frames``
+        frames declared, fewer demuxed) gets one more shard over the frames without packets, carrying ``error``
+        ("stream ended at frame …") and ``stage`` ``"decode"``: it decodes to one error row per frame.
     """
     if shard_frames < 1:
         raise ValueError(f"shard_frames must be ≥ 1, got {shard_frames}")
@@ -135,7 +242,7 @@ def plan_shards(unit: WorkUnit, shard_frames: int, probe: VideoProbe | None = No
         raise ValueError("plan_shards needs the probe of a video unit")
     n = probe.num_frames
     tb = (probe.time_base.numerator, probe.time_base.denominator)
-    if probe.pts is None:  # no timestamps: one shard decoded sequentially
+    if probe.pts is None:  # no timestamps: one shard decoded sequentially (frames short of n become error rows)
         return [
             {
                 **base,
@@ -150,35 +257,60 @@ def plan_shards(unit: WorkUnit, shard_frames: int, probe: VideoProbe | None = No
             }
         ]
     first = int(probe.pts[0])
-    return [
+    m = len(probe.pts)  # frames with packets; n > m when the container declares more (truncated file)
+    shards = [
         {
             **base,
             "shard_index": i,
             "start": s,
-            "end": min(s + shard_frames, n),
+            "end": min(s + shard_frames, m),
             "num_frames": n,
             "pts": probe.pts[s : s + shard_frames].tolist(),
             "time_base": tb,
             "first_pts": first,
             "lead_pts": int(probe.pts[s - 1]) if s > 0 else None,
         }
-        for i, s in enumerate(range(0, n, shard_frames))
+        for i, s in enumerate(range(0, m, shard_frames))
     ]
+    if n > m:  # declared frames without packets: one tail shard that decodes nothing and reports them
+        shards.append(
+            {
+                **base,
+                "shard_index": len(shards),
+                "start": m,
+                "end": n,
+                "num_frames": n,
+                "pts": [],
+                "time_base": tb,
+                "first_pts": first,
+                "lead_pts": None,
+                "error": _ended(m, n),
+                "stage": "decode",
+            }
+        )
+    return shards
+
+
+def _ended(frame: int, num_frames: int) -> str:
+    return f"stream ended at frame {frame} of {num_frames} declared (truncated file?)"
 
 
 def error_row(
-    shard: dict, stage: str, exc: BaseException | str, frame_index: int = -1, source: str | None = None
+    shard: dict, stage: str, exc: BaseException | str, frame_index: int | Sequence[int] = -1, source: str | None = None
 ) -> dict[str, np.ndarray]:
-    """One-row batch recording a failure of ``stage`` on ``shard`` (frame ``-1`` = the whole shard), 0×0 image."""
+    """A batch recording a failure of ``stage`` on ``shard``: one row per frame of ``frame_index`` (one int, or a
+    sequence for one row each; ``-1`` = the whole shard), each with a 0×0 image and the same message."""
     msg = exc if isinstance(exc, str) else f"{type(exc).__name__}: {exc}"
+    index = np.atleast_1d(np.asarray(frame_index, np.int64))
+    k = len(index)
     return _batch(
         shard,
-        [frame_index],
-        [float("nan")],
-        np.zeros((1, 0, 0, 3), np.uint8),
+        index.tolist(),
+        [float("nan")] * k,
+        np.zeros((k, 0, 0, 3), np.uint8),
         error=msg[:2000],
         stage=stage,
-        sources=[source or shard["source_uri"]],
+        sources=[source or shard["source_uri"]] * k,
     )
 
 
@@ -203,9 +335,11 @@ def _batch(
     stage: str = "",
     sources: list[str] | None = None,
     pairs: list[tuple[np.ndarray, int, float]] | None = None,
+    rotation: int = 0,
 ) -> dict[str, np.ndarray]:
     """A batch of frame rows; ``sources`` are the rows' files (image units), by default the unit's URI; ``pairs``
-    the rows' (correspondences, kind, seconds) from ``_Pairs`` (default: none)."""
+    the rows' (correspondences, kind, seconds) from ``_Pairs`` (default: none); ``rotation`` the clockwise degrees
+    the stored frames were turned to be ``frames`` (displayed orientation, module docstring)."""
     k = len(index)
     sources = sources if sources is not None else [shard["source_uri"]] * k
     pairs = pairs if pairs is not None else [_NO_PAIRS] * k
@@ -224,6 +358,7 @@ def _batch(
         "timestamp_s": np.asarray(ts, np.float64),
         "image_width": np.full(k, frames.shape[2] if frames.ndim == 4 else 0, np.int32),
         "image_height": np.full(k, frames.shape[1] if frames.ndim == 4 else 0, np.int32),
+        "rotation": np.full(k, rotation, np.int16),
         "frame": frames,
         "error": np.array([error] * k, dtype=object),
         "stage": np.array([stage] * k, dtype=object),
@@ -281,16 +416,23 @@ def _decode_video(shard: dict, chunk: int, storage_options: dict | None, orb=Non
     ts: list[float] = []
     frames: list[np.ndarray] = []
     corr: list[tuple[np.ndarray, int, float]] = []
+    emitted = np.zeros(end - start, bool)  # which of the shard's frames became frame rows
+    chunk_rotation = [0]  # the rotation of the frames in the current chunk (one per batch: one frame shape)
 
-    def keep(i: int, t: float, frame) -> None:
-        rgb = frame.to_ndarray(format="rgb24")
+    def keep(i: int, t: float, frame) -> dict[str, np.ndarray] | None:
+        """Add frame ``i`` to the chunk; returns the previous chunk when the rotation changed (a new frame shape)."""
+        rgb, rotation = _displayed(frame)
+        out = flush() if frames and rotation != chunk_rotation[0] else None
+        chunk_rotation[0] = rotation
         idx.append(i)
         ts.append(t)
         frames.append(rgb)
         corr.append(pairs.add(i, rgb))
+        emitted[i - start] = True
+        return out
 
     def flush():
-        out = _batch(shard, idx.copy(), ts.copy(), np.stack(frames), pairs=corr.copy())
+        out = _batch(shard, idx.copy(), ts.copy(), np.stack(frames), pairs=corr.copy(), rotation=chunk_rotation[0])
         idx.clear(), ts.clear(), frames.clear(), corr.clear()
         return out
 
@@ -304,7 +446,8 @@ def _decode_video(shard: dict, chunk: int, storage_options: dict | None, orb=Non
                 if i >= end:
                     break
                 if i >= start:
-                    keep(i, float("nan"), frame)
+                    if (out := keep(i, float("nan"), frame)) is not None:
+                        yield out
                     if len(frames) == chunk:
                         yield flush()
         else:
@@ -319,26 +462,50 @@ def _decode_video(shard: dict, chunk: int, storage_options: dict | None, orb=Non
                 if frame.pts > wanted[-1]:
                     break
                 if lead_pts is not None and frame.pts == lead_pts:
-                    pairs.add(start - 1, frame.to_ndarray(format="rgb24"))
+                    pairs.add(start - 1, _displayed(frame)[0])  # in displayed pixels, as the frames it pairs with
                     continue
                 j = int(np.searchsorted(wanted, frame.pts))
                 if j >= len(wanted) or wanted[j] != frame.pts:
                     continue  # a frame decoded only to reach the shard's first one
-                keep(start + j, float((frame.pts - shard["first_pts"]) * tb), frame)
+                if (out := keep(start + j, float((frame.pts - shard["first_pts"]) * tb), frame)) is not None:
+                    yield out
                 got += 1
                 if len(frames) == chunk:
                     yield flush()
                 if got == len(wanted):
                     break
-    except Exception as e:  # keep the frames decoded so far, then report the failure
+    except Exception as e:  # keep the frames decoded so far, then report the frames it cost
         failure = e
+        logger.warning("decode failed for %s shard %s: %s", shard["video_id"], shard["shard_index"], e)
     finally:
         container.close()
         f.close()
     if frames:
         yield flush()
+    yield from _undelivered(shard, emitted, failure)
+
+
+def _undelivered(shard: dict, emitted: np.ndarray, failure: Exception | None) -> Iterator[dict[str, np.ndarray]]:
+    """Error rows, one per frame, for the shard's frames that did not become frame rows (``emitted`` False).
+
+    Frames after the last decoded one, without an exception, mean the stream ended early; frames before it were
+    skipped by the decoder; with an exception, its message explains them all.
+    """
+    missing = np.flatnonzero(~emitted)
+    if not len(missing):
+        return
+    start, n = shard["start"], shard.get("num_frames", -1)
+    first = start + int(missing[0])
     if failure is not None:
-        raise failure
+        msg = f"decoding stopped at frame {first} of {n}: {type(failure).__name__}: {failure}"
+        yield error_row(shard, "decode", msg, frame_index=start + missing)
+        return
+    last_good = int(np.flatnonzero(emitted)[-1]) if emitted.any() else -1
+    skipped, tail = missing[missing < last_good], missing[missing > last_good]
+    if len(skipped):
+        yield error_row(shard, "decode", "frame not returned by the decoder (corrupt data?)", start + skipped)
+    if len(tail):
+        yield error_row(shard, "decode", _ended(start + int(tail[0]), n), frame_index=start + tail)
 
 
 def _read_image(uri: str, storage_options: dict | None) -> np.ndarray:
@@ -347,7 +514,9 @@ def _read_image(uri: str, storage_options: dict | None) -> np.ndarray:
 
     with fsspec.open(uri, "rb", **(storage_options or {})) as f:
         data = np.frombuffer(f.read(), np.uint8)
-    bgr = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+    if not data.size:
+        raise _empty_file(uri)
+    bgr = cv2.imdecode(data, cv2.IMREAD_COLOR)  # IMREAD_COLOR applies the EXIF orientation: displayed orientation
     if bgr is None:
         raise ValueError("not a decodable image")
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
@@ -379,12 +548,17 @@ def decode_shard(
     ``orb`` (a ``models.correspondences.OrbParams``, or None for no correspondences) adds each frame's ORB pairs
     with the frame before it (module docstring).
 
-    Frames of a video shard come in presentation order with their global ``frame_index``. A failure yields an
-    error row (stage ``"decode"``) after whatever frames were decoded before it; frames the shard should have
-    held but did not produce are detected downstream from ``num_frames`` and reported per video.
+    Frames of a video shard come in presentation order with their global ``frame_index``, in displayed orientation
+    (``rotation`` column, module docstring). Every frame of ``[start, end)`` comes out once, as a frame row or as an
+    error row (stage ``"decode"``) saying why it did not decode (the stream ended early, the decoder raised or
+    skipped it), after whatever frames were decoded before; a shard unreadable as a whole (the file cannot be
+    opened) is one error row with ``frame_index`` −1, its frames reported downstream from ``num_frames``.
     """
     if shard.get("error"):
-        yield error_row(shard, shard.get("stage") or "probe", shard["error"])
+        stage = shard.get("stage") or "probe"
+        # a truncated video's tail shard (stage "decode"): one row per frame; a probe failure: one row, frame −1
+        frames = list(range(shard["start"], shard["end"])) if stage == "decode" else []
+        yield error_row(shard, stage, shard["error"], frame_index=frames or -1)
         return
     try:
         if shard["kind"] == "images":

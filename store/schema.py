@@ -55,6 +55,10 @@ KEYPOINT_SCHEMA = pa.schema(
         pa.field("timestamp_s", pa.float64()),  # null for image units (they have no clock)
         pa.field("image_width", pa.int32(), nullable=False),
         pa.field("image_height", pa.int32(), nullable=False),
+        # Clockwise degrees (0/90/180/270) the stored video frames were turned to be displayed (their display
+        # matrix; pipelines.decode): keypoints and boxes are in displayed pixels, image_width × image_height. Null:
+        # not recorded (files from before this column).
+        pa.field("rotation", pa.int16()),
         pa.field("person_index", pa.int32(), nullable=False),  # order within the frame (pose-NMS pick order)
         pa.field("track_id", pa.int64()),  # null until tracked; ≥ 1 when tracked
         pa.field("box_xyxy", pa.list_(pa.float32(), 4), nullable=False),  # detector box, image pixels
@@ -113,11 +117,12 @@ def keypoint_table(
     sppe: str,
     sppe_sha256: str,
     metadata: dict | None = None,
+    rotation: np.ndarray | None = None,
 ) -> pa.Table:
     """Build a keypoint table from per-person arrays (length P; ``source_uri`` one string or one per person):
         ``keypoints`` float ``[P, K, 2]``,
     ``keypoint_scores`` ``[P, K]``, ``box_xyxy`` ``[P, 4]``; ``track_id`` int (≤ 0 → null) or None; NaN
-    timestamps become null."""
+    timestamps become null; ``rotation`` int ``[P]`` clockwise degrees (the frame rows' column), None → null."""
     p = int(len(frame_index))
     kps = np.asarray(keypoints, np.float32)
     kps = kps if kps.ndim == 3 else kps.reshape(p, -1, 2)
@@ -142,6 +147,7 @@ def keypoint_table(
         "timestamp_s": pa.array(ts, pa.float64(), mask=np.isnan(ts)),
         "image_width": pa.array(np.asarray(image_width, np.int32)),
         "image_height": pa.array(np.asarray(image_height, np.int32)),
+        "rotation": pa.nulls(p, pa.int16()) if rotation is None else pa.array(np.asarray(rotation, np.int16)),
         "person_index": pa.array(np.asarray(person_index, np.int32)),
         "track_id": tid if tid is not None else pa.nulls(p, pa.int64()),
         "box_xyxy": box_col,

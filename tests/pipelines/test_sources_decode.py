@@ -113,8 +113,9 @@ def test_one_file_under_two_spellings_is_one_unit(tmp_path, monkeypatch):
     # both spellings in one call, directly or through a list file: one unit, not two
     (unit,) = list_inputs(spellings[:2])
     assert unit.video_id == units[0][0].video_id
-    (tmp_path / "list.txt").write_text("\n".join(spellings) + "\n")
-    assert [u.video_id for u in list_inputs([str(tmp_path / "list.txt"), spellings[1]])] == [unit.video_id]
+    # (the list file sits in the working directory: its relative entries are relative to its own folder)
+    (work / "list.txt").write_text("\n".join(spellings) + "\n")
+    assert [u.video_id for u in list_inputs([str(work / "list.txt"), spellings[1]])] == [unit.video_id]
 
 
 def test_one_image_folder_under_two_spellings_is_one_unit(tmp_path, monkeypatch):
@@ -219,3 +220,63 @@ def test_no_correspondences_unless_asked(walkers):
     (unit,) = list_inputs([str(walkers)])
     _, rows = _decode_all(unit, 16)
     assert all(r["correspondence_kind"] == CORR_NONE and r["correspondences"].shape == (0, 4) for r in rows)
+
+
+def _write_moov_first_mp4(path, n: int) -> None:
+    """An n-frame H.264 mp4 with its index (moov) before the media data, so a truncated copy still opens and still
+    declares n frames (``movflags=faststart``; with the index at the end a truncated file does not open at all)."""
+    import av
+
+    rng = np.random.default_rng(1)
+    with av.open(str(path), "w", options={"movflags": "faststart"}) as out:
+        stream = out.add_stream("libx264", rate=12, options={"g": "6", "bf": "2"})
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        for _ in range(n):
+            img = rng.integers(0, 255, (48, 64, 3), dtype=np.uint8)
+            for packet in stream.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+
+
+@pytest.mark.parametrize("shard_frames", [5, 100])
+def test_truncated_video_accounts_for_every_declared_frame(tmp_path, shard_frames):
+    full, cut = tmp_path / "full.mp4", tmp_path / "cut.mp4"
+    _write_moov_first_mp4(full, 24)
+    data = full.read_bytes()
+    cut.write_bytes(data[: int(len(data) * 0.45)])
+    (unit,) = list_inputs([str(cut)])
+    probe, rows = _decode_all(unit, shard_frames)
+    assert probe.num_frames == 24 and probe.declared_frames == 24
+    good = [int(r["frame_index"]) for r in rows if r["error"] == ""]
+    bad = [r for r in rows if r["error"] != ""]
+    assert 0 < len(good) < 24
+    # every declared frame is a frame row or an error row, once; no frame is left to a shard-wide (-1) error
+    assert sorted(good + [int(r["frame_index"]) for r in bad]) == list(range(24))
+    assert all(r["stage"] == "decode" and int(r["num_frames"]) == 24 for r in bad)
+    assert all(r["frame"].shape == (0, 0, 3) for r in bad)
+    tail = [r for r in bad if "truncated file?" in r["error"]]
+    assert tail and all("of 24 declared (truncated file?)" in r["error"] for r in tail)
+    first = min(int(r["frame_index"]) for r in tail)
+    assert f"stream ended at frame {first} of 24 declared" in tail[0]["error"]
+
+
+def test_zero_byte_inputs_name_the_file(tmp_path):
+    empty_video = tmp_path / "empty.mp4"
+    empty_video.write_bytes(b"")
+    with pytest.raises(ValueError, match=r"empty\.mp4: file is empty \(0 bytes\)"):
+        probe_video(str(empty_video))
+    # emptied between probe and decode: the shard's error row says so too
+    video = tmp_path / "later_empty.mp4"
+    _write_moov_first_mp4(video, 3)
+    (unit,) = list_inputs([str(video)])
+    (shard,) = plan_shards(unit, 8, probe_video(str(video)))
+    video.write_bytes(b"")
+    (row,) = list(decode_shard(shard))
+    assert row["error"][0] == f"ValueError: {video}: file is empty (0 bytes)" and row["stage"][0] == "decode"
+    seq = tmp_path / "seq"
+    seq.mkdir()
+    (seq / "0.jpg").write_bytes(b"")
+    (unit,) = list_inputs([str(seq)])
+    _, rows = _decode_all(unit, 8)
+    assert [r["error"] for r in rows] == [f"ValueError: {seq / '0.jpg'}: file is empty (0 bytes)"]
