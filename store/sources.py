@@ -9,8 +9,13 @@ paths. A unit is what the pipeline publishes atomically:
   (``2.jpg`` before ``10.jpg``), so image sequences (PoseTrack, Bonn) track like videos.
 
 Accepted inputs: local paths, ``s3://`` (and any fsspec) URIs, glob patterns, folders (recursive), and ``.txt`` /
-``.csv`` files listing one URI per line (CSV: a ``uri`` column, or the first column). ``video_id`` is the sanitised
-file or folder name plus 8 hex digits of the URI's hash: readable, collision-free, and never a path traversal.
+``.csv`` files listing one URI per line (CSV: a ``uri`` column, or the first column); a relative entry in a list file
+is relative to the list file's folder, and an entry that cannot be listed is reported with the list file and line.
+``video_id`` is the sanitised file or folder name plus 8 hex digits of the URI's hash: readable, collision-free, and
+never a path traversal.
+
+A file named on its own must be media; inside folders and globs, other files are skipped, and
+:func:`scan_inputs` reports them (hidden files, ``.name``, are skipped silently).
 
 Every URI is normalised before ids and fingerprints are made (:func:`normalize_uri`), so one file named under two
 spellings (``file:///x/a.mp4``, ``/x//a.mp4``, ``../x/./a.mp4``) is one unit with one ``video_id``, and resume
@@ -33,8 +38,10 @@ __all__ = [
     "VIDEO_EXTENSIONS",
     "IMAGE_EXTENSIONS",
     "InputError",
+    "InputListing",
     "WorkUnit",
     "list_inputs",
+    "scan_inputs",
     "sanitize_id",
     "natural_key",
     "normalize_uri",
@@ -66,6 +73,20 @@ class WorkUnit:
     kind: str
     fingerprint: str
     frames: tuple[str, ...] = field(default=())
+
+
+@dataclass(frozen=True)
+class InputListing:
+    """What :func:`scan_inputs` found.
+
+    Attributes:
+        units: the work units, as :func:`list_inputs` returns them.
+        skipped: normalised URIs of the files inside listed folders or glob matches that are neither videos nor
+            images (``notes.md``, ``a.gif``), sorted; hidden files are not counted.
+    """
+
+    units: list[WorkUnit]
+    skipped: list[str]
 
 
 _SAFE = re.compile(r"[^A-Za-z0-9._-]+")
@@ -133,33 +154,53 @@ def _stamp(info: dict) -> str:
     return f"{info.get('size')}:{etag if etag else mtime}"
 
 
-def _read_list(fs: fsspec.AbstractFileSystem, path: str) -> list[str]:
+def _read_list(fs: fsspec.AbstractFileSystem, path: str) -> list[tuple[int, str]]:
+    """The entries of a list file as ``(line number, entry)``: ``.txt`` one per line (blank lines and ``#``
+    comments skipped), ``.csv`` the ``uri`` column or the first."""
     with fs.open(path, "rt") as f:
         text = f.read()
     if _ext(path) == ".txt":
-        return [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
-    rows = list(csv.reader(io.StringIO(text)))
+        lines = enumerate(text.splitlines(), start=1)
+        return [(n, ln.strip()) for n, ln in lines if ln.strip() and not ln.lstrip().startswith("#")]
+    reader = csv.reader(io.StringIO(text))
+    rows, last = [], 0
+    for r in reader:  # a row's first line (a quoted field may span several)
+        rows.append((last + 1, r))
+        last = reader.line_num
     if not rows:
         return []
-    col = rows[0].index("uri") if "uri" in rows[0] else 0
-    body = rows[1:] if "uri" in rows[0] else rows
-    return [r[col].strip() for r in body if len(r) > col and r[col].strip()]
+    header = rows[0][1]
+    col = header.index("uri") if "uri" in header else 0
+    body = rows[1:] if "uri" in header else rows
+    return [(n, r[col].strip()) for n, r in body if len(r) > col and r[col].strip()]
 
 
-def _expand(uri: str, storage_options: dict) -> Iterable[tuple[fsspec.AbstractFileSystem, str, dict]]:
-    """Yield (filesystem, path, info) for every media file ``uri`` names; lists are followed one level deep."""
+def _resolve_entry(entry: str, list_uri: str) -> str:
+    """A list file's entry as a URI: URIs and absolute paths as written, relative paths against the list file's
+    folder (never the working directory, which the job's caller does not control)."""
+    if _SCHEME.match(entry) or entry.startswith("/"):
+        return entry
+    folder = list_uri.rsplit("/", 1)[0] if "/" in list_uri else "."
+    return f"{folder}/{entry}"
+
+
+def _expand(uri: str, storage_options: dict, where: str = "") -> Iterable[tuple[fsspec.AbstractFileSystem, str, dict]]:
+    """Yield (filesystem, path, info) for every file ``uri`` names (a folder's recursively, a glob's matches).
+    ``where`` (``"<list file> line <n>"``) prefixes the error of an entry of a list file."""
     fs, path = fsspec.core.url_to_fs(uri, **storage_options)
     if any(ch in path for ch in "*?["):
         matches = fs.glob(path, detail=True)
         if not matches:
-            raise InputError(f"input pattern matched nothing: {uri}")
+            raise InputError(
+                f"{where}: pattern {uri} matched nothing" if where else f"input pattern matched nothing: {uri}"
+            )
         items = sorted(matches.items())
     elif fs.isdir(path):
         items = sorted(fs.find(path, detail=True).items())
     elif fs.isfile(path):
         items = [(path, fs.info(path))]
     else:
-        raise InputError(f"input not found: {uri}")
+        raise InputError(f"{where}: {uri} does not exist" if where else f"input not found: {uri}")
     for p, info in items:
         if info.get("type") == "directory":
             continue
@@ -178,7 +219,7 @@ def _normalize_input(uri: str) -> str:
 
 
 def list_inputs(uris: Sequence[str], storage_options: dict | None = None) -> list[WorkUnit]:
-    """List media under ``uris`` into sorted work units.
+    """List media under ``uris`` into sorted work units: :func:`scan_inputs`'s ``units``.
 
     Args:
         uris: paths, URIs, globs, folders, or ``.txt``/``.csv`` files of URIs.
@@ -189,14 +230,23 @@ def list_inputs(uris: Sequence[str], storage_options: dict | None = None) -> lis
         or several (URIs are normalised before ids and fingerprints are made, see :func:`normalize_uri`; the
         ``source_uri`` and ``frames`` are the normalised spellings).
     Raises:
-        InputError: an input that does not exist, matches nothing, or names a file of an unsupported type, and
-            ``video_id`` collisions (impossible short of a hash collision, but checked).
+        InputError: an input that does not exist, matches nothing, or names a file of an unsupported type (an
+            entry of a list file: naming the list file and line), and ``video_id`` collisions (impossible short
+            of a hash collision, but checked).
     """
+    return scan_inputs(uris, storage_options).units
+
+
+def scan_inputs(uris: Sequence[str], storage_options: dict | None = None) -> InputListing:
+    """:func:`list_inputs`, plus the files it skipped: non-media files inside listed folders and glob matches
+    (hidden files excepted), so a caller can say that ``frame_0001.tif`` was not labelled instead of dropping it
+    silently. Arguments, ordering and errors as :func:`list_inputs`."""
     storage_options = storage_options or {}
     videos: dict[str, str] = {}
     images: dict[str, dict[str, str]] = {}
+    skipped: set[str] = set()
 
-    def add(fs, path: str, info: dict, explicit: bool) -> None:
+    def add(fs, path: str, info: dict, explicit: bool, where: str, hidden: bool) -> None:
         ext = _ext(path)
         full = _unstrip(fs, path)
         if ext in VIDEO_EXTENSIONS:
@@ -206,24 +256,31 @@ def list_inputs(uris: Sequence[str], storage_options: dict | None = None) -> lis
             images.setdefault(folder, {})[full] = _stamp(info)
         elif explicit:
             raise InputError(
-                f"unsupported input type {ext or '(no extension)'!r}: {full}; expected a video "
-                f"({', '.join(VIDEO_EXTENSIONS)}), an image ({', '.join(IMAGE_EXTENSIONS)}), a folder, a glob, "
-                f"or a list file ({', '.join(LIST_EXTENSIONS)})"
+                f"{where + ': ' if where else ''}unsupported input type {ext or '(no extension)'!r}: {full}; "
+                f"expected a video ({', '.join(VIDEO_EXTENSIONS)}), an image ({', '.join(IMAGE_EXTENSIONS)}), "
+                f"a folder, a glob, or a list file ({', '.join(LIST_EXTENSIONS)})"
             )
+        elif not hidden:
+            skipped.add(full)
 
-    def add_uri(uri: str) -> None:
+    def add_uri(uri: str, where: str = "") -> None:
         uri = _normalize_input(uri)
         fs, path = fsspec.core.url_to_fs(uri, **storage_options)
-        # A file named on its own must be media; inside folders and globs, other files are skipped.
+        # A file named on its own must be media; inside folders and globs, other files are skipped (and reported).
         explicit = not any(ch in path for ch in "*?[") and not fs.isdir(path)
-        for efs, p, info in _expand(uri, storage_options):
-            add(efs, p, info, explicit=explicit)
+        root = path.rstrip("/") + "/"
+        for efs, p, info in _expand(uri, storage_options, where):
+            # hidden: a dot file, or a file inside a dot folder of a listed folder (.git/, .ipynb_checkpoints/)
+            rel = p[len(root) :] if p.startswith(root) else p.rsplit("/", 1)[-1]
+            hidden = any(part.startswith(".") for part in rel.split("/"))
+            add(efs, p, info, explicit=explicit, where=where, hidden=hidden)
 
     for uri in dict.fromkeys(_normalize_input(u) for u in uris):  # one spelling per input, first-seen order
         fs, path = fsspec.core.url_to_fs(uri, **storage_options)
         if _ext(path) in LIST_EXTENSIONS and fs.isfile(path):
-            for listed in _read_list(fs, path):
-                add_uri(listed)
+            list_uri = _unstrip(fs, path)
+            for line, entry in _read_list(fs, path):
+                add_uri(_resolve_entry(entry, list_uri), where=f"{list_uri} line {line}")
         else:
             add_uri(uri)
 
@@ -254,4 +311,4 @@ def list_inputs(uris: Sequence[str], storage_options: dict | None = None) -> lis
         if u.video_id in seen:
             raise InputError(f"video_id collision: {seen[u.video_id]} and {u.source_uri} both map to {u.video_id}")
         seen[u.video_id] = u.source_uri
-    return units
+    return InputListing(units=units, skipped=sorted(skipped))

@@ -1,25 +1,51 @@
 """Atomic writes: a file or a Parquet table appears at its final URI whole or not at all.
 
 Every published table and commit marker (``store.manifest``) goes through here. On a local/POSIX file system a temp
-file in the destination folder is renamed over the final name (``os.replace``, atomic within one directory); on
-object stores the bytes go up in a single PUT, or one multipart upload, which becomes visible only when complete.
-A crash therefore leaves at most a hidden temp file (``.<name>.tmp-<uuid>``, never read by ``store.tables``). Ray
-re-runs a task whose worker died (at least once; https://docs.ray.io/en/latest/ray-core/fault_tolerance/tasks.html),
-so the same file may be written twice: deterministic keys and identical bytes make that harmless.
+file is renamed over the final name (``os.replace``: atomic within one file system); on object stores the bytes go
+up in a single PUT, or one multipart upload, which becomes visible only when complete. Ray re-runs a task whose
+worker died (at least once; https://docs.ray.io/en/latest/ray-core/fault_tolerance/tasks.html), so the same file
+may be written twice: deterministic keys and identical bytes make that harmless.
+
+Where the temp file lives matters, because a crash (a killed publish) leaves it behind. A Parquet part of a
+hive-partitioned table (``<output>/poses/video_id=<id>/part-0.parquet``) is written as
+``<output>/_tmp/<table>~<partition>~<name>.<uuid>.tmp``, outside every table folder, so DuckDB's
+``read_parquet('<output>/poses/**')``, ``pyarrow.dataset`` on a file list, Spark or Polars never meet it. Other files
+(commit markers, run summaries) get a hidden ``.<name>.tmp-<uuid>`` beside them, which their readers skip by suffix.
+``sweep_stale_temps`` deletes what dead writers left, by age.
 """
 
 from __future__ import annotations
 
 import io
+import logging
 import os
+import re
 import tempfile
+import time
 import uuid
 
 import fsspec
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-__all__ = ["join_uri", "put_atomic", "write_table_atomic", "AtomicParquetWriter"]
+__all__ = [
+    "TMP_DIR",
+    "STALE_TEMP_S",
+    "join_uri",
+    "put_atomic",
+    "write_table_atomic",
+    "AtomicParquetWriter",
+    "sweep_stale_temps",
+]
+
+logger = logging.getLogger("raypose.store")
+
+#: The folder under an output root that holds the temp files of table parts being written.
+TMP_DIR = "_tmp"
+#: Temp files untouched for this long belong to dead writers (a live writer's file is written at least once a shard).
+STALE_TEMP_S = 24 * 3600.0
+
+_HIVE = re.compile(r"^[^=]+=[^=]*$")
 
 
 def join_uri(root: str, *parts: str) -> str:
@@ -27,19 +53,46 @@ def join_uri(root: str, *parts: str) -> str:
     return "/".join([root.rstrip("/"), *[p.strip("/") for p in parts]])
 
 
+def _table_root(path: str) -> tuple[str, list[str]] | None:
+    """For a local file of a hive-partitioned table (``<root>/<table>/<key>=<value>/…/<name>``): ``<root>`` and the
+    path's parts below it; None for any other path."""
+    parts = os.path.abspath(path).split(os.sep)
+    i = len(parts) - 1  # the file name's index; walk up over the partition folders above it
+    while i > 0 and _HIVE.match(parts[i - 1]):
+        i -= 1
+    if i == len(parts) - 1 or i < 3:  # no partition folder, or no folder above the table's
+        return None
+    return os.sep.join(parts[: i - 1]) or os.sep, parts[i - 1 :]
+
+
+def _temp_path(path: str) -> str:
+    """Where the temp file for the local file ``path`` is written (its folders made): ``<root>/_tmp/`` for a Parquet
+    table part (when on the same file system as ``path``'s folder, so the rename stays atomic), else a hidden file
+    beside ``path``."""
+    folder, name = os.path.split(path)
+    os.makedirs(folder, exist_ok=True)
+    token = uuid.uuid4().hex
+    found = _table_root(path) if name.endswith(".parquet") else None
+    if found is not None:
+        root, rel = found
+        tmp_dir = os.path.join(root, TMP_DIR)
+        os.makedirs(tmp_dir, exist_ok=True)
+        if os.stat(tmp_dir).st_dev == os.stat(folder).st_dev:
+            return os.path.join(tmp_dir, f"{'~'.join(rel)[-180:]}.{token}.tmp")
+    return os.path.join(folder, f".{name}.tmp-{token}")
+
+
 def put_atomic(data: bytes, uri: str, storage_options: dict | None = None) -> None:
     """Make ``uri`` hold exactly ``data``, never a partial object: rename locally, a single upload elsewhere."""
     fs, path = fsspec.core.url_to_fs(uri, **(storage_options or {}))
     if isinstance(fs, fsspec.implementations.local.LocalFileSystem):
-        folder = os.path.dirname(path)
-        os.makedirs(folder, exist_ok=True)
-        tmp = os.path.join(folder, f".{os.path.basename(path)}.tmp-{uuid.uuid4().hex}")
+        tmp = _temp_path(path)
         try:
             with open(tmp, "wb") as f:
                 f.write(data)
                 f.flush()
                 os.fsync(f.fileno())
-            os.replace(tmp, path)  # atomic within one directory
+            os.replace(tmp, path)  # atomic within one file system
         finally:
             if os.path.exists(tmp):
                 os.remove(tmp)
@@ -60,8 +113,9 @@ class AtomicParquetWriter:
     """A Parquet file written piece by piece (one row group per ``write``) and published atomically on ``commit``.
 
     For tables too long to hold in memory (a long video's keypoints): rows go to a temp file, never to memory.
-    Locally the temp file sits in the destination folder and is renamed over the final name; on object stores it
-    is a local temp file uploaded once (``put_file``; a multipart upload becomes visible only when complete).
+    Locally the temp file sits in the output's ``_tmp/`` (see the module docstring) and is renamed over the final
+    name; on object stores it is a local temp file uploaded once (``put_file``; a multipart upload becomes visible
+    only when complete).
     Leaving the ``with`` block without ``commit`` (an exception) removes the temp file and publishes nothing.
     """
 
@@ -70,9 +124,7 @@ class AtomicParquetWriter:
         self._fs, self._path = fsspec.core.url_to_fs(uri, **(storage_options or {}))
         self._local = isinstance(self._fs, fsspec.implementations.local.LocalFileSystem)
         if self._local:
-            folder = os.path.dirname(self._path)
-            os.makedirs(folder, exist_ok=True)
-            self._tmp = os.path.join(folder, f".{os.path.basename(self._path)}.tmp-{uuid.uuid4().hex}")
+            self._tmp = _temp_path(self._path)
         else:
             fd, self._tmp = tempfile.mkstemp(suffix=".parquet", prefix="raypose-")
             os.close(fd)
@@ -112,3 +164,43 @@ class AtomicParquetWriter:
     def __exit__(self, exc_type, exc, tb) -> None:
         if exc_type is not None or self._writer is not None:
             self.abort()
+
+
+def _is_temp(name: str) -> bool:
+    return name.startswith(".") and ".tmp-" in name
+
+
+def sweep_stale_temps(output: str, storage_options: dict | None = None, *, older_than_s: float = STALE_TEMP_S) -> int:
+    """Delete the temp files that killed writers left under the local output ``output``: everything in ``_tmp/``,
+    and the hidden ``.<name>.tmp-<uuid>`` files that earlier versions wrote inside the ``poses/`` and ``frames/``
+    partition folders, if not modified for ``older_than_s`` seconds (a running writer's are younger, so a
+    concurrent run is never disturbed). Object stores have no temp files: a no-op there. Best effort: what cannot
+    be listed or removed is left alone. Returns the number of files removed."""
+    fs, path = fsspec.core.url_to_fs(output, **(storage_options or {}))
+    if not isinstance(fs, fsspec.implementations.local.LocalFileSystem):
+        return 0
+    cutoff = time.time() - older_than_s
+    candidates: list[str] = []
+
+    def scan(folder: str, pick) -> list[os.DirEntry]:
+        try:
+            with os.scandir(folder) as it:
+                return [e for e in it if pick(e)]
+        except OSError:
+            return []
+
+    candidates += [e.path for e in scan(os.path.join(path, TMP_DIR), lambda e: e.is_file(follow_symlinks=False))]
+    for table in ("poses", "frames"):
+        for part in scan(os.path.join(path, table), lambda e: e.is_dir(follow_symlinks=False)):
+            candidates += [e.path for e in scan(part.path, lambda e: _is_temp(e.name))]
+    removed = 0
+    for p in candidates:
+        try:
+            if os.stat(p).st_mtime < cutoff:
+                os.remove(p)
+                removed += 1
+        except OSError:
+            pass  # gone meanwhile (its writer committed or aborted), or not ours to remove
+    if removed:
+        logger.info("removed %d stale temp files of killed writers under %s", removed, output)
+    return removed
