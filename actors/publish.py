@@ -8,7 +8,10 @@ tables and the commit marker. This module only adapts that to Ray: the run's set
 ``PublishSpec``, and the result leaves as a one-row summary batch.
 
 Every exception inside is caught and turned into the video's error summary: one bad video never fails the others
-hashed into the same block.
+hashed into the same block. Each error carries its kind (``store.video_publish.error_kind``): frame errors are the
+input's; a failure to publish with an I/O or memory error (a full disk, a lost object store) is the
+infrastructure's, which makes ``jobs.label`` exit 3. Clean-up removes this run's staged rows and orphans of runs
+without a live lease, never another live run's (``store.staging.remove_staging``).
 """
 
 from __future__ import annotations
@@ -93,7 +96,7 @@ class TrackAndPublish:
         except Exception as e:  # a bad video becomes an error summary; the other videos go on
             summary = self._failed(video_id, uri, e)
         try:
-            remove_staging(spec.output, video_id, spec.storage_options)
+            remove_staging(spec.output, video_id, spec.storage_options, run_id=spec.run_id)
         except Exception:  # leftovers cost space, never correctness: staged files are only read by reference
             logger.warning("could not remove the staged rows of %s", video_id, exc_info=True)
         return {

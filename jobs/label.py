@@ -1,7 +1,7 @@
 """Label videos and images: Parquet keypoint tables per video, resumable, exactly once.
 
     python -m jobs.label --input URI [URI ...] --output URI [--config FILE] [--set section.key=value ...]
-                         [--run-id ID] [--num-cpus N]
+                         [--run-id ID] [--num-cpus N] [--break-lease] [--lease-ttl-s S]
 
 Runs on local Ray (started here, CPU) or, under ``ray job submit`` / with ``RAY_ADDRESS`` set, on that cluster.
 Everything is validated before Ray starts: config keys and ranges, the resources against the local Ray's CPUs,
@@ -14,8 +14,21 @@ chunks of ``run.chunk_units`` videos, each chunk one Dataset execution, so a cra
 Outputs under ``--output``: ``poses/`` and ``frames/`` (hive-partitioned by ``video_id``), ``_manifest/``, and
 ``runs/<run_id>/summary.json`` + ``errors.parquet``; ``_staging/`` holds per-frame rows between the GPU stages and
 the per-video tracking stage, and each video's part is deleted once the video is committed.
-Exit codes: 0 done (bad inputs are counted in the summary),
-2 usage/config error, 1 the run failed.
+One run at a time per output: the run takes the output's lease (``<output>/_lease/``, ``store.lease``) after
+validation and before Ray starts, renews it while it works and releases it when it ends; a second run into the same
+output is refused (exit 2) while the first one's lease is live, and takes over a stale one (a crashed run's) with a
+warning. ``--break-lease`` takes it from a run known to be dead.
+
+Exit codes:
+
+* 0: done; every input was processed, and bad inputs (corrupt media, undecodable frames, failed probes) are
+  error rows of kind ``input`` in ``errors.parquet``.
+* 1: the run crashed (a bug, or a failure it could not attribute); committed videos are kept.
+* 2: usage, config or storage error before any work, or the output is in use by another live run (its lease).
+* 3: infrastructure failure: some videos were not published because of I/O errors writing outputs or staging (a
+  full disk, a lost object store), memory, dead workers or Ray failures, or a lost lease (error rows of kind
+  ``infrastructure``); everything else is published and a rerun resumes with the rest.
+* 130: interrupted (Ctrl-C): one line on stderr, Ray shut down; committed videos are kept, the same command resumes.
 
 Example configuration (YAML; every key optional except what the detector and SPPE need)::
 
@@ -32,11 +45,13 @@ With the real weights of ``make weights`` (``configs/demo.yaml``)::
 from __future__ import annotations
 
 import argparse
+import builtins
 import contextlib
 import hashlib
 import json
 import logging
 import os
+import re
 import sys
 import threading
 import time
@@ -289,7 +304,18 @@ def _init_ray(num_cpus: int | None) -> None:
         ray.init(num_cpus=num_cpus, include_dashboard=False, logging_level="WARNING")
 
 
+#: Exit codes (the module docstring explains them).
+EXIT_DONE, EXIT_CRASHED, EXIT_USAGE, EXIT_INFRASTRUCTURE = 0, 1, 2, 3
+DEFAULT_LEASE_TTL_S = 60.0
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run the job; the output's lease, once taken, is released however the run ends."""
+    with contextlib.ExitStack() as cleanup:
+        return _main(argv, cleanup)
+
+
+def _main(argv: list[str] | None, cleanup: contextlib.ExitStack) -> int:
     parser = argparse.ArgumentParser(prog="python -m jobs.label", description=__doc__.split("\n\n")[0])
     parser.add_argument("--input", nargs="+", required=True, help="videos, image folders, globs, URI lists")
     parser.add_argument("--output", required=True, help="output folder or s3:// prefix")
@@ -304,13 +330,24 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--run-id", help="id of this run (default: time + random suffix)")
     parser.add_argument("--num-cpus", type=int, help="CPUs for a local Ray started here (default: all)")
+    parser.add_argument(
+        "--break-lease",
+        action="store_true",
+        help="take the output's lease even from a live run (only when that run is certainly dead)",
+    )
+    parser.add_argument(
+        "--lease-ttl-s",
+        type=float,
+        default=DEFAULT_LEASE_TTL_S,
+        help="seconds the output's lease stays live without a heartbeat (default: %(default)s)",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("botocore").setLevel(logging.WARNING)  # not its INFO lines around a one-line error
 
     from pipelines.configs import ConfigError, config_hash, to_dict
-    from pipelines.label import check_resources
-    from store.sources import InputError, list_inputs
+    from pipelines.label import check_resources, plan_resources
+    from store.sources import InputError, scan_inputs
 
     # ---- validate everything before any work starts -------------------------------------------------------------
     storage_options = _storage_options()
@@ -318,10 +355,13 @@ def main(argv: list[str] | None = None) -> int:
         cfg = build_config(args.config, args.overrides)
         local_cpus = _local_cpus(args.num_cpus)
         if local_cpus is not None:  # a local Ray started here: its CPUs are known now (GPUs once it runs)
-            check_resources(cfg, local_cpus)
+            check_resources(plan_resources(cfg, local_cpus), local_cpus)
         _check_locations(args.input, args.output, storage_options)
         with _at("input", _remote(args.input)):
-            units = list_inputs(args.input, storage_options)
+            listing = scan_inputs(args.input, storage_options)
+        units = listing.units
+        if listing.skipped:  # before the "nothing found" error too: it may be why (a folder of .tif frames)
+            logger.warning("%s", _skipped_line(listing.skipped))
         if not units:
             raise InputError(f"no videos or images found under {' '.join(args.input)}")
         cfg = _resolve_weights(cfg)
@@ -341,13 +381,20 @@ def main(argv: list[str] | None = None) -> int:
         {"config": cfg.result_affecting(), "detector_sha256": det_sha, "sppe_sha256": sppe_sha, "code": _code_version()}
     )
     run_id = args.run_id or time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + uuid.uuid4().hex[:6]
+    lease = _take_lease(args, run_id, storage_options)
+    if lease is None:
+        return EXIT_USAGE
+    cleanup.callback(lease.release)  # on success, failure and Ctrl-C alike
+    lease.start_heartbeat()
 
     import ray
 
     from actors.publish import PublishSpec
     from pipelines.label import build_label_dataset, configure_data_context, probe_units
     from store.manifest import read_manifests
+    from store.writers import sweep_stale_temps
 
+    sweep_stale_temps(args.output, storage_options)  # temp files that killed writers left (by age; logged)
     committed = read_manifests(args.output, storage_options)
     todo = [
         u
@@ -368,12 +415,18 @@ def main(argv: list[str] | None = None) -> int:
 
     t_start = time.perf_counter()
     summaries: list[dict] = []
+    stopped = None  # why the run stopped before its last chunk (an infrastructure failure), if it did
     if not todo:  # decided before Ray starts: a rerun of finished work costs no cluster start-up
         logger.info("every input is already committed with this config: nothing to run, Ray not started")
     else:
         try:
             _init_ray(args.num_cpus)
             resources = ray.cluster_resources()
+            # Unset pool sizes and threads are sized from the cluster (resources are not hashed: results do not
+            # depend on them); the summary records what was used.
+            cfg = plan_resources(cfg, resources.get("CPU", 0.0), resources.get("GPU", 0.0))
+            effective["resources"] = to_dict(cfg.resources)
+            logger.info("resources: %s", json.dumps(effective["resources"]))
             check_resources(cfg, resources.get("CPU", 0.0), resources.get("GPU", 0.0))
         except ValueError as e:  # before any Dataset is built: the pipeline would hang on this cluster
             if local_cpus is None:
@@ -392,6 +445,9 @@ def main(argv: list[str] | None = None) -> int:
             cpus = int(resources.get("CPU", 1))
             with StallWatchdog(cfg.run.stall_warning_s) as watch:
                 for c in range(0, len(todo), cfg.run.chunk_units):
+                    if lease.lost:  # another run took the output over (logged): stop writing into it
+                        stopped = "this run lost the output's lease to another run"
+                        break
                     chunk = todo[c : c + cfg.run.chunk_units]
                     name = f"{c // cfg.run.chunk_units + 1}/{n_chunks} ({len(chunk)} videos from {chunk[0].video_id})"
                     watch.chunk(name)
@@ -421,9 +477,13 @@ def main(argv: list[str] | None = None) -> int:
                         c + len(chunk),
                         len(todo),
                     )
-        except Exception:
-            logger.exception("run %s failed; committed videos are kept and a rerun resumes after them", run_id)
-            return 1
+        except Exception as e:
+            if not _infrastructure_failure(e):
+                logger.exception("run %s failed; committed videos are kept and a rerun resumes after them", run_id)
+                return EXIT_CRASHED
+            # Not the inputs' fault: record the unfinished videos as infrastructure errors and say so (exit 3).
+            stopped = _failure_line(e)
+            logger.exception("run %s stopped by an infrastructure failure; a rerun resumes", run_id)
     elapsed = time.perf_counter() - t_start
 
     summary = _write_run_outputs(
@@ -439,6 +499,8 @@ def main(argv: list[str] | None = None) -> int:
         det_sha,
         sppe_sha,
         storage_options,
+        stopped=stopped,
+        skipped=listing.skipped,
     )
     print(
         json.dumps(
@@ -452,6 +514,8 @@ def main(argv: list[str] | None = None) -> int:
                     "frames",
                     "persons",
                     "errors",
+                    "input_errors",
+                    "infrastructure_errors",
                     "frames_per_s",
                     "random_weights",
                 )
@@ -465,7 +529,77 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{stage} weights: {p['attribution']} [{p['licence']}] from {p['source']}")
     if random_weights:
         print("NOTE: random weights were used: the keypoints are not pose estimates.")
-    return 0
+    if summary["infrastructure_errors"]:
+        print(
+            f"error: {summary['infrastructure_errors']} infrastructure error(s) (kind 'infrastructure' in "
+            f"{summary['summary_uri'].rsplit('/', 1)[0]}/errors.parquet): "
+            f"{summary['processed'] - summary['published']} video(s) not published; a rerun resumes with them",
+            file=sys.stderr,
+        )
+        return EXIT_INFRASTRUCTURE
+    return EXIT_DONE
+
+
+#: Exception names (in a Ray task's traceback text, where the original type is gone) that are infrastructure
+#: failures: every built-in OSError (disk full, permissions, network, timeouts), memory, object-store clients.
+_INFRASTRUCTURE_NAMES = sorted(
+    {n for n, c in vars(builtins).items() if isinstance(c, type) and issubclass(c, OSError)}
+    | {"MemoryError", "OutOfMemoryError", "ObjectStoreFullError", "ClientError", "EndpointConnectionError"}
+)
+_INFRASTRUCTURE_TRACE = re.compile(
+    r"^\s*(?:[\w.]+\.)?(?:" + "|".join(_INFRASTRUCTURE_NAMES) + r")(?::|$)", re.MULTILINE
+)
+
+
+def _infrastructure_failure(e: BaseException) -> bool:
+    """A chunk's failure that is not the inputs' fault: Ray's own failures (dead workers, actors or nodes, its OOM
+    killer, lost objects), or a task that raised an I/O or memory error (``store.video_publish.error_kind``; Ray
+    Data re-raises a task's error as text, so its traceback is searched for those names). Anything else is a bug."""
+    import ray.exceptions
+
+    from store.video_publish import INFRASTRUCTURE, error_kind
+
+    seen: set[int] = set()
+    x: BaseException | None = e
+    while x is not None and id(x) not in seen:
+        seen.add(id(x))
+        if error_kind(x) == INFRASTRUCTURE:
+            return True
+        if isinstance(x, (ray.exceptions.RayTaskError, ray.exceptions.UserCodeException)):
+            if _INFRASTRUCTURE_TRACE.search(str(x)):
+                return True
+        elif isinstance(x, ray.exceptions.RayError):
+            return True
+        x = x.__cause__ or x.__context__
+    return False
+
+
+def _failure_line(e: BaseException) -> str:
+    """One line for a chunk's failure: the innermost ``Name: message`` line of its text, or its type and message."""
+    lines = [ln.strip() for ln in str(e).splitlines()]
+    named = [ln for ln in lines if re.match(r"^(?:[\w.]+\.)?\w+(?:Error|Exception|Exit)\b", ln)]
+    return (named[0] if named else f"{type(e).__name__}: {' '.join(lines)}")[:500]
+
+
+def _take_lease(args, run_id: str, storage_options: dict):
+    """The output's lease for this run (``store.lease``), or None after printing why another run has it."""
+    from store.lease import Lease, LeaseHeld
+
+    try:
+        lease = Lease(args.output, run_id, storage_options, ttl_s=args.lease_ttl_s)
+        with _at("output", [args.output]):
+            taken = lease.acquire(break_lease=args.break_lease)
+    except (LeaseHeld, LocationError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return None
+    for r in taken:
+        logger.warning(
+            "took over the lease on %s from %s: %s",
+            args.output,
+            r.describe(),
+            "--break-lease" if args.break_lease and r.is_live() else "that run is gone (stale lease)",
+        )
+    return lease
 
 
 def weights_provenance(det_sha: str, sppe_sha: str) -> dict:
@@ -499,26 +633,53 @@ def _code_version() -> str:
 
 
 def _write_run_outputs(
-    args, run_id, chash, effective, units, todo, summaries, elapsed, random_weights, det_sha, sppe_sha, storage_options
+    args,
+    run_id,
+    chash,
+    effective,
+    units,
+    todo,
+    summaries,
+    elapsed,
+    random_weights,
+    det_sha,
+    sppe_sha,
+    storage_options,
+    *,
+    stopped: str | None = None,
+    skipped: list[str] | None = None,
 ) -> dict:
+    """Write ``runs/<run_id>/errors.parquet`` and ``summary.json``. ``stopped``: why the run stopped early (an
+    infrastructure failure), so that its unfinished videos are reported as such."""
     import pyarrow as pa
 
+    from store.manifest import read_manifests
+    from store.video_publish import INFRASTRUCTURE, INPUT
     from store.writers import join_uri, put_atomic, write_table_atomic
 
     errors = [e for s in summaries for e in json.loads(s["errors_json"])]
     seen = {s["video_id"] for s in summaries}
-    for u in todo:  # a video that produced no summary at all is an error too, never silently dropped
-        if u.video_id not in seen:
-            errors.append(
-                {
-                    "video_id": u.video_id,
-                    "source_uri": u.source_uri,
-                    "shard_index": -1,
-                    "frame_index": -1,
-                    "stage": "pipeline",
-                    "message": "no result returned for this input",
-                }
-            )
+    unseen = [u for u in todo if u.video_id not in seen]
+    committed = read_manifests(args.output, storage_options) if unseen else {}
+    published_unreported = 0
+    for u in unseen:  # a video that produced no summary at all is an error too, never silently dropped
+        m = committed.get(u.video_id)
+        if m is not None and m.run_id == run_id and m.config_hash == chash:
+            published_unreported += 1  # committed before its chunk failed (its bad frames are in the frames table)
+            continue
+        errors.append(
+            {
+                "video_id": u.video_id,
+                "source_uri": u.source_uri,
+                "shard_index": -1,
+                "frame_index": -1,
+                "stage": "pipeline",
+                "message": f"not finished: {stopped}" if stopped else "no result returned for this input",
+                "kind": INFRASTRUCTURE,  # never the input's fault: a rerun processes it
+            }
+        )
+    for e in errors:
+        e.setdefault("kind", INPUT)
     stage_seconds: dict[str, float] = {}
     for s in summaries:
         for k, v in json.loads(s["stage_seconds_json"]).items():
@@ -535,6 +696,7 @@ def _write_run_outputs(
                 ("frame_index", pa.int64()),
                 ("stage", pa.string()),
                 ("message", pa.string()),
+                ("kind", pa.string()),  # "input" (bad media) or "infrastructure" (I/O, memory, workers: rerun)
             ]
         ),
     )
@@ -545,10 +707,16 @@ def _write_run_outputs(
         "inputs": len(units),
         "skipped_committed": len(units) - len(todo),
         "processed": len(todo),
-        "published": int(sum(bool(s["published"]) for s in summaries)),
+        "published": int(sum(bool(s["published"]) for s in summaries)) + published_unreported,
         "frames": frames,
         "persons": int(sum(s["num_persons"] for s in summaries)),
         "errors": len(errors),
+        "input_errors": sum(e["kind"] == INPUT for e in errors),
+        "infrastructure_errors": sum(e["kind"] == INFRASTRUCTURE for e in errors),
+        "stopped": stopped,  # why the run stopped before its last chunk (an infrastructure failure), or null
+        # files in the input folders and globs that are neither videos nor images (not labelled), a few named
+        "skipped_inputs": len(skipped or ()),
+        "skipped_input_examples": list(skipped or ())[:SKIPPED_EXAMPLES],
         "wall_seconds": elapsed,
         "frames_per_s": frames / elapsed if elapsed > 0 else 0.0,
         "stage_seconds": stage_seconds,
@@ -567,5 +735,48 @@ def _write_run_outputs(
     return summary
 
 
+SKIPPED_EXAMPLES = 5
+INTERRUPTED = "interrupted: committed videos are kept; rerun the same command to resume"
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report a Ctrl-C
+
+
+def _skipped_line(skipped: list[str]) -> str:
+    """One line on the files listing skipped: how many, by extension, and a few of them."""
+    from collections import Counter
+
+    from store.sources import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
+
+    def ext(uri: str) -> str:
+        stem, dot, suffix = uri.rsplit("/", 1)[-1].rpartition(".")
+        return f".{suffix.lower()}" if dot and stem else "no extension"
+
+    by_ext = ", ".join(f"{k} ×{v}" for k, v in Counter(map(ext, skipped)).most_common())
+    shown = ", ".join(skipped[:SKIPPED_EXAMPLES]) + (", …" if len(skipped) > SKIPPED_EXAMPLES else "")
+    files = "file" if len(skipped) == 1 else "files"
+    return (
+        f"skipped {len(skipped)} {files} in the input folders that are neither videos ({' '.join(VIDEO_EXTENSIONS)}) "
+        f"nor images ({' '.join(IMAGE_EXTENSIONS)}): {by_ext}; e.g. {shown} (named on their own they are an error)"
+    )
+
+
+def _cli() -> int:
+    """``python -m jobs.label``: :func:`main`, with Ctrl-C (SIGINT) reported in one line and exit status 130
+    instead of a traceback. Ray is shut down; committed videos stay committed (a video is published whole or not
+    at all), so the same command resumes."""
+    try:
+        return main()
+    except KeyboardInterrupt:
+        import signal
+
+        signal.signal(signal.SIGINT, lambda *_: os._exit(EXIT_INTERRUPTED))  # a second Ctrl-C: leave at once
+        print(INTERRUPTED, file=sys.stderr, flush=True)
+        with contextlib.suppress(Exception):
+            import ray
+
+            if ray.is_initialized():
+                ray.shutdown()
+        return EXIT_INTERRUPTED
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(_cli())

@@ -13,8 +13,9 @@ video.
 
 Layout: ``<output>/_staging/<video_id>/<run_id>/s<shard:06d>-<uuid>.parquet``. Files are written atomically and
 never overwritten; a retried task writes new files, and the per-video stage reads exactly the files it was handed
-(duplicated frames are dropped there). ``remove_staging`` deletes a video's folder, orphans of killed runs
-included, once the video is committed.
+(duplicated frames are dropped there). ``remove_staging`` deletes a video's staged rows once the video is
+committed: this run's and the orphans of runs that hold no live lease on the output (``store.lease``), never those
+of another live run.
 
 Encoding: scalar columns as Arrow scalars; per-frame arrays (persons, correspondences) as a flat ``list`` column
 plus a ``<name>.shape`` column, which restores each row's array exactly (dtype and shape) without Ray's tensor
@@ -23,6 +24,7 @@ extension types, so staged files are plain Parquet.
 
 from __future__ import annotations
 
+import os
 import uuid
 
 import fsspec
@@ -30,6 +32,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from store.lease import live_run_ids
 from store.writers import join_uri, write_table_atomic
 
 __all__ = ["STAGING_DIR", "encode_rows", "decode_rows", "write_staged", "read_staged", "remove_staging"]
@@ -138,10 +141,32 @@ def read_staged(uris: list[str], storage_options: dict | None = None) -> dict[st
     return decode_rows(pa.concat_tables(tables, promote_options="permissive"))
 
 
-def remove_staging(output: str, video_id: str, storage_options: dict | None = None) -> None:
-    """Delete a video's staged files (every run's): called once the video is committed or given up."""
+def remove_staging(
+    output: str, video_id: str, storage_options: dict | None = None, run_id: str | None = None
+) -> list[str]:
+    """Delete a video's staged files: this run's (``run_id``) and those of runs with no live lease on ``output``
+    (crashed or finished runs, ``store.lease``), never a live run's. Called once the video is committed or given
+    up. Returns the run ids whose folders were deleted."""
     fs, path = fsspec.core.url_to_fs(join_uri(output, STAGING_DIR, video_id), **(storage_options or {}))
+    fs.invalidate_cache(path)
     try:
-        fs.rm(path, recursive=True)
+        entries = fs.ls(path, detail=False)
     except FileNotFoundError:
-        pass
+        return []
+    names = {e.rstrip("/").rsplit("/", 1)[-1]: e for e in entries}
+    live = live_run_ids(output, storage_options) if set(names) - {run_id} else set()
+    removed = []
+    for name, entry in sorted(names.items()):
+        if name != run_id and name in live:
+            continue  # another live run's rows: it removes them itself
+        try:
+            fs.rm(entry, recursive=True)
+            removed.append(name)
+        except FileNotFoundError:
+            pass
+    if isinstance(fs, fsspec.implementations.local.LocalFileSystem):
+        try:
+            os.rmdir(path)  # only when empty: no other run staged rows for this video
+        except OSError:
+            pass
+    return removed

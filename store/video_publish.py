@@ -4,7 +4,10 @@ The per-video stage (``actors.publish.TrackAndPublish``) hands ``publish_staged_
 They are read (``store.staging``) **one shard at a time, in frame order**, tracked (``models.video_tracking``:
 PoseFlow, whose window carries over from shard to shard), and streamed into two ``store.writers.AtomicParquetWriter``
 (keypoint and frames tables, ``store.schema``), so memory is the tracker's window plus one shard however long the
-video. Publishing follows ``store.manifest``: keypoint table, frames table, then the commit marker. A video whose
+video. Publishing follows ``store.manifest``: an earlier marker of the video is deleted, then the keypoint table,
+the frames table and the commit marker are published; when one of them fails (a full disk), the tables this attempt
+published are deleted again, so a video is either committed whole or not committed (and none of this attempt's
+tables is left visible). A video whose
 frames could not be read at all is not published (no marker), so a rerun tries it again; a video with some bad
 frames is published with those frames' ``status`` in the frames table and the errors in its summary.
 """
@@ -15,6 +18,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 
+import fsspec
 import numpy as np
 import pyarrow as pa
 
@@ -28,8 +32,11 @@ from store.writers import AtomicParquetWriter, join_uri
 logger = logging.getLogger(__name__)
 
 __all__ = [
+    "INPUT",
+    "INFRASTRUCTURE",
     "TIME_COLUMNS",
     "VideoSummary",
+    "error_kind",
     "error_record",
     "publish_staged_video",
     "committed_summary",
@@ -52,8 +59,36 @@ class VideoSummary:
     # "track_and_publish"); empty when not published
 
 
-def error_record(video_id: str, uri: str, shard: int, frame: int, stage: str, message: str) -> dict:
-    """One error of a video's summary (``shard``/``frame`` −1 when the error concerns no single one)."""
+#: Error kinds: the input's fault (corrupt media, undecodable frames, failed probes: a rerun gives the same error), or
+#: the infrastructure's (output or staging I/O, memory, workers, the cluster: a rerun may succeed).
+INPUT, INFRASTRUCTURE = "input", "infrastructure"
+
+#: Packages whose exceptions are storage or cluster failures (object-store clients).
+_INFRASTRUCTURE_PACKAGES = ("botocore", "aiobotocore", "s3fs", "gcsfs", "adlfs", "urllib3", "aiohttp")
+
+
+def error_kind(exc: BaseException) -> str:
+    """``INFRASTRUCTURE`` when ``exc`` (or an exception it was raised from) is an I/O error (``OSError``: disk full,
+    permissions, network, timeouts), ``MemoryError``, or an object-store client's error; else ``INPUT``.
+
+    For errors raised while publishing: that stage reads only staged rows and writes only outputs, so its I/O errors
+    are never the input's fault.
+    """
+    seen: set[int] = set()
+    e: BaseException | None = exc
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        if isinstance(e, (OSError, MemoryError)) or type(e).__module__.split(".")[0] in _INFRASTRUCTURE_PACKAGES:
+            return INFRASTRUCTURE
+        e = e.__cause__ or e.__context__
+    return INPUT
+
+
+def error_record(video_id: str, uri: str, shard: int, frame: int, stage: str, message: str, kind: str = INPUT) -> dict:
+    """One error of a video's summary (``shard``/``frame`` −1 when the error concerns no single one); ``kind`` is
+    ``INPUT`` or ``INFRASTRUCTURE``."""
+    if kind not in (INPUT, INFRASTRUCTURE):
+        raise ValueError(f"error kind must be {INPUT!r} or {INFRASTRUCTURE!r}, got {kind!r}")
     return {
         "video_id": video_id,
         "source_uri": uri,
@@ -61,16 +96,18 @@ def error_record(video_id: str, uri: str, shard: int, frame: int, stage: str, me
         "frame_index": int(frame),
         "stage": stage,
         "message": message,
+        "kind": kind,
     }
 
 
 def failed_summary(video_id: str, uri: str, exc: BaseException) -> VideoSummary:
-    """The summary of a video whose publishing raised ``exc`` (nothing committed)."""
+    """The summary of a video whose publishing raised ``exc`` (nothing committed); the error's kind is
+    ``error_kind(exc)``."""
     return VideoSummary(
         published=False,
         num_frames=0,
         num_persons=0,
-        errors=[error_record(video_id, uri, -1, -1, "publish", f"{type(exc).__name__}: {exc}")],
+        errors=[error_record(video_id, uri, -1, -1, "publish", f"{type(exc).__name__}: {exc}", error_kind(exc))],
     )
 
 
@@ -207,26 +244,50 @@ def publish_staged_video(
             )
         if len(ledger):
             frames_out.write(frames_table(*ledger.pop(), metadata=md))
-        poses_out.commit()
-        frames_out.commit()
+        # An earlier run's marker stops describing the tables as soon as one is replaced: un-commit first, so a
+        # failure below leaves the video uncommitted (a rerun processes it again), never a marker over mixed tables.
+        remove_files(output, [f"_manifest/{video_id}.json"], storage_options, strict=True)
+        committed: list[str] = []
+        try:
+            for name, out in zip(files, (poses_out, frames_out)):
+                out.commit()
+                committed.append(name)
+            write_manifest(
+                output,
+                Manifest(
+                    video_id=video_id,
+                    source_uri=source_uri,
+                    fingerprint=fingerprint,
+                    config_hash=config_hash,
+                    run_id=run_id,
+                    num_frames=num_frames,
+                    num_persons=num_persons,
+                    num_errors=len(errors),
+                    files=files,
+                    random_weights=random_weights,
+                ),
+                storage_options,
+            )
+        except BaseException:  # e.g. the disk filled up after the keypoint table: publish nothing of this video
+            remove_files(output, committed, storage_options)
+            raise
     seconds["track_and_publish"] = time.perf_counter() - t0
-    write_manifest(
-        output,
-        Manifest(
-            video_id=video_id,
-            source_uri=source_uri,
-            fingerprint=fingerprint,
-            config_hash=config_hash,
-            run_id=run_id,
-            num_frames=num_frames,
-            num_persons=num_persons,
-            num_errors=len(errors),
-            files=files,
-            random_weights=random_weights,
-        ),
-        storage_options,
-    )
     return VideoSummary(published=True, num_frames=num_frames, num_persons=num_persons, errors=errors, seconds=seconds)
+
+
+def remove_files(output: str, names: list[str], storage_options: dict | None = None, strict: bool = False) -> None:
+    """Delete ``output``-relative files (a missing one is fine); another failure raises when ``strict``, else it is
+    logged."""
+    for name in names:
+        fs, path = fsspec.core.url_to_fs(join_uri(output, name), **(storage_options or {}))
+        try:
+            fs.rm(path)
+        except FileNotFoundError:
+            pass
+        except Exception:
+            if strict:
+                raise
+            logger.warning("could not delete %s", join_uri(output, name), exc_info=True)
 
 
 def _rows_of(column) -> list[np.ndarray]:
@@ -280,6 +341,7 @@ def _keypoint_table(
         timestamp_s=np.asarray(batch["timestamp_s"], np.float64)[rep],
         image_width=np.asarray(batch["image_width"])[rep],
         image_height=np.asarray(batch["image_height"])[rep],
+        rotation=np.asarray(batch["rotation"])[rep] if "rotation" in batch else None,  # rows staged before the column
         person_index=np.concatenate([np.arange(c) for c in counts]) if len(counts) else np.zeros(0),
         track_id=track_ids,
         box_xyxy=cat(boxes, (4,)),

@@ -211,6 +211,24 @@ def test_frame_statuses_errors_and_duplicates(bonn, tmp_path):
     assert not (tmp_path / "_staging" / "bonn").exists()  # staged rows are removed once committed
 
 
+@pytest.mark.parametrize("rotation", [90, None])
+def test_rotation_reaches_the_keypoint_table(bonn, tmp_path, rotation):
+    """The decode stage's ``rotation`` column (displayed orientation) is published; rows staged before the column
+    existed publish null."""
+    clip, scenario, pairs = bonn
+    spec = _spec(tmp_path, tracking=None)
+    rows = _rows(clip, scenario, pairs, [0, 1, 2])
+    if rotation is not None:
+        rows["rotation"] = np.full(3, rotation, np.int16)
+    assert TrackAndPublish(spec)(stage_rows(rows, spec))["published"][0]
+    poses = pq.read_table(tmp_path / "poses" / "video_id=bonn" / "part-0.parquet").to_pandas()
+    assert len(poses) > 0
+    if rotation is None:
+        assert poses["rotation"].isna().all()
+    else:
+        assert (poses["rotation"] == rotation).all()
+
+
 def test_a_video_without_good_frames_is_not_published(bonn, tmp_path):
     clip, scenario, pairs = bonn
     spec = _spec(tmp_path)
@@ -236,3 +254,69 @@ def test_a_retried_task_reports_the_commit_of_its_earlier_attempt(bonn, tmp_path
     other_run = PublishSpec(**{**spec.__dict__, "run_id": "another"})
     failed = TrackAndPublish(other_run)(refs)  # a commit by another run does not count
     assert not failed["published"][0] and "FileNotFoundError" in failed["errors_json"][0]
+
+
+@pytest.mark.faults
+@pytest.mark.parametrize("failing", ["frames", "manifest"])
+def test_a_full_disk_while_publishing_is_an_infrastructure_error_and_publishes_nothing(
+    bonn, tmp_path, monkeypatch, failing
+):
+    """ENOSPC after the keypoint table was published: that table is deleted again, an earlier run's marker no longer
+    claims the video, and the error's kind is ``infrastructure`` (``jobs.label`` exits 3); frame errors stay
+    ``input``."""
+    import errno
+    import json
+
+    from store.manifest import Manifest, write_manifest
+    from store.writers import AtomicParquetWriter
+
+    clip, scenario, pairs = bonn
+    spec = _spec(tmp_path)
+    old = Manifest("bonn", "/in/bonn.mp4", "f", "old-config", "old-run", 1, 1, 0, (), False)
+    write_manifest(str(tmp_path), old)
+    rows = _rows(clip, scenario, pairs, list(range(clip.num_frames)))
+    rows["error"][3], rows["stage"][3] = "ValueError: bad frame", "decode"
+    full = OSError(errno.ENOSPC, "No space left on device")
+    if failing == "frames":
+        real_commit = AtomicParquetWriter.commit
+
+        def commit(self):
+            if "/frames/" in self.uri:
+                raise full
+            return real_commit(self)
+
+        monkeypatch.setattr(AtomicParquetWriter, "commit", commit)
+    else:
+        monkeypatch.setattr(publish_mod, "write_manifest", lambda *a, **k: (_ for _ in ()).throw(full))
+    summary = TrackAndPublish(spec)(stage_rows(rows, spec))
+    assert not summary["published"][0]
+    errors = json.loads(summary["errors_json"][0])
+    assert [(e["stage"], e["kind"]) for e in errors] == [("publish", "infrastructure")]
+    assert "No space left" in errors[0]["message"]
+    assert not [p for p in tmp_path.rglob("*.parquet") if "_staging" not in p.parts and not p.name.startswith(".")]
+    assert not (tmp_path / "_manifest" / "bonn.json").exists()
+    monkeypatch.undo()
+    good = TrackAndPublish(spec)(stage_rows(rows, spec))  # the disk has room again
+    assert good["published"][0]
+    assert [e["kind"] for e in json.loads(good["errors_json"][0])] == ["input"]
+
+
+def test_error_kinds():
+    import errno
+
+    from store.video_publish import INFRASTRUCTURE, INPUT, error_kind
+
+    assert error_kind(OSError(errno.ENOSPC, "full")) == INFRASTRUCTURE
+    assert error_kind(PermissionError("denied")) == INFRASTRUCTURE
+    assert error_kind(MemoryError()) == INFRASTRUCTURE
+    assert error_kind(ValueError("bad rows")) == INPUT
+    try:
+        try:
+            raise TimeoutError("s3 slow")
+        except TimeoutError as e:
+            raise RuntimeError("publish failed") from e
+    except RuntimeError as e:
+        assert error_kind(e) == INFRASTRUCTURE
+    from botocore.exceptions import ClientError
+
+    assert error_kind(ClientError({"Error": {"Code": "AccessDenied"}}, "PutObject")) == INFRASTRUCTURE

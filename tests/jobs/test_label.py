@@ -291,10 +291,8 @@ def _run_cli(args: list[str], env_extra: dict | None = None, **kw) -> subprocess
         [sys.executable, "-m", "jobs.label", *args, "--num-cpus", "2"],
         cwd=REPO,
         env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
         start_new_session=True,
-        **kw,
+        **{"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL, **kw},
     )
 
 
