@@ -68,6 +68,8 @@ MODES = {
         "--set",
         "resources.detect.num_cpus=0.5",
         "--set",
+        "resources.sppe.threads=1",  # what Ray's OMP_NUM_THREADS gave the 0.5-CPU actor
+        "--set",
         "sppe.batch_size=64",
     ],
 }
