@@ -41,7 +41,7 @@ from dataclasses import asdict, dataclass, replace
 
 import fsspec
 
-from store.writers import join_uri, put_atomic
+from store.writers import join_uri, put_atomic, read_json_folder
 
 __all__ = [
     "LEASE_DIR",
@@ -127,18 +127,11 @@ def _fs(output: str, storage_options: dict | None):
 
 def read_leases(output: str, storage_options: dict | None = None) -> dict[str, LeaseRecord]:
     """Every readable lease file under ``output`` by run id (an unreadable or vanished file is no lease)."""
-    fs, path = _fs(output, storage_options)
-    fs.invalidate_cache(path)  # object-store listings are cached per process
-    try:
-        names = [p for p in fs.ls(path, detail=False) if p.endswith(".json")]
-    except FileNotFoundError:
-        return {}
     out = {}
-    for p in names:
+    for d in read_json_folder(join_uri(output, LEASE_DIR), storage_options):
         try:
-            with fs.open(p, "rb") as f:
-                rec = LeaseRecord(**json.load(f))
-        except (FileNotFoundError, ValueError, TypeError):
+            rec = LeaseRecord(**d)
+        except TypeError:
             continue
         out[rec.run_id] = rec
     return out

@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass
 
 import fsspec
 
-from store.writers import join_uri, put_atomic
+from store.writers import join_uri, put_atomic, read_json_folder
 
 __all__ = ["Manifest", "write_manifest", "read_manifest", "read_manifests"]
 
@@ -58,20 +58,12 @@ def read_manifest(output: str, video_id: str, storage_options: dict | None = Non
 
 def read_manifests(output: str, storage_options: dict | None = None) -> dict[str, Manifest]:
     """All commit markers under ``output`` (an empty dict when there are none or the folder does not exist)."""
-    fs, path = fsspec.core.url_to_fs(join_uri(output, "_manifest"), **(storage_options or {}))
-    fs.invalidate_cache(path)  # object-store listings are cached per process; markers may be new since
-    try:
-        names = [p for p in fs.ls(path, detail=False) if p.endswith(".json")]
-    except FileNotFoundError:
-        return {}
     out = {}
-    for p in names:
+    for d in read_json_folder(join_uri(output, "_manifest"), storage_options):
         try:
-            with fs.open(p, "rb") as f:
-                d = json.load(f)
             d["files"] = tuple(d.get("files", ()))
             m = Manifest(**d)
-        except (ValueError, TypeError, KeyError):
+        except (ValueError, TypeError, KeyError, AttributeError):
             continue  # an unreadable marker is no commit: the video is processed again
         out[m.video_id] = m
     return out

@@ -29,6 +29,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 __all__ = [
+    "read_json_folder",
     "TMP_DIR",
     "STALE_TEMP_S",
     "join_uri",
@@ -204,3 +205,27 @@ def sweep_stale_temps(output: str, storage_options: dict | None = None, *, older
     if removed:
         logger.info("removed %d stale temp files of killed writers under %s", removed, output)
     return removed
+
+
+def read_json_folder(folder: str, storage_options: dict | None = None) -> list[dict]:
+    """The JSON objects of every ``*.json`` file in ``folder`` (local or fsspec URI), freshly listed.
+
+    An empty list when the folder does not exist; a file that vanished meanwhile or is not valid JSON is skipped
+    (commit markers and leases are written atomically, so such a file is someone else's half-state, never ours).
+    """
+    import json
+
+    fs, path = fsspec.core.url_to_fs(folder, **(storage_options or {}))
+    fs.invalidate_cache(path)  # object-store listings are cached per process; the files may be new since
+    try:
+        names = [p for p in fs.ls(path, detail=False) if p.endswith(".json")]
+    except FileNotFoundError:
+        return []
+    out = []
+    for p in names:
+        try:
+            with fs.open(p, "rb") as f:
+                out.append(json.load(f))
+        except (FileNotFoundError, ValueError):
+            continue
+    return out
