@@ -55,7 +55,8 @@ class SPPEConfig:
     flip_test: bool = False  # average with the mirrored input (AlphaPose --flip)
     decode: str = "alphapose"  # "alphapose" (exact) or "dark" (sub-pixel)
     # persons per forward pass; 0 = by device: 8 on CPU (per-crop cost rises with the batch there: 0.13 s at 8 vs
-    # 0.18 s at 64 for FastPose-res50 on 2 threads, benchmarks/end_to_end.py), 64 on a GPU
+    # 0.18 s at 64 for FastPose-res50 on 2 threads, 3 interleaved passes on a loaded 2-core machine; the whole job:
+    # 4.95 vs 4.15 persons/s in benchmarks/end_to_end.py), 64 on a GPU
     batch_size: int = 0
     device: str = "auto"  # "auto" (GPU iff Ray assigned one), "cpu", "cuda", "cuda:N"
     precision: str = "fp32"  # "fp32", "bf16" or "fp16" weights and activations
