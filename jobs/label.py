@@ -355,7 +355,7 @@ def _main(argv: list[str] | None, cleanup: contextlib.ExitStack) -> int:
         cfg = build_config(args.config, args.overrides)
         local_cpus = _local_cpus(args.num_cpus)
         if local_cpus is not None:  # a local Ray started here: its CPUs are known now (GPUs once it runs)
-            check_resources(plan_resources(cfg, local_cpus), local_cpus)
+            check_resources(cfg, local_cpus)  # plans unset pools itself
         _check_locations(args.input, args.output, storage_options)
         with _at("input", _remote(args.input)):
             listing = scan_inputs(args.input, storage_options)
