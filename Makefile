@@ -28,7 +28,7 @@ lint: venv
 	$(BIN)/ruff format --check .
 
 test: venv weights lint
-	RAY_DATA_DISABLE_PROGRESS_BARS=1 $(BIN)/python -m pytest; rc=$$?; \
+	PYTHONFAULTHANDLER=1 RAY_DATA_DISABLE_PROGRESS_BARS=1 $(BIN)/python -m pytest; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests"; exit 0; fi; exit $$rc
 
 # The main job on local Ray (CPU) with real weights: label the shipped CC BY 2.0 COCO photo with YOLO11n person
