@@ -191,8 +191,10 @@ def _run_job(args: list[str], out: Path) -> dict:
     return {"wall_s": wall, "peak_pss_bytes": peak, "summary": summary}
 
 
-def _bare_forward(arch: str, threads: int, batch: int, persons: int, precision: str) -> float:
-    """Persons/s of ``model(x)`` alone, in a fresh process (same threads, batch and precision as the job)."""
+def _bare_forward(arch: str, threads: int, batch: int, persons: int, precision: str, channels_last: bool) -> float:
+    """Persons/s of ``model(x)`` alone, in a fresh process (same threads, batch, precision and memory layout as the
+    job's SPPE actor; AlphaPose runs NCHW)."""
+    fmt = "torch.channels_last" if channels_last else "torch.contiguous_format"
     code = f"""
 import time, torch
 from models.sppe import build_sppe
@@ -200,8 +202,8 @@ from actors.sppe import PRECISIONS
 torch.set_num_threads({threads})
 torch.manual_seed(0)
 dt = PRECISIONS[{precision!r}]
-m = build_sppe({arch!r}, 17).eval().to(dt)
-x = torch.rand({batch}, 3, 256, 192).to(dt)
+m = build_sppe({arch!r}, 17).eval().to(dt).to(memory_format={fmt})
+x = torch.rand({batch}, 3, 256, 192).to(dt).contiguous(memory_format={fmt})
 with torch.inference_mode():
     m(x)
     n, t0 = 0, time.perf_counter()
@@ -266,8 +268,8 @@ def main(argv: list[str] | None = None) -> int:
         res = _run_job(tiny_args, tmp / f"fixed-{r}")
         planned = runs[args.modes[0]][-1]["summary"]["config"]["resources"]["sppe"]
         batch = runs[args.modes[0]][-1]["summary"]["config"]["sppe"]["batch_size"] or 8
-        bare.append(_bare_forward(args.arch, planned["threads"], batch, args.bare_persons, "fp32"))
-        anchor.append(_bare_forward(args.arch, 2, 6, args.bare_persons, "fp32"))
+        bare.append(_bare_forward(args.arch, planned["threads"], batch, args.bare_persons, "fp32", channels_last=True))
+        anchor.append(_bare_forward(args.arch, 2, 6, args.bare_persons, "fp32", channels_last=False))
         fixed.append(res["wall_s"] - tiny_persons / bare[-1])
         print(f"round {r + 1}: bare {bare[-1]:.2f} persons/s, alphapose_sp model {anchor[-1]:.2f}", flush=True)
 

@@ -15,9 +15,10 @@ Outputs under ``--output``: ``poses/`` and ``frames/`` (hive-partitioned by ``vi
 ``runs/<run_id>/summary.json`` + ``errors.parquet``; ``_staging/`` holds per-frame rows between the GPU stages and
 the per-video tracking stage, and each video's part is deleted once the video is committed.
 One run at a time per output: the run takes the output's lease (``<output>/_lease/``, ``store.lease``) after
-validation and before Ray starts, renews it while it works and releases it when it ends; a second run into the same
-output is refused (exit 2) while the first one's lease is live, and takes over a stale one (a crashed run's) with a
-warning. ``--break-lease`` takes it from a run known to be dead.
+validation and before it writes anything there (its candidate file before Ray starts, held once Ray is up: the
+lease's settle time overlaps Ray's start-up), renews it while it works and releases it when it ends; a second run
+into the same output is refused (exit 2) while the first one's lease is live, and takes over a stale one (a crashed
+run's) with a warning. ``--break-lease`` takes it from a run known to be dead.
 
 Exit codes:
 
@@ -381,11 +382,12 @@ def _main(argv: list[str] | None, cleanup: contextlib.ExitStack) -> int:
         {"config": cfg.result_affecting(), "detector_sha256": det_sha, "sppe_sha256": sppe_sha, "code": _code_version()}
     )
     run_id = args.run_id or time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + uuid.uuid4().hex[:6]
-    lease = _take_lease(args, run_id, storage_options)
+    # The lease in two steps: the candidate now, held after its settle time, which the manifest listing and Ray's
+    # start-up fill (only reads of the output happen in between).
+    lease = _begin_lease(args, run_id, storage_options)
     if lease is None:
         return EXIT_USAGE
     cleanup.callback(lease.release)  # on success, failure and Ctrl-C alike
-    lease.start_heartbeat()
 
     import ray
 
@@ -394,7 +396,6 @@ def _main(argv: list[str] | None, cleanup: contextlib.ExitStack) -> int:
     from store.manifest import read_manifests
     from store.writers import sweep_stale_temps
 
-    sweep_stale_temps(args.output, storage_options)  # temp files that killed writers left (by age; logged)
     committed = read_manifests(args.output, storage_options)
     todo = [
         u
@@ -439,6 +440,11 @@ def _main(argv: list[str] | None, cleanup: contextlib.ExitStack) -> int:
         except Exception:
             logger.exception("run %s failed to start Ray", run_id)
             return 1
+    if not _confirm_lease(args, lease):
+        return EXIT_USAGE
+    lease.start_heartbeat()
+    sweep_stale_temps(args.output, storage_options)  # temp files that killed writers left (by age; logged)
+    if todo:
         n_chunks = -(-len(todo) // cfg.run.chunk_units)
         try:
             configure_data_context()
@@ -581,17 +587,30 @@ def _failure_line(e: BaseException) -> str:
     return (named[0] if named else f"{type(e).__name__}: {' '.join(lines)}")[:500]
 
 
-def _take_lease(args, run_id: str, storage_options: dict):
-    """The output's lease for this run (``store.lease``), or None after printing why another run has it."""
+def _begin_lease(args, run_id: str, storage_options: dict):
+    """This run's candidate lease on the output (``store.lease``), or None after printing why another run has it."""
     from store.lease import Lease, LeaseHeld
 
     try:
         lease = Lease(args.output, run_id, storage_options, ttl_s=args.lease_ttl_s)
         with _at("output", [args.output]):
-            taken = lease.acquire(break_lease=args.break_lease)
+            lease.begin(break_lease=args.break_lease)
     except (LeaseHeld, LocationError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return None
+    return lease
+
+
+def _confirm_lease(args, lease) -> bool:
+    """Hold the lease begun by ``_begin_lease`` (False after printing why another run has it)."""
+    from store.lease import LeaseHeld
+
+    try:
+        with _at("output", [args.output]):
+            taken = lease.confirm()
+    except (LeaseHeld, LocationError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return False
     for r in taken:
         logger.warning(
             "took over the lease on %s from %s: %s",
@@ -599,7 +618,7 @@ def _take_lease(args, run_id: str, storage_options: dict):
             r.describe(),
             "--break-lease" if args.break_lease and r.is_live() else "that run is gone (stale lease)",
         )
-    return lease
+    return True
 
 
 def weights_provenance(det_sha: str, sppe_sha: str) -> dict:

@@ -1,7 +1,7 @@
 """One live run per output folder: a lease file per run under ``<output>/_lease/``, on local disks and object stores.
 
 Two runs writing one output at once would each clean up the other's staged rows and report false errors, so a run
-takes the output's lease before Ray starts and keeps it until it ends. Each run writes only its own file,
+takes the output's lease before it writes there and keeps it until it ends. Each run writes only its own file,
 ``<output>/_lease/<run_id>.json`` (``LeaseRecord``: run id, host, pid, start time, heartbeat time, TTL, state),
 atomically (``store.writers.put_atomic``); nothing ever needs an atomic create-if-absent, which plain fsspec does not
 offer on S3. A lease is **live** while its heartbeat is younger than its TTL and, when it was written on this host,
@@ -180,11 +180,20 @@ class Lease:
         self._last_renewal = 0.0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._break = False  # begin(break_lease=True): take the output from every other run
+        self._first_check: float | None = None  # monotonic time of begin's check; None outside begin → confirm
 
     # ---- acquiring -------------------------------------------------------------------------------------------------
     def acquire(self, break_lease: bool = False) -> list[LeaseRecord]:
         """Take the lease or raise ``LeaseHeld`` (our file is deleted then). Returns the leases this run took over:
         stale ones (crashed runs), and with ``break_lease`` every other one."""
+        self.begin(break_lease)
+        return self.confirm()
+
+    def begin(self, break_lease: bool = False) -> None:
+        """Steps 1–2 of ``acquire``: write our ``candidate`` file and check the others (``LeaseHeld`` if one wins).
+        The caller may work (read-only on the output, e.g. start Ray) before ``confirm``, which waits only what is
+        left of ``settle_s``: the settle time then costs the job nothing."""
         now = time.time()
         self._record = LeaseRecord(
             run_id=self.run_id,
@@ -196,19 +205,38 @@ class Lease:
             state="candidate",
         )
         self._write()
+        self._break = break_lease
         try:
             if not break_lease:
                 self._check_others()
-                if self.settle_s:
-                    time.sleep(self.settle_s)
-                    self._check_others()
+        except BaseException:
+            self._delete_own()
+            raise
+        self._first_check = time.monotonic()
+
+    def confirm(self) -> list[LeaseRecord]:
+        """Steps 3–4 of ``acquire`` after ``begin``: the second check once ``settle_s`` has passed since the first,
+        then ``held``. Returns the leases taken over, as ``acquire``."""
+        if self._first_check is None:
+            raise ValueError("confirm before begin")
+        first, self._first_check = self._first_check, None
+        try:
+            if not self._break and time.monotonic() - first > self.ttl_s / 2:
+                # Our candidate file aged while the caller worked: others may have taken it for a dead run's. Renew
+                # it and check again, so the rule below holds for a fresh candidate.
+                self._write()
+                self._check_others()
+                first = time.monotonic()
+            if not self._break and self.settle_s:
+                time.sleep(max(0.0, self.settle_s - (time.monotonic() - first)))
+                self._check_others()
             self._write(state="held")
         except BaseException:
             self._delete_own()
             raise
         others = [r for r in read_leases(self.output, self.storage_options).values() if r.run_id != self.run_id]
         now = time.time()
-        taken = [r for r in others if break_lease or not r.is_live(now)]
+        taken = [r for r in others if self._break or not r.is_live(now)]
         for r in taken:
             self._delete(r.run_id)
         return taken

@@ -104,3 +104,20 @@ def test_sppe_actor_bf16_matches_fp32():
     a, b = fp32(_batch()), bf16(_batch())
     assert b["keypoints"][0].dtype == np.float32 and np.isfinite(b["keypoints"][0]).all()
     assert a["keypoints"][0].shape == b["keypoints"][0].shape
+
+
+def test_sppe_actor_runs_channels_last_and_matches_the_nchw_network():
+    """The actor converts FastPose to channels-last (faster oneDNN convolutions on CPU); its heatmaps must equal
+    the plain NCHW network's up to rounding order."""
+    from models.transforms import normalize_crops
+
+    actor = SPPE(SPPEConfig(arch="fastpose_res18", random_weights=True, device="cpu"))
+    convs = [m for m in actor.model.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert convs and all(c.weight.is_contiguous(memory_format=torch.channels_last) for c in convs)
+    ref = build_sppe("fastpose_res18").eval()
+    ref.load_state_dict(actor.model.state_dict())
+    x = normalize_crops(np.random.default_rng(3).integers(0, 255, (3, 256, 192, 3), dtype=np.uint8))
+    with torch.inference_mode():
+        got, want = actor.model(x), ref(x.contiguous())
+    assert not got.is_contiguous() and want.is_contiguous()  # the two layouts really differed
+    torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-6)

@@ -112,6 +112,43 @@ def test_concurrent_acquires_admit_exactly_one(tmp_path):
     assert set(read_leases(output)) == set(winners)
 
 
+def test_work_between_begin_and_confirm_counts_toward_the_settle_time(tmp_path):
+    """jobs.label starts Ray between ``begin`` and ``confirm``: the settle wait overlaps that work, and a run that
+    wrote its candidate in the meantime is still seen by the second check."""
+    output = str(tmp_path / "out")
+    first = Lease(output, "first", settle_s=0.5, ttl_s=30.0)
+    first.begin()
+    assert read_leases(output)["first"].state == "candidate"
+    time.sleep(0.6)  # the caller's work, longer than the settle time
+    t0 = time.monotonic()
+    assert first.confirm() == []
+    assert time.monotonic() - t0 < 0.3  # nothing left to wait
+    assert read_leases(output)["first"].state == "held"
+    first.release()
+
+    # A competitor that writes its candidate after our first check but sorts before us (an earlier start time, as
+    # a skewed clock on another host gives) wins at our second check.
+    ours = Lease(output, "ours", settle_s=0.2, ttl_s=30.0)
+    ours.begin()
+    _fake_lease(output, "early", state="candidate", host="other-host", start_time=time.time() - 100)
+    with pytest.raises(LeaseHeld):
+        ours.confirm()
+    assert "ours" not in read_leases(output)  # refused: our file is gone
+
+
+def test_a_candidate_left_longer_than_half_its_ttl_checks_again(tmp_path):
+    """After a long gap others may have judged our candidate dead and taken the output: confirm must see that."""
+    output = str(tmp_path / "out")
+    ours = Lease(output, "ours", settle_s=0.0, ttl_s=1.0)
+    ours.begin()
+    time.sleep(0.6)  # > ttl/2: our candidate may look dead to others
+    _fake_lease(output, "other", state="held")
+    with pytest.raises(LeaseHeld):
+        ours.confirm()
+    with pytest.raises(ValueError, match="confirm before begin"):
+        Lease(output, "x").confirm()
+
+
 def test_heartbeat_keeps_the_lease_live_and_notices_a_takeover(tmp_path):
     output = str(tmp_path / "out")
     lease = Lease(output, "slow", ttl_s=2.0, settle_s=0.0)
