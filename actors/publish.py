@@ -1,14 +1,15 @@
 """The pipeline's last two stages: stage each frame row, then per video track and publish it atomically.
 
 ``stage_rows`` (a ``map_batches`` task after pose NMS) writes the rows to the staging area (``store.staging``) and
-returns small references. ``TrackAndPublish`` (``groupby("video_id").map_groups(publish_video, ...)`` over those
-references) hands one video's references to ``store.video_publish.publish_staged_video``, which reads the staged
-shards one at a time in frame order, runs PoseFlow (``models.video_tracking``) and publishes the keypoint and frames
-tables and the commit marker. This module only adapts that to Ray: the run's settings arrive as one picklable
+returns small references. ``TrackAndPublish`` (``publish_video`` in one Ray task per video, after
+``pipelines.label.publish_videos`` grouped the references in the driver) hands one video's references to
+``store.video_publish.publish_staged_video``, which reads the staged shards one at a time in frame order, runs
+PoseFlow (``models.video_tracking``) and publishes the keypoint and frames tables and the commit marker.
+This module only adapts that to Ray: the run's settings arrive as one picklable
 ``PublishSpec``, and the result leaves as a one-row summary batch.
 
 Every exception inside is caught and turned into the video's error summary: one bad video never fails the others
-hashed into the same block. Each error carries its kind (``store.video_publish.error_kind``): frame errors are the
+of its chunk. Each error carries its kind (``store.video_publish.error_kind``): frame errors are the
 input's; a failure to publish with an I/O or memory error (a full disk, a lost object store) is the
 infrastructure's, which makes ``jobs.label`` exit 3. Clean-up removes this run's staged rows and orphans of runs
 without a live lease, never another live run's (``store.staging.remove_staging``).
@@ -117,5 +118,5 @@ class TrackAndPublish:
 
 
 def publish_video(refs: dict[str, np.ndarray], spec: PublishSpec) -> dict[str, np.ndarray]:
-    """``map_groups`` function form of ``TrackAndPublish`` (the pipeline runs it as a task)."""
+    """Function form of ``TrackAndPublish`` (``pipelines.label.publish_videos`` runs it as a Ray task per video)."""
     return TrackAndPublish(spec)(refs)

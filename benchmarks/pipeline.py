@@ -153,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from actors.publish import PublishSpec
     from jobs.label import build_config
-    from pipelines.label import build_label_dataset, configure_data_context, probe_units
+    from pipelines.label import build_label_dataset, configure_data_context, probe_units, publish_videos, run_label
     from store.sources import list_inputs
 
     tmp = Path(tempfile.mkdtemp(prefix="rp-bench-"))
@@ -190,14 +190,12 @@ def main(argv: list[str] | None = None) -> int:
         random_weights=True,
     )
     # warm-up run on one clip: actor start-up is a per-job constant, not per-frame throughput
-    build_label_dataset(
-        probe_units(units[:1], cfg), cfg, PublishSpec(**{**spec.__dict__, "output": str(tmp / "w")}), num_partitions=1
-    ).take_all()
+    run_label(probe_units(units[:1], cfg), cfg, PublishSpec(**{**spec.__dict__, "output": str(tmp / "w")}))
     with _PeakRSS() as rss_ray:
         t0 = time.perf_counter()
         shards = probe_units(units, cfg)
-        ds = build_label_dataset(shards, cfg, spec, num_partitions=len(units))
-        summaries = ds.take_all()
+        ds = build_label_dataset(shards, cfg, spec)
+        summaries = publish_videos(ds.take_all(), spec, cfg.resources.publish_cpus)
         t_ray = time.perf_counter() - t0
     frames_ray = sum(int(s["num_frames"]) for s in summaries)
     stats_text = ds.stats()

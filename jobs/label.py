@@ -392,7 +392,7 @@ def _main(argv: list[str] | None, cleanup: contextlib.ExitStack) -> int:
     import ray
 
     from actors.publish import PublishSpec
-    from pipelines.label import build_label_dataset, configure_data_context, probe_units
+    from pipelines.label import configure_data_context, probe_units, run_label
     from store.manifest import read_manifests
     from store.writers import sweep_stale_temps
 
@@ -448,7 +448,6 @@ def _main(argv: list[str] | None, cleanup: contextlib.ExitStack) -> int:
         n_chunks = -(-len(todo) // cfg.run.chunk_units)
         try:
             configure_data_context()
-            cpus = int(resources.get("CPU", 1))
             with StallWatchdog(cfg.run.stall_warning_s) as watch:
                 for c in range(0, len(todo), cfg.run.chunk_units):
                     if lease.lost:  # another run took the output over (logged): stop writing into it
@@ -471,9 +470,7 @@ def _main(argv: list[str] | None, cleanup: contextlib.ExitStack) -> int:
                         storage_options=storage_options,
                         tracking=cfg.tracking.poseflow if cfg.tracking.enabled else None,
                     )
-                    parts = cfg.run.num_partitions or max(1, min(len(chunk), 4 * cpus))
-                    ds = build_label_dataset(shards, cfg, spec, num_partitions=parts)
-                    summaries += ds.take_all()
+                    summaries += run_label(shards, cfg, spec)
                     watch.done()
                     logger.info(
                         "chunk %d/%d done: %d videos (%d of %d)",

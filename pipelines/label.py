@@ -8,10 +8,11 @@ config at each call site and no math::
                        ─map_batches(SPPE)              actor pool: crops → keypoints (skipped with sppe.arch=detector)
                        ─map_batches(apply_pose_nms)    CPU tasks: per-frame parametric pose NMS
                        ─map_batches(stage_rows)        CPU tasks: rows → staged Parquet per (video, shard) piece
-                       ─groupby(video_id).map_groups(publish_video)   shard by shard: PoseFlow, publish atomically
+    publish_videos: group the staged references by video_id (driver); one task per video: PoseFlow shard by
+                    shard, publish atomically
 
 One row is one frame all the way (persons as ragged arrays), so frames without people are never lost and no stage
-regroups frames. Only file references go through the groupby (``store.staging`` explains the two phases), so
+regroups frames. Only file references reach the per-video step (``store.staging`` explains the two phases), so
 the per-video stage holds the tracker's window plus one shard, never a whole video. ``probe_units`` plans the
 shards in Ray tasks first (a probe demuxes a whole video, which must not happen in the driver for S3 inputs).
 ``LabelConfig`` is the job's whole configuration.
@@ -45,6 +46,8 @@ __all__ = [
     "configure_data_context",
     "probe_units",
     "build_label_dataset",
+    "publish_videos",
+    "run_label",
     "check_resources",
     "plan_resources",
     "actor_stage",
@@ -162,7 +165,6 @@ class RunConfig:
     shard_frames: int = 256  # frames per video shard (≫ GOP: each shard decodes from a keyframe)
     decode_chunk: int = 16  # frames per decoded batch
     chunk_units: int = 64  # videos per Dataset execution: a crash loses at most one chunk's work
-    num_partitions: int = 0  # groupby partitions; 0 → min(videos in chunk, 4 × CPUs)
     stall_warning_s: float = 300.0  # warn when no chunk finished for this long; 0 disables the warning
 
     def __post_init__(self) -> None:
@@ -388,11 +390,11 @@ def build_label_dataset(
     shards: list[dict],
     cfg: LabelConfig,
     spec: PublishSpec,
-    num_partitions: int,
     sppe_stage: type = SPPE,
     sppe_cfg: object | None = None,
 ):
-    """The lazy Dataset whose rows are per-video summaries; executing it publishes every video of ``shards``.
+    """The lazy Dataset whose rows are staged references (one per staged file: ``actors.publish.stage_rows``);
+    executing it stages every frame of ``shards``, and ``publish_videos`` of its rows then tracks and publishes.
 
     ``sppe_stage``/``sppe_cfg`` replace the pose stage's class and its constructor argument (default: ``SPPE`` with
     ``cfg.sppe``); the oracle test substitutes a ground-truth SPPE to measure the rest of the system.
@@ -426,10 +428,40 @@ def build_label_dataset(
     ds = ds.map_batches(
         apply_pose_nms, fn_kwargs={"params": cfg.pose_nms}, batch_size=r.detect.batch_size, num_cpus=r.pose_nms_cpus
     )
-    ds = ds.map_batches(stage_rows, fn_kwargs={"spec": spec}, batch_size=None, num_cpus=r.pose_nms_cpus)
-    # Tasks, not an actor pool: nothing to load, and warm task workers skip the start-up an actor would cost.
-    return ds.groupby("video_id", num_partitions=num_partitions).map_groups(
-        publish_video,
-        fn_kwargs={"spec": spec},
-        num_cpus=r.publish_cpus,
-    )
+    return ds.map_batches(stage_rows, fn_kwargs={"spec": spec}, batch_size=None, num_cpus=r.pose_nms_cpus)
+
+
+def publish_videos(refs: list[dict], spec: PublishSpec, num_cpus: float) -> list[dict]:
+    """Track and publish each video of ``refs`` (the staged references of a finished ``build_label_dataset``) in
+    its own Ray task; returns one summary row per video (``actors.publish.TrackAndPublish``).
+
+    The references are a few small rows per shard, so they are grouped here in the driver instead of through a
+    Ray Data ``groupby``: its hash-shuffle map, aggregator actor and reduce added ~7 s of start-up to every job on
+    a 2-CPU machine (three serial steps, each waiting for a new worker process), for no work. Tasks, not an actor
+    pool: nothing to load, and task workers are reused (an actor would start a process of its own).
+    A task killed with its worker is retried by Ray (``max_retries``); publishing is idempotent per video.
+    """
+    import ray
+
+    by_video: dict[str, list[dict]] = {}
+    for r in refs:
+        by_video.setdefault(str(r["video_id"]), []).append(r)
+    task = ray.remote(publish_video).options(num_cpus=num_cpus)
+    futures = [
+        task.remote({c: np.array([r[c] for r in rows], dtype=object) for c in rows[0]}, spec)
+        for _, rows in sorted(by_video.items())
+    ]
+    return [{k: _plain(v[0]) for k, v in out.items()} for out in ray.get(futures)]
+
+
+def _plain(v):
+    """A summary cell as a plain Python value (numpy scalars → int/float/bool)."""
+    return v.item() if isinstance(v, np.generic) else v
+
+
+def run_label(
+    shards: list[dict], cfg: LabelConfig, spec: PublishSpec, sppe_stage: type = SPPE, sppe_cfg: object | None = None
+) -> list[dict]:
+    """Label ``shards`` end to end (``build_label_dataset``, then ``publish_videos``); one summary row per video."""
+    ds = build_label_dataset(shards, cfg, spec, sppe_stage=sppe_stage, sppe_cfg=sppe_cfg)
+    return publish_videos(ds.take_all(), spec, cfg.resources.publish_cpus)

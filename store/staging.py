@@ -5,7 +5,8 @@ would hand one task a whole video at once (Ray Data's ``GroupedData.map_groups``
 memory on a single node": https://docs.ray.io/en/latest/data/api/doc/ray.data.grouped_data.GroupedData.map_groups.html).
 Memory would grow with the video (more so with ORB correspondences, tens of KB per frame) and the shuffle would move
 all of it. Instead the last per-frame stage writes each batch's rows here, **one file per (video, shard) piece**,
-and only tiny references (video, shard, file) go through the groupby. The per-video stage then reads one shard's
+and only tiny references (video, shard, file) reach the per-video stage (grouped in the driver,
+``pipelines.label.publish_videos``). The per-video stage then reads one shard's
 files at a time, in shard order, and streams them through the tracker and the table writers: it holds the
 tracker's ``link_len`` window plus one shard, whatever the video's length. Tracking shard by shard with overlaps and
 stitching would stream too but can change ids near shard boundaries; this way the result equals tracking the whole

@@ -142,7 +142,7 @@ def _run_oracle(
 ) -> list[dict]:
     from actors.publish import PublishSpec
     from jobs.label import build_config
-    from pipelines.label import build_label_dataset, configure_data_context, probe_units
+    from pipelines.label import configure_data_context, probe_units, run_label
     from store.sources import list_inputs
 
     gt = json.loads(gt_path.read_text())
@@ -173,14 +173,13 @@ def _run_oracle(
         random_weights=False,
         tracking=tracking,
     )
-    summaries = build_label_dataset(
+    summaries = run_label(
         probe_units(units, cfg),
         cfg,
         spec,
-        num_partitions=1,
         sppe_stage=OracleSPPE,
         sppe_cfg={"frames": _gt_frames(gt, num_joints, names), "num_joints": num_joints},
-    ).take_all()
+    )
     assert [s["num_errors"] for s in summaries] == [0] and summaries[0]["published"]
     return summaries
 
