@@ -86,6 +86,31 @@ FAST_LABEL = [
 ]
 
 
+# ---- the job tests' shared clean run (tests/jobs: test_label.py's crash tests and test_faults.py) ------------------
+
+
+@pytest.fixture(scope="session")
+def crash_media(tmp_path_factory):
+    """Three 16-frame clips and their detections (``test_label._walkers``)."""
+    from test_label import _walkers
+
+    root = tmp_path_factory.mktemp("crash")
+    return root, _walkers(root, 3)
+
+
+@pytest.fixture(scope="session")
+def clean_run(crash_media, tmp_path_factory):
+    """The published tables of an uninterrupted ``jobs.label`` run over ``crash_media``: what every crash, kill or
+    fault followed by a rerun must reproduce exactly. Session-scoped: ``test_label.py`` and ``test_faults.py``
+    compare against the same run (each clean run costs ~40 s)."""
+    from test_label import _cli_args, _run_cli, _tables
+
+    root, paths = crash_media
+    out = tmp_path_factory.mktemp("clean")
+    assert _run_cli(_cli_args(paths, root / "dets.json", out)).wait(timeout=600) == 0
+    return _tables(out)
+
+
 # ---- leaving the test process ------------------------------------------------------------------------------------
 # The suite starts and stops local Ray several times in this one process (module fixtures, and jobs.label's main()
 # called in-process). Ray does not support that fully: threads of an earlier session can touch core-worker state

@@ -2,7 +2,7 @@
 published, killed Ray workers, two runs into one output at once, and a run killed while it publishes.
 
 Each case checks the honest exit code, that nothing is half-published, and that a rerun gives exactly the tables of a
-clean run (``clean_run``, shared with ``test_label.py``'s crash tests).
+clean run (``clean_run`` in ``tests/conftest.py``, shared with ``test_label.py``'s crash tests).
 """
 
 from __future__ import annotations
@@ -17,15 +17,11 @@ from pathlib import Path
 import faultfs
 import pyarrow.parquet as pq
 import pytest
-import test_label
 from test_label import _assert_same, _cli_args, _manifests, _run_cli, _tables
 
 from jobs.label import main as label_main
 
 pytestmark = [pytest.mark.faults, pytest.mark.ray, pytest.mark.slow]
-
-# test_label's fixtures (three 16-frame clips and their clean run), module-scoped here
-crash_media, clean_run = test_label.crash_media, test_label.clean_run
 
 
 def _summaries(out: Path) -> list[dict]:

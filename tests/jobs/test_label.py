@@ -315,12 +315,6 @@ def _assert_same(a: dict, b: dict) -> None:
         assert not a[name].duplicated(key).any()
 
 
-@pytest.fixture(scope="module")
-def crash_media(tmp_path_factory):
-    root = tmp_path_factory.mktemp("crash")
-    return root, _walkers(root, 3)
-
-
 def _manifests(out: Path) -> list[Path]:
     return list((out / "_manifest").glob("*.json")) if (out / "_manifest").exists() else []
 
@@ -339,14 +333,6 @@ def _cli_args(paths, dets, out):
         "run.chunk_units=1",
         *FAST,
     ]
-
-
-@pytest.fixture(scope="module")
-def clean_run(crash_media, tmp_path_factory):
-    root, paths = crash_media
-    out = tmp_path_factory.mktemp("clean")
-    assert _run_cli(_cli_args(paths, root / "dets.json", out)).wait(timeout=600) == 0
-    return _tables(out)
 
 
 def test_sigkill_driver_then_rerun_equals_clean_run(crash_media, clean_run, tmp_path):
