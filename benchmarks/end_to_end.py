@@ -191,18 +191,20 @@ def _run_job(args: list[str], out: Path) -> dict:
     return {"wall_s": wall, "peak_pss_bytes": peak, "summary": summary}
 
 
-def _bare_forward(arch: str, threads: int, batch: int, persons: int, precision: str, channels_last: bool) -> float:
-    """Persons/s of ``model(x)`` alone, in a fresh process (same threads, batch, precision and memory layout as the
-    job's SPPE actor; AlphaPose runs NCHW)."""
-    fmt = "torch.channels_last" if channels_last else "torch.contiguous_format"
+def _bare_forward(arch: str, threads: int, batch: int, persons: int, precision: str, as_actor: bool) -> float:
+    """Persons/s of ``model(x)`` alone, in a fresh process (same threads, batch and precision as the job). With
+    ``as_actor`` the network takes the SPPE actor's inference form (batch norm folded, channels-last); without, it
+    runs as AlphaPose runs it (NCHW, batch norm as its own op)."""
+    fmt = "torch.channels_last" if as_actor else "torch.contiguous_format"
+    fold = "fold_batchnorm" if as_actor else ""
     code = f"""
 import time, torch
-from models.sppe import build_sppe
+from models.sppe import build_sppe, fold_batchnorm
 from actors.sppe import PRECISIONS
 torch.set_num_threads({threads})
 torch.manual_seed(0)
 dt = PRECISIONS[{precision!r}]
-m = build_sppe({arch!r}, 17).eval().to(dt).to(memory_format={fmt})
+m = {fold}(build_sppe({arch!r}, 17).eval()).to(dt).to(memory_format={fmt})
 x = torch.rand({batch}, 3, 256, 192).to(dt).contiguous(memory_format={fmt})
 with torch.inference_mode():
     m(x)
@@ -268,8 +270,8 @@ def main(argv: list[str] | None = None) -> int:
         res = _run_job(tiny_args, tmp / f"fixed-{r}")
         planned = runs[args.modes[0]][-1]["summary"]["config"]["resources"]["sppe"]
         batch = runs[args.modes[0]][-1]["summary"]["config"]["sppe"]["batch_size"] or 8
-        bare.append(_bare_forward(args.arch, planned["threads"], batch, args.bare_persons, "fp32", channels_last=True))
-        anchor.append(_bare_forward(args.arch, 2, 6, args.bare_persons, "fp32", channels_last=False))
+        bare.append(_bare_forward(args.arch, planned["threads"], batch, args.bare_persons, "fp32", as_actor=True))
+        anchor.append(_bare_forward(args.arch, 2, 6, args.bare_persons, "fp32", as_actor=False))
         fixed.append(res["wall_s"] - tiny_persons / bare[-1])
         print(f"round {r + 1}: bare {bare[-1]:.2f} persons/s, alphapose_sp model {anchor[-1]:.2f}", flush=True)
 

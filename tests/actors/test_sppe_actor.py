@@ -106,18 +106,25 @@ def test_sppe_actor_bf16_matches_fp32():
     assert a["keypoints"][0].shape == b["keypoints"][0].shape
 
 
-def test_sppe_actor_runs_channels_last_and_matches_the_nchw_network():
-    """The actor converts FastPose to channels-last (faster oneDNN convolutions on CPU); its heatmaps must equal
-    the plain NCHW network's up to rounding order."""
+def test_sppe_actor_runs_folded_channels_last_and_matches_the_checkpoint_network(tmp_path):
+    """The actor folds batch norm into the convolutions and runs channels-last (faster on CPU); its heatmaps must
+    equal the plain NCHW network with the same checkpoint, batch-norm statistics included, up to rounding."""
     from models.transforms import normalize_crops
 
-    actor = SPPE(SPPEConfig(arch="fastpose_res18", random_weights=True, device="cpu"))
+    torch.manual_seed(2)
+    net = build_sppe("fastpose_res18").eval()
+    for m in net.modules():  # statistics far from the defaults (0, 1), or folding them would go untested
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.2, 0.2)
+            m.running_var.uniform_(0.5, 1.5)
+            m.weight.data.uniform_(0.5, 1.5)
+    torch.save(net.state_dict(), tmp_path / "w.pth")
+    actor = SPPE(SPPEConfig(arch="fastpose_res18", checkpoint=str(tmp_path / "w.pth"), device="cpu"))
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in actor.model.modules())
     convs = [m for m in actor.model.modules() if isinstance(m, torch.nn.Conv2d)]
     assert convs and all(c.weight.is_contiguous(memory_format=torch.channels_last) for c in convs)
-    ref = build_sppe("fastpose_res18").eval()
-    ref.load_state_dict(actor.model.state_dict())
     x = normalize_crops(np.random.default_rng(3).integers(0, 255, (3, 256, 192, 3), dtype=np.uint8))
     with torch.inference_mode():
-        got, want = actor.model(x), ref(x.contiguous())
+        got, want = actor.model(x), net(x.contiguous())
     assert not got.is_contiguous() and want.is_contiguous()  # the two layouts really differed
     torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-6)

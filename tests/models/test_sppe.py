@@ -264,3 +264,24 @@ def test_models_package_never_imports_ray():
         "assert 'ray' not in sys.modules, sorted(k for k in sys.modules if k.startswith('ray'))\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO)
+
+
+def test_fold_batchnorm_equals_the_network_and_leaves_it_untouched():
+    from models.sppe import fold_batchnorm
+
+    torch.manual_seed(0)
+    net = build_sppe("fastpose_res18").eval()
+    for m in net.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.2, 0.2)
+            m.running_var.uniform_(0.5, 1.5)
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    folded = fold_batchnorm(net)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules())
+    assert sum(isinstance(m, torch.nn.BatchNorm2d) for m in net.modules()) == 22  # the caller's network is intact
+    assert all(torch.equal(v, net.state_dict()[k]) for k, v in before.items())
+    x = torch.rand(2, 3, 256, 192)
+    with torch.inference_mode():
+        torch.testing.assert_close(folded(x), net(x), rtol=1e-4, atol=1e-6)
+    with pytest.raises(ValueError, match="eval mode"):
+        fold_batchnorm(build_sppe("fastpose_res18"))
