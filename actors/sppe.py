@@ -34,7 +34,7 @@ from models.transforms import ALPHAPOSE_CROP, CropSpec, normalize_crops
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["SPPEConfig", "SPPE", "POSE_ARCHS", "PRECISIONS", "load_blazepose"]
+__all__ = ["SPPEConfig", "SPPE", "POSE_ARCHS", "PRECISIONS", "inference_form", "load_blazepose"]
 
 #: Heatmap SPPEs (``models.sppe``), BlazePose, and "the detector's own keypoints".
 POSE_ARCHS = tuple(SPPE_ARCHS) + ("blazepose_full", "detector")
@@ -108,6 +108,22 @@ class SPPEConfig:
         return weights_file("blazepose_full")
 
 
+def inference_form(cfg: SPPEConfig) -> dict:
+    """How the pose stage runs its network, recorded in the run summary (``sppe_inference``).
+
+    FastPose (AlphaPose's SPPE) runs in an inference form whose outputs equal the plain network's up to float
+    rounding: batch norm folded into the convolutions (``models.sppe.fold_batchnorm``: 1.13x), and channels-last
+    (NHWC) weights, as the crops arrive NHWC (``normalize_crops`` permutes without copying) and oneDNN's
+    channels-last convolutions ran FastPose-res50 1.15x faster on 2 CPU threads (10.96 vs 9.50 persons/s at batch 8,
+    medians of 4 interleaved passes; heatmaps equal to 6e-8). Both: 1.23x at batch 8 (11.65 vs 9.50), bare.
+    """
+    if cfg.arch in SPPE_ARCHS:
+        return {"precision": cfg.precision, "batchnorm_folded": True, "memory_format": "channels_last"}
+    if cfg.arch == "blazepose_full":
+        return {"precision": cfg.precision, "batchnorm_folded": False, "memory_format": "contiguous"}
+    return {}  # sppe.arch=detector: no pose network
+
+
 def load_blazepose(path: str):
     """The BlazePose landmark graph from a converted weights-only file (or a raw ``.tflite``) and its sha256."""
     from models.tflite import TFLiteModule
@@ -146,12 +162,11 @@ class SPPE:
                 self.sha256 = "random"
                 logger.warning("SPPE %s has RANDOM WEIGHTS: its keypoints are not pose estimates", cfg.arch)
         self.model.eval()
-        if not isinstance(self.model, BlazePoseSPPE):
-            # Inference form of FastPose, equal up to float rounding: batch norm folded into the convolutions
-            # (models.sppe.fold_batchnorm, 1.13x), and NHWC weights: the crops arrive NHWC (normalize_crops permutes
-            # without copying), and oneDNN's channels-last convolutions ran FastPose-res50 1.15x faster on 2 CPU
-            # threads (10.96 vs 9.50 persons/s at batch 8, medians of 4 interleaved passes; heatmaps equal to 6e-8).
-            self.model = fold_batchnorm(self.model).to(memory_format=torch.channels_last)
+        self.form = inference_form(cfg)
+        if self.form.get("batchnorm_folded"):
+            self.model = fold_batchnorm(self.model)
+        if self.form.get("memory_format") == "channels_last":
+            self.model = self.model.to(memory_format=torch.channels_last)
         self.model.to(device=self.device, dtype=self.dtype)
         self.flip_pairs = get_keypoint_set(cfg.keypoint_set).flip_pairs
         logger.info(

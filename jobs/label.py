@@ -392,6 +392,7 @@ def _main(argv: list[str] | None, cleanup: contextlib.ExitStack) -> int:
     import ray
 
     from actors.publish import PublishSpec
+    from actors.sppe import inference_form
     from pipelines.label import configure_data_context, probe_units, run_label
     from store.manifest import read_manifests
     from store.writers import sweep_stale_temps
@@ -504,6 +505,7 @@ def _main(argv: list[str] | None, cleanup: contextlib.ExitStack) -> int:
         storage_options,
         stopped=stopped,
         skipped=listing.skipped,
+        sppe_inference=inference_form(cfg.sppe),
     )
     print(
         json.dumps(
@@ -664,6 +666,7 @@ def _write_run_outputs(
     *,
     stopped: str | None = None,
     skipped: list[str] | None = None,
+    sppe_inference: dict | None = None,
 ) -> dict:
     """Write ``runs/<run_id>/errors.parquet`` and ``summary.json``. ``stopped``: why the run stopped early (an
     infrastructure failure), so that its unfinished videos are reported as such."""
@@ -737,6 +740,7 @@ def _write_run_outputs(
         "frames_per_s": frames / elapsed if elapsed > 0 else 0.0,
         "stage_seconds": stage_seconds,
         "random_weights": random_weights,
+        "sppe_inference": sppe_inference or {},  # actors.sppe.inference_form: how the pose network ran
         "weights": {
             "detector": effective["detector"]["arch"],
             "detector_sha256": det_sha,

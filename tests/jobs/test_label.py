@@ -91,6 +91,11 @@ def test_label_real_media_schema_errors_and_resume(ray_session, shared_data, med
 
     summary = json.loads(next((out / "runs").glob("*/summary.json")).read_text())
     assert summary["random_weights"] is True and summary["weights"]["sppe_sha256"] == "random"
+    assert summary["sppe_inference"] == {
+        "precision": "fp32",
+        "batchnorm_folded": True,
+        "memory_format": "channels_last",
+    }
     # published: 3 real videos, coco, the image folder (one bad image), and the truncated video (what it holds)
     assert summary["inputs"] == 8 and summary["published"] == 6, summary
     errors = pq.read_table(next((out / "runs").glob("*/errors.parquet"))).to_pylist()
