@@ -28,8 +28,8 @@ user's experience: whole process, start-up and shutdown included), then the bare
 
 Reported per mode: persons/s of the whole process, its ratio to ``bare`` and to ``alphapose_sp``, peak PSS of the
 process tree (Ray's raylet, GCS and workers are the driver's descendants; ``/proc/<pid>/smaps_rollup``, every
-0.2 s), per-stage seconds from the run summary, and the fixed cost per job (a 4-frame job of the same config, whole
-process). Medians over rounds.
+``PSS_INTERVAL_S``), per-stage seconds from the run summary, and the fixed cost per job (a 4-frame job of the same
+config, whole process). Medians over rounds.
 """
 
 from __future__ import annotations
@@ -131,6 +131,12 @@ def build_workload(
     return video, det_path, len(dets)
 
 
+#: One sample of a running job's tree took 74 ms of CPU (listing /proc, reading ~15 smaps_rollup files): at 0.2 s
+#: the sampler took ~27% of a core from the job it measured, but nothing from the bare forward it is compared with.
+#: At 2 s it takes ~4%; PSS peaks (models loaded, the object store filled) last far longer than that.
+PSS_INTERVAL_S = 2.0
+
+
 def _pss_tree(root_pid: int) -> int:
     """Sum of PSS over ``root_pid`` and its descendants (``/proc``; shared pages are split fairly)."""
     children: dict[int, list[int]] = {}
@@ -177,7 +183,7 @@ def _run_job(args: list[str], out: Path) -> dict:
         nonlocal peak
         while not done.is_set():
             peak = max(peak, _pss_tree(proc.pid))
-            time.sleep(0.2)
+            time.sleep(PSS_INTERVAL_S)
 
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
