@@ -144,8 +144,8 @@ def live_run_ids(output: str, storage_options: dict | None = None) -> set[str]:
 
 
 class Lease:
-    """This run's lease on ``output``: ``acquire``, ``start_heartbeat``, ``release`` (or use it as a context manager
-    around the run after ``acquire``).
+    """This run's lease on ``output``: ``acquire`` (or ``begin``, other read-only work, ``confirm``),
+    ``start_heartbeat``, ``release`` (or use it as a context manager around the run after ``acquire``).
 
     Args:
         output: the output folder (local path or fsspec URI).
