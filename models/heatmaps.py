@@ -1,12 +1,23 @@
 """Heatmap decoding, flip test and Gaussian heatmap rendering — vectorised, on any device.
 
-Decoding follows AlphaPose's ``heatmap_to_coord_simple`` (``alphapose/utils/transforms.py`` at commit c60106d)
-exactly by default (``method="alphapose"``):
-first-maximum argmax, coordinates (0, 0) when the maximum is ≤ 0, a ±0.25 px step towards the larger neighbour
-only when ``1 < px < W−1`` and ``1 < py < H−1``, back-projection through the enlarged crop box, and the raw
-maximum as the keypoint score. ``method="dark"`` adds a second-order (Taylor) refinement on the log-heatmap
-around the argmax (Zhang et al., "Distribution-Aware Coordinate Representation", CVPR 2020), which recovers the
-centre of a Gaussian peak to a small fraction of a heatmap pixel instead of ±0.25.
+Four decoders, chosen by ``method`` (``decode_heatmaps`` / ``heatmaps_to_keypoints``):
+
+* ``"alphapose"`` (default): AlphaPose's ``heatmap_to_coord_simple`` (``alphapose/utils/transforms.py`` at commit
+  c60106d) exactly — first-maximum argmax, coordinates (0, 0) when the maximum is ≤ 0, a ±0.25 px step towards the
+  larger neighbour only when ``1 < px < W−1`` and ``1 < py < H−1``, and the raw maximum as the keypoint score. The
+  decoder of AlphaPose's ``MSELoss`` models.
+* ``"dark"``: the same argmax plus a second-order (Taylor) refinement on the log-heatmap around it (Zhang et al.,
+  "Distribution-Aware Coordinate Representation", CVPR 2020), which recovers the centre of a Gaussian peak to a
+  small fraction of a heatmap pixel instead of ±0.25.
+* ``"integral"``: AlphaPose's symmetric integral regression, ``heatmap_to_coord_simple_regress`` with
+  ``NORM_TYPE: sigmoid`` (the decoder of its ``L1JointRegression`` models; see ``decode_integral``): the map is
+  squashed by a sigmoid, normalised to a distribution, and the keypoint is its expectation; the score is the
+  maximum of the sigmoid map (0..1).
+* ``"combined"``: AlphaPose's ``Combined`` loss models (most 133/136-keypoint configs): the first ``K − n``
+  channels with ``"alphapose"``, the last ``n = integral_channels`` with ``"integral"`` (see ``decode_combined``).
+
+Every method returns heatmap pixels that ``heatmaps_to_keypoints`` back-projects through the enlarged crop box
+(``models.transforms.heatmap_to_image_coords``, the same affine for all four, as in AlphaPose).
 
 The person score is AlphaPose's ``mean(c) + box_score + 1.25·max(c)`` (``proposal_score`` in
 ``alphapose/utils/writer.py``).
@@ -21,11 +32,18 @@ from collections.abc import Sequence
 from typing import Literal
 
 import torch
+import torch.nn.functional as F
 
 from models.transforms import heatmap_to_image_coords
 
 __all__ = [
+    "DecodeMethod",
+    "DECODE_METHODS",
+    "COMBINED_INTEGRAL_CHANNELS",
+    "combined_integral_channels",
     "decode_heatmaps",
+    "decode_integral",
+    "decode_combined",
     "heatmaps_to_keypoints",
     "person_scores",
     "flip_heatmaps",
@@ -33,23 +51,72 @@ __all__ = [
     "render_gaussian_heatmaps",
 ]
 
-DecodeMethod = Literal["alphapose", "dark"]
+DecodeMethod = Literal["alphapose", "dark", "integral", "combined"]
+DECODE_METHODS: tuple[str, ...] = ("alphapose", "dark", "integral", "combined")
+
+#: Channels decoded by integral regression in AlphaPose's "Combined" models, by keypoint count: the face and hands
+#: (110 = 68 + 42) of Halpe-136 and COCO-WholeBody-133, the hands (42) of Halpe-68 (``face_hand_num`` in
+#: ``alphapose/utils/writer.py`` L115–137).
+COMBINED_INTEGRAL_CHANNELS: dict[int, int] = {136: 110, 133: 110, 68: 42}
 
 
-def decode_heatmaps(heatmaps: torch.Tensor, method: DecodeMethod = "alphapose") -> tuple[torch.Tensor, torch.Tensor]:
-    """Heatmaps → keypoint positions in heatmap pixels and raw maxima.
+def combined_integral_channels(num_keypoints: int, integral_channels: int | None = None) -> int:
+    """How many trailing channels the ``"combined"`` decoder sends to the integral decoder.
+
+    ``integral_channels`` when given (``0 ≤ n ≤ K``), else AlphaPose's writer default for ``num_keypoints``
+    (``COMBINED_INTEGRAL_CHANNELS``). Other keypoint counts need an explicit value: AlphaPose's writer keeps
+    ``face_hand_num = 110`` for them, so for K < 110 (17, 21, 26) its ``[:-110]`` / ``[-110:]`` slices send *every*
+    channel to the integral decoder — pass ``integral_channels=K`` (or use ``method="integral"``) to reproduce that.
+
+    Raises:
+        ValueError: unknown K without an explicit value, or a value outside ``[0, K]``.
+    """
+    if integral_channels is None:
+        if num_keypoints not in COMBINED_INTEGRAL_CHANNELS:
+            raise ValueError(
+                f"combined decoding has no default split for K = {num_keypoints} keypoints (AlphaPose defines "
+                f"K = 136 and 133 → 110 integral channels, K = 68 → 42); pass integral_channels explicitly"
+            )
+        return COMBINED_INTEGRAL_CHANNELS[num_keypoints]
+    if isinstance(integral_channels, bool) or int(integral_channels) != integral_channels:
+        raise ValueError(f"integral_channels must be an integer, got {integral_channels!r}")
+    if not 0 <= int(integral_channels) <= num_keypoints:
+        raise ValueError(f"integral_channels must lie in [0, {num_keypoints}], got {integral_channels}")
+    return int(integral_channels)
+
+
+def decode_heatmaps(
+    heatmaps: torch.Tensor, method: DecodeMethod = "alphapose", integral_channels: int | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Heatmaps → keypoint positions in heatmap pixels and keypoint scores.
 
     Args:
-        heatmaps: float ``[N, K, H, W]`` on any device.
-        method: ``"alphapose"`` (exact AlphaPose decoding) or ``"dark"`` (sub-pixel Taylor refinement).
+        heatmaps: float ``[N, K, H, W]`` on any device (raw network output; for ``"integral"`` and ``"combined"``
+            the integral channels are logits, squashed here by a sigmoid as AlphaPose's ``NORM_TYPE: sigmoid``).
+        method: ``"alphapose"`` (exact AlphaPose decoding), ``"dark"`` (sub-pixel Taylor refinement),
+            ``"integral"`` (``decode_integral``) or ``"combined"`` (``decode_combined``).
+        integral_channels: only for ``"combined"``: how many trailing channels are decoded by integral
+            regression (``combined_integral_channels``; default by K as AlphaPose's writer).
     Returns:
-        ``coords`` float32 ``[N, K, 2]`` as (x, y) heatmap pixels, and ``maxvals`` float32 ``[N, K]``.
-        N = 0 gives empty tensors of those shapes.
+        ``coords`` float32 ``[N, K, 2]`` as (x, y) heatmap pixels, and ``scores`` float32 ``[N, K]``: raw maxima
+        for heatmap-decoded channels, sigmoid maxima for integral-decoded ones. N = 0 gives empty tensors of
+        those shapes.
     """
     if heatmaps.dim() != 4:
         raise ValueError(f"heatmaps must be [N, K, H, W], got shape {tuple(heatmaps.shape)}")
-    if method not in ("alphapose", "dark"):
-        raise ValueError(f"unknown decode method {method!r}; choose 'alphapose' or 'dark'")
+    if method not in DECODE_METHODS:
+        raise ValueError(f"unknown decode method {method!r}; choose one of {', '.join(map(repr, DECODE_METHODS))}")
+    if integral_channels is not None and method != "combined":
+        raise ValueError(f"integral_channels applies to method='combined' only, not {method!r}")
+    if method == "integral":
+        return decode_integral(heatmaps)
+    if method == "combined":
+        return decode_combined(heatmaps, integral_channels)
+    return _decode_argmax(heatmaps, method)
+
+
+def _decode_argmax(heatmaps: torch.Tensor, method: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Argmax decoding (``"alphapose"`` or ``"dark"``) of ``[N, K, H, W]`` → heatmap pixels and raw maxima."""
     n, k, h, w = heatmaps.shape
     hm = heatmaps.float()
     flat = hm.reshape(n, k, h * w)
@@ -100,18 +167,104 @@ def decode_heatmaps(heatmaps: torch.Tensor, method: DecodeMethod = "alphapose") 
     return coords, maxvals
 
 
+def decode_integral(heatmaps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """AlphaPose's symmetric integral regression with ``NORM_TYPE: sigmoid``: logits → expected position and score.
+
+    For each channel with logits ``z`` on an ``H×W`` grid: ``s = σ(z)``, ``p = s / Σ s``,
+    ``x̄ = Σ p·i`` and ``ȳ = Σ p·j`` over column index ``i ∈ {0..W−1}`` and row index ``j ∈ {0..H−1}``
+    (heatmap pixels, the same grid as the argmax decoders, so a uniform map gives ``((W−1)/2, (H−1)/2)``), and
+    score ``max s = σ(max z)``.
+
+    What AlphaPose's code does (``alphapose/utils/transforms.py``; line numbers as the spec gives them for
+    c60106d, code read in the stored copy at 02dbe666): ``heatmap_to_coord_simple_regress`` (L591–647) calls
+    ``_integral_tensor`` (L650–689), which reshapes to ``[N, K, H·W]``, applies ``norm_heatmap('sigmoid', ·)``
+    (L692–707: ``.sigmoid()``), takes the score as the maximum of the sigmoid map (for other norm types it would
+    be 1), divides by the sum, reshapes to ``[N, K, 1, H, W]``, sums to the x and y marginals, multiplies them by
+    ``torch.arange(W)`` / ``arange(H)`` (``integral_op``: the plain index, no +0.5), sums, and returns
+    ``x̄/W − 0.5``, ``ȳ/H − 0.5``.
+    ``heatmap_to_coord_simple_regress`` then casts to float32 NumPy and undoes it, ``(c + 0.5)·W`` and
+    ``(c + 0.5)·H`` — the two steps cancel (up to float32 rounding, ~1e-6 px) and the result is the expectation
+    in heatmap pixels — and back-projects with ``transform_preds(·, center, scale, [W, H])``, the same affine as
+    ``heatmap_to_coord_simple``. ``W, H`` there are the config's ``HEATMAP_SIZE``; here they are the map's own
+    shape, the same for a consistent config.
+
+    Deviation (numerics only): ``p`` is computed as ``softmax(log σ(z))``, which equals ``σ(z)/Σσ(z)`` but stays
+    finite where every ``σ(z)`` underflows in float32 (all logits below about −88), where AlphaPose's
+    ``0/0`` gives NaN.
+
+    Flip test: with ``hms_flip`` AlphaPose averages the *decoded* coordinates and scores of the two branches
+    (L608–615), but its demo never passes ``hms_flip``: ``--flip`` averages raw heatmaps (logits) before decoding
+    (``scripts/demo_inference.py`` L251), which is what ``flip_test`` followed by this decoder does. (So demo and
+    ``validate.py`` flip differ for regression models; raypose follows the demo.)
+
+    Args:
+        heatmaps: float ``[N, K, H, W]`` logits on any device.
+    Returns:
+        ``coords`` float32 ``[N, K, 2]`` (x, y) in heatmap pixels and ``scores`` float32 ``[N, K]`` in (0, 1).
+    """
+    if heatmaps.dim() != 4:
+        raise ValueError(f"heatmaps must be [N, K, H, W], got shape {tuple(heatmaps.shape)}")
+    n, k, h, w = heatmaps.shape
+    z = heatmaps.float()
+    if n * k == 0 or h * w == 0:
+        return z.new_zeros((n, k, 2)), z.new_zeros((n, k))
+    flat = z.reshape(n, k, h * w)
+    scores = torch.sigmoid(flat.max(dim=2).values)  # σ is monotone: max σ(z) = σ(max z), the same float
+    p = torch.softmax(F.logsigmoid(flat), dim=2).reshape(n, k, h, w)
+    xs = torch.arange(w, device=z.device, dtype=z.dtype)
+    ys = torch.arange(h, device=z.device, dtype=z.dtype)
+    x = (p.sum(dim=2) * xs).sum(dim=2)  # x marginal [N, K, W] · column index
+    y = (p.sum(dim=3) * ys).sum(dim=2)  # y marginal [N, K, H] · row index
+    return torch.stack([x, y], dim=-1), scores
+
+
+def decode_combined(heatmaps: torch.Tensor, integral_channels: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """AlphaPose's "Combined" decoding: heatmap decoder for the first ``K − n`` channels, integral for the last ``n``.
+
+    ``get_func_heatmap_to_coord`` (``alphapose/utils/transforms.py`` L955–964) returns
+    ``[heatmap_to_coord_simple, heatmap_to_coord_simple_regress]`` for ``LOSS.TYPE: Combined``; the writer
+    (``alphapose/utils/writer.py`` L115–137) applies the first to channels ``[:-face_hand_num]`` and the second to
+    ``[-face_hand_num:]`` and concatenates coordinates and scores in that order. ``face_hand_num`` is 110 (face +
+    hands) except 42 (hands) when K = 68: Halpe-136 → heatmap 0–25, integral 26–135; COCO-WholeBody-133 →
+    heatmap 0–22, integral 23–132; Halpe-68 → heatmap 0–25, integral 26–67.
+
+    Args:
+        heatmaps: float ``[N, K, H, W]`` (raw maps for the first range, logits for the last).
+        integral_channels: ``n``; ``None`` takes AlphaPose's default for K (``combined_integral_channels``,
+            which raises ``ValueError`` for K other than 133, 136 and 68).
+    Returns:
+        ``coords`` float32 ``[N, K, 2]`` in heatmap pixels and ``scores`` float32 ``[N, K]``: raw maxima for the
+        first ``K − n`` channels, sigmoid maxima (0..1) for the last ``n``.
+    """
+    if heatmaps.dim() != 4:
+        raise ValueError(f"heatmaps must be [N, K, H, W], got shape {tuple(heatmaps.shape)}")
+    k = heatmaps.shape[1]
+    n_int = combined_integral_channels(k, integral_channels)
+    c_hm, s_hm = _decode_argmax(heatmaps[:, : k - n_int], "alphapose")
+    c_int, s_int = decode_integral(heatmaps[:, k - n_int :])
+    return torch.cat([c_hm, c_int], dim=1), torch.cat([s_hm, s_int], dim=1)
+
+
 def heatmaps_to_keypoints(
-    heatmaps: torch.Tensor, crop_boxes_xyxy: torch.Tensor, method: DecodeMethod = "alphapose"
+    heatmaps: torch.Tensor,
+    crop_boxes_xyxy: torch.Tensor,
+    method: DecodeMethod = "alphapose",
+    integral_channels: int | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Decode heatmaps and project them into the source image through each crop box (as ``heatmap_to_coord_simple``).
+    """Decode heatmaps and project them into the source image through each crop box (as ``heatmap_to_coord_simple``
+    and ``heatmap_to_coord_simple_regress``, which share the back-projection).
 
     Args:
         heatmaps: float ``[N, K, H, W]``.
         crop_boxes_xyxy: float ``[N, 4]``, the enlarged crop regions (``models.transforms.center_scale_to_boxes``).
+        method: ``"alphapose"``, ``"dark"``, ``"integral"`` or ``"combined"`` (``decode_heatmaps``).
+        integral_channels: for ``"combined"`` only, the number of trailing integral-decoded channels (default by
+            K as AlphaPose: 110 for K = 133/136, 42 for K = 68; other K must pass it).
     Returns:
-        ``keypoints`` float32 ``[N, K, 2]`` in image pixels and ``keypoint_scores`` float32 ``[N, K]`` (raw maxima).
+        ``keypoints`` float32 ``[N, K, 2]`` in image pixels and ``keypoint_scores`` float32 ``[N, K]`` (raw maxima
+        for heatmap-decoded channels, sigmoid maxima for integral-decoded ones).
     """
-    coords, maxvals = decode_heatmaps(heatmaps, method)
+    coords, maxvals = decode_heatmaps(heatmaps, method, integral_channels)
     boxes = torch.as_tensor(crop_boxes_xyxy, device=coords.device)
     # float64 for the projection: image coordinates of 4K frames need more than float32's 24 bits of headroom.
     kps = heatmap_to_image_coords(coords.double(), boxes.double(), tuple(heatmaps.shape[-2:]))

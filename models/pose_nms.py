@@ -42,7 +42,11 @@ import numpy as np
 import torch
 
 from models.heatmaps import person_scores
-from models.keypoints import keypoint_set_for_num_joints
+from models.keypoints import (
+    COCO_WHOLEBODY133_OFFICIAL_SIGMAS,
+    HALPE136_OKS_IOU_SIGMAS,
+    keypoint_set_for_num_joints,
+)
 
 __all__ = [
     "PoseNMSParams",
@@ -757,7 +761,12 @@ def parametric_pose_nms(
 
 
 def _sigmas_for(k: int, sigmas: Sequence[float] | None, inp: _Inputs):
-    if sigmas is None:
+    if sigmas is None and k in (133, 136):
+        # AlphaPose's oks_iou (pPose_nms.py L161-179) picks these by vector length, not the evaluator's values
+        # that the keypoint sets carry (halpecocotools): 0.025 for Halpe-136's face and hands, the official
+        # COCO-WholeBody sigmas for 133.
+        sig = np.asarray(HALPE136_OKS_IOU_SIGMAS if k == 136 else COCO_WHOLEBODY133_OFFICIAL_SIGMAS, np.float64)
+    elif sigmas is None:
         try:
             sig = keypoint_set_for_num_joints(k).sigmas_array()
         except ValueError as e:

@@ -44,11 +44,13 @@ def test_flip_pairs_mirror_left_and_right(ks):
             assert ks.names[j] == "right_" + name[5:]
         elif name.startswith("right_"):
             assert ks.names[j] == "left_" + name[6:]
-        else:
+        elif not name.startswith("face_"):  # face points are numbered (iBUG-300W), their pairs are left/right
             assert j == i
-    # the skeleton is mirror-closed: flipping an edge gives an edge
-    edges = {frozenset(e) for e in ks.skeleton}
-    assert {frozenset((perm[a], perm[b])) for a, b in ks.skeleton} == edges
+    # the skeleton is mirror-closed: flipping an edge gives an edge. Not for the whole-body sets: AlphaPose draws
+    # their eyes and lips as open chains (vis.py), whose mirror images are other chords.
+    if ks.name not in ("halpe136", "coco_wholebody133"):
+        edges = {frozenset(e) for e in ks.skeleton}
+        assert {frozenset((perm[a], perm[b])) for a, b in ks.skeleton} == edges
     assert len(ks.sigmas) == ks.num_keypoints and all(0 < s < 0.2 for s in ks.sigmas)
 
 
@@ -85,7 +87,7 @@ def test_lookup_errors_list_choices():
     with pytest.raises(ValueError, match="coco17, halpe26"):
         get_keypoint_set("coco")
     assert keypoint_set_for_num_joints(26) is HALPE_26
-    with pytest.raises(ValueError, match="no default keypoint set has 133"):
-        keypoint_set_for_num_joints(133)
+    with pytest.raises(ValueError, match="no default keypoint set has 99"):
+        keypoint_set_for_num_joints(99)
     with pytest.raises(KeyError, match="has no keypoint 'tail'"):
         COCO_17.index("tail")

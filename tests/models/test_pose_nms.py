@@ -766,3 +766,17 @@ def test_models_pose_nms_does_not_import_ray():
         node.module.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module
     }
     assert "ray" not in imported
+
+
+def test_oks_of_whole_body_poses_uses_alphaposes_oks_iou_sigmas():
+    """AlphaPose's ``oks_iou`` (pPose_nms.py L161-179) takes 0.025 for Halpe-136's face and hands and the official
+    COCO-WholeBody sigmas for 133 keypoints, not the sigmas its AP evaluator uses (which the keypoint sets carry)."""
+    from models.keypoints import COCO_WHOLEBODY133_OFFICIAL_SIGMAS, HALPE136_OKS_IOU_SIGMAS
+    from models.pose_nms import oks_matrix
+
+    rng = np.random.default_rng(4)
+    for k, sig in ((136, HALPE136_OKS_IOU_SIGMAS), (133, COCO_WHOLEBODY133_OFFICIAL_SIGMAS)):
+        kp = rng.uniform(0, 100, (2, k, 2))
+        boxes = np.array([[0, 0, 100, 100], [0, 0, 100, 100]], np.float64)
+        np.testing.assert_allclose(oks_matrix(boxes, kp), oks_matrix(boxes, kp, sigmas=sig))
+        assert not np.allclose(oks_matrix(boxes, kp), oks_matrix(boxes, kp, sigmas=[0.015] * k))
