@@ -38,7 +38,9 @@ __all__ = ["SPPEConfig", "SPPE", "POSE_ARCHS", "PRECISIONS", "inference_form", "
 
 #: Heatmap SPPEs (``models.sppe``), BlazePose, and "the detector's own keypoints".
 POSE_ARCHS = tuple(SPPE_ARCHS) + ("blazepose_full", "detector")
-PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+#: Precision name → the dtype the network's input is cast to. ``int8`` (heatmap SPPEs on CPU) takes float32 inputs
+#: and gives float32 heatmaps; inside it is an int8 network (``models.quantize``).
+PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16, "int8": torch.float32}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -59,13 +61,19 @@ class SPPEConfig:
     # 4.95 vs 4.15 persons/s in benchmarks/end_to_end.py), 64 on a GPU
     batch_size: int = 0
     device: str = "auto"  # "auto" (GPU iff Ray assigned one), "cpu", "cuda", "cuda:N"
-    precision: str = "fp32"  # "fp32", "bf16" or "fp16" weights and activations
+    # "fp32", "bf16" or "fp16" weights and activations; "int8": static int8 quantization on CPU, heatmap SPPEs only
+    # (models.quantize; outputs differ from fp32, see its docstring)
+    precision: str = "fp32"
 
     def __post_init__(self) -> None:
         if self.arch not in POSE_ARCHS:
             raise ValueError(f"sppe.arch: unknown {self.arch!r}; choose one of {', '.join(POSE_ARCHS)}")
         if self.precision not in PRECISIONS:
             raise ValueError(f"sppe.precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
+        if self.precision == "int8" and self.arch not in SPPE_ARCHS:
+            raise ValueError(f"sppe.precision=int8 is for the heatmap SPPEs ({', '.join(SPPE_ARCHS)}), not {self.arch}")
+        if self.precision == "int8" and self.device.startswith("cuda"):
+            raise ValueError("sppe.precision=int8 runs on the CPU; on a GPU use fp16 or bf16")
         if self.arch == "blazepose_full" and self.keypoint_set not in BLAZEPOSE_KEYPOINT_SETS:
             raise ValueError(
                 f"sppe.keypoint_set: BlazePose maps to {', '.join(BLAZEPOSE_KEYPOINT_SETS)}, not {self.keypoint_set!r}"
@@ -117,7 +125,13 @@ def inference_form(cfg: SPPEConfig) -> dict:
     8, 2 CPU threads, medians of 5 interleaved passes: NCHW 8.18, channels-last 9.40, both 10.11 persons/s (1.24×).
     """
     if cfg.arch in SPPE_ARCHS:
-        return {"precision": cfg.precision, "batchnorm_folded": True, "memory_format": "channels_last"}
+        form = {"precision": cfg.precision, "batchnorm_folded": True, "memory_format": "channels_last"}
+        if cfg.precision == "int8":
+            form["quantization"] = (
+                "static post-training, torch.ao FX, x86/fbgemm: int8 per-channel weights, uint8 per-tensor activations "
+                "(min/max), calibrated on 32 fixed crops of samples/images/000000000785.jpg (models.quantize)"
+            )
+        return form
     if cfg.arch == "blazepose_full":
         return {"precision": cfg.precision, "batchnorm_folded": False, "memory_format": "contiguous"}
     return {}  # sppe.arch=detector: no pose network
@@ -162,11 +176,14 @@ class SPPE:
                 logger.warning("SPPE %s has RANDOM WEIGHTS: its keypoints are not pose estimates", cfg.arch)
         self.model.eval()
         form = inference_form(cfg)
-        if form.get("batchnorm_folded"):
-            self.model = fold_batchnorm(self.model)
-        if form.get("memory_format") == "channels_last":
-            self.model = self.model.to(memory_format=torch.channels_last)
-        self.model.to(device=self.device, dtype=self.dtype)
+        if cfg.precision == "int8":
+            self.model = self._quantized(self.model)
+        else:
+            if form.get("batchnorm_folded"):
+                self.model = fold_batchnorm(self.model)
+            if form.get("memory_format") == "channels_last":
+                self.model = self.model.to(memory_format=torch.channels_last)
+            self.model.to(device=self.device, dtype=self.dtype)
         self.flip_pairs = get_keypoint_set(cfg.keypoint_set).flip_pairs
         logger.info(
             "SPPE %s (sha256 %s) on %s, %d persons per forward, %d torch threads",
@@ -176,6 +193,26 @@ class SPPE:
             self.batch_size,
             torch.get_num_threads(),
         )
+
+    def _quantized(self, model: torch.nn.Module) -> torch.nn.Module:
+        """The int8 network (``models.quantize``), with how far its heatmaps are from fp32's logged."""
+        from models.quantize import calibration_inputs, heatmap_agreement, quantize_int8
+
+        if self.device.type != "cpu":
+            raise ValueError(f"sppe.precision=int8 runs on the CPU, but this actor was given {self.device}")
+        start = time.perf_counter()
+        calibration = calibration_inputs(ALPHAPOSE_CROP).contiguous(memory_format=torch.channels_last)
+        quantized = quantize_int8(model, calibration)
+        agreement = heatmap_agreement(fold_batchnorm(model), quantized, calibration[:8])
+        logger.info(
+            "SPPE int8: quantized in %.1f s; on calibration crops vs fp32: heatmap error %.2f%%, keypoint shift "
+            "median %.2f / p95 %.2f heatmap px",
+            time.perf_counter() - start,
+            100 * agreement["relative_heatmap_error"],
+            agreement["keypoint_shift_median_px"],
+            agreement["keypoint_shift_p95_px"],
+        )
+        return quantized
 
     @torch.inference_mode()
     def estimate(self, crops: np.ndarray, crop_boxes_xyxy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -220,6 +220,11 @@ class LabelConfig:
                 )
             if self.sppe.keypoint_set != "coco17":
                 raise ValueError("sppe.arch=detector: YOLO pose checkpoints predict coco17 keypoints")
+        if self.sppe.precision == "int8" and self.resources.sppe.num_gpus > 0:
+            raise ValueError(
+                "sppe.precision=int8 runs on the CPU, but resources.sppe.num_gpus gives the pose actors a GPU; "
+                "use fp16/bf16 there, or resources.sppe.num_gpus=0"
+            )
 
     def result_affecting(self) -> dict:
         """The part of the config that changes outputs (resources and chunking do not)."""

@@ -128,3 +128,23 @@ def test_sppe_actor_runs_folded_channels_last_and_matches_the_checkpoint_network
         got, want = actor.model(x), net(x.contiguous())
     assert not got.is_contiguous() and want.is_contiguous()  # the two layouts really differed
     torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-6)
+
+
+def test_sppe_actor_int8_runs_a_quantized_network_on_cpu_only():
+    from torch.ao.nn import quantized as nnq
+
+    from actors.sppe import inference_form
+    from models.quantize import int8_supported
+
+    if not int8_supported():
+        pytest.skip("this PyTorch build has no x86 quantized engine")
+    cfg = SPPEConfig(arch="fastpose_res18", random_weights=True, device="cpu", precision="int8")
+    actor = SPPE(cfg)
+    assert any(isinstance(m, nnq.Conv2d) for m in actor.model.modules())
+    out = actor(_batch())
+    assert out["keypoints"][0].dtype == np.float32 and np.isfinite(out["keypoints"][0]).all()
+    assert inference_form(cfg)["precision"] == "int8" and "calibrated" in inference_form(cfg)["quantization"]
+    with pytest.raises(ValueError, match="int8 runs on the CPU"):
+        SPPEConfig(arch="fastpose_res18", random_weights=True, device="cuda", precision="int8")
+    with pytest.raises(ValueError, match="int8 is for the heatmap SPPEs"):
+        SPPEConfig(arch="blazepose_full", precision="int8")

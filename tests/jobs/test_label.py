@@ -206,8 +206,10 @@ def test_bad_configuration_fails_before_work(tmp_path, capsys):
     assert label_main(["--input", str(tmp_path / "a.mp4"), "--output", str(out), *FAST]) == 2
     assert "has no weights" in capsys.readouterr().err
     for bad, message in (
-        ("tracking.correspondences=sift", "must be 'none' or 'orb'"),
-        ("tracking.orb.matcher=fast", "choose one of bruteforce, flann, windowed"),
+        (["tracking.correspondences=sift"], "must be 'none' or 'orb'"),
+        (["tracking.orb.matcher=fast"], "choose one of bruteforce, flann, windowed"),
+        (["sppe.precision=int4"], "sppe.precision must be one of fp32, bf16, fp16, int8"),
+        (["sppe.precision=int8", "resources.sppe.num_gpus=1"], "sppe.precision=int8 runs on the CPU"),
     ):
         assert (
             label_main(
@@ -219,8 +221,7 @@ def test_bad_configuration_fails_before_work(tmp_path, capsys):
                     *FAST,
                     "--set",
                     "detector.random_weights=true",
-                    "--set",
-                    bad,
+                    *(a for setting in bad for a in ("--set", setting)),
                 ]
             )
             == 2
