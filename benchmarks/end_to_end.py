@@ -1,6 +1,6 @@
 """The whole ``jobs.label`` process on the issue-13 workload, against a bare forward and an AlphaPose ``--sp`` model.
 
-    python -m benchmarks.end_to_end [--repeat 10] [--rounds 3] [--modes default exact old_default]
+    python -m benchmarks.end_to_end [--repeat 10] [--rounds 3] [--modes default exact old_default int8]
                                     [--bare-persons 400] [--out benchmarks/results/end_to_end.json]
     python -m benchmarks.end_to_end --ci        # CI size: 2 repeats, 1 round, fastpose_res18 (it cannot rot)
 
@@ -19,6 +19,8 @@ user's experience: whole process, start-up and shutdown included), then the bare
   and boxes (issue 13's side-by-side run: 235 of 235 persons, keypoints within 1.2e-4 px). The default precision is
   fp32 on CPU too, so on CPU the two modes run the same configuration (bf16 is opt-in: ``sppe.precision=bf16``).
 * ``old_default``: the configuration before issue 13 (SPPE actor 0.5 CPU → 1 thread, 64 persons per forward).
+* ``int8``: ``sppe.precision=int8`` (``models.quantize``: static int8 on CPU; outputs differ from fp32). Its ÷bare
+  ratio is against the int8 network's bare forward.
 * ``bare``: ``model(x)`` on normalised crops in one process with the default's threads and batch, over
   ``--bare-persons`` crops (persons/s does not depend on how many).
 * ``alphapose_sp``: AlphaPose ``--sp``'s SPPE loop as measured in issue 13 (one process, 2 torch threads, fp32, one
@@ -72,6 +74,8 @@ MODES = {
         "--set",
         "sppe.batch_size=64",
     ],
+    # opt-in int8 (models.quantize): outputs differ from fp32; its bare forward is the int8 network's
+    "int8": ["--set", "sppe.precision=int8"],
 }
 
 
@@ -199,18 +203,27 @@ def _run_job(args: list[str], out: Path) -> dict:
 
 def _bare_forward(arch: str, threads: int, batch: int, persons: int, precision: str, as_actor: bool) -> float:
     """Persons/s of ``model(x)`` alone, in a fresh process (same threads, batch and precision as the job). With
-    ``as_actor`` the network takes the SPPE actor's inference form (batch norm folded, channels-last); without, it
-    runs as AlphaPose runs it (NCHW, batch norm as its own op)."""
+    ``as_actor`` the network takes the SPPE actor's inference form (batch norm folded, channels-last; for int8 the
+    actor's quantized network); without, it runs as AlphaPose runs it (NCHW, batch norm as its own op)."""
     fmt = "torch.channels_last" if as_actor else "torch.contiguous_format"
-    fold = "fold_batchnorm" if as_actor else ""
+    if precision == "int8":
+        build = (
+            f"quantize_int8(build_sppe({arch!r}, 17).eval(), "
+            "calibration_inputs(ALPHAPOSE_CROP).contiguous(memory_format=torch.channels_last))"
+        )
+    else:
+        fold = "fold_batchnorm" if as_actor else ""
+        build = f"{fold}(build_sppe({arch!r}, 17).eval()).to(dt).to(memory_format={fmt})"
     code = f"""
 import time, torch
 from models.sppe import build_sppe, fold_batchnorm
+from models.quantize import calibration_inputs, quantize_int8
+from models.transforms import ALPHAPOSE_CROP
 from actors.sppe import PRECISIONS
 torch.set_num_threads({threads})
 torch.manual_seed(0)
 dt = PRECISIONS[{precision!r}]
-m = {fold}(build_sppe({arch!r}, 17).eval()).to(dt).to(memory_format={fmt})
+m = {build}
 x = torch.rand({batch}, 3, 256, 192).to(dt).contiguous(memory_format={fmt})
 with torch.inference_mode():
     m(x)
@@ -260,7 +273,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"workload: {video.name}, {41 * args.repeat} frames, {persons} persons; {os.cpu_count()} CPUs", flush=True)
     runs: dict[str, list[dict]] = {m: [] for m in args.modes}
     fixed: list[float] = []
-    bare: list[float] = []
+    bare: list[float] = []  # fp32, the default's form
+    bare_int8: list[float] = []  # the int8 mode's network, when that mode runs
     anchor: list[float] = []
     for r in range(args.rounds):
         for mode in args.modes:
@@ -277,6 +291,10 @@ def main(argv: list[str] | None = None) -> int:
         planned = runs[args.modes[0]][-1]["summary"]["config"]["resources"]["sppe"]
         batch = runs[args.modes[0]][-1]["summary"]["config"]["sppe"]["batch_size"] or 8
         bare.append(_bare_forward(args.arch, planned["threads"], batch, args.bare_persons, "fp32", as_actor=True))
+        if "int8" in args.modes:
+            bare_int8.append(
+                _bare_forward(args.arch, planned["threads"], batch, args.bare_persons, "int8", as_actor=True)
+            )
         anchor.append(_bare_forward(args.arch, 2, 6, args.bare_persons, "fp32", as_actor=False))
         fixed.append(res["wall_s"] - tiny_persons / bare[-1])
         print(f"round {r + 1}: bare {bare[-1]:.2f} persons/s, alphapose_sp model {anchor[-1]:.2f}", flush=True)
@@ -292,7 +310,7 @@ def main(argv: list[str] | None = None) -> int:
             "persons_per_s": _med(pps),
             "wall_s": _med([x["wall_s"] for x in rs]),
             "peak_pss_gib": _med([x["peak_pss_bytes"] / 2**30 for x in rs]),
-            "vs_bare": _med([a / b for a, b in zip(pps, bare)]),
+            "vs_bare": _med([a / b for a, b in zip(pps, bare_int8 if mode == "int8" else bare)]),
             "vs_alphapose_sp_model": _med([a / b for a, b in zip(pps, anchor)]),
             "stage_seconds": {k: _med(v) for k, v in stages.items()},
             "resources": rs[-1]["summary"]["config"]["resources"],
@@ -308,6 +326,7 @@ def main(argv: list[str] | None = None) -> int:
         "rounds": args.rounds,
         "modes": rows,
         "bare_forward_persons_per_s": _med(bare),
+        "bare_forward_int8_persons_per_s": _med(bare_int8),
         "alphapose_sp_model_persons_per_s": _med(anchor),
         "fixed_cost_s": _med(fixed),
         "alphapose_quoted_issue_13": ALPHAPOSE_QUOTED,
@@ -319,7 +338,8 @@ def main(argv: list[str] | None = None) -> int:
             f"{row['peak_pss_gib']:>14.2f}  {row['stage_seconds'].get('sppe', float('nan')):.0f}"
         )
     print(
-        f"bare forward {_med(bare):.2f} persons/s; AlphaPose --sp model {_med(anchor):.2f}; fixed cost per job "
+        f"bare forward {_med(bare):.2f} persons/s (int8 {_med(bare_int8):.2f}); "
+        f"AlphaPose --sp model {_med(anchor):.2f}; fixed cost per job "
         f"{_med(fixed):.1f} s"
     )
     print("AlphaPose quoted (issue 13, its machine): default 7.33 persons/s, 2.8 GiB; --sp 7.82 persons/s, 1.9 GiB")
