@@ -245,10 +245,39 @@ _BLOCKS_TO_DEPTH = {
 }
 
 
+def _inspect_hrnet_hardnet(state: Mapping[str, torch.Tensor]) -> CheckpointInfo | None:
+    """HRNet-W32 (``stage4.*`` + ``final_layer``, ``models.hrnet``) or HarDNet-68/85 (``base.*`` + ``conv_out.2``,
+    ``models.hardnet``; 68 has ``base.0``–``base.11``, 85 ``base.0``–``base.13``), else None."""
+    if "final_layer.weight" in state and any(k.startswith("stage4.") for k in state):
+        arch, head = "hrnet_w32", state["final_layer.weight"]
+    elif "base.0.conv.weight" in state and "conv_out.2.weight" in state:
+        last = max(int(m.group(1)) for k in state if (m := re.match(r"base\.(\d+)\.", k)))
+        arch = {11: "hardnet68", 13: "hardnet85"}.get(last)
+        if arch is None:
+            raise CheckpointError(f"unknown HarDNet: its base ends at module {last} (68 ends at 11, 85 at 13)")
+        head = state["conv_out.2.weight"]
+    else:
+        return None
+    return CheckpointInfo(
+        arch=arch,
+        num_joints=int(head.shape[0]),
+        conv_dim=int(head.shape[1]),
+        num_params=int(sum(v.numel() for k, v in state.items() if v.is_floating_point() and "running_" not in k)),
+        num_tensors=len(state),
+    )
+
+
 def inspect_state_dict(state: Mapping[str, torch.Tensor]) -> CheckpointInfo:
     """Work out which ``build_sppe`` architecture a state dict belongs to, from its keys and shapes alone."""
-    if "conv_out.weight" not in state or "preact.conv1.weight" not in state:
-        raise CheckpointError("not a FastPose state dict: no 'preact.conv1.weight' / 'conv_out.weight' keys")
+    other = _inspect_hrnet_hardnet(state)
+    if other is not None:
+        return other
+    head = "final_layer.weight" if "final_layer.weight" in state else "conv_out.weight"
+    if head not in state or "preact.conv1.weight" not in state:
+        raise CheckpointError(
+            "not a FastPose state dict: no 'preact.conv1.weight' / 'conv_out.weight' keys (nor SimplePose's "
+            "'final_layer.weight')"
+        )
     counts = []
     for stage in range(1, 5):
         idx = {int(m.group(1)) for k in state if (m := re.match(rf"preact\.layer{stage}\.(\d+)\.", k))}
@@ -257,9 +286,16 @@ def inspect_state_dict(state: Mapping[str, torch.Tensor]) -> CheckpointInfo:
     depth = _BLOCKS_TO_DEPTH.get((block, tuple(counts)))
     if depth is None:
         raise CheckpointError(f"unknown backbone: {block} blocks per stage {tuple(counts)}")
-    duc = "duc3.1.weight" in state
-    arch = f"fastpose_duc_res{depth}" if duc else f"fastpose_res{depth}"
-    w = state["conv_out.weight"]
+    if head == "final_layer.weight":
+        arch = f"simplepose_res{depth}"
+    elif "duc3.1.weight" in state:
+        shuffle = "preact.layer2.0.conv2.1.weight" in state  # ShuffleResnet: PixelUnshuffle + conv in conv2
+        arch = f"fastpose_duc_res{depth}" + ("_shuffle" if shuffle else "")
+    elif "preact.layer2.0.conv2_offset.weight" in state:
+        arch = f"fastpose_dcn_res{depth}"
+    else:
+        arch = f"fastpose_res{depth}"
+    w = state[head]
     return CheckpointInfo(
         arch=arch,
         num_joints=int(w.shape[0]),
