@@ -27,7 +27,13 @@ import torch
 from actors.common import is_error, pick_device, ragged, rows_of
 from models.blazepose import BLAZEPOSE_CROP, BLAZEPOSE_KEYPOINT_SETS, BlazePoseSPPE
 from models.checkpoints import load_checkpoint
-from models.heatmaps import flip_test, heatmaps_to_keypoints
+from models.heatmaps import (
+    DECODE_METHODS,
+    combined_integral_channels,
+    flip_test,
+    heatmaps_to_keypoints,
+    output_kind,
+)
 from models.keypoints import get_keypoint_set
 from models.sppe import SPPE_ARCHS, build_sppe, fold_batchnorm
 from models.transforms import ALPHAPOSE_CROP, CropSpec, normalize_crops
@@ -52,10 +58,15 @@ class SPPEConfig:
     # pose_landmark_full.pt, models.zoo)
     checkpoint: str | None = None
     random_weights: bool = False  # required (and announced) when no checkpoint is given
+    # AlphaPose YAML model config (path or URI): jobs.label sets arch, num_joints, keypoint_set and decode from it
+    # (models.alphapose_config), and the actor builds exactly what it describes
+    alphapose_config: str | None = None
     num_joints: int = 17
     keypoint_set: str = "coco17"  # models.keypoints name of the heatmap channels
     flip_test: bool = False  # average with the mirrored input (AlphaPose --flip)
-    decode: str = "alphapose"  # "alphapose" (exact) or "dark" (sub-pixel)
+    # "alphapose" (heatmap argmax, exact), "dark" (sub-pixel), "integral" (AlphaPose's symmetric integral
+    # regression) or "combined" (heatmap for body and feet, integral for face and hands): models.heatmaps
+    decode: str = "alphapose"
     # persons per forward pass; 0 = by device: 8 on CPU (per-crop cost rises with the batch there: 0.13 s at 8 vs
     # 0.18 s at 64 for FastPose-res50 on 2 threads, 3 interleaved passes on a loaded 2-core machine; the whole job:
     # 4.95 vs 4.15 persons/s in benchmarks/end_to_end.py), 64 on a GPU
@@ -88,8 +99,10 @@ class SPPEConfig:
                 f"sppe.keypoint_set {self.keypoint_set} has {ks.num_keypoints} keypoints, "
                 f"sppe.num_joints is {self.num_joints}"
             )
-        if self.decode not in ("alphapose", "dark"):
-            raise ValueError(f"sppe.decode must be 'alphapose' or 'dark', got {self.decode!r}")
+        if self.decode not in DECODE_METHODS:
+            raise ValueError(f"sppe.decode must be one of {', '.join(DECODE_METHODS)}, got {self.decode!r}")
+        if self.decode == "combined":
+            combined_integral_channels(self.num_joints)  # refuses a keypoint count without AlphaPose's split
         if self.batch_size < 0:
             raise ValueError(f"sppe.batch_size must be ≥ 1, or 0 for the device's default; got {self.batch_size}")
         if self.checkpoint is None and not self.random_weights and self.arch in SPPE_ARCHS:
@@ -168,7 +181,7 @@ class SPPE:
         else:
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(0)  # random weights are the same in every actor, so reruns are identical
-                self.model = build_sppe(cfg.arch, cfg.num_joints)
+                self.model = self._build(cfg)
             if cfg.checkpoint is not None:
                 self.sha256 = load_checkpoint(self.model, cfg.checkpoint).sha256
             else:
@@ -185,6 +198,7 @@ class SPPE:
                 self.model = self.model.to(memory_format=torch.channels_last)
             self.model.to(device=self.device, dtype=self.dtype)
         self.flip_pairs = get_keypoint_set(cfg.keypoint_set).flip_pairs
+        self._kind_checked = False
         logger.info(
             "SPPE %s (sha256 %s) on %s, %d persons per forward, %d torch threads",
             cfg.arch,
@@ -193,6 +207,47 @@ class SPPE:
             self.batch_size,
             torch.get_num_threads(),
         )
+
+    @staticmethod
+    def _build(cfg: SPPEConfig) -> torch.nn.Module:
+        """The network of ``cfg.arch``, or exactly what ``cfg.alphapose_config`` describes (which must agree)."""
+        if cfg.alphapose_config is None:
+            return build_sppe(cfg.arch, cfg.num_joints)
+        from models.alphapose_config import build_from_alphapose_config
+
+        model, spec = build_from_alphapose_config(cfg.alphapose_config)
+        got = (cfg.arch, cfg.num_joints, cfg.keypoint_set)
+        if got != (spec.arch, spec.num_joints, spec.keypoint_set) or cfg.decode not in (spec.decode, "dark"):
+            raise ValueError(
+                f"sppe settings {got + (cfg.decode,)} disagree with {spec.source}, which builds "
+                f"{(spec.arch, spec.num_joints, spec.keypoint_set, spec.decode)}"
+            )
+        return model
+
+    def _check_output_kind(self, outputs: torch.Tensor) -> None:
+        """Warn once when a real checkpoint's outputs contradict the decoder (AlphaPose's MODEL_ZOO pairs two
+        checkpoints with a YAML of the other loss; their keys are identical, so loading cannot tell)."""
+        self._kind_checked = True
+        if self.sha256 == "random":
+            return
+        k = outputs.shape[1]
+        if self.cfg.decode == "combined":
+            cut = k - combined_integral_channels(k)
+            expect = [(slice(0, cut), "heatmap"), (slice(cut, k), "logits")]
+        else:
+            expect = [(slice(0, k), "logits" if self.cfg.decode == "integral" else "heatmap")]
+        for channels, want in expect:
+            got = output_kind(outputs, channels)
+            if got not in (want, "unclear"):
+                logger.warning(
+                    "SPPE outputs (channels %d-%d) look like %s, but sppe.decode=%s decodes them as %s: is the "
+                    "checkpoint paired with the right AlphaPose config (LOSS.TYPE)?",
+                    channels.start,
+                    channels.stop - 1,
+                    "integral-regression logits" if got == "logits" else "MSE heatmaps",
+                    self.cfg.decode,
+                    "MSE heatmaps" if want == "heatmap" else "integral-regression logits",
+                )
 
     def _quantized(self, model: torch.nn.Module) -> torch.nn.Module:
         """The int8 network (``models.quantize``), with how far its heatmaps are from fp32's logged."""
@@ -231,6 +286,8 @@ class SPPE:
             else:
                 x = normalize_crops(chunk, dtype=self.dtype)
                 hm = flip_test(self.model, x, self.flip_pairs) if self.cfg.flip_test else self.model(x)
+                if not self._kind_checked:
+                    self._check_output_kind(hm)
                 kp, sc = heatmaps_to_keypoints(hm.float(), boxes.to(self.device), method=self.cfg.decode)
             kps.append(kp.cpu().numpy())
             scores.append(sc.cpu().numpy())

@@ -78,7 +78,39 @@ def build_config(config_file: str | None, overrides: list[str]):
     det = data.setdefault("detector", {})
     det.setdefault("key_column", "frame_key")  # how precomputed detections find a frame's boxes
     data.setdefault("sppe", {})
+    if data["sppe"].get("alphapose_config"):
+        _apply_alphapose_config(data)
     return from_mapping(LabelConfig, data)
+
+
+def _apply_alphapose_config(data: dict) -> None:
+    """Fill ``sppe.arch``, ``num_joints``, ``keypoint_set`` and ``decode`` from ``sppe.alphapose_config`` (what the
+    AlphaPose YAML builds, ``models.alphapose_config``), and AlphaPose's whole-body regression constants for pose NMS
+    when the model calls for them and ``pose_nms`` is not given. A contradicting explicit setting is an error;
+    ``decode: dark`` may refine a heatmap model."""
+    import dataclasses
+
+    from models.alphapose_config import read_alphapose_config
+    from models.pose_nms import WHOLEBODY_REGRESSION_PARAMS
+    from pipelines.configs import ConfigError
+
+    sppe = data["sppe"]
+    try:
+        spec = read_alphapose_config(str(sppe["alphapose_config"]))
+    except ValueError as e:
+        raise ConfigError(f"sppe.alphapose_config: {e}") from None
+    for key, value in (
+        ("arch", spec.arch),
+        ("num_joints", spec.num_joints),
+        ("keypoint_set", spec.keypoint_set),
+        ("decode", spec.decode),
+    ):
+        given = sppe.get(key)
+        if given is not None and given != value and not (key == "decode" and given == "dark" and value == "alphapose"):
+            raise ConfigError(f"sppe.{key}={given!r} contradicts sppe.alphapose_config {spec.source} ({value!r})")
+        sppe.setdefault(key, value)
+    if spec.regression_pose_nms and "pose_nms" not in data:
+        data["pose_nms"] = dataclasses.asdict(WHOLEBODY_REGRESSION_PARAMS)
 
 
 def _resolve_weights(cfg):

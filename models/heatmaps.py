@@ -49,6 +49,7 @@ __all__ = [
     "flip_heatmaps",
     "flip_test",
     "render_gaussian_heatmaps",
+    "output_kind",
 ]
 
 DecodeMethod = Literal["alphapose", "dark", "integral", "combined"]
@@ -269,6 +270,25 @@ def heatmaps_to_keypoints(
     # float64 for the projection: image coordinates of 4K frames need more than float32's 24 bits of headroom.
     kps = heatmap_to_image_coords(coords.double(), boxes.double(), tuple(heatmaps.shape[-2:]))
     return kps.float(), maxvals
+
+
+def output_kind(outputs: torch.Tensor, channels: slice | None = None) -> str:
+    """Whether raw SPPE outputs look like MSE-trained heatmaps or like integral-regression logits.
+
+    MSE heatmaps are trained towards Gaussians on a zero background, so most values sit near 0; integral-regression
+    models are decoded through a sigmoid whose background must vanish, so most logits are strongly negative. Returns
+    ``"heatmap"`` (median of ``outputs[:, channels]`` within ±0.5), ``"logits"`` (median below −3) or ``"unclear"``
+    (random weights, or too little to say). Used to catch an AlphaPose checkpoint paired with the wrong YAML (their
+    keys are identical, see ``models.alphapose_config``)."""
+    x = outputs if channels is None else outputs[:, channels]
+    if x.numel() == 0:
+        return "unclear"
+    median = float(x.float().median())
+    if abs(median) <= 0.5 and float(x.float().amax()) > 0.05:
+        return "heatmap"
+    if median < -3.0:
+        return "logits"
+    return "unclear"
 
 
 def person_scores(keypoint_scores: torch.Tensor, box_scores: torch.Tensor) -> torch.Tensor:

@@ -296,3 +296,59 @@ def test_unreachable_s3_output_and_input(walkers, tmp_path, capsys, unreachable_
     line = _one_error_line(capsys)
     assert line.startswith("error: input s3://bucket/in: ") and "127.0.0.1:9" in line, line
     assert not out.exists()
+
+
+def test_alphapose_config_sets_arch_keypoints_decoder_and_whole_body_pose_nms(tmp_path):
+    """``sppe.alphapose_config`` (AlphaPose's Halpe-136 DCN combined YAML, its model keys) fills the SPPE settings
+    and, for a 136-keypoint regression-type model, AlphaPose's whole-body pose-NMS constants."""
+    import yaml
+
+    from jobs.label import build_config
+    from models.pose_nms import WHOLEBODY_REGRESSION_PARAMS
+    from pipelines.configs import ConfigError
+
+    path = tmp_path / "halpe136_dcn_combined.yaml"
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "DATA_PRESET": {"NUM_JOINTS": 136, "LOSS_TYPE": "Combined"},
+                "MODEL": {
+                    "TYPE": "FastPose",
+                    "CONV_DIM": 256,
+                    "NUM_LAYERS": 50,
+                    "DCN": {"MODULATED": False, "DEFORM_GROUP": 1},
+                    "STAGE_WITH_DCN": [False, True, True, True],
+                },
+                "LOSS": {"TYPE": "Combined", "NORM_TYPE": "sigmoid"},
+            }
+        )
+    )
+    cfg = build_config(
+        None, [f"sppe.alphapose_config={path}", "sppe.random_weights=true", "detector.random_weights=true"]
+    )
+    s = cfg.sppe
+    assert (s.arch, s.num_joints, s.keypoint_set, s.decode) == ("fastpose_dcn_res50", 136, "halpe136", "combined")
+    assert cfg.pose_nms == WHOLEBODY_REGRESSION_PARAMS
+    # an explicit pose_nms section wins; a contradicting SPPE setting is refused, naming both
+    cfg = build_config(
+        None,
+        [
+            f"sppe.alphapose_config={path}",
+            "sppe.random_weights=true",
+            "detector.random_weights=true",
+            "pose_nms.gamma=22.48",
+        ],
+    )
+    assert cfg.pose_nms.gamma == 22.48 and cfg.pose_nms != WHOLEBODY_REGRESSION_PARAMS
+    with pytest.raises(ConfigError, match=r"sppe.num_joints=17 contradicts sppe.alphapose_config .*\(136\)"):
+        build_config(
+            None,
+            [
+                f"sppe.alphapose_config={path}",
+                "sppe.num_joints=17",
+                "sppe.random_weights=true",
+                "detector.random_weights=true",
+            ],
+        )
+    with pytest.raises(ConfigError, match="sppe.alphapose_config: .*nope.yaml: AlphaPose config not found"):
+        build_config(None, [f"sppe.alphapose_config={tmp_path / 'nope.yaml'}", "detector.random_weights=true"])
