@@ -10,7 +10,11 @@ from other processes hits both alike, and the reported time is the median. The r
 cost of our wrapping (target ≥ 0.95).
 
 Variants (bare forward only, each against the fp32 baseline measured in the same loop): channels_last memory
-format, bf16 autocast, and ``torch.compile`` (inductor; compile time is reported separately and excluded).
+format, bf16 autocast, int8 (``models.quantize``, static PTQ on the x86 engine; its relative heatmap error against
+fp32 is reported) and ``torch.compile`` (inductor; compile time is reported separately and excluded).
+
+    python -m benchmarks.sppe --archs simplepose_res50 fastpose_duc_res50_shuffle fastpose_dcn_res50 hrnet_w32 \
+        hardnet68 hardnet85 --batches 8 --repeats 3 --no-compile      # the AlphaPose model-zoo rows
 Weights are random (seeded): throughput does not depend on their values, and nothing here is an accuracy result.
 
 BlazePose rows (``blazepose_full``, real weights from ``make weights``, real COCO person crops) report the same
@@ -63,7 +67,7 @@ def _interleaved(fns: dict, repeats: int) -> dict[str, float]:
     return {k: statistics.median(v) for k, v in times.items()}
 
 
-def bench_arch(arch: str, batches: list[int], repeats: int, compile_batches: set[int]) -> list[dict]:
+def bench_arch(arch: str, batches: list[int], repeats: int, compile_batches: set[int], int8: bool = True) -> list[dict]:
     torch.manual_seed(0)
     model = build_sppe(arch).eval()
     rows = []
@@ -95,6 +99,18 @@ def bench_arch(arch: str, batches: list[int], repeats: int, compile_batches: set
 
         fns["channels_last"] = channels_last
         fns["bf16_autocast"] = bf16
+        quantized = None
+        if int8:
+            from models.quantize import calibration_inputs, quantize_int8
+            from models.transforms import ALPHAPOSE_CROP
+
+            quantized = quantize_int8(model, calibration_inputs(ALPHAPOSE_CROP))
+
+            def int8_fwd():
+                with torch.inference_mode():
+                    return quantized(x_cl)
+
+            fns["int8"] = int8_fwd
         compile_s = None
         if batch in compile_batches:
             compiled = torch.compile(model)
@@ -123,6 +139,10 @@ def bench_arch(arch: str, batches: list[int], repeats: int, compile_batches: set
             with torch.autocast("cpu", dtype=torch.bfloat16):
                 low = model(x).float()
         row["bf16_max_rel_err"] = float((low - ref).abs().max() / (ref.max() - ref.min()).clamp_min(1e-12))
+        if quantized is not None:
+            with torch.inference_mode():
+                q = quantized(x)
+            row["int8_relative_heatmap_error"] = float((q - ref).norm() / ref.norm().clamp_min(1e-12))
         rows.append(row)
         print(_fmt_row(row), flush=True)
     return rows
@@ -209,16 +229,16 @@ def _blazepose_inputs(batch: int) -> tuple[np.ndarray, torch.Tensor]:
     return np.stack(crops)[idx], torch.as_tensor(np.stack(boxes)[idx])
 
 
-_COLS = ("ours", "bare", "channels_last", "bf16_autocast", "flip_test", "torch_compile")
+_COLS = ("ours", "bare", "channels_last", "bf16_autocast", "int8", "flip_test", "torch_compile")
 
 
 def _fmt_header() -> str:
-    return f"{'arch':<16}{'batch':>6}" + "".join(f"{c:>15}" for c in _COLS) + f"{'ours/bare':>11}"
+    return f"{'arch':<28}{'batch':>6}" + "".join(f"{c:>15}" for c in _COLS) + f"{'ours/bare':>11}"
 
 
 def _fmt_row(r: dict) -> str:
     cells = "".join(f"{r['persons_per_s'][c]:>15.2f}" if c in r["persons_per_s"] else f"{'-':>15}" for c in _COLS)
-    return f"{r['arch']:<16}{r['batch']:>6}{cells}{r['ratio_ours_vs_bare']:>11.3f}"
+    return f"{r['arch']:<28}{r['batch']:>6}{cells}{r['ratio_ours_vs_bare']:>11.3f}"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -234,6 +254,7 @@ def main(argv: list[str] | None = None) -> int:
         help="batch sizes at which to also time torch.compile (compiling costs minutes on 2 cores)",
     )
     p.add_argument("--no-compile", action="store_true")
+    p.add_argument("--no-int8", action="store_true", help="skip the int8 column (models.quantize)")
     p.add_argument(
         "--blazepose",
         default="auto",
@@ -247,7 +268,7 @@ def main(argv: list[str] | None = None) -> int:
     print(_fmt_header())
     rows = []
     for arch in args.archs:
-        rows += bench_arch(arch, args.batches, args.repeats, compile_batches)
+        rows += bench_arch(arch, args.batches, args.repeats, compile_batches, int8=not args.no_int8)
     if args.blazepose != "none":
         from models.zoo import WeightsMissingError, weights_file
 

@@ -40,12 +40,13 @@ Frame names: an image unit's frame is its image's base name (``source_uri``); a 
   listable) are left out, with a warning.
 * ``openpose``: one file per frame of the frames table, ``<dest>/<video_id>_<frame:012d>_keypoints.json``, as
   OpenPose 1.3+ writes them: ``{"version": 1.3, "people": [{"person_id": [-1 or track id],
-  "pose_keypoints_2d": [x, y, c]·J, "face_keypoints_2d": [], "hand_left_keypoints_2d": [], …}]}`` (the 3-D and
-  hand/face lists empty). ``--openpose-body 18`` (default for COCO-17): COCO-18 order built as AlphaPose's
+  "pose_keypoints_2d": [x, y, c]·J, "face_keypoints_2d": [], "hand_left_keypoints_2d": [], …}]}`` (the 3-D lists
+  empty; face and hands filled from whole-body keypoint sets, ``openpose_face_and_hands``, empty otherwise).
+  ``--openpose-body 18`` (default for COCO-17): COCO-18 order built as AlphaPose's
   ``--format open`` does (``write_json``): the neck, mean of joints 5 and 6 in x, y and c, is appended and the 18
   joints are taken in the order 0, 17, 6, 8, 10, 5, 7, 9, 12, 14, 16, 11, 13, 15, 2, 1, 4, 3. ``--openpose-body
-  25`` (default for Halpe-26): BODY_25, taken by name from Halpe-26, whose own neck and mid-hip ("hip") are used.
-  Other keypoint sets have no OpenPose body: exit 2.
+  25`` (default for Halpe-26 and Halpe-136): BODY_25, taken by name from Halpe-26/136, whose own neck and mid-hip
+  ("hip") are used. Other keypoint sets have no OpenPose body: exit 2.
 """
 
 from __future__ import annotations
@@ -288,6 +289,27 @@ def openpose_body(keypoints: np.ndarray, scores: np.ndarray, src: str, body: int
     )
 
 
+def openpose_face_and_hands(keypoints: np.ndarray, scores: np.ndarray, src: str) -> dict[str, np.ndarray]:
+    """OpenPose's ``face_keypoints_2d`` (70 points: the 68 iBUG-300W points, then two pupils, which no AlphaPose set
+    has: written as zeros) and ``hand_left/right_keypoints_2d`` (21 points: wrist, then four per finger from thumb
+    to little finger, the order of AlphaPose's and COCO-WholeBody's hands) of a whole-body set, as float64
+    ``[P, n, 3]`` (x, y, c); only the parts the set has (Halpe-136 and COCO-WholeBody-133: all three; Halpe-68:
+    hands). AlphaPose's own ``--format open`` leaves them empty."""
+    from models.keypoints import get_keypoint_set
+
+    ks = get_keypoint_set(src)
+    xyc = np.concatenate([np.asarray(keypoints, np.float64), np.asarray(scores, np.float64)[..., None]], axis=-1)
+    parts = {p for p, _, _ in ks.parts}
+    out = {}
+    if "face" in parts:
+        face = xyc[:, list(ks.part("face"))]
+        out["face_keypoints_2d"] = np.concatenate([face, np.zeros((len(xyc), 70 - face.shape[1], 3))], axis=1)
+    for side in ("left", "right"):
+        if f"{side}_hand" in parts:
+            out[f"hand_{side}_keypoints_2d"] = xyc[:, list(ks.part(f"{side}_hand"))]
+    return out
+
+
 def openpose_documents(arr, vf, video_id: str, body: int) -> dict[str, dict]:
     """One OpenPose JSON per frame of the video (empty frames included): file name → document."""
     joints = (
@@ -295,11 +317,12 @@ def openpose_documents(arr, vf, video_id: str, body: int) -> dict[str, dict]:
         if len(arr)
         else np.zeros((0, body, 3))
     )
+    extra = openpose_face_and_hands(arr.keypoints, arr.keypoint_scores, str(arr.keypoint_set[0])) if len(arr) else {}
     people: dict[int, list] = {}
     for r, f in enumerate(arr.frame_index.tolist()):
         t = int(arr.track_id[r])
         person = {"person_id": [t if t > 0 else -1], "pose_keypoints_2d": joints[r].reshape(-1).tolist()}
-        person.update({k: [] for k in _OPENPOSE_EMPTY})
+        person.update({k: extra[k][r].reshape(-1).tolist() if k in extra else [] for k in _OPENPOSE_EMPTY})
         people.setdefault(f, []).append(person)
     return {
         f"{video_id}_{f:012d}_keypoints.json": {"version": OPENPOSE_VERSION, "people": people.get(f, [])}
@@ -308,7 +331,7 @@ def openpose_documents(arr, vf, video_id: str, body: int) -> dict[str, dict]:
 
 
 def _default_body(keypoint_set: str) -> int:
-    return 25 if keypoint_set == "halpe26" else 18
+    return 25 if keypoint_set in ("halpe26", "halpe136", "halpe68") else 18
 
 
 def _unique_names(videos: dict) -> dict[str, str]:

@@ -11,7 +11,7 @@ import pytest
 
 from jobs.export import OPENPOSE_18_ORDER, OPENPOSE_BODY25_NAMES, openpose_body, to_posetrack18
 from jobs.export import main as export_main
-from models.keypoints import COCO_17, HALPE_26, POSETRACK_18
+from models.keypoints import COCO_17, HALPE_26, POSETRACK_18, get_keypoint_set
 from store.manifest import Manifest, write_manifest
 from store.schema import frames_table, keypoint_table, table_metadata
 from store.sources import list_inputs
@@ -44,7 +44,7 @@ def _publish(
     seed: int = 0,
 ) -> None:
     rng = np.random.default_rng(seed)
-    k = {"coco17": 17, "halpe26": 26, "crowdpose14": 14}[keypoint_set]
+    k = get_keypoint_set(keypoint_set).num_keypoints
     frame_index = np.asarray([f for f in sorted(persons) for _ in persons[f]], np.int64)
     track = np.asarray([t for f in sorted(persons) for t in persons[f]], np.int64)
     person = np.asarray([i for f in sorted(persons) for i in range(len(persons[f]))])
@@ -309,6 +309,34 @@ def test_openpose_bodies(tmp_path):
     assert export_main(["--output", str(out2), "--format", "openpose", "--dest", str(tmp_path / "op2")]) == 0
     doc = json.loads((tmp_path / "op2" / "h-0000dddd_000000000000_keypoints.json").read_text())
     assert len(doc["people"][0]["pose_keypoints_2d"]) == 25 * 3  # BODY_25 by default for Halpe-26
+
+
+@pytest.mark.parametrize(
+    "keypoint_set, face_at, left_at, right_at", [("halpe136", 26, 94, 115), ("coco_wholebody133", 23, 91, 112)]
+)
+def test_openpose_whole_body_fills_face_and_hands(tmp_path, keypoint_set, face_at, left_at, right_at):
+    """Beyond AlphaPose (its --format open leaves them empty): whole-body sets fill OpenPose's face (68 points + two
+    pupils written as zeros) and hands (21 points each), and the AlphaPose JSON export carries all K points."""
+    out = tmp_path / "out"
+    _publish(out, "w-0000eeee", str(tmp_path / "w.mp4"), 1, {0: [1]}, video=True, keypoint_set=keypoint_set)
+    assert export_main(["--output", str(out), "--format", "openpose", "--dest", str(tmp_path / "op")]) == 0
+    person = json.loads((tmp_path / "op" / "w-0000eeee_000000000000_keypoints.json").read_text())["people"][0]
+    arr = pose_arrays(read_poses(str(out)))
+    xyc = np.concatenate([arr.keypoints[0], arr.keypoint_scores[0][:, None]], axis=1).astype(np.float64)
+    face = np.asarray(person["face_keypoints_2d"]).reshape(70, 3)
+    np.testing.assert_array_equal(face[:68], xyc[face_at : face_at + 68])
+    assert not face[68:].any()
+    np.testing.assert_array_equal(
+        np.asarray(person["hand_left_keypoints_2d"]).reshape(21, 3), xyc[left_at : left_at + 21]
+    )
+    np.testing.assert_array_equal(
+        np.asarray(person["hand_right_keypoints_2d"]).reshape(21, 3), xyc[right_at : right_at + 21]
+    )
+    body = 25 if keypoint_set == "halpe136" else 18
+    assert len(person["pose_keypoints_2d"]) == body * 3
+    assert export_main(["--output", str(out), "--format", "alphapose", "--dest", str(tmp_path / "ap.json")]) == 0
+    (record,) = json.loads((tmp_path / "ap.json").read_text())
+    assert len(record["keypoints"]) == 3 * arr.keypoints.shape[1]
 
 
 # ---- bad inputs ----------------------------------------------------------------------------------------------------
