@@ -2,7 +2,9 @@
 
 A colour belongs to a track id (a fixed golden-ratio hue walk, so id 7 has the same colour in every frame and every
 video); untracked persons are coloured by their index within the frame. Keypoints whose score is below
-``min_score`` are not drawn, and neither are limbs touching them.
+``min_score`` are not drawn, and neither are limbs touching them. Face and hand points of whole-body sets (the
+``face``/``left_hand``/``right_hand`` parts of Halpe-136, COCO-WholeBody-133, Halpe-68) are drawn small and thin, as
+AlphaPose's ``vis_frame`` does, so a face's 68 points do not merge into a blob.
 """
 
 from __future__ import annotations
@@ -47,6 +49,10 @@ def draw_poses(
     out = np.ascontiguousarray(image).copy()
     h, w = out.shape[:2]
     thick = max(1, round(min(h, w) / 240))
+    fine = np.zeros(kset.num_keypoints, bool)  # face and hands: small dots, 1-px lines
+    for part, start, stop in kset.parts:
+        if part in ("face", "left_hand", "right_hand"):
+            fine[start:stop] = True
     kps = np.asarray(keypoints, np.float64).reshape(-1, kset.num_keypoints, 2)
     scores = np.asarray(keypoint_scores, np.float64).reshape(len(kps), kset.num_keypoints)
     for p in range(len(kps)):
@@ -56,9 +62,10 @@ def draw_poses(
         pts = np.round(kps[p]).astype(np.int64)
         for a, b in kset.skeleton:
             if ok[a] and ok[b]:
-                cv2.line(out, tuple(pts[a].tolist()), tuple(pts[b].tolist()), colour, thick + 1, cv2.LINE_AA)
+                width = 1 if fine[a] and fine[b] else thick + 1
+                cv2.line(out, tuple(pts[a].tolist()), tuple(pts[b].tolist()), colour, width, cv2.LINE_AA)
         for j in np.nonzero(ok)[0]:
-            cv2.circle(out, tuple(pts[j].tolist()), thick + 2, colour, -1, cv2.LINE_AA)
+            cv2.circle(out, tuple(pts[j].tolist()), 1 if fine[j] else thick + 2, colour, -1, cv2.LINE_AA)
         if boxes_xyxy is not None:
             x1, y1, x2, y2 = np.round(np.asarray(boxes_xyxy[p], np.float64)).astype(int).tolist()
             cv2.rectangle(out, (x1, y1), (x2, y2), colour, thick)
