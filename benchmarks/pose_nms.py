@@ -18,6 +18,12 @@ c60106d, with ``get_parametric_distance``, ``PCK_match`` and ``p_merge_fast``) w
 by keypoint in plain Python floats (``math.sqrt``, ``math.tanh``, ``math.exp``), sharing no
 computation with ``models.pose_nms`` (only its params and result containers); the tests use it as the oracle for
 the vectorised version.
+
+``_reference_pose_nms_fullbody_loop`` is the same kind of oracle for the full-body path (K = 133/136, AlphaPose's
+``pose_nms_fullbody`` with ``get_parametric_distance(..., use_dist_mask=True)`` and ``PCK_match_fullbody``), written
+from the AlphaPose spec (§1.3–1.6) with raypose's documented deviations (confident-keypoint mask, match count
+normalised with n = 2, part slices from K; see ``models.pose_nms._fullbody_terms``), each marked in a comment that
+says what AlphaPose does instead. It is not timed here (the benchmark frames are COCO-17).
 """
 
 from __future__ import annotations
@@ -44,7 +50,13 @@ import torch
 
 from models.pose_nms import FULLBODY_NUM_KEYPOINTS, PoseNMSParams, PoseNMSResult, pose_nms
 
-__all__ = ["main", "make_frame", "check_same_result", "_reference_pose_nms_loop"]
+__all__ = [
+    "main",
+    "make_frame",
+    "check_same_result",
+    "_reference_pose_nms_loop",
+    "_reference_pose_nms_fullbody_loop",
+]
 
 CANDIDATE_COUNTS = (20, 30, 60, 120)
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "pose_nms.json"
@@ -148,6 +160,195 @@ def _reference_pose_nms_loop(
         out_kps.append(pose)
         out_c.append(pose_c)
         out_scores.append(sum(pose_c) / k + bscores[p] + 1.25 * max(pose_c))
+        merged.append(np.asarray(members, dtype=np.int64))
+    if not out_kept:
+        return empty
+    return PoseNMSResult(
+        np.asarray(out_kept, np.int64),
+        np.asarray(out_kps),
+        np.asarray(out_c),
+        np.asarray(out_scores),
+        np.asarray(boxes)[out_kept],
+        np.asarray(bscores)[out_kept],
+        tuple(merged),
+    )
+
+
+# Both whole-body sets end with 68 face and 42 hand keypoints (spec §1.6, "Keypoint partition").
+_REF_FACE_AND_HANDS = 110
+_REF_HANDS = 42
+# Deviation from AlphaPose (PCK_match_fullbody): raypose normalises the match count as if n = 2 proposals remained;
+# AlphaPose uses n = the number of proposals not yet processed (spec §1.6, §1.9-3).
+_REF_FIXED_N = 2
+
+
+def _reference_fullbody_parts(k: int, params: PoseNMSParams) -> list[tuple[int, int, float, float, float]]:
+    """(start, stop, score weight, distance weight, distance factor) of body, face and hands for K = 133/136.
+
+    Body = ``[:K−110]``, face = ``[K−110 : K−42]``, hands = ``[K−42:]`` (spec §1.6, as AlphaPose's
+    ``get_parametric_distance`` slices them). The body's factor 1 is both its distance scale (δ2·1) and its match
+    radius (d / r7 <= 1).
+    """
+    face_start, hand_start = k - _REF_FACE_AND_HANDS, k - _REF_HANDS
+    return [
+        (0, face_start, 1.0, 1.0, 1.0),
+        (face_start, hand_start, params.face_weight_score, params.face_weight_dist, params.face_factor),
+        (hand_start, k, params.hand_weight_score, params.hand_weight_dist, params.hand_factor),
+    ]
+
+
+def _reference_fullbody_pair_terms(
+    ref_keypoints,
+    ref_scores,
+    ref_dist: float,
+    cand_keypoints,
+    cand_scores,
+    params: PoseNMSParams = PoseNMSParams(),
+    *,
+    low_score_mask: bool = True,
+) -> tuple[float, float]:
+    """``(simi, pck)`` of one candidate against one reference pose on the full-body path, keypoint by keypoint.
+
+    ``simi`` is ``get_parametric_distance(..., use_dist_mask=True)`` and ``pck`` is ``PCK_match_fullbody`` (spec §1.6),
+    with raypose's documented deviations (see ``models.pose_nms._fullbody_terms``). Keypoints are K ``(x, y)`` pairs,
+    scores K floats with zeros already replaced by 1e-5, ``ref_dist`` = α · max(w, h) of the reference's detector box.
+
+    ``low_score_mask=False`` switches both low-score masks off (every candidate keypoint enters the similarity and
+    m = K): not an AlphaPose mode, a counterfactual for tests that check their scenes depend on the masks.
+    """
+    k = len(ref_keypoints)
+    thr = params.score_threshold
+    r7 = min(ref_dist, params.pck_radius_cap)
+    score_part = 0.0  # Σ_parts w_score · mean_part(S)
+    spatial_part = 0.0  # Σ_parts w_dist · mean_part(e)
+    count = 0
+    for start, stop, w_score, w_dist, factor in _reference_fullbody_parts(k, params):
+        score_sum = 0.0
+        spatial_sum = 0.0
+        for j in range(start, stop):
+            dx = ref_keypoints[j][0] - cand_keypoints[j][0]
+            dy = ref_keypoints[j][1] - cand_keypoints[j][1]
+            d = math.sqrt(dx * dx + dy * dy)
+            # Deviation from AlphaPose (get_parametric_distance, use_dist_mask=True): here a candidate keypoint with
+            # c_i < scoreThreds is left out of both terms (only confident keypoints count). AlphaPose counts the
+            # score term *only* for those low keypoints (mask = [d <= 1] & [c_i < scoreThreds]) and zeroes the
+            # spatial term for them, so its spatial term equals this one and only its score term differs.
+            confident = not (low_score_mask and cand_scores[j] < thr)
+            if confident:
+                if d <= params.score_mask_radius:
+                    score_sum += math.tanh(ref_scores[j] / params.delta1) * math.tanh(cand_scores[j] / params.delta1)
+                spatial_sum += math.exp(-d / (params.delta2 * factor))
+            # Match count: d / r7 <= factor (1 body, face_factor, hand_factor), whatever the scores. With r7 = 0 it is
+            # 0/0 = NaN or d/0 = inf, so nothing matches.
+            # Deviation from AlphaPose (PCK_match_fullbody): the parts here are K−110 / K−42 for both K. AlphaPose
+            # hard-codes body = [:26], face = [26:94], hands = [94:], right for Halpe-136 only; for COCO-WholeBody-133
+            # it counts keypoints 23..25 (face) with the body radius and 91..93 (hands) with the face radius.
+            if r7 > 0 and d / r7 <= factor:
+                count += 1
+        size = stop - start
+        score_part += w_score * (score_sum / size)
+        spatial_part += w_dist * (spatial_sum / size)
+    simi = score_part + params.mu * spatial_part
+    # m = the reference's keypoints with c_p > scoreThreds / 2 (strict); AlphaPose's mask.sum() is 2·n·m.
+    m = sum(1 for s in ref_scores if s > thr / 2) if low_score_mask else k
+    n = _REF_FIXED_N  # Deviation from AlphaPose (PCK_match_fullbody): AlphaPose's n is len(R), see _REF_FIXED_N.
+    if 2 * n * m < 2:
+        return simi, 0.0
+    # count·K / (4·n·m) as one division of exact integers (AlphaPose: count / mask.sum() / 2 · K, in float32).
+    return simi, count * k / (4 * n * m)
+
+
+def _reference_pose_nms_fullbody_loop(
+    boxes_xyxy, box_scores, keypoints, keypoint_scores, params: PoseNMSParams = PoseNMSParams()
+) -> PoseNMSResult:
+    """AlphaPose's full-body pose NMS (``pose_nms_fullbody``, K = 133 or 136) as a loop over pairs and keypoints.
+
+    Written from the AlphaPose spec (§1.3–1.6): the elimination loop of ``pose_nms_body`` with
+    ``get_parametric_distance(..., use_dist_mask=True)`` and ``PCK_match_fullbody`` (both in
+    ``_reference_fullbody_pair_terms``), then ``p_merge_fast`` and the output filters. Same arguments and result as
+    ``models.pose_nms.pose_nms`` with ``method="parametric"``; returns NumPy arrays (float64 keypoints and scores).
+    Applies raypose's documented deviations (``models.pose_nms._fullbody_terms``: confident-keypoint mask, n fixed
+    at 2, part slices from K; and ``_greedy_picks``: the pick always leaves with its cluster), each marked where it
+    applies.
+    """
+    boxes = np.asarray(boxes_xyxy, dtype=np.float64).tolist()
+    bscores = np.asarray(box_scores, dtype=np.float64).tolist()
+    kps = np.asarray(keypoints, dtype=np.float64).tolist()
+    raw = np.asarray(keypoint_scores, dtype=np.float64).tolist()
+    n = len(kps)
+    k = len(kps[0]) if n else np.asarray(keypoints).shape[1]
+    if k not in FULLBODY_NUM_KEYPOINTS:
+        raise ValueError(f"the full-body reference loop covers K = 133 or 136 only, got K = {k}")
+    empty = PoseNMSResult(
+        np.zeros(0, np.int64), np.zeros((0, k, 2)), np.zeros((0, k)), np.zeros(0), np.zeros((0, 4)), np.zeros(0), ()
+    )
+    if n == 0:
+        return empty
+    # §1.3-1 (pose_nms_fullbody does the same): a score of exactly 0 becomes 1e-5; a copy, the caller's array stays.
+    c = [[1e-5 if s == 0 else s for s in row] for row in raw]
+    ref = [params.alpha * max(b[2] - b[0], b[3] - b[1]) for b in boxes]  # the detector box
+    human = []
+    for row in c:
+        total = 0.0
+        for s in row:
+            total += s
+        human.append(total / k)
+
+    remaining = list(range(n))  # ascending input order, as AlphaPose keeps it
+    picks: list[int] = []
+    clusters: list[list[int]] = []
+    while remaining:
+        p = remaining[0]
+        for i in remaining:
+            if human[i] > human[p]:  # strict: the first of equal mean scores wins
+                p = i
+        deleted = []
+        for i in remaining:  # p itself included
+            simi, pck = _reference_fullbody_pair_terms(kps[p], c[p], ref[p], kps[i], c[i], params)
+            if simi > params.gamma or pck >= params.match_threshold:
+                deleted.append(i)
+        if not deleted:
+            deleted = [p]
+        elif p not in deleted:
+            # Deviation from AlphaPose (pose_nms_fullbody's pick loop): AlphaPose leaves p in R when it eliminated
+            # others but not itself (and picks it again); here the pick always leaves with its cluster.
+            deleted = sorted(deleted + [p])
+        picks.append(p)
+        clusters.append(deleted)
+        remaining = [i for i in remaining if i not in deleted]
+
+    out_kept, out_kps, out_c, out_scores, merged = [], [], [], [], []
+    for p, members in zip(picks, clusters):
+        if max(c[p]) < params.score_threshold:  # §1.5-1: the pick's own (pre-merge) scores
+            continue
+        radius = min(ref[p], params.merge_radius_cap)  # §1.4: r' = min(ref_p, 15)
+        pose, pose_c = [], []
+        for j in range(k):
+            weights = []
+            for i in members:
+                dx = kps[p][j][0] - kps[i][j][0]
+                dy = kps[p][j][1] - kps[i][j][1]
+                weights.append(c[i][j] if math.sqrt(dx * dx + dy * dy) <= radius else 0.0)
+            total = 0.0
+            for w in weights:
+                total += w
+            x = y = s = 0.0
+            for w, i in zip(weights, members):
+                normed = w / total if total != 0 else math.nan  # 0/0 (negative scores summing to 0): NaN
+                x += normed * kps[i][j][0]
+                y += normed * kps[i][j][1]
+                s += normed * w
+            pose.append([x, y])
+            pose_c.append(s)
+        if max(pose_c) < params.score_threshold:  # §1.5-3: merged scores
+            continue
+        xs, ys = [q[0] for q in pose], [q[1] for q in pose]
+        if 1.5**2 * (max(xs) - min(xs)) * (max(ys) - min(ys)) < params.area_threshold:  # §1.5-4
+            continue
+        out_kept.append(p)
+        out_kps.append(pose)
+        out_c.append(pose_c)
+        out_scores.append(sum(pose_c) / k + bscores[p] + 1.25 * max(pose_c))  # the writer's person score
         merged.append(np.asarray(members, dtype=np.int64))
     if not out_kept:
         return empty

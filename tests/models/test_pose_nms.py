@@ -780,3 +780,316 @@ def test_oks_of_whole_body_poses_uses_alphaposes_oks_iou_sigmas():
         boxes = np.array([[0, 0, 100, 100], [0, 0, 100, 100]], np.float64)
         np.testing.assert_allclose(oks_matrix(boxes, kp), oks_matrix(boxes, kp, sigmas=sig))
         assert not np.allclose(oks_matrix(boxes, kp), oks_matrix(boxes, kp, sigmas=[0.015] * k))
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Full-body path (K = 133 / 136): each rule by hand, and equality with the per-pair full-body loop
+# ------------------------------------------------------------------------------------------------------------
+
+_reference_pose_nms_fullbody_loop = BENCH._reference_pose_nms_fullbody_loop
+_FAR = 1e4  # px: exp(−10^4 / (δ2·f)) is exactly 0.0 and no match radius reaches it
+
+
+def _part_slices(k: int) -> dict[str, slice]:
+    """Body, face and hands of a whole-body set: the last 68 + 42 keypoints are face and hands (spec §1.6)."""
+    return {"body": slice(0, k - 110), "face": slice(k - 110, k - 42), "hands": slice(k - 42, k)}
+
+
+def _integer_pose(k: int) -> np.ndarray:
+    """Integer coordinates, so that a keypoint moved by an integer offset is exactly that far away."""
+    return np.random.default_rng(k).integers(100, 300, (k, 2)).astype(np.float64)
+
+
+def _reference_terms(boxes, kps, scores, p: int, i: int, params: PoseNMSParams = BODY_PARAMS, **kwargs):
+    """``(simi, pck)`` of candidate i against reference p from the reference loop's per-pair function."""
+    c = np.where(np.asarray(scores, np.float64) == 0, 1e-5, np.asarray(scores, np.float64))
+    b = np.asarray(boxes, np.float64)[p]
+    ref_dist = params.alpha * max(b[2] - b[0], b[3] - b[1])
+    kps = np.asarray(kps, np.float64)
+    return BENCH._reference_fullbody_pair_terms(
+        kps[p].tolist(), c[p].tolist(), float(ref_dist), kps[i].tolist(), c[i].tolist(), params, **kwargs
+    )
+
+
+_BOX_270 = [100.0, 40.0, 180.0, 310.0]  # r = 0.1·max(80, 270) = 27 → r7 = min(27, 7) = 7
+
+
+@pytest.mark.parametrize("k", [136, 133])
+@pytest.mark.parametrize(
+    "part, factor, expected",
+    [
+        # At d = δ2·f every keypoint of the part has e = exp(−1) = 0.367879, and so does the part's mean:
+        # simi = μ·w_dist·exp(−1) = 1.7·1·0.367879 = 0.625395 (body, d = 2.65 px; face, d = 2.65·1.9 = 5.035 px)
+        # and 1.7·1.5·0.367879 = 0.938093 (hands, d = 2.65·0.55 = 1.4575 px). Every d > 1 px: no score term.
+        ("body", 1.0, 0.625395),
+        ("face", 1.9, 0.625395),
+        ("hands", 0.55, 0.938093),
+    ],
+)
+def test_fullbody_spatial_term_scales_distance_per_part(k, part, factor, expected):
+    p0 = _integer_pose(k)
+    p1 = p0 + _FAR
+    d = BODY_PARAMS.delta2 * factor
+    p1[_part_slices(k)[part]] = p0[_part_slices(k)[part]] + [d, 0.0]
+    kps = np.stack([p0, p1])
+    boxes = np.array([_BOX_270] * 2)
+    scores = np.full((2, k), 0.9)
+    simi, pck = pairwise_pose_similarity(boxes, kps, scores)
+    assert simi[0, 1] == pytest.approx(1.7 * (1.5 if part == "hands" else 1.0) * math.exp(-1.0), rel=1e-12)
+    assert round(float(simi[0, 1]), 6) == expected
+    # With the body's scale δ2 the face term would be 1.7·exp(−1.9) = 0.254 and the hands' 2.55·exp(−0.55) = 1.471.
+    assert _reference_terms(boxes, kps, scores, 0, 1)[0] == pytest.approx(simi[0, 1], rel=1e-12)
+
+
+@pytest.mark.parametrize("k", [136, 133])
+@pytest.mark.parametrize("part", ["body", "face", "hands"])
+def test_fullbody_similarity_is_weighted_part_means(k, part):
+    # P1 coincides with P0 (d = 0 <= 1 px) on the first half of one part and is 10^4 px away elsewhere; all scores
+    # 0.9. Each coinciding keypoint has S = tanh(0.9)² = 0.513083 and e = 1, so the part contributes
+    # (h / size)·(w_score·0.513083 + μ·w_dist) — a mean over the part, not a sum — with weights 1/1 (body),
+    # 1/1 (face), 0.1/1.5 (hands): for all of a part 2.213083, 2.213083, 0.1·0.513083 + 1.7·1.5 = 2.601308;
+    # for K = 136 the half parts (13/26, 34/68, 21/42) give 1.106541, 1.106541, 1.300654.
+    sl = _part_slices(k)[part]
+    size = sl.stop - sl.start
+    half = size // 2
+    p0 = _integer_pose(k)
+    p1 = p0 + _FAR
+    p1[sl.start : sl.start + half] = p0[sl.start : sl.start + half]
+    kps = np.stack([p0, p1])
+    boxes = np.array([_BOX_270] * 2)
+    scores = np.full((2, k), 0.9)
+    w_score, w_dist = {"body": (1.0, 1.0), "face": (1.0, 1.0), "hands": (0.1, 1.5)}[part]
+    expected = half / size * (w_score * math.tanh(0.9) ** 2 + 1.7 * w_dist)
+    simi, _ = pairwise_pose_similarity(boxes, kps, scores)
+    assert simi[0, 1] == pytest.approx(expected, rel=1e-12)
+    if k == 136:
+        assert round(float(simi[0, 1]), 6) == {"body": 1.106541, "face": 1.106541, "hands": 1.300654}[part]
+    assert _reference_terms(boxes, kps, scores, 0, 1)[0] == pytest.approx(expected, rel=1e-12)
+
+
+@pytest.mark.parametrize("k", [136, 133])
+@pytest.mark.parametrize("box_side, r7", [(270.0, 7.0), (40.0, 4.0)])
+def test_fullbody_match_radius_per_part(k, box_side, r7):
+    # r = 0.1·max(w, h) of the reference's box: 27 px → r7 = min(27, 7) = 7; 4 px → r7 = 4. A keypoint matches
+    # when d / r7 <= factor: body d <= r7 (7 | 4), face d <= 1.9·r7 (13.3 | 7.6), hands d <= 0.55·r7 (3.85 | 2.2).
+    # Body: at exactly r7 ✓, r7 + 0.01 ✗, 1.9·r7 − 0.01 ✗ (a face radius); face: 1.9·r7 − 0.01 ✓, + 0.01 ✗;
+    # hands: 0.55·r7 − 0.01 ✓, + 0.01 ✗, r7 ✗ (a body radius). Everything else 10^4 px away: count = 3.
+    # All scores 0.9 > 0.3/2, so m = K and pck = count·K / (4·n·m) with n = 2: 3·K / (8·K) = 0.375.
+    parts = _part_slices(k)
+    p0 = _integer_pose(k)
+    p1 = p0 + _FAR
+    offsets = {
+        "body": [r7, r7 + 0.01, 1.9 * r7 - 0.01],
+        "face": [1.9 * r7 - 0.01, 1.9 * r7 + 0.01],
+        "hands": [0.55 * r7 - 0.01, 0.55 * r7 + 0.01, r7],
+    }
+    for part, ds in offsets.items():
+        for j, d in enumerate(ds):
+            p1[parts[part].start + j] = p0[parts[part].start + j] + [d, 0.0]
+    kps = np.stack([p0, p1])
+    boxes = np.array([[100.0, 40.0, 100.0 + 0.3 * box_side, 40.0 + box_side]] * 2)
+    scores = np.full((2, k), 0.9)
+    _, pck = pairwise_pose_similarity(boxes, kps, scores)
+    assert pck[0, 1] == 0.375
+    assert _reference_terms(boxes, kps, scores, 0, 1)[1] == 0.375
+    # A zero-size reference box: r7 = 0, d / 0 is NaN (d = 0) or inf, nothing matches, not even an exact copy.
+    copy = np.stack([p0, p0])
+    zero_box = np.array([[100.0, 40.0, 100.0, 40.0]] * 2)
+    _, pck0 = pairwise_pose_similarity(zero_box, copy, scores)
+    assert pck0[0].tolist() == [0.0, 0.0]
+    assert _reference_terms(zero_box, copy, scores, 0, 1)[1] == 0.0
+
+
+@pytest.mark.parametrize("k", [136, 133])
+def test_fullbody_low_score_masks(k):
+    # P1 = P0 (d = 0 everywhere, so every keypoint is within 1 px and within every match radius), score_threshold
+    # 0.3. Reference P0: 0.9 on body and hands, 0.15 on the face. Candidate P1: body 0.9 (confident), face 0.2
+    # (< 0.3: masked), hands: first half exactly 0.3 (not < 0.3: confident), second half 0.29 (masked).
+    #   simi = mean_body(S) + 1.0·mean_face(S) + 0.1·mean_hands(S) + μ·(mean_body(e) + 1.0·mean_face(e)
+    #          + 1.5·mean_hands(e))
+    #        = tanh(.9)² + 0 + 0.1·½·tanh(.9)·tanh(.3) + 1.7·(1 + 0 + 1.5·½)
+    #        = 0.513083 + 0.1·½·0.208667 + 1.7·1.75 = 0.513083 + 0.010433 + 2.975 = 3.498516.
+    # (AlphaPose's inverted mask would give the score term of the masked keypoints instead: face
+    # tanh(.15)·tanh(.2) and the 0.29 half of the hands; its spatial term is this one.)
+    # m counts P0's keypoints with c > 0.3/2 strictly: the face's 0.15 (== 0.3/2) are out, m = K − 68; count = K.
+    #   pck = K·K / (8·m): 136·136 / (8·68) = 34 for K = 136, 133·133 / (8·65) = 34.0173 for K = 133.
+    assert 0.15 == 0.3 / 2
+    parts = _part_slices(k)
+    p0 = _integer_pose(k)
+    kps = np.stack([p0, p0])
+    c0 = np.full(k, 0.9)
+    c0[parts["face"]] = 0.15
+    c1 = np.full(k, 0.9)
+    c1[parts["face"]] = 0.2
+    c1[parts["hands"]] = np.r_[np.full(21, 0.3), np.full(21, 0.29)]
+    scores = np.stack([c0, c1])
+    boxes = np.array([_BOX_270] * 2)
+    expected_simi = math.tanh(0.9) ** 2 + 0.05 * math.tanh(0.9) * math.tanh(0.3) + 1.7 * 1.75
+    assert round(expected_simi, 6) == 3.498516
+    expected_pck = k * k / (8 * (k - 68))
+    simi, pck = pairwise_pose_similarity(boxes, kps, scores)
+    assert simi[0, 1] == pytest.approx(expected_simi, rel=1e-12)
+    assert pck[0, 1] == pytest.approx(expected_pck, rel=1e-15)
+    assert round(float(pck[0, 1]), 4) == {136: 34.0, 133: 34.0173}[k]
+    ref_simi, ref_pck = _reference_terms(boxes, kps, scores, 0, 1)
+    assert ref_simi == pytest.approx(expected_simi, rel=1e-12) and ref_pck == pytest.approx(expected_pck, rel=1e-15)
+    # Without the masks (the reference's counterfactual) the face and the 0.29 half of the hands would count, and m
+    # would be K: a different similarity and pck = K·K / (8·K) = K / 8.
+    off_simi, off_pck = _reference_terms(boxes, kps, scores, 0, 1, low_score_mask=False)
+    assert off_simi > expected_simi + 1 and off_pck == k / 8
+    # A reference with no keypoint above 0.3/2 has m = 0, so 2·n·m < 2 and its match counts are 0, even for an
+    # exact copy of itself.
+    weak = np.stack([np.full(k, 0.15), np.full(k, 0.15)])
+    _, pck_weak = pairwise_pose_similarity(boxes, kps, weak)
+    assert pck_weak[0].tolist() == [0.0, 0.0]
+    assert _reference_terms(boxes, kps, weak, 0, 1)[1] == 0.0
+
+
+def test_fullbody_reference_loop_rejects_body_keypoint_counts():
+    with pytest.raises(ValueError, match="133 or 136"):
+        _reference_pose_nms_fullbody_loop(np.zeros((1, 4)), np.ones(1), np.zeros((1, 17, 2)), np.ones((1, 17)))
+
+
+def _fullbody_scene(rng: np.random.Generator, n: int, k: int, score_threshold: float, dtype):
+    """n whole-body proposals: people (40–320 px tall, a compact face and two compact hands) with 1–5 proposals
+    each, jittered by 0.3 to 20 px (some exact copies), so that clusters of near duplicates merge and nearby
+    proposals do not. About a third of each person's keypoints score below ``score_threshold``, and per proposal
+    noise moves scores across it; some scores are exactly 0, the threshold or half of it. One person in six and one
+    proposal in ten are weak (scores ×0.2, no score at the threshold: dropped by the output filters unless merged
+    into a stronger proposal); a few boxes have zero size (r = 0)."""
+    boxes, kps, scores = [], [], []
+    while len(boxes) < n:
+        h = rng.uniform(40, 320)
+        w = 0.5 * h
+        x0, y0 = rng.uniform(0, 400, 2)
+        body = [x0, y0] + rng.uniform(0, 1, (k - 110, 2)) * [w, h]
+        face = [x0 + 0.5 * w, y0 + 0.1 * h] + rng.normal(0, 0.03 * h, (68, 2))
+        hands = [[x0 + side * w, y0 + 0.5 * h] + rng.normal(0, 0.02 * h, (21, 2)) for side in (0.0, 1.0)]
+        base = np.concatenate([body, face, *hands])
+        base_c = np.where(rng.random(k) < 0.35, rng.uniform(0, score_threshold, k), rng.uniform(score_threshold, 1, k))
+        weak_person = rng.random() < 1 / 6
+        for _ in range(min(int(rng.integers(1, 6)), n - len(boxes))):
+            weak = weak_person or rng.random() < 0.1
+            if rng.random() < 0.1 and kps:
+                kp, c = kps[-1].copy(), scores[-1].copy()  # exact copy of the previous proposal
+            else:
+                kp = base + rng.normal(0, rng.choice([0.3, 1.0, 2.0, 4.0, 8.0, 20.0]), base.shape)
+                c = np.clip(base_c + rng.normal(0, 0.05, k), -0.05, 1.0)
+                if weak:
+                    c = 0.2 * c
+            u = rng.random(k)
+            c[u < 0.03] = 0.0
+            if not weak:
+                c[(u >= 0.03) & (u < 0.05)] = score_threshold
+                c[(u >= 0.05) & (u < 0.07)] = score_threshold / 2
+            box = np.array([x0, y0, x0 + w, y0 + h]) + rng.normal(0, 2, 4)
+            box[2:] = np.maximum(box[2:], box[:2])
+            if rng.random() < 0.03:
+                box[2:] = box[:2]
+            boxes.append(box)
+            kps.append(kp)
+            scores.append(c)
+    return (
+        np.asarray(boxes, dtype).reshape(n, 4),
+        rng.uniform(0.1, 1.0, n).astype(dtype),
+        np.asarray(kps, dtype).reshape(n, k, 2),
+        np.asarray(scores, dtype).reshape(n, k),
+    )
+
+
+def _random_fullbody_params(rng: np.random.Generator, match_count: bool = True) -> PoseNMSParams:
+    """Random constants in ranges where both rules fire on whole-body scenes (full-body simi is a few units); with
+    ``match_count=False`` the match threshold is 10^4, out of reach, so that the similarity alone decides."""
+    u = rng.uniform
+    return PoseNMSParams(
+        delta1=float(u(0.3, 2)),
+        mu=float(u(0.5, 3)),
+        delta2=float(u(1, 12)),
+        gamma=float(u(0.5, 4)),
+        score_threshold=float(u(0.02, 0.5)),
+        match_threshold=float(rng.integers(1, 10)) if match_count else 1e4,
+        alpha=float(u(0.05, 0.3)),
+        area_threshold=float(rng.choice([0.0, 500.0, 5000.0])),
+        face_factor=float(u(1, 3)),
+        hand_factor=float(u(0.3, 1)),
+        hand_weight_score=float(u(0, 2)),
+        face_weight_score=float(u(0, 2)),
+        hand_weight_dist=float(u(0, 2)),
+        face_weight_dist=float(u(0, 2)),
+    )
+
+
+def _tally_decisions(frame, result, params: PoseNMSParams, stats: dict) -> None:
+    """Count what decided the scene, from the reference's per-pair terms: which rule eliminated each merged member
+    (and that nothing the emitted picks left in R met either rule)."""
+    boxes, _, kps, scores = frame
+    kept = result.kept.tolist()
+    members = [m.tolist() for m in result.merged_indices]
+    stats["merged"] += any(len(m) > 1 for m in members)
+    stats["dropped"] += sum(map(len, members)) < len(kps)  # some pick (and its cluster) fell to an output filter
+    for a, p in enumerate(kept):
+        # Candidates still in R when p was picked: p's own cluster and those of the later emitted picks.
+        for b in range(a, len(kept)):
+            for i in members[b]:
+                if i == p:
+                    continue
+                simi, pck = _reference_terms(boxes, kps, scores, p, i, params)
+                by_simi, by_pck = simi > params.gamma, pck >= params.match_threshold
+                assert (by_simi or by_pck) == (b == a)
+                if b == a:
+                    stats["eliminated"] += 1
+                    stats["by_simi_only"] += by_simi and not by_pck
+                    stats["by_pck_only"] += by_pck and not by_simi
+
+
+def _check_pair_terms(frame, params: PoseNMSParams) -> int:
+    """The similarity and match count of every (reference, candidate) pair equal the reference's per-pair values,
+    not only the decisions they lead to (a value can move without crossing a threshold in a seeded scene).
+
+    Returns how many of those pairs' elimination decisions the low-score masks change (the reference's
+    ``low_score_mask=False`` counterfactual decides them the other way)."""
+    boxes, _, kps, scores = frame
+    simi, pck = pairwise_pose_similarity(boxes, kps, scores, params)
+    mask_decides = 0
+    for p in range(len(kps)):
+        for i in range(len(kps)):
+            ref_simi, ref_pck = _reference_terms(boxes, kps, scores, p, i, params)
+            assert simi[p, i] == pytest.approx(ref_simi, rel=1e-9, abs=1e-12), (p, i)
+            assert pck[p, i] == pytest.approx(ref_pck, rel=1e-12, abs=0.0), (p, i)
+            off_simi, off_pck = _reference_terms(boxes, kps, scores, p, i, params, low_score_mask=False)
+            with_masks = ref_simi > params.gamma or ref_pck >= params.match_threshold
+            mask_decides += with_masks != (off_simi > params.gamma or off_pck >= params.match_threshold)
+    return mask_decides
+
+
+@pytest.mark.parametrize("k", [136, 133])
+def test_fullbody_matches_reference_loop_on_random_frames(k):
+    rng = np.random.default_rng(2000 + k)
+    stats = dict.fromkeys(("scenes", "merged", "dropped", "eliminated", "by_simi_only", "by_pck_only"), 0)
+    stats["mask_decides"] = stats["pairs_compared"] = 0
+    for a, n in enumerate((0, 1, 2, 3, 5, 8, 16, 30)):  # 16 and 30: the prefiltered path of _delete_matrix
+        kinds = (
+            BODY_PARAMS,
+            WHOLEBODY_REGRESSION_PARAMS,
+            _random_fullbody_params(rng),
+            _random_fullbody_params(rng, match_count=False),
+        )
+        for b, params in enumerate(kinds):
+            dtype = (np.float32, np.float64)[(a + b) % 2]  # every kind of params sees both dtypes
+            frame = _fullbody_scene(rng, n, k, params.score_threshold, dtype)
+            reference = _reference_pose_nms_fullbody_loop(*frame, params)
+            check_same_result(pose_nms(*frame, params), reference)
+            check_same_result(pose_nms(*(torch.from_numpy(x) for x in frame), params), reference)
+            if n <= 16:
+                stats["mask_decides"] += _check_pair_terms(frame, params)
+                stats["pairs_compared"] += n * n
+            stats["scenes"] += 1
+            _tally_decisions(frame, reference, params, stats)
+    print(f"K={k}: {stats}")
+    # The scenes exercise every rule: merges, output-filter drops, eliminations by either rule alone, and pair
+    # decisions that the low-score masks change (seeded: K=136 gives 20 merging scenes of 32, 9 with drops, 18 and 80
+    # eliminations by the similarity / match count alone, 24 mask-decided pairs; K=133: 20, 10, 22, 67, 53).
+    assert stats["scenes"] == 32 and stats["pairs_compared"] > 1000
+    assert stats["merged"] >= 15 and stats["dropped"] >= 5
+    assert stats["by_simi_only"] >= 10 and stats["by_pck_only"] >= 40
+    assert stats["mask_decides"] >= 10
