@@ -88,6 +88,8 @@ def test_pose_arch_validation_and_crop_specs(monkeypatch, tmp_path):
         SPPEConfig(arch="blazepose_full", random_weights=True)
     with pytest.raises(ValueError, match="precision"):
         SPPEConfig(arch="blazepose_full", precision="int8")
+    with pytest.raises(ValueError, match="int8 is for fastpose_res18"):
+        SPPEConfig(arch="hrnet_w32", random_weights=True, precision="int8")
     monkeypatch.setenv("RAYPOSE_WEIGHTS_DIR", str(tmp_path))  # an empty weights folder
     with pytest.raises(WeightsMissingError, match="make weights"):
         SPPE(SPPEConfig(arch="blazepose_full", device="cpu"))
@@ -146,5 +148,7 @@ def test_sppe_actor_int8_runs_a_quantized_network_on_cpu_only():
     assert inference_form(cfg)["precision"] == "int8" and "calibrated" in inference_form(cfg)["quantization"]
     with pytest.raises(ValueError, match="int8 runs on the CPU"):
         SPPEConfig(arch="fastpose_res18", random_weights=True, device="cuda", precision="int8")
-    with pytest.raises(ValueError, match="int8 is for the heatmap SPPEs"):
+    with pytest.raises(ValueError, match="int8 is for fastpose_res18"):
         SPPEConfig(arch="blazepose_full", precision="int8")
+    with pytest.raises(ValueError, match="int8 is for fastpose_res18"):
+        SPPEConfig(arch="hrnet_w32", random_weights=True, precision="int8")

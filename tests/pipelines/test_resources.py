@@ -13,7 +13,14 @@ import torch
 
 from actors.sppe import SPPE
 from pipelines.configs import from_mapping
-from pipelines.label import MAX_THREADS_PER_ACTOR, LabelConfig, actor_stage, check_resources, plan_resources
+from pipelines.label import (
+    MAX_THREADS_PER_ACTOR,
+    LabelConfig,
+    actor_stage,
+    check_resources,
+    cpu_actor_env,
+    plan_resources,
+)
 
 PRECOMPUTED = {
     "detector": {"arch": "precomputed", "weights": "d.json", "key_column": "frame_key"},
@@ -70,7 +77,10 @@ class ThreadReport(SPPE):
     """The real SPPE actor, reporting the torch threads it runs with instead of keypoints."""
 
     def __call__(self, batch):
-        return {"threads": [torch.get_num_threads()] * len(batch["id"])}
+        import os
+
+        n = len(batch["id"])
+        return {"threads": [torch.get_num_threads()] * n, "omp_wait": [os.environ.get("OMP_WAIT_POLICY", "")] * n}
 
 
 @pytest.mark.ray
@@ -93,6 +103,13 @@ def test_default_sppe_actor_runs_more_than_one_thread_on_two_cpus():
             planned.resources.sppe,
             threads=planned.resources.sppe.threads,
         )
-        assert {r["threads"] for r in ds.take_all()} == {2}
+        rows = ds.take_all()
+        assert {r["threads"] for r in rows} == {2}
+        assert {r["omp_wait"] for r in rows} == {"PASSIVE"}  # OpenMP threads sleep when idle (cpu_actor_env)
     finally:
         ray.shutdown()
+
+
+def test_cpu_actors_sleep_idle_openmp_threads_unless_the_user_chose():
+    assert cpu_actor_env({}) == {"OMP_WAIT_POLICY": "PASSIVE"}
+    assert cpu_actor_env({"OMP_WAIT_POLICY": "ACTIVE"}) == {"OMP_WAIT_POLICY": "ACTIVE"}
