@@ -108,3 +108,17 @@ def test_the_check_passes_downward_and_sibling_imports():
     )
     assert violations("actors.fake", source) == []
     assert violations("models.fake", "from . import poseflow\nimport torch\n") == []
+
+
+def test_test_files_have_unique_basenames():
+    """pytest's default rootdir import mode keys test modules by basename: two ``test_x.py`` in different folders
+    abort collection of the whole suite ("import file mismatch"), as CI once did with two ``test_render.py``."""
+    seen: dict[str, Path] = {}
+    clashes = []
+    for path in sorted((REPO / "tests").rglob("*.py")):
+        if path.name in ("conftest.py", "__init__.py"):
+            continue
+        if path.name in seen:
+            clashes.append(f"{seen[path.name].relative_to(REPO)} and {path.relative_to(REPO)}")
+        seen.setdefault(path.name, path)
+    assert not clashes, "test modules share a basename: " + "; ".join(clashes)
