@@ -19,6 +19,8 @@ Crops are stored raw (``crop_format="raw"``: H·W·3 uint8 bytes, row-major RGB;
 from __future__ import annotations
 
 import io
+import json
+from dataclasses import asdict, dataclass
 
 import numpy as np
 import pyarrow as pa
@@ -33,6 +35,11 @@ __all__ = [
     "decode_crop",
     "encode_crop",
     "sample_arrays",
+    "ShardManifest",
+    "samples_uri",
+    "errors_uri",
+    "write_shard_manifest",
+    "read_shard_manifests",
 ]
 
 TRAINING_SCHEMA_VERSION = "1"
@@ -168,3 +175,63 @@ def sample_arrays(batch: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     kps = np.stack([np.asarray(v, dtype=np.float32) for v in batch["keypoints"]]).reshape(n, k, 2) if n else None
     w = np.stack([np.asarray(v, dtype=np.float32) for v in batch["target_weight"]]).reshape(n, k) if n else None
     return crops, kps, w
+
+
+# ---- layout and commit markers of a proposal run ------------------------------------------------------------------
+
+
+def samples_uri(output: str, shard_id: str) -> str:
+    """``<output>/samples/shard=<id>/part-0.parquet``."""
+    from store.writers import join_uri
+
+    return join_uri(output, "samples", f"shard={shard_id}", "part-0.parquet")
+
+
+def errors_uri(output: str, shard_id: str) -> str:
+    """``<output>/errors/shard=<id>/part-0.parquet``."""
+    from store.writers import join_uri
+
+    return join_uri(output, "errors", f"shard={shard_id}", "part-0.parquet")
+
+
+@dataclass(frozen=True)
+class ShardManifest:
+    """The commit marker of one annotation shard (``<output>/_manifest/<shard_id>.json``), written after its samples
+    and errors tables (``store.manifest``'s discipline: the marker is the commit point).
+
+    ``config_hash`` covers every setting that changes a sample; ``shard_hash`` the shard's labels (its image list
+    and persons), so an edited annotation file makes the shard run again."""
+
+    shard_id: str
+    source: str
+    config_hash: str
+    shard_hash: str
+    run_id: str
+    num_images: int
+    num_persons: int
+    num_samples: int
+    num_errors: int
+    files: tuple[str, ...]
+
+
+def write_shard_manifest(output: str, manifest: ShardManifest, storage_options: dict | None = None) -> None:
+    """Publish ``manifest`` atomically (commits the shard)."""
+    from store.writers import join_uri, put_atomic
+
+    body = json.dumps(asdict(manifest), indent=1, sort_keys=True).encode()
+    put_atomic(body, join_uri(output, "_manifest", f"{manifest.shard_id}.json"), storage_options)
+
+
+def read_shard_manifests(output: str, storage_options: dict | None = None) -> dict[str, ShardManifest]:
+    """shard_id → commit marker, for every readable marker under ``output`` (empty when none)."""
+    from store.writers import join_uri, read_json_folder
+
+    out = {}
+    for d in read_json_folder(join_uri(output, "_manifest"), storage_options):
+        try:
+            d["files"] = tuple(d.get("files", ()))
+            m = ShardManifest(**d)
+        except (TypeError, KeyError, AttributeError):
+            continue  # not one of ours (or half-written by an older version): the shard runs again
+        out[m.shard_id] = m
+    return out
