@@ -1,0 +1,233 @@
+"""jobs.proposals end to end: real COCO images, Parquet samples and errors, determinism, resume, pseudo-labels."""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import shutil
+import sys
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from jobs.proposals import main
+from pipelines.proposals import ProposalConfig, ProposalSpec, generate_shard, make_shards
+from store.labels import read_coco_labels, read_raypose_labels
+from store.training import SAMPLE_SCHEMA, sample_arrays
+
+
+def _coco(shared_data) -> list[str]:
+    return ["--gt", str(shared_data / "coco" / "test_coco.json"), "--images", str(shared_data / "coco")]
+
+
+def _read(out, table: str = "samples") -> pa.Table:
+    files = sorted(glob.glob(os.path.join(str(out), table, "shard=*", "part-0.parquet")))
+    return pa.concat_tables([pq.read_table(f) for f in files]) if files else pa.table({})
+
+
+def _by_id(table: pa.Table) -> dict[str, dict]:
+    """sample_id → row, NaN keypoints (no target) as None so that rows compare with ==."""
+    rows = table.to_pylist()
+    for r in rows:
+        r["keypoints"] = [None if v != v else v for v in r["keypoints"]]
+    return {r["sample_id"]: r for r in rows}
+
+
+def _raypose_output(folder, shared_data, pose_scores) -> None:
+    """A jobs.label-like output over the four COCO images: the GT persons as 'predictions' (joint score 0.9 where
+    labelled, 0.1 elsewhere), with the given pose scores, committed by a manifest."""
+    from store.manifest import Manifest, write_manifest
+    from store.schema import keypoint_table, table_metadata
+    from store.writers import write_table_atomic
+
+    gt = json.loads((shared_data / "coco" / "test_coco.json").read_text())
+    anns = [a for a in gt["annotations"] if a.get("num_keypoints")]
+    images = {i["id"]: i for i in gt["images"]}
+    order = sorted(images)
+    p = len(anns)
+    kp = np.asarray([a["keypoints"] for a in anns], np.float32).reshape(p, 17, 3)
+    boxes = np.asarray(
+        [[a["bbox"][0], a["bbox"][1], a["bbox"][0] + a["bbox"][2], a["bbox"][1] + a["bbox"][3]] for a in anns]
+    )
+    table = keypoint_table(
+        source_uri=np.asarray([str(shared_data / "coco" / images[a["image_id"]]["file_name"]) for a in anns], object),
+        frame_index=np.asarray([order.index(a["image_id"]) for a in anns]),
+        timestamp_s=np.full(p, np.nan),
+        image_width=np.asarray([images[a["image_id"]]["width"] for a in anns]),
+        image_height=np.asarray([images[a["image_id"]]["height"] for a in anns]),
+        person_index=np.arange(p),
+        track_id=None,
+        box_xyxy=boxes,
+        box_score=np.ones(p),
+        keypoints=kp[:, :, :2],
+        keypoint_scores=np.where(kp[:, :, 2] > 0, 0.9, 0.1),
+        pose_score=np.asarray(pose_scores, np.float32)[:p],
+        keypoint_set="coco17",
+        detector="d",
+        detector_sha256="x",
+        sppe="s",
+        sppe_sha256="y",
+        metadata=table_metadata(random_weights=False),
+    )
+    vid = "coco-0000aaaa"
+    write_table_atomic(table, f"{folder}/poses/video_id={vid}/part-0.parquet")
+    write_manifest(
+        str(folder),
+        Manifest(
+            video_id=vid, source_uri=str(shared_data / "coco"), fingerprint="f", config_hash="c", run_id="r",
+            num_frames=len(order), num_persons=p, num_errors=0, files=(), random_weights=False,
+        ),
+    )  # fmt: skip
+    return anns
+
+
+# ---- without Ray: validation, the shard function, the readers ----------------------------------------------------
+
+
+def test_bad_arguments_exit_2_before_ray(tmp_path, shared_data, capsys):
+    out = str(tmp_path / "out")
+    coco = _coco(shared_data)
+    cases = [
+        (["--out", out], "no labels"),
+        (["--gt", str(tmp_path / "nope.json"), "--images", str(shared_data / "coco"), "--out", out], "nope.json"),
+        ([*coco, "--out", out, "--mode", "pgpg"], "--pgpg"),
+        ([*coco, "--out", out, "--mode", "pgpg", "--pgpg", str(tmp_path / "m.json")], "file not found"),
+        ([*coco, "--out", out, "--images-per-shard", "0"], "--images-per-shard"),
+        (["--gt", coco[1], "--images", str(tmp_path / "nowhere"), "--out", out], "no such folder"),
+        (
+            [*coco, "--gt", str(shared_data / "crowdpose" / "test_crowdpose.json"), "--images", coco[3], "--out", out],
+            "different keypoint sets",
+        ),
+    ]
+    for argv, message in cases:
+        assert main(argv) == 2, argv
+        assert message in capsys.readouterr().err, argv
+    import ray
+
+    assert not ray.is_initialized()
+
+
+def test_dpg_branches_and_truncations_reach_the_table(tmp_path, shared_data):
+    """Over 20 proposals × 12 persons the table's branch column shows DPG's 15 % patches, and persons with more than
+    13 joints inside get truncated boxes (32 % of such draws)."""
+    src = read_coco_labels(str(shared_data / "coco" / "test_coco.json"), str(shared_data / "coco"))
+    cfg = ProposalConfig(mode="dpg", proposals_per_person=20, augment="none", images_per_shard=4)
+    spec = ProposalSpec(cfg, str(tmp_path), {}, "t")
+    (shard,) = make_shards([src], 4)
+    row = generate_shard(shard, spec)
+    t = _read(tmp_path)
+    assert row["num_samples"] == t.num_rows == 20 * src.num_persons
+    assert t.schema.equals(SAMPLE_SCHEMA, check_metadata=False)
+    branch = np.asarray(t.column("branch").to_pylist())
+    assert set(branch) == {"jitter", "patch"}
+    assert 0.05 < np.mean(branch == "patch") < 0.3
+    trunc = np.asarray(t.column("truncation").to_pylist())
+    assert 0 < np.mean(trunc != "none") < 0.32
+    # the trainer's reader: crops zeroed where empty, labels where target_weight is 1
+    crops, kps, w = sample_arrays(t.slice(0, 8).to_pydict())
+    assert crops.shape == (8, 256, 192, 3) and kps.shape == (8, 17, 2) and w.shape == (8, 17)
+    assert np.isnan(kps[w == 0]).all() and np.isfinite(kps[w > 0]).all()
+
+
+def test_pseudo_labels_from_a_raypose_output(tmp_path, shared_data):
+    scores = [0.2] + [2.0] * 20  # the first person is below --min-score
+    anns = _raypose_output(tmp_path / "labelled", shared_data, scores)
+    src = read_raypose_labels(str(tmp_path / "labelled"), min_score=0.5, min_keypoint_score=0.5)
+    assert src.kind == "pseudo" and src.keypoint_set == "coco17"
+    assert src.num_persons == len(anns) - 1 and src.skipped["low_score"] == 1
+    for im in src.images:  # visible exactly where the joint score (0.9 / 0.1) passes the threshold
+        assert im.label_kind == "pseudo" and (im.label_score == 2.0).all()
+    cfg = ProposalConfig(mode="gt", augment="none")
+    rows = [generate_shard(s, ProposalSpec(cfg, str(tmp_path / "out"), {}, "t")) for s in make_shards([src], 2)]
+    t = _read(tmp_path / "out")
+    assert sum(r["num_samples"] for r in rows) == t.num_rows == len(anns) - 1
+    assert set(t.column("label_kind").to_pylist()) == {"pseudo"}
+    assert set(t.column("label_score").to_pylist()) == {2.0}
+    labelled = sum(int((np.asarray(a["keypoints"]).reshape(17, 3)[:, 2] > 0).sum()) for a in anns[1:])
+    assert sum(sum(w) for w in t.column("target_weight").to_pylist()) <= labelled
+
+
+# ---- the Ray job ------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def ray_session():
+    import ray
+
+    os.environ["RAY_DATA_DISABLE_PROGRESS_BARS"] = "1"
+    ray.init(num_cpus=2, include_dashboard=False, object_store_memory=1 << 30, logging_level="ERROR")
+    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    yield
+    ray.shutdown()
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_job_is_deterministic_across_shard_sizes_and_resumes(ray_session, tmp_path, shared_data, capsys):
+    args = [*_coco(shared_data), "--mode", "dpg", "--proposals-per-person", "2", "--epochs", "2", "--seed", "7"]
+    a, b = tmp_path / "a", tmp_path / "b"
+    assert main([*args, "--out", str(a), "--images-per-shard", "1"]) == 0
+    assert "0 shards skipped" in capsys.readouterr().out
+    # the same samples from a plain loop over other shards (3 images each) in this process
+    src = read_coco_labels(args[1], args[3])
+    cfg = ProposalConfig(mode="dpg", proposals_per_person=2, epochs=2, seed=7, images_per_shard=3)
+    for shard in make_shards([src], 3):
+        generate_shard(shard, ProposalSpec(cfg, str(b), {}, "plain"))
+    ta, tb = _by_id(_read(a)), _by_id(_read(b))
+    assert len(ta) == 12 * 2 * 2 and ta.keys() == tb.keys()
+    for k, row in ta.items():  # the same bytes per sample, whatever the shard layout, Ray or not
+        assert row == tb[k], k
+    assert len(glob.glob(str(a / "_manifest" / "*.json"))) == 4
+    # resume: every shard is committed with this config, so nothing is written again
+    stamps = {f: os.stat(f).st_mtime_ns for f in glob.glob(str(a / "**" / "*.parquet"), recursive=True)}
+    assert main([*args, "--out", str(a), "--images-per-shard", "1"]) == 0
+    assert "0 samples in 0 shards written, 4 shards skipped" in capsys.readouterr().out
+    assert stamps == {f: os.stat(f).st_mtime_ns for f in glob.glob(str(a / "**" / "*.parquet"), recursive=True)}
+    # a shard whose marker is gone runs again and gives the same bytes
+    marker = sorted(glob.glob(str(a / "_manifest" / "*.json")))[0]
+    os.remove(marker)
+    assert main([*args, "--out", str(a), "--images-per-shard", "1"]) == 0
+    assert "in 1 shards written, 3 shards skipped" in capsys.readouterr().out
+    assert _by_id(_read(a)) == ta
+    # another config into the same output is refused
+    assert main([*args, "--out", str(a), "--images-per-shard", "1", "--seed", "8"]) == 2
+    assert "another config" in capsys.readouterr().err
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_corrupt_image_is_an_error_row_and_the_rest_is_kept(ray_session, tmp_path, shared_data, capsys):
+    images = tmp_path / "images"
+    shutil.copytree(shared_data / "coco", images)
+    (images / "000000000785.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
+    os.remove(images / "000000040083.jpg")  # missing altogether
+    gt = str(shared_data / "coco" / "test_coco.json")
+    out = tmp_path / "out"
+    assert main(["--gt", gt, "--images", str(images), "--out", str(out), "--images-per-shard", "4"]) == 0
+    assert "2 errors" in capsys.readouterr().out
+    errors = _read(out, "errors").to_pylist()
+    assert sorted(e["image_id"] for e in errors) == ["40083", "785"]
+    assert all(e["image_uri"].endswith(f"{int(e['image_id']):012d}.jpg") for e in errors)
+    src = read_coco_labels(gt, str(images))
+    kept = sum(im.num_persons for im in src.images if im.image_id not in (785, 40083))
+    t = _read(out)
+    assert t.num_rows == kept > 0
+    assert not set(t.column("image_id").to_pylist()) & {"785", "40083"}
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["errors"] == 2 and summary["samples"] == kept
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_job_takes_pseudo_labels(ray_session, tmp_path, shared_data, capsys):
+    anns = _raypose_output(tmp_path / "labelled", shared_data, [2.0] * 20)
+    out = tmp_path / "out"
+    argv = ["--labels", str(tmp_path / "labelled"), "--min-score", "1.0", "--out", str(out), "--mode", "gt"]
+    assert main([*argv, "--crop-format", "jpeg"]) == 0
+    t = _read(out)
+    assert t.num_rows == len(anns) and set(t.column("label_kind").to_pylist()) == {"pseudo"}
+    crops, _, _ = sample_arrays(t.slice(0, 2).to_pydict())
+    assert crops.shape == (2, 256, 192, 3) and crops.any()
