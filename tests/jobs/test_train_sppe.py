@@ -172,3 +172,15 @@ def test_killed_run_resumes_to_the_same_weights_and_exports_strictly(tmp_path, p
     ref_state = ref.state_dict()
     diff = max(float((final[k].double() - ref_state[k].double()).abs().max()) for k in final)
     assert diff <= 1e-6, f"resumed Ray run and plain loop differ by {diff}"
+
+
+def test_validation_ap_runs_the_inference_crop_decode_and_coco_eval(shared_data):
+    from jobs.train_sppe import load_validation_set, validation_ap
+    from models.sppe import build_sppe
+
+    val = load_validation_set(str(shared_data / "coco" / "test_coco.json"), str(shared_data / "coco"), CROP_HW)
+    n = len(val["image_ids"])
+    assert n > 0 and val["crops"].shape == (n, *CROP_HW, 3) and val["crop_boxes"].shape == (n, 4)
+    torch.manual_seed(0)
+    stats = validation_ap(build_sppe("fastpose_res18"), val)
+    assert set(stats) >= {"val_AP", "val_AR"} and -1.0 <= stats["val_AP"] <= 1.0
