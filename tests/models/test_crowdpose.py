@@ -1,0 +1,484 @@
+"""models.crowdpose: each rule of CrowdPose's candidate extraction and association on hand-checked cases, equality
+with a per-person reference loop written from the spec (shared/specs/poseflow-crowdpose-pgpg-prm.md §2.3–2.4) on
+seeded random scenes, the crowd index of the real CrowdPose annotations, and JC-SPPE targets."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from scipy.optimize import linear_sum_assignment
+
+from models.crowdpose import (
+    CandidateParams,
+    CrowdAssociationParams,
+    JointCandidates,
+    crowd_association,
+    crowd_index,
+    flip_interference,
+    group_current_candidates,
+    interference_joints,
+    interference_mask,
+    jc_targets,
+    joint_candidates,
+    paper_association,
+    released_association,
+)
+from models.keypoints import COCO_17, CROWDPOSE_14
+from models.pose_nms import PoseNMSResult
+from models.targets import gaussian_targets
+from models.transforms import ALPHAPOSE_CROP, image_to_heatmap_coords
+
+HM = (64, 48)
+INP = (256, 192)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Reference loops, one person and one joint at a time, from the spec's text
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def ref_candidates(hm: np.ndarray, box, inp=INP) -> list[tuple[float, float, float]]:
+    """§2.3 for one heatmap, pixel by pixel (the reflect border of a 5×5 maximum equals the clipped window)."""
+    h, w = hm.shape
+    peaks = []
+    for y, x in zip(*np.nonzero(hm > 0.1)):  # "> 0.1" first: it is a conjunct of the peak test
+        y, x = int(y), int(x)
+        if hm[y, x] == hm[max(0, y - 2) : y + 3, max(0, x - 2) : x + 3].max():
+            peaks.append((x, y, float(hm[y, x])))
+    peaks.sort(key=lambda p: (-p[2], -p[1], -p[0]))
+    if not peaks:
+        i = int(np.argmax(hm))
+        peaks = [(i % w, i // w, float(hm.reshape(-1)[i]))]
+    out = []
+    for x, y, v in peaks:
+        if v < 0.05 and out:
+            continue
+        fx, fy = float(x), float(y)
+        if 0 < x < w - 2:
+            if hm[y, x + 1] > hm[y, x - 1]:
+                fx += 0.25
+            elif hm[y, x + 1] < hm[y, x - 1]:
+                fx -= 0.25
+        if 0 < y < h - 2:
+            col = int(fx)
+            if hm[y + 1, col] > hm[y - 1, col]:
+                fy += 0.25 * inp[0] / inp[1]
+            elif hm[y + 1, col] < hm[y - 1, col]:
+                fy -= 0.25 * inp[0] / inp[1]
+        px = box[0] + (fx + 0.2) * (box[2] - box[0]) / w
+        py = box[1] + (fy + 0.2) * (box[3] - box[1]) / h
+        out.append((px, py, v))
+        if v < 0.05:
+            break
+    return out
+
+
+def ref_released(boxes, box_scores, lists, sigmas10):
+    """§2.4 "Released code" with dicts and loops; lists[n][k] = [(x, y, s), ...] best first. Returns the kept
+    persons as (index, keypoints [K, 2], scores [K], pose score)."""
+    n_persons, k_joints = len(lists), len(lists[0])
+    lists = [[list(c) for c in person] for person in lists]
+    h = []
+    for n in range(n_persons):
+        t = 0.0
+        for k in range(k_joints):
+            t += lists[n][k][0][2]
+        h.append(t / k_joints)
+    groups = [[] for _ in range(k_joints)]  # each: dict(center, sx, sy, ss, aw, ah, ah_sum)
+    gid = [[None] * k_joints for _ in range(n_persons)]
+    for n in range(n_persons):
+        w, ht = boxes[n][2] - boxes[n][0], boxes[n][3] - boxes[n][1]
+        for k in range(k_joints):
+            x0, y0, s0 = lists[n][k][0]
+            if s0 < 0.05:
+                continue
+            for g_i, g in enumerate(groups[k]):
+                a = g["aw"] * g["ah"] / g["hs"] ** 2
+                d = np.sqrt(((g["c"][0] - x0) ** 2 + (g["c"][1] - y0) ** 2) / a)
+                if d <= 0.1 * sigmas10[k]:
+                    if s0 >= 0.3:
+                        g["sx"] += x0 * s0
+                        g["sy"] += y0 * s0
+                        g["ss"] += s0
+                        g["aw"] += w * h[n]
+                        g["ah"] += ht * h[n]
+                        g["hs"] += h[n]
+                        g["c"] = (g["sx"] / g["ss"], g["sy"] / g["ss"])
+                    gid[n][k] = g_i
+                    break
+            else:
+                groups[k].append(dict(c=(x0, y0), sx=x0 * s0, sy=y0 * s0, ss=s0, aw=w * h[n], ah=ht * h[n], hs=h[n]))
+                gid[n][k] = len(groups[k]) - 1
+    pairs = []
+    for k in range(k_joints):
+        cost = np.zeros((n_persons, len(groups[k])))
+        for n in range(n_persons):
+            if gid[n][k] is not None:
+                s = lists[n][k][0][2]
+                cost[n, gid[n][k]] = 0.0 if s < 0.05 else -(h[n] * s)
+        r, c = linear_sum_assignment(cost)
+        pairs.append(set(zip(r.tolist(), c.tolist())))
+    for n in range(n_persons):
+        for k in range(k_joints):
+            g = gid[n][k]
+            if g is None:
+                continue
+            if (n, g) in pairs[k]:
+                lists[n][k][0] = (*groups[k][g]["c"], lists[n][k][0][2])
+            elif len(lists[n][k]) > 1:
+                lists[n][k].pop(0)
+            else:
+                lists[n][k][0] = (lists[n][k][0][0], lists[n][k][0][1], 1e-5)
+    out = []
+    for n in range(n_persons):
+        xmax, xmin, ymax, ymin, mean, best = 0.0, 1e5, 0.0, 1e5, 0.0, 0.0
+        kps, sc = [], []
+        for k in range(k_joints):
+            x, y, s = lists[n][k][0]
+            xmax, xmin, ymax, ymin = max(xmax, x), min(xmin, x), max(ymax, y), min(ymin, y)
+            kps.append((x - 0.3, y - 0.3))
+            sc.append(s)
+            mean += s / k_joints
+            best = max(best, s)
+        if max(sc) < 0.1 or 1.5**2 * (xmax - xmin) * (ymax - ymin) < 40 * 40:
+            continue
+        out.append((n, np.array(kps), np.array(sc), mean + best + box_scores[n]))
+    return out
+
+
+def to_lists(c: JointCandidates):
+    return [
+        [[tuple(c.xy[n, k, i]) + (c.scores[n, k, i],) for i in range(c.count[n, k])] for k in range(c.num_joints)]
+        for n in range(c.num_persons)
+    ]
+
+
+def candidates_from(lists, m=4) -> JointCandidates:
+    n, k = len(lists), len(lists[0])
+    xy, s, v = np.zeros((n, k, m, 2)), np.zeros((n, k, m)), np.zeros((n, k, m), bool)
+    cnt = np.zeros((n, k), np.int64)
+    for i in range(n):
+        for j in range(k):
+            cnt[i, j] = len(lists[i][j])
+            for t, (x, y, sc) in enumerate(lists[i][j][:m]):
+                xy[i, j, t], s[i, j, t], v[i, j, t] = (x, y), sc, True
+    return JointCandidates(xy=xy, scores=s, valid=v, count=cnt)
+
+
+def random_scene(rng: np.random.Generator, n_people: int, n_props: int, k: int, img=(640, 480)):
+    """Overlapping people, proposals jittered from their boxes (some duplicated), and JC-style heatmaps: target
+    peaks of random height, attenuated peaks at other people's joints inside the crop, and a noise floor."""
+    centers = rng.uniform([150, 150], [img[0] - 150, img[1] - 150], (n_people, 2))
+    size = rng.uniform(80, 160, (n_people, 1))
+    kps = centers[:, None, :] + rng.uniform(-0.5, 0.5, (n_people, k, 2)) * size[:, None, :] * np.array([0.6, 1.2])
+    owner = np.concatenate([np.arange(n_people), rng.integers(0, n_people, n_props - n_people)])
+    lo, hi = kps[owner].min(1), kps[owner].max(1)
+    boxes = np.concatenate([lo, hi], 1) + rng.normal(0, 8, (n_props, 4))
+    boxes[:, 2:] = np.maximum(boxes[:, 2:], boxes[:, :2] + 10)
+    crops = ALPHAPOSE_CROP.crop_boxes(boxes)
+    ys, xs = np.arange(HM[0], dtype=np.float32), np.arange(HM[1], dtype=np.float32)
+    maps = np.zeros((n_props, k, *HM), np.float32)
+    for i in range(n_props):
+        c = image_to_heatmap_coords(kps, np.repeat(crops[i : i + 1], n_people, 0)).astype(np.float32)  # [P, K, 2]
+        amp = np.where(np.arange(n_people)[:, None] == owner[i], rng.uniform(0.2, 1.0, (n_people, k)), 0.0)
+        amp = np.where(amp == 0, rng.uniform(0.0, 0.7, (n_people, k)), amp).astype(np.float32)
+        gx = np.exp(-((xs - c[..., 0:1]) ** 2) / 8)  # [P, K, W]
+        gy = np.exp(-((ys - c[..., 1:2]) ** 2) / 8)  # [P, K, H]
+        maps[i] = (amp[..., None, None] * gy[..., :, None] * gx[..., None, :]).max(0)
+    hm = maps + rng.random(maps.shape, dtype=np.float32) * np.float32(0.06)
+    # Some low-response maps (no peak > 0.1) and exact plateaus.
+    hm[0, 0] *= np.float32(0.09)
+    hm[0, 1] = 0.02
+    hm[-1, 2, 30, 20:22] = 2.0
+    return boxes, rng.uniform(0.3, 1.0, n_props), crops, hm
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# §2.3 joint candidates
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def _one(hm2d: np.ndarray, box=(0.0, 0.0, 48.0, 64.0), **kw) -> JointCandidates:
+    return joint_candidates(hm2d[None, None].astype(np.float32), np.array([box]), **kw)
+
+
+def test_peaks_5x5_filter_threshold_and_order() -> None:
+    hm = np.zeros(HM)
+    hm[10, 10] = 0.9
+    hm[10, 12] = 0.5  # 2 columns from a larger value: inside its 5×5 window, not a peak
+    hm[10, 13] = 0.4  # next to the 0.5: not a peak either
+    hm[30, 30] = 0.3
+    hm[50, 5] = 0.1  # not > 0.1
+    hm[40, 40] = 0.6
+    c = _one(hm, params=CandidateParams(offset=0.0, max_candidates=8))
+    assert c.count[0, 0] == 3
+    np.testing.assert_allclose(c.scores[0, 0, :3], [0.9, 0.6, 0.3], rtol=1e-6)
+    assert c.valid[0, 0].tolist() == [True, True, True, False, False, False, False, False]
+
+
+def test_tie_order_rows_then_columns_descending() -> None:
+    hm = np.zeros(HM)
+    hm[20, 20] = hm[20, 21] = 0.5  # a plateau: both equal their window maximum
+    hm[40, 10] = 0.5
+    c = _one(hm, params=CandidateParams(offset=0.0))
+    # Equal values: row 40 first, then row 20 column 21, then column 20 (AlphaPose's lexsort of −(x, y, v)).
+    assert c.count[0, 0] == 3
+    xs, ys = c.xy[0, 0, :3, 0], c.xy[0, 0, :3, 1]
+    assert ys[0] == pytest.approx(40) and ys[1] == pytest.approx(20) and ys[2] == pytest.approx(20)
+    assert xs[1] > xs[2]
+
+
+@pytest.mark.parametrize("value", [0.08, 0.03, -0.2])
+def test_no_peak_gives_the_argmax_alone(value: float) -> None:
+    hm = np.full(HM, -0.5)
+    hm[33, 17] = value
+    hm[34, 30] = value  # the same value later in row-major order: argmax takes the first
+    c = _one(hm, params=CandidateParams(offset=0.0))
+    assert c.count[0, 0] == 1 and c.valid[0, 0].tolist() == [True, False, False, False]
+    assert c.scores[0, 0, 0] == pytest.approx(value)
+    # (17, 33): column 16 < column 18 is −0.5 = −0.5, no horizontal move; rows equal too.
+    np.testing.assert_allclose(c.xy[0, 0, 0], [17, 33])
+
+
+def test_low_candidates_skipped_unless_first() -> None:
+    # With a peak threshold below the low threshold, the walk rule is visible: 0.04 is dropped after a 0.5.
+    hm = np.zeros(HM)
+    hm[10, 10], hm[30, 30], hm[50, 40] = 0.5, 0.04, 0.03
+    c = _one(hm, params=CandidateParams(peak_threshold=0.0, offset=0.0))
+    assert c.count[0, 0] == 1
+    hm[10, 10] = 0.045
+    c = _one(hm, params=CandidateParams(peak_threshold=0.0, offset=0.0))
+    assert c.count[0, 0] == 1 and c.scores[0, 0, 0] == pytest.approx(0.045)
+
+
+def test_quarter_pixel_refinement_and_its_column_quirk() -> None:
+    hm = np.zeros(HM)
+    y, x = 20, 10
+    hm[y, x] = 1.0
+    hm[y, x - 1] = 0.6  # left larger than right (0): x − 0.25 → int(x) = 9
+    # column 9 says "down" (row 21 > row 19); column 10 says "up": the quirk reads column 9
+    hm[y + 1, x - 1], hm[y - 1, x - 1] = 0.3, 0.1
+    hm[y - 1, x], hm[y + 1, x] = 0.5, 0.2
+    c = _one(hm, params=CandidateParams(offset=0.0))
+    np.testing.assert_allclose(c.xy[0, 0, 0], [x - 0.25, y + 0.25 * 256 / 192])
+    # The aspect factor follows the SPPE input.
+    c = _one(hm, params=CandidateParams(offset=0.0), input_size_hw=(320, 256))
+    np.testing.assert_allclose(c.xy[0, 0, 0], [x - 0.25, y + 0.25 * 320 / 256])
+
+
+@pytest.mark.parametrize("x", [0, 46, 47])
+def test_no_horizontal_refinement_at_borders(x: int) -> None:
+    hm = np.zeros(HM)
+    hm[20, x] = 1.0
+    hm[20, min(x + 1, 47)] = 0.5 if x < 47 else 1.0
+    c = _one(hm, params=CandidateParams(offset=0.0))
+    assert c.xy[0, 0, 0, 0] == pytest.approx(float(x))
+
+
+def test_offset_and_back_projection_through_the_crop_box() -> None:
+    hm = np.zeros(HM)
+    hm[12, 30] = 1.0
+    box = (100.0, 200.0, 196.0, 328.0)  # 2 image px per heatmap px
+    c = _one(hm, box)
+    np.testing.assert_allclose(c.xy[0, 0, 0], [100 + 30.2 * 2, 200 + 12.2 * 2])
+
+
+def test_candidates_equal_reference_loop_on_random_scenes() -> None:
+    rng = np.random.default_rng(17)
+    for trial in range(3):
+        boxes, _, crops, hm = random_scene(rng, 4, 6, 14)
+        c = joint_candidates(hm, crops, params=CandidateParams(max_candidates=3))
+        torch_c = joint_candidates(torch.from_numpy(hm), crops, params=CandidateParams(max_candidates=3))
+        np.testing.assert_array_equal(c.xy, torch_c.xy)
+        for n in range(len(boxes)):
+            for k in range(14):
+                ref = ref_candidates(hm[n, k], crops[n])
+                assert c.count[n, k] == len(ref), (trial, n, k)
+                got = [(*c.xy[n, k, i], c.scores[n, k, i]) for i in range(min(3, len(ref)))]
+                np.testing.assert_allclose(got, ref[:3], rtol=0, atol=1e-9)
+                assert c.valid[n, k].sum() == min(3, len(ref))
+
+
+def test_empty_input() -> None:
+    c = joint_candidates(np.zeros((0, 17, *HM), np.float32), np.zeros((0, 4)))
+    assert c.xy.shape == (0, 17, 4, 2)
+    r = released_association(np.zeros((0, 4)), np.zeros(0), c)
+    assert len(r) == 0 and r.keypoints.shape == (0, 17, 2)
+    assert len(paper_association(np.zeros((0, 4)), np.zeros(0), c)) == 0
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# §2.4 association
+# ----------------------------------------------------------------------------------------------------------------
+
+K = 14  # CrowdPose-14: σ_0 = 0.79 (left shoulder), released scale ×10
+
+
+def _pose(x0: float, y0: float, s: float = 0.9) -> list:
+    """A spread-out pose (so the extent filter passes): joint j at (x0 + 10 j, y0 + 12 j)."""
+    return [[(x0 + 10 * j, y0 + 12 * j, s)] for j in range(K)]
+
+
+def test_shared_joint_goes_to_the_stronger_person_and_the_other_falls_back() -> None:
+    a, b = _pose(100, 100, 0.9), _pose(300, 100, 0.6)
+    b[0] = [(100.0, 100.0, 0.8), (305.0, 98.0, 0.5)]  # b's best left shoulder is a's; its second is its own
+    boxes = np.array([[80, 80, 260, 300], [280, 80, 460, 300.0]])
+    r = released_association(boxes, np.array([0.9, 0.8]), candidates_from([a, b]))
+    assert r.kept.tolist() == [0, 1]
+    np.testing.assert_allclose(r.keypoints[0, 0], [100 - 0.3, 100 - 0.3])
+    np.testing.assert_allclose(r.keypoints[1, 0], [305 - 0.3, 98 - 0.3])
+    assert r.keypoint_scores[1, 0] == pytest.approx(0.5)
+    assert r.keypoint_scores[0, 0] == pytest.approx(0.9)
+
+
+def test_loser_with_one_candidate_gets_1e5() -> None:
+    a, b = _pose(100, 100, 0.9), _pose(300, 100, 0.6)
+    b[0] = [(100.0, 100.0, 0.8)]
+    r = released_association(np.array([[80, 80, 260, 300], [280, 80, 460, 300.0]]), np.ones(2), candidates_from([a, b]))
+    assert r.keypoint_scores[1, 0] == pytest.approx(1e-5)
+    np.testing.assert_allclose(r.keypoints[1, 0], [99.7, 99.7])
+
+
+def test_group_radius_is_point_one_sigma_on_the_h_weighted_box_scale() -> None:
+    # One person per proposal, box 100×100, h = 1 → a = 100·100, radius = 0.1·7.9·100/100... = 0.79·10 px.
+    def two(dx: float):
+        a = [[(50.0 + 10 * j, 50.0, 1.0)] for j in range(K)]
+        b = [[(50.0 + 10 * j + (dx if j == 0 else 300), 50.0, 1.0)] for j in range(K)]
+        boxes = np.array([[0, 0, 100, 100], [0, 0, 100, 100.0]])
+        return group_current_candidates(boxes, candidates_from([a, b]))
+
+    assert two(7.89).group_id[:, 0].tolist() == [0, 0]
+    assert two(7.91).group_id[:, 0].tolist() == [0, 1]
+    # COCO-17: nose σ = 0.26 → radius 2.6 px on the same scale.
+    a = [[(50.0, 50.0, 1.0)] for _ in range(17)]
+    b = [[(52.5, 50.0, 1.0)] for _ in range(17)]
+    g = group_current_candidates(np.array([[0, 0, 100, 100]] * 2, float), candidates_from([a, b]))
+    assert g.group_id[:, 0].tolist() == [0, 0]  # nose: 2.5 <= 2.6
+    assert g.group_id[:, 11].tolist() == [0, 0]  # hip: 10.7 px
+    assert COCO_17.sigmas[0] * 10 == pytest.approx(0.26)
+
+
+def test_group_centre_moves_only_for_scores_from_point_three() -> None:
+    a = [[(50.0, 50.0, 0.5)] for _ in range(K)]
+    b = [[(52.0, 50.0, 0.25)] for _ in range(K)]  # joins, does not move the centre
+    c = [[(54.0, 50.0, 0.5)] for _ in range(K)]  # 4 px from the centre: joins (radius 7.9·h-scale) and moves it
+    boxes = np.array([[0, 0, 200, 200]] * 3, float)
+    g = group_current_candidates(boxes, candidates_from([a, b]))
+    np.testing.assert_allclose(g.centers[0, 0], [50, 50])
+    g = group_current_candidates(boxes, candidates_from([a, b, c]))
+    assert g.group_id[:, 0].tolist() == [0, 0, 0]
+    np.testing.assert_allclose(g.centers[0, 0], [52, 50])
+
+
+def test_low_current_candidate_joins_nothing_and_stays() -> None:
+    a = _pose(100, 100, 0.9)
+    a[3] = [(10.0, 10.0, 0.04), (200.0, 200.0, 0.03)]
+    g = group_current_candidates(np.array([[80, 80, 260, 300.0]]), candidates_from([a]))
+    assert g.group_id[0, 3] == -1
+    r = released_association(np.array([[80, 80, 260, 300.0]]), np.ones(1), candidates_from([a]))
+    np.testing.assert_allclose(r.keypoints[0, 3], [9.7, 9.7])
+    assert r.keypoint_scores[0, 3] == pytest.approx(0.04)
+
+
+def test_output_filter_and_score() -> None:
+    weak = _pose(100, 100, 0.09)  # max score < 0.1: dropped
+    tiny = [[(500.0 + j, 100.0 + j, 0.9)] for j in range(K)]  # 1.5²·13·13 < 40²: dropped
+    good = _pose(300, 300, 0.5)
+    boxes = np.array([[80, 80, 260, 300], [490, 90, 520, 120], [280, 280, 460, 500.0]])
+    r = released_association(boxes, np.array([0.9, 0.9, 0.7]), candidates_from([weak, tiny, good]))
+    assert isinstance(r, PoseNMSResult)
+    assert r.kept.tolist() == [2]
+    assert r.pose_scores[0] == pytest.approx(0.5 + 0.5 + 0.7)
+    np.testing.assert_array_equal(r.boxes_xyxy[0], boxes[2])
+    assert [m.tolist() for m in r.merged_indices] == [[2]]
+
+
+def test_released_equals_reference_loop_on_random_scenes() -> None:
+    rng = np.random.default_rng(5)
+    for k, sigmas10 in ((14, CROWDPOSE_14.sigmas_array() * 10), (17, COCO_17.sigmas_array() * 10)):
+        for trial in range(4):
+            boxes, scores, crops, hm = random_scene(rng, 5, 8, k)
+            cands = joint_candidates(hm, crops, params=CandidateParams(max_candidates=2))
+            full = joint_candidates(hm, crops, params=CandidateParams(max_candidates=64))
+            assert (full.count <= 64).all()
+            ref = ref_released(boxes, scores, to_lists(full), sigmas10)
+            got = released_association(boxes, scores, cands)
+            assert got.kept.tolist() == [n for n, *_ in ref], (k, trial)
+            for i, (_, kps, sc, ps) in enumerate(ref):
+                np.testing.assert_allclose(got.keypoints[i], kps, rtol=0, atol=1e-9)
+                np.testing.assert_allclose(got.keypoint_scores[i], sc, rtol=0, atol=1e-12)
+                assert got.pose_scores[i] == pytest.approx(ps, abs=1e-12)
+            # The scenes exercise the matching: many groups have several members (losers fall back).
+            g = group_current_candidates(boxes, cands)
+            assert sum((np.bincount(g.group_id[:, j][g.group_id[:, j] >= 0]) > 1).sum() for j in range(k)) > 10
+
+
+def test_paper_mode_gives_each_node_to_one_person() -> None:
+    a, b = _pose(100, 100, 0.9), _pose(300, 100, 0.6)
+    b[0] = [(100.0, 100.0, 0.8), (305.0, 98.0, 0.5)]
+    boxes = np.array([[80, 80, 260, 300], [280, 80, 460, 300.0]])
+    r = paper_association(boxes, np.array([0.9, 0.8]), candidates_from([a, b]))
+    np.testing.assert_allclose(r.keypoints[1, 0], [304.7, 97.7])
+    assert r.keypoint_scores[1, 0] == pytest.approx(0.5)
+    # Two proposals on one person: the duplicate loses every node and drops out (max score 1e-5 < 0.1).
+    r = paper_association(np.array([[80, 80, 260, 300]] * 2, float), np.array([0.9, 0.5]), candidates_from([a, a]))
+    assert r.kept.tolist() == [0]
+    same = crowd_association(boxes, np.array([0.9, 0.8]), candidates_from([a, b]), params=CrowdAssociationParams())
+    np.testing.assert_allclose(same.keypoints[1, 0], [304.7, 97.7])
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# §2.5 crowd index, interference joints, JC targets
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def test_crowd_index_reproduces_the_released_values(shared_data) -> None:
+    d = json.loads((shared_data / "crowdpose" / "test_crowdpose.json").read_text())
+    for im in d["images"]:
+        ann = [a for a in d["annotations"] if a["image_id"] == im["id"] and a["num_keypoints"] > 0 and not a["iscrowd"]]
+        kp = np.array([a["keypoints"] for a in ann], float).reshape(len(ann), 14, 3)
+        b = np.array([a["bbox"] for a in ann], float)
+        b[:, 2:] += b[:, :2]
+        # The spec's rule matches 79.9 % of val images exactly (mean |error| 0.033); these two exactly.
+        assert crowd_index(kp[..., :2], kp[..., 2], b) == pytest.approx(im["crowdIndex"], abs=0.0)
+
+
+def test_crowd_index_and_interference_by_hand() -> None:
+    kp = np.array([[[10, 10], [20, 20]], [[15, 15], [90, 90]]], float)
+    vis = np.array([[1, 1], [2, 0]])
+    boxes = np.array([[0, 0, 20, 20], [15, 15, 100, 100]], float)
+    m = interference_mask(kp, vis, boxes)
+    # Person 0's box holds person 1's joint 0 (15, 15); person 1's box holds person 0's joint 1 at (20, 20)
+    # (inclusive bounds); person 1's joint 1 is unlabelled.
+    assert m[0].tolist() == [[False, False], [True, False]]
+    assert m[1].tolist() == [[False, True], [False, False]]
+    assert crowd_index(kp, vis, boxes, decimals=None) == pytest.approx((1 / 2 + 1 / 1) / 2)
+    xy, t = interference_joints(kp, vis, boxes[1], exclude=1)
+    assert xy.tolist() == [[20, 20]] and t.tolist() == [1]
+    assert crowd_index(np.zeros((0, 14, 2)), np.zeros((0, 14)), np.zeros((0, 4))) == 0.0
+
+
+def test_jc_targets_by_hand() -> None:
+    kps = np.array([[10.0, 10.0], [30.0, 40.0], [0.0, 0.0]])
+    vis = np.array([1, 1, 0])
+    inter = np.array([[20.0, 10.0], [12.0, 10.0], [5.0, 5.0], [30.0, 30.0]])
+    types = np.array([0, 0, 2, 1])
+    t, w = jc_targets(kps, vis, inter, types, HM)
+    base, bw = gaussian_targets(kps, vis, HM)
+    np.testing.assert_array_equal(w, bw)
+    assert t[0, 10, 10] == 1.0 and t[0, 10, 20] == pytest.approx(0.5)  # attenuated peak μ = 0.5
+    # Max-combined, not summed: between the target and the 2-px-away interference joint the target wins.
+    g = np.exp(-4 / 8)
+    assert t[0, 10, 12] == pytest.approx(max(g, 0.5))
+    assert t[0, 10, 11] == pytest.approx(max(np.exp(-1 / 8), 0.5 * np.exp(-1 / 8)))
+    assert t[1, 30, 30] == pytest.approx(0.5) and t[1, 40, 30] == 1.0
+    assert not t[2].any()  # target joint unlabelled: no interference peak either
+    np.testing.assert_array_equal(jc_targets(kps, vis, np.zeros((0, 2)), [], HM)[0], base)
+
+
+def test_flip_swaps_interference_types() -> None:
+    xy, t = flip_interference([[10.0, 5.0], [3.0, 4.0]], [0, 12], CROWDPOSE_14.flip_pairs, 100)
+    assert xy.tolist() == [[89.0, 5.0], [96.0, 4.0]] and t.tolist() == [1, 12]
