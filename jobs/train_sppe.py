@@ -403,6 +403,8 @@ def train_loop(config: dict) -> dict:
             "samples": samples,
             "steps_per_worker": stats.steps,
             "seconds": stats.seconds,
+            "first_batch_s": stats.first_batch_s,
+            "data_wait_s": stats.data_wait_s,
             "samples_per_s": samples / stats.seconds if stats.seconds > 0 else math.nan,
             "lr": lr,
             "phase": "dpg" if name == "train_dpg" else "plain",
@@ -434,7 +436,14 @@ def train_loop(config: dict) -> dict:
 def train_plain(cfg: TrainConfig, *, epochs: int | None = None, threads: int | None = None) -> list[dict]:
     """The same training without Ray: one process, shards read in order (``pipelines.train.iter_local_batches``),
     the same ``models.train`` step, schedule and seed. Returns per-epoch ``{"epoch", "loss", "samples",
-    "samples_per_s", "seconds"}`` and leaves the model in ``cfg.out`` only if asked (``train_plain_model``)."""
+    "samples_per_s", "seconds"}``; ``train_plain_model`` also returns the model. Writes nothing. With one Ray worker,
+    no shuffle buffer and the same threads, ``run`` trains bit-identical weights (tests/jobs/test_train_sppe.py).
+
+    Example (as the tests run it)::
+
+        cfg = validate_config(TrainConfig(proposals="props", out="out", name="p", batch_size=4, epochs=1))
+        stats = train_plain(cfg, threads=1)
+    """
     return train_plain_model(cfg, epochs=epochs, threads=threads)[1]
 
 
@@ -465,6 +474,8 @@ def train_plain_model(
                 "loss": stats.loss,
                 "samples": stats.samples,
                 "seconds": stats.seconds,
+                "first_batch_s": stats.first_batch_s,
+                "data_wait_s": stats.data_wait_s,
                 "samples_per_s": stats.samples / stats.seconds if stats.seconds > 0 else math.nan,
             }
         )

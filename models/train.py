@@ -304,12 +304,15 @@ def train_step(
 @dataclass
 class EpochStats:
     """Totals of one worker's epoch: ``loss_sum`` (Σ batch loss · batch size), ``samples``, ``steps``, ``seconds``
-    (wall time of the loop, data waits included)."""
+    (wall time of the loop, data waits included), ``first_batch_s`` (of which waiting for the first batch: a
+    streaming pipeline's per-epoch start-up) and ``data_wait_s`` (all waits for batches, the first included)."""
 
     loss_sum: float = 0.0
     samples: int = 0
     steps: int = 0
     seconds: float = 0.0
+    first_batch_s: float = 0.0
+    data_wait_s: float = 0.0
 
     @property
     def loss(self) -> float:
@@ -330,7 +333,16 @@ def train_epoch(
     """
     stats = EpochStats()
     t0 = time.perf_counter()
-    for raw in batches:
+    it = iter(batches)
+    while True:
+        t_wait = time.perf_counter()
+        raw = next(it, None)
+        waited = time.perf_counter() - t_wait
+        stats.data_wait_s += waited
+        if stats.steps == 0 and stats.samples == 0:
+            stats.first_batch_s += waited
+        if raw is None:
+            break
         batch = {k: torch.as_tensor(v).to(device, non_blocking=True) for k, v in raw.items()}
         n = int(batch["crops"].shape[0])
         if n == 0:
