@@ -302,6 +302,18 @@ def test_candidates_equal_reference_loop_on_random_scenes() -> None:
                 assert c.valid[n, k].sum() == min(3, len(ref))
 
 
+@pytest.mark.parametrize("window", [1, 3, 5, 7])
+def test_max_filter_equals_scipy_reflect(window: int) -> None:
+    from scipy.ndimage import maximum_filter
+
+    from models.crowdpose import _max_filter
+
+    hm = np.random.default_rng(window).random((2, 3, 64, 48)).astype(np.float32)
+    hm[0, 0, :3, :3] = 5.0  # a corner maximum: the border rule matters
+    want = maximum_filter(hm, size=(1, 1, window, window), mode="reflect")
+    np.testing.assert_array_equal(_max_filter(hm, window), want)
+
+
 def test_empty_input() -> None:
     c = joint_candidates(np.zeros((0, 17, *HM), np.float32), np.zeros((0, 4)))
     assert c.xy.shape == (0, 17, 4, 2)
