@@ -503,7 +503,7 @@ def paper_association(
     sigmas: Sequence[float] | None = None,
     params: CrowdAssociationParams = PAPER_PARAMS,
 ) -> PoseNMSResult:
-    """The paper's global maximum joints association (Li et al., CVPR 2019, §3.2 "Person-joint graph").
+    """The paper's "global maximum joints association" on a person–joint graph (Li et al., CVPR 2019).
 
     The paper's text could not be read here (spec §2.4 "Paper" is [paper-r]); this is the formulation as the spec
     states it, with the released code's constants where the paper gives none:
@@ -597,8 +597,8 @@ def crowd_association(
 def interference_mask(keypoints: Any, visible: Any, boxes_xyxy: Any, *, inclusive: bool = True) -> np.ndarray:
     """bool ``[P, Q, K]``: joint k of person q (q ≠ p) is labelled and lies inside person p's box.
 
-    The paper's interference joints of p are these joints (CrowdPose §3.1; spec §2.2 and §2.5: "labelled joints of
-    *other* persons lying inside person i's box"). Bounds are inclusive (``x1 <= x <= x2``), the rule that
+    The paper's interference joints of p are these joints (Li et al., CVPR 2019; spec §2.2 and §2.5: "labelled
+    joints of *other* persons lying inside person i's box"). Bounds are inclusive (``x1 <= x <= x2``), the rule that
     reproduces the released ``crowdIndex`` values best (spec §2.5).
 
     Args:

@@ -132,21 +132,79 @@ def ref_released(boxes, box_scores, lists, sigmas10):
                 lists[n][k].pop(0)
             else:
                 lists[n][k][0] = (lists[n][k][0][0], lists[n][k][0][1], 1e-5)
+    return ref_output(box_scores, [[lists[n][k][0] for k in range(k_joints)] for n in range(n_persons)])
+
+
+def ref_output(box_scores, current):
+    """The output filter and score (§2.4 step 5); current[n][k] = (x, y, s)."""
     out = []
-    for n in range(n_persons):
+    for n, joints in enumerate(current):
         xmax, xmin, ymax, ymin, mean, best = 0.0, 1e5, 0.0, 1e5, 0.0, 0.0
         kps, sc = [], []
-        for k in range(k_joints):
-            x, y, s = lists[n][k][0]
+        for x, y, s in joints:
             xmax, xmin, ymax, ymin = max(xmax, x), min(xmin, x), max(ymax, y), min(ymin, y)
             kps.append((x - 0.3, y - 0.3))
             sc.append(s)
-            mean += s / k_joints
+            mean += s / len(joints)
             best = max(best, s)
         if max(sc) < 0.1 or 1.5**2 * (xmax - xmin) * (ymax - ymin) < 40 * 40:
             continue
         out.append((n, np.array(kps), np.array(sc), mean + best + box_scores[n]))
     return out
+
+
+def ref_max_matching(n_persons: int, weights: list[dict]) -> tuple:
+    """Maximum-weight matching persons → nodes (weights[g][n] > 0 are the edges) by dynamic programming over the
+    set of taken nodes: each person's node index, or None."""
+    memo: dict = {}
+
+    def best_from(p: int, used: int) -> tuple[float, tuple]:
+        if p == n_persons:
+            return 0.0, ()
+        if (p, used) not in memo:
+            options = [(best_from(p + 1, used)[0], None)]
+            for g, edges in enumerate(weights):
+                if not used >> g & 1 and p in edges:
+                    options.append((edges[p] + best_from(p + 1, used | 1 << g)[0], g))
+            total, g = max(options, key=lambda o: o[0])
+            memo[(p, used)] = (total, (g,) + best_from(p + 1, used if g is None else used | 1 << g)[1])
+        return memo[(p, used)]
+
+    return best_from(0, 0)[1]
+
+
+def ref_paper(boxes, box_scores, lists, sigmas10):
+    """The paper mode as ``paper_association`` documents it, with loops, and the maximum-weight matching of each
+    joint type found by exhaustive dynamic programming over node subsets (not by the Hungarian algorithm)."""
+    n_persons, k_joints = len(lists), len(lists[0])
+    h = [sum(lists[n][k][0][2] for k in range(k_joints)) / k_joints for n in range(n_persons)]
+    conf = [h[n] * box_scores[n] for n in range(n_persons)]
+    current = [[(lists[n][k][0][0], lists[n][k][0][1], 1e-5) for k in range(k_joints)] for n in range(n_persons)]
+    for k in range(k_joints):
+        cands = [(-c[2], n, i, c) for n in range(n_persons) for i, c in enumerate(lists[n][k]) if c[2] >= 0.05]
+        nodes = []
+        for _, n, _, (x, y, s) in sorted(cands):
+            w, ht = boxes[n][2] - boxes[n][0], boxes[n][3] - boxes[n][1]
+            for nd in nodes:
+                a = nd["aw"] * nd["ah"] / nd["hs"] ** 2
+                if np.sqrt(((nd["sx"] / nd["ss"] - x) ** 2 + (nd["sy"] / nd["ss"] - y) ** 2) / a) <= 0.1 * sigmas10[k]:
+                    break
+            else:
+                nd = dict(sx=0.0, sy=0.0, ss=0.0, aw=0.0, ah=0.0, hs=0.0, best={})
+                nodes.append(nd)
+            nd["sx"] += x * s
+            nd["sy"] += y * s
+            nd["ss"] += s
+            nd["aw"] += w * h[n]
+            nd["ah"] += ht * h[n]
+            nd["hs"] += h[n]
+            nd["best"][n] = max(nd["best"].get(n, 0.0), s)
+        weights = [{n: conf[n] * b for n, b in nd["best"].items()} for nd in nodes]
+        for n, g in enumerate(ref_max_matching(n_persons, weights)):
+            if g is not None:
+                nd = nodes[g]
+                current[n][k] = (nd["sx"] / nd["ss"], nd["sy"] / nd["ss"], nd["best"][n])
+    return ref_output(box_scores, current)
 
 
 def to_lists(c: JointCandidates):
@@ -426,6 +484,21 @@ def test_released_equals_reference_loop_on_random_scenes() -> None:
             # The scenes exercise the matching: many groups have several members (losers fall back).
             g = group_current_candidates(boxes, cands)
             assert sum((np.bincount(g.group_id[:, j][g.group_id[:, j] >= 0]) > 1).sum() for j in range(k)) > 10
+
+
+def test_paper_equals_reference_loop_on_random_scenes() -> None:
+    rng = np.random.default_rng(11)
+    sig = CROWDPOSE_14.sigmas_array() * 10
+    for trial in range(4):
+        boxes, scores, crops, hm = random_scene(rng, 3, 5, 14)
+        cands = joint_candidates(hm, crops, params=CandidateParams(max_candidates=64))
+        ref = ref_paper(boxes, scores, to_lists(cands), sig)
+        got = paper_association(boxes, scores, cands)
+        assert got.kept.tolist() == [n for n, *_ in ref], trial
+        for i, (_, kps, sc, ps) in enumerate(ref):
+            np.testing.assert_allclose(got.keypoints[i], kps, rtol=0, atol=1e-9)
+            np.testing.assert_allclose(got.keypoint_scores[i], sc, rtol=0, atol=1e-12)
+            assert got.pose_scores[i] == pytest.approx(ps, abs=1e-12)
 
 
 def test_paper_mode_gives_each_node_to_one_person() -> None:
