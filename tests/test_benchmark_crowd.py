@@ -35,23 +35,11 @@ def test_scenes_and_oracle(shared_data) -> None:
 
 def test_tiny_run_writes_the_report(shared_data, tmp_path) -> None:
     out = tmp_path / "crowd.json"
-    assert (
-        main(
-            [
-                "--scenes-per-bin",
-                "1",
-                "--noise",
-                "0.0",
-                "--data",
-                str(shared_data / "crowdpose" / "test_crowdpose.json"),
-                "--out",
-                str(out),
-            ]
-        )
-        == 0
-    )
+    argv = ["--scenes-per-bin", "1", "--noise", "0.0", "--data-dir", str(shared_data), "--out", str(out)]
+    assert main(argv) == 0
     rep = json.loads(out.read_text())
-    level = rep["levels"]["0.0"]
-    assert set(level) == set(METHODS)
-    for m in METHODS:
-        assert len(level[m]["bins"]) == len(CI_BINS) and 0 <= level[m]["AP"] <= 1
+    for name in ("crowdpose14", "coco17"):
+        level = rep["sets"][name]["levels"]["0.0"]
+        assert set(level) == set(METHODS)
+        for m in METHODS:
+            assert len(level[m]["bins"]) == len(CI_BINS) and 0 <= level[m]["AP"] <= 1
