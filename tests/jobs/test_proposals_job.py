@@ -150,6 +150,66 @@ def test_pseudo_labels_from_a_raypose_output(tmp_path, shared_data):
     assert sum(sum(w) for w in t.column("target_weight").to_pylist()) <= labelled
 
 
+def test_pgpg_mode_from_a_fit_pgpg_file(tmp_path, shared_data, capsys):
+    """A jobs.fit_pgpg model file drives mode 'pgpg': the table records the branch and each proposal's atom."""
+    from jobs.proposals import _load_pgpg
+    from models.pgpg import fit_pgpg
+
+    rng = np.random.default_rng(0)
+    n = 60
+    kp = rng.normal(0, 1, (17, 2))[None] * 30 + rng.uniform(200, 300, (n, 1, 2)) + rng.normal(0, 1, (n, 17, 2))
+    gt = np.concatenate([kp.min(axis=1) - 10, kp.max(axis=1) + 10], axis=1)
+    model = fit_pgpg(kp, np.ones((n, 17), bool), gt, gt + rng.normal(0, 3, (n, 4)), k=2, seed=0)
+    path = tmp_path / "pgpg.json"
+    path.write_text(json.dumps({"format": "raypose-pgpg/1", "model": model.to_dict()}))
+    cfg = ProposalConfig(mode="pgpg", pgpg_model=_load_pgpg(str(path)), proposals_per_person=3, augment="none")
+    src = read_coco_labels(str(shared_data / "coco" / "test_coco.json"), str(shared_data / "coco"))
+    for shard in make_shards([src], 4):
+        generate_shard(shard, ProposalSpec(cfg, str(tmp_path / "out"), {}, "p"))
+    t = _read(tmp_path / "out")
+    assert t.num_rows == 3 * src.num_persons
+    assert set(t.column("branch").to_pylist()) == {"pgpg"} and set(t.column("truncation").to_pylist()) == {"none"}
+    assert set(t.column("atom").to_pylist()) <= {-1, 0, 1} and None not in t.column("atom").to_pylist()
+    (tmp_path / "bad.json").write_text(json.dumps({"model": {"format": "other"}}))
+    coco = _coco(shared_data)
+    assert main([*coco, "--out", str(tmp_path / "o"), "--mode", "pgpg", "--pgpg", str(tmp_path / "bad.json")]) == 2
+    assert "not a PGPG model" in capsys.readouterr().err
+
+
+@pytest.mark.s3
+def test_labels_images_and_output_on_s3(s3_server, shared_data, tmp_path):
+    """Annotations, images and output all behind an S3 API (moto on 127.0.0.1): the same samples as locally."""
+    import s3fs
+
+    fs = s3fs.S3FileSystem()
+    fs.mkdir("bucket")
+    for name in os.listdir(shared_data / "coco"):
+        fs.put(str(shared_data / "coco" / name), f"bucket/coco/{name}")
+    cfg = ProposalConfig(mode="dpg", proposals_per_person=2, seed=3, images_per_shard=4)
+    src = read_coco_labels("s3://bucket/coco/test_coco.json", "s3://bucket/coco")
+    assert src.images[0].image_uri.startswith("s3://bucket/coco/")
+    (shard,) = make_shards([src], 4)
+    row = generate_shard(shard, ProposalSpec(cfg, "s3://bucket/out", {}, "s3"))
+    assert row["num_samples"] == 2 * src.num_persons and row["num_errors"] == 0
+    fs.invalidate_cache()
+    (part,) = fs.glob("bucket/out/samples/shard=*/part-0.parquet")
+    with fs.open(part, "rb") as f:
+        remote = _by_id(pq.read_table(f))
+    local = read_coco_labels(str(shared_data / "coco" / "test_coco.json"), str(shared_data / "coco"))
+    (lshard,) = make_shards([local], 4)
+    generate_shard(lshard, ProposalSpec(cfg, str(tmp_path), {}, "local"))
+    here = _by_id(_read(tmp_path))
+
+    def key(r):
+        return r["image_id"], r["person_index"], r["epoch"], r["proposal_index"]
+
+    def content(r):  # all but where the labels and images came from (the sample id hashes the source)
+        return {c: v for c, v in r.items() if c not in ("source", "image_uri", "sample_id")}
+
+    assert {key(r): content(r) for r in remote.values()} == {key(r): content(r) for r in here.values()}
+    assert fs.exists(f"bucket/out/_manifest/{shard['shard_id']}.json")
+
+
 # ---- the Ray job ------------------------------------------------------------------------------------------------
 
 
