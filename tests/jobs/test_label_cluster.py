@@ -96,7 +96,9 @@ def _kill_ray_under(temp_dir: str) -> None:
 @pytest.mark.slow
 def test_ray_job_submit(sample, tmp_path):
     temp_dir = tempfile.mkdtemp(prefix="rp-", dir="/tmp")  # short: Ray's socket paths are length-limited
-    port, dash = free_port(), free_port()
+    # Every port explicit and free: another Ray on the host (a second checkout's tests, a user's cluster) would
+    # otherwise hold the default dashboard-agent port 52365, and `ray job submit` answers "No available agent".
+    port, dash, agent, agent_grpc, metrics = (free_port() for _ in range(5))
     ray_bin = str(Path(sys.executable).parent / "ray")
     # As on a cluster node where the project is installed: "python" on PATH is the environment's interpreter.
     env = {
@@ -118,6 +120,9 @@ def test_ray_job_submit(sample, tmp_path):
                 "--include-dashboard=true",
                 "--dashboard-host=127.0.0.1",
                 f"--dashboard-port={dash}",
+                f"--dashboard-agent-listen-port={agent}",
+                f"--dashboard-agent-grpc-port={agent_grpc}",
+                f"--metrics-export-port={metrics}",
                 "--disable-usage-stats",
             ],
             check=True,
