@@ -14,6 +14,8 @@ like detector boxes. For every labelled person this job makes ``--proposals-per-
 ``alphapose/utils/transforms.py``; ``pgpg``: the paper's pose-guided generator fitted by ``jobs.fit_pgpg``), then
 AlphaPose's ``SimpleTransform`` augmentations (``--augment``), the 256×192 crop and its keypoints in crop pixels
 (``models.proposals.proposal_sample``). Samples are deterministic per (image, person, epoch, proposal, seed).
+``--dpg train_sppe`` (default) keeps RMPE's released pre-enlargement and truncation, under SimpleTransform's ×1.25;
+``--dpg master`` is AlphaPose's current training pipeline exactly (``addDPG`` on the raw box, then SimpleTransform).
 
 Labels: COCO keypoint files (``--gt``, each with the folder or URI prefix of its images, ``--images``; local or any
 fsspec URI, ``s3://`` included) and/or ``jobs.label`` outputs as pseudo-labels (``--labels``: persons with

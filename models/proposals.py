@@ -23,6 +23,10 @@ rather than on ground-truth boxes only. One sample here is, in order:
 2. AlphaPose's ``SimpleTransform`` augmentations on the proposal box (``models.targets.sample_transform``: the
    ×1.25 crop box of aspect 0.75, half-body, scale, rotation, flip), in that order, as AlphaPose applies them after
    ``addDPG``. ``TrainAugment.dpg`` must be off: the proposal *is* the DPG step.
+   Note: with ``dpg_pre_enlarge=True`` (``train_sppe``'s DPG, which cropped the enlarged box as it was) the ×1.25
+   of step 2 comes on top, so the crop is about 1.25 × 1.2–1.3 × the GT box; ``dpg_pre_enlarge=False,
+   dpg_truncate=False`` is ``master``'s ``addDPG`` followed by ``SimpleTransform``, AlphaPose's current pipeline
+   exactly (``models.targets.sample_transform`` with ``TrainAugment.dpg``).
 3. The crop, cut exactly as ``models.targets.training_sample`` cuts it (``warp_crop`` of the mirrored image when
    flipped), and the labelled joints in crop pixels.
 
