@@ -12,21 +12,25 @@ rather than on ground-truth boxes only. One sample here is, in order:
 
    * ``"gt"``: the annotation's box, every labelled joint keeps its label (AlphaPose's first training phase:
      ``alphapose/utils/presets/simple_transform.py`` ``SimpleTransform.__call__`` without ``addDPG``);
-   * ``"dpg"``: AlphaPose's released DPG (``models.pgpg.dpg_proposal``: ``generateSampleBox`` of
-     ``train_sppe/src/utils/pose.py`` with pre-enlargement and random truncation by default; ``"jitter"`` or
-     ``"patch"`` branch);
+   * ``"dpg"``: AlphaPose's released DPG (``models.pgpg.dpg_proposal``; ``"jitter"`` or ``"patch"`` branch), in
+     one of two variants (``dpg_variant``):
+
+     - ``"train_sppe"`` (default): ``generateSampleBox`` of ``train_sppe/src/utils/pose.py``, RMPE's code, with
+       the pre-enlargement and the random truncation;
+     - ``"master"``: ``addDPG`` of ``alphapose/utils/transforms.py`` (AlphaPose's current trainer) on the raw box,
+       no truncation;
    * ``"pgpg"``: the paper's pose-guided generator (``models.pgpg.pgpg_proposal`` of a fitted ``PGPGModel``).
 
-   For DPG and PGPG only the joints inside the proposal box get a label (``DPGProposal.inside``; AlphaPose draws
-   heatmaps only for them, ``pose.py`` L116–124) and a proposal with no labelled joint inside the sampled box is
-   ``empty``: its input crop is zeroed (``pose.py`` L111–112).
+   For ``"train_sppe"`` DPG and for PGPG only the joints inside the proposal box get a label
+   (``DPGProposal.inside``; ``generateSampleBox`` draws heatmaps only for them, ``pose.py`` L116–124) and a proposal
+   with no labelled joint inside the sampled box is ``empty``: its input crop is zeroed (``pose.py`` L111–112).
+   ``"master"`` keeps every labelled joint and is never empty, as ``SimpleTransform`` after ``addDPG`` does.
 2. AlphaPose's ``SimpleTransform`` augmentations on the proposal box (``models.targets.sample_transform``: the
    ×1.25 crop box of aspect 0.75, half-body, scale, rotation, flip), in that order, as AlphaPose applies them after
    ``addDPG``. ``TrainAugment.dpg`` must be off: the proposal *is* the DPG step.
-   Note: with ``dpg_pre_enlarge=True`` (``train_sppe``'s DPG, which cropped the enlarged box as it was) the ×1.25
-   of step 2 comes on top, so the crop is about 1.25 × 1.2–1.3 × the GT box; ``dpg_pre_enlarge=False,
-   dpg_truncate=False`` is ``master``'s ``addDPG`` followed by ``SimpleTransform``, AlphaPose's current pipeline
-   exactly (``models.targets.sample_transform`` with ``TrainAugment.dpg``).
+   With ``"train_sppe"`` (whose own trainer cropped the enlarged box as it was) the ×1.25 of step 2 comes on top of
+   the pre-enlargement, so the crop spans about 1.25 × 1.2–1.3 × the GT box; ``"master"`` is AlphaPose's current
+   pipeline exactly (``models.targets.training_sample`` with ``TrainAugment(dpg=True)``, draw for draw).
 3. The crop, cut exactly as ``models.targets.training_sample`` cuts it (``warp_crop`` of the mirrored image when
    flipped), and the labelled joints in crop pixels.
 
@@ -45,10 +49,12 @@ import numpy as np
 from models.pgpg import ALPHAPOSE_DPG, DPGParams, PGPGModel, dpg_proposal, pgpg_proposal, proposal_rng
 from models.targets import NO_AUGMENT, TrainAugment, sample_transform, warp_crop
 
-__all__ = ["PROPOSAL_MODES", "ProposalSample", "proposal_sample", "sample_rng", "image_to_crop_matrix"]
+__all__ = ["PROPOSAL_MODES", "DPG_VARIANTS", "ProposalSample", "proposal_sample", "sample_rng", "image_to_crop_matrix"]
 
 #: ``mode`` values of ``proposal_sample``.
 PROPOSAL_MODES = ("gt", "dpg", "pgpg")
+#: ``dpg_variant`` values of ``proposal_sample`` (module docstring).
+DPG_VARIANTS = ("train_sppe", "master")
 
 
 @dataclass(frozen=True, eq=False)
@@ -119,8 +125,7 @@ def proposal_sample(
     aug: TrainAugment = NO_AUGMENT,
     flip_pairs: Sequence[tuple[int, int]] = (),
     pgpg_model: PGPGModel | None = None,
-    dpg_pre_enlarge: bool = True,
-    dpg_truncate: bool = True,
+    dpg_variant: str = "train_sppe",
     dpg_params: DPGParams = ALPHAPOSE_DPG,
 ) -> ProposalSample:
     """One training sample of one person: proposal box, augmentation, crop and crop-pixel labels (module docstring).
@@ -136,8 +141,8 @@ def proposal_sample(
             output size.
         flip_pairs: left/right pairs of the keypoint set (``models.keypoints.KeypointSet.flip_pairs``).
         pgpg_model: required for ``"pgpg"``.
-        dpg_pre_enlarge, dpg_truncate, dpg_params: ``models.pgpg.dpg_proposal`` options (the defaults are
-            ``train_sppe``'s DPG; both False give ``master``'s ``addDPG``).
+        dpg_variant: ``"train_sppe"`` or ``"master"`` (module docstring).
+        dpg_params: ``models.pgpg.dpg_proposal``'s constants (AlphaPose's by default).
     Returns:
         ``ProposalSample``.
     Raises:
@@ -146,6 +151,8 @@ def proposal_sample(
     """
     if mode not in PROPOSAL_MODES:
         raise ValueError(f"mode must be one of {PROPOSAL_MODES}, got {mode!r}")
+    if dpg_variant not in DPG_VARIANTS:
+        raise ValueError(f"dpg_variant must be one of {DPG_VARIANTS}, got {dpg_variant!r}")
     if aug.dpg:
         raise ValueError("aug.dpg must be False: the proposal (mode='dpg') replaces SimpleTransform's addDPG")
     img = np.asarray(image)
@@ -166,16 +173,17 @@ def proposal_sample(
         proposal_box, branch, truncation, empty, labelled = box, "gt", "none", False, vis
     else:
         if mode == "dpg":
-            p = dpg_proposal(
-                rng, box, (w, h), kps, vis, pre_enlarge=dpg_pre_enlarge, truncate=dpg_truncate, params=dpg_params
-            )
+            released = dpg_variant == "train_sppe"
+            p = dpg_proposal(rng, box, (w, h), kps, vis, pre_enlarge=released, truncate=released, params=dpg_params)
         else:
             if pgpg_model is None:
                 raise ValueError("mode='pgpg' needs pgpg_model (models.pgpg.PGPGModel)")
             p = pgpg_proposal(pgpg_model, rng, box, (w, h), kps, vis)
             atom = int(p.atom)
         proposal_box, branch, truncation, empty = np.array(p.box_xyxy), p.branch, p.truncation, bool(p.empty)
-        labelled = np.asarray(p.inside, dtype=bool)  # AlphaPose: heatmaps only for joints inside the proposal
+        labelled = np.asarray(p.inside, dtype=bool)  # generateSampleBox: heatmaps only for joints inside the proposal
+        if mode == "dpg" and dpg_variant == "master":  # addDPG moves the box only; SimpleTransform labels every joint
+            empty, labelled = False, vis
 
     st = sample_transform(rng, proposal_box, kps, labelled, aug, flip_pairs, w, image_height=h)
     out_hw = aug.crop.output_size_hw

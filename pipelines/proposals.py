@@ -32,7 +32,7 @@ import numpy as np
 
 from models.keypoints import KEYPOINT_SETS
 from models.pgpg import PGPGModel
-from models.proposals import PROPOSAL_MODES, proposal_sample, sample_rng
+from models.proposals import DPG_VARIANTS, PROPOSAL_MODES, proposal_sample, sample_rng
 from models.targets import ALPHAPOSE_1X_AUGMENT, NO_AUGMENT, TrainAugment
 from store.labels import ImageLabels, LabelSource
 from store.sources import sanitize_id
@@ -77,7 +77,7 @@ class ProposalConfig:
         augment: a key of ``AUGMENTS``.
         crop_format: ``"raw"`` (exact) or ``"jpeg"`` (``store.training.encode_crop``); jpeg_quality for the latter.
         images_per_shard: images per shard (one task, one file, one commit marker).
-        dpg_pre_enlarge, dpg_truncate: ``models.pgpg.dpg_proposal`` options (both True: ``train_sppe``'s DPG).
+        dpg_variant: ``"train_sppe"`` (RMPE's released DPG) or ``"master"`` (``addDPG``), ``models.proposals``.
         pgpg_model: ``PGPGModel.to_dict()`` as canonical JSON (sorted keys), required for mode ``"pgpg"``.
         min_score, min_keypoint_score: the pseudo-label thresholds (``store.labels.read_raypose_labels``).
         rows_per_group: samples per Parquet row group (bounds a task's memory; does not change the samples).
@@ -91,8 +91,7 @@ class ProposalConfig:
     crop_format: str = "raw"
     jpeg_quality: int = 95
     images_per_shard: int = 16
-    dpg_pre_enlarge: bool = True
-    dpg_truncate: bool = True
+    dpg_variant: str = "train_sppe"
     pgpg_model: str | None = None
     min_score: float = 0.5
     min_keypoint_score: float = 0.5
@@ -103,6 +102,8 @@ class ProposalConfig:
             raise ValueError(f"mode must be one of {PROPOSAL_MODES}, got {self.mode!r}")
         if self.augment not in AUGMENTS:
             raise ValueError(f"augment must be one of {tuple(AUGMENTS)}, got {self.augment!r}")
+        if self.dpg_variant not in DPG_VARIANTS:
+            raise ValueError(f"dpg_variant must be one of {DPG_VARIANTS}, got {self.dpg_variant!r}")
         if self.crop_format not in CROP_FORMATS:
             raise ValueError(f"crop_format must be one of {CROP_FORMATS}, got {self.crop_format!r}")
         for name in ("proposals_per_person", "epochs", "images_per_shard", "rows_per_group"):
@@ -219,8 +220,7 @@ def _samples_of_image(image: np.ndarray, im: ImageLabels, cfg: ProposalConfig, p
                         aug=aug,
                         flip_pairs=flip_pairs,
                         pgpg_model=pgpg,
-                        dpg_pre_enlarge=cfg.dpg_pre_enlarge,
-                        dpg_truncate=cfg.dpg_truncate,
+                        dpg_variant=cfg.dpg_variant,
                     )
                 except ValueError as e:  # a label that cannot make a proposal (a box without area)
                     errors.append(_error(im, f"person {pi}: {e}"))

@@ -85,6 +85,24 @@ def test_gt_mode_without_augmentation_is_training_sample():
     np.testing.assert_array_equal(s.target_weight > 0, weight > 0)
 
 
+def test_master_dpg_is_alphapose_current_training_sample():
+    """dpg_variant 'master' = addDPG then SimpleTransform: training_sample with TrainAugment(dpg=True), draw for draw,
+    every labelled joint kept (joints off the proposal included)."""
+    import dataclasses
+
+    img, kps, _ = _dots_image()
+    vis = np.ones(17, bool)
+    aug_dpg = dataclasses.replace(ALPHAPOSE_1X_AUGMENT, dpg=True)
+    for i in range(10):
+        s = proposal_sample(
+            img, BOX, kps, vis, sample_rng(1, 0, 7, 0, i), mode="dpg", dpg_variant="master", aug=ALPHAPOSE_1X_AUGMENT,
+            flip_pairs=COCO_17.flip_pairs,
+        )  # fmt: skip
+        crop, _, _ = training_sample(img, BOX, kps, vis, sample_rng(1, 0, 7, 0, i), aug_dpg, COCO_17.flip_pairs)
+        np.testing.assert_array_equal(s.crop, crop)
+        assert s.truncation == "none" and not s.empty and (s.target_weight == 1).all()
+
+
 def test_dpg_labels_only_the_joints_inside_the_proposal():
     img, kps, _ = _dots_image()
     vis = np.ones(17, bool)
@@ -161,6 +179,8 @@ def test_bad_arguments_raise():
     rng = np.random.default_rng(0)
     with pytest.raises(ValueError, match="mode"):
         proposal_sample(img, BOX, kps, vis, rng, mode="boxes")
+    with pytest.raises(ValueError, match="dpg_variant"):
+        proposal_sample(img, BOX, kps, vis, rng, mode="dpg", dpg_variant="v1")
     with pytest.raises(ValueError, match="aug.dpg"):
         proposal_sample(img, BOX, kps, vis, rng, mode="dpg", aug=TrainAugment(dpg=True))
     with pytest.raises(ValueError, match="positive width"):
