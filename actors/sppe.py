@@ -12,6 +12,12 @@ Input rows are frames carrying ``crops`` (uint8 ``[n, H, W, 3]`` by the arch's c
 image pixels) and ``keypoint_scores`` (``[n, K]``). The crops column is dropped here: after this stage rows are
 small.
 
+With ``candidates`` (``models.crowdpose.CandidateParams``; the pipeline passes it when
+``pose_nms.method=crowd_association``) a heatmap SPPE also extracts CrowdPose's joint candidates from the same
+heatmaps (after flip-test), AlphaPose's ``--matching`` path: the candidate columns of ``actors.pose_nms``
+(``CANDIDATE_COLUMNS``: top-M positions, scores and counts per person and joint; never heatmaps), and the keypoints
+are then each joint's current candidate (slot 0), as AlphaPose's ``getMultiPeakPrediction`` gives them.
+
 Error rows from earlier stages pass through with empty person arrays.
 """
 
@@ -25,8 +31,10 @@ import numpy as np
 import torch
 
 from actors.common import is_error, pick_device, ragged, rows_of
+from actors.pose_nms import candidate_columns
 from models.blazepose import BLAZEPOSE_CROP, BLAZEPOSE_KEYPOINT_SETS, BlazePoseSPPE
 from models.checkpoints import load_checkpoint
+from models.crowdpose import CandidateParams, JointCandidates, joint_candidates
 from models.heatmaps import (
     DECODE_METHODS,
     combined_integral_channels,
@@ -40,7 +48,7 @@ from models.transforms import ALPHAPOSE_CROP, CropSpec, normalize_crops
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["SPPEConfig", "SPPE", "POSE_ARCHS", "PRECISIONS", "inference_form", "load_blazepose"]
+__all__ = ["SPPEConfig", "SPPE", "POSE_ARCHS", "PRECISIONS", "CANDIDATE_DECODES", "inference_form", "load_blazepose"]
 
 #: Heatmap SPPEs (``models.sppe``), BlazePose, and "the detector's own keypoints".
 POSE_ARCHS = tuple(SPPE_ARCHS) + ("blazepose_full", "detector")
@@ -51,6 +59,9 @@ PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float
 #: benchmarks/sppe.py). HRNet-W32 (100%: its outputs collapse) and HarDNet (concatenations of tensors with different
 #: quantization ranges) are left out.
 INT8_ARCHS = tuple(a for a in SPPE_ARCHS if a.startswith(("fastpose_", "simplepose_")))
+#: Decoders whose network outputs are MSE heatmaps, the only outputs joint candidates (peaks) can be read from;
+#: integral regression's logits have no meaningful peaks.
+CANDIDATE_DECODES = ("alphapose", "dark")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -168,10 +179,17 @@ def load_blazepose(path: str):
 class SPPE:
     """``__init__`` builds and loads the network once per actor; ``__call__`` maps a batch of frame rows."""
 
-    def __init__(self, cfg: SPPEConfig, threads: int | None = None) -> None:
+    def __init__(self, cfg: SPPEConfig, threads: int | None = None, candidates: CandidateParams | None = None) -> None:
         """``threads``: torch intra-op threads on CPU (``resources.sppe.threads`` as ``plan_resources`` sized it);
-        None keeps Ray's default, ``OMP_NUM_THREADS`` = the actor's CPU reservation, which is 1 for a fraction."""
+        None keeps Ray's default, ``OMP_NUM_THREADS`` = the actor's CPU reservation, which is 1 for a fraction.
+        ``candidates``: also emit CrowdPose joint candidates (heatmap SPPEs with a heatmap decoder only)."""
         self.cfg = cfg
+        if candidates is not None and (cfg.arch not in SPPE_ARCHS or cfg.decode not in CANDIDATE_DECODES):
+            raise ValueError(
+                f"joint candidates need heatmaps: a heatmap SPPE ({', '.join(SPPE_ARCHS)}) with sppe.decode in "
+                f"{', '.join(CANDIDATE_DECODES)}, not arch={cfg.arch} decode={cfg.decode}"
+            )
+        self.candidates = candidates
         self.device = pick_device(cfg.device)
         if threads and self.device.type == "cpu":
             torch.set_num_threads(threads)
@@ -273,15 +291,27 @@ class SPPE:
         )
         return quantized
 
-    @torch.inference_mode()
     def estimate(self, crops: np.ndarray, crop_boxes_xyxy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """uint8 crops ``[P, H, W, 3]`` (``cfg.crop``) + crop boxes ``[P, 4]`` → keypoints ``[P, K, 2]``, scores
-        ``[P, K]``."""
+        ``[P, K]`` (with ``candidates``: each joint's current candidate)."""
+        kps, scores, _ = self.estimate_with_candidates(crops, crop_boxes_xyxy)
+        return kps, scores
+
+    @torch.inference_mode()
+    def estimate_with_candidates(
+        self, crops: np.ndarray, crop_boxes_xyxy: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, JointCandidates | None]:
+        """``estimate`` plus the joint candidates of every person (None without ``candidates``)."""
         k = self.cfg.num_joints
         p = len(crops)
         if p == 0:
-            return np.zeros((0, k, 2), np.float32), np.zeros((0, k), np.float32)
-        kps, scores = [], []
+            kps, scores = np.zeros((0, k, 2), np.float32), np.zeros((0, k), np.float32)
+            if self.candidates is None:
+                return kps, scores, None
+            hw = tuple(s // 4 for s in self.cfg.crop.output_size_hw)
+            empty = joint_candidates(np.zeros((0, k, *hw), np.float32), np.zeros((0, 4)), params=self.candidates)
+            return kps, scores, empty
+        kps, scores, cands = [], [], []
         for s in range(0, p, self.batch_size):
             chunk = torch.as_tensor(crops[s : s + self.batch_size]).to(self.device)
             boxes = torch.as_tensor(np.asarray(crop_boxes_xyxy[s : s + self.batch_size], np.float64))
@@ -292,10 +322,24 @@ class SPPE:
                 hm = flip_test(self.model, x, self.flip_pairs) if self.cfg.flip_test else self.model(x)
                 if not self._kind_checked:
                     self._check_output_kind(hm)
+                if self.candidates is not None:
+                    c = joint_candidates(
+                        hm.float(), boxes, input_size_hw=self.cfg.crop.output_size_hw, params=self.candidates
+                    )
+                    cands.append(c)
+                    kp, sc = c.xy[:, :, 0], c.scores[:, :, 0]  # AlphaPose --matching: the current candidate
+                    kps.append(kp.astype(np.float32))
+                    scores.append(sc.astype(np.float32))
+                    continue
                 kp, sc = heatmaps_to_keypoints(hm.float(), boxes.to(self.device), method=self.cfg.decode)
             kps.append(kp.cpu().numpy())
             scores.append(sc.cpu().numpy())
-        return np.concatenate(kps), np.concatenate(scores)
+        if not cands:
+            return np.concatenate(kps), np.concatenate(scores), None
+        merged = JointCandidates(
+            *(np.concatenate([getattr(c, f) for c in cands]) for f in ("xy", "scores", "valid", "count"))
+        )
+        return np.concatenate(kps), np.concatenate(scores), merged
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         t0 = time.perf_counter()
@@ -306,12 +350,14 @@ class SPPE:
         pooled = [c for c, err in zip(crops, errors) if not err and len(c)]
         pooled_boxes = [b for b, err, c in zip(boxes, errors, crops) if not err and len(c)]
         if pooled:
-            kps, scores = self.estimate(np.concatenate(pooled), np.concatenate(pooled_boxes))
+            kps, scores, cands = self.estimate_with_candidates(np.concatenate(pooled), np.concatenate(pooled_boxes))
         else:
-            kps, scores = self.estimate(np.zeros((0, 256, 192, 3), np.uint8), np.zeros((0, 4)))
+            kps, scores, cands = self.estimate_with_candidates(np.zeros((0, 256, 192, 3), np.uint8), np.zeros((0, 4)))
         splits = np.cumsum(counts)[:-1]
         out = {k: v for k, v in batch.items() if k != "crops"}
         out["keypoints"] = ragged(np.split(kps, splits))
         out["keypoint_scores"] = ragged(np.split(scores, splits))
+        if cands is not None:
+            out.update(candidate_columns(cands, counts))
         out["t_sppe"] = np.full(len(counts), (time.perf_counter() - t0) / max(len(counts), 1))
         return out

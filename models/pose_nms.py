@@ -54,6 +54,7 @@ __all__ = [
     "BODY_PARAMS",
     "WHOLEBODY_REGRESSION_PARAMS",
     "NMS_METHODS",
+    "STAGE_METHODS",
     "FULLBODY_NUM_KEYPOINTS",
     "pose_nms",
     "parametric_pose_nms",
@@ -64,7 +65,11 @@ __all__ = [
 ]
 
 NMS_METHODS = ("parametric", "oks", "soft_oks")
-NmsMethod = Literal["parametric", "oks", "soft_oks"]
+#: What the pipeline's pose-NMS stage accepts: an NMS method above, or ``"crowd_association"``: CrowdPose's global
+#: joint association *instead of* NMS (AlphaPose ``--matching``; ``models.crowdpose``). It needs the SPPE's joint
+#: candidates, so ``pose_nms`` itself refuses it; ``actors.pose_nms.apply_pose_nms`` routes it.
+STAGE_METHODS = NMS_METHODS + ("crowd_association",)
+NmsMethod = Literal["parametric", "oks", "soft_oks", "crowd_association"]
 
 # Keypoint counts AlphaPose's `pose_nms` routes to `pose_nms_fullbody`: Halpe-136 and COCO-WholeBody-133.
 FULLBODY_NUM_KEYPOINTS = (133, 136)
@@ -84,7 +89,9 @@ class PoseNMSParams:
     Symbols follow the RMPE paper and AlphaPose's variable names so the code can be read against them.
     """
 
-    method: NmsMethod = "parametric"  # "parametric" (`pose_nms`), "oks" (`oks_pose_nms`) or "soft_oks"
+    # "parametric" (`pose_nms`), "oks" (`oks_pose_nms`), "soft_oks", or "crowd_association" (the pipeline stage
+    # runs models.crowdpose.crowd_association instead of NMS; pose_nms() refuses it, see STAGE_METHODS)
+    method: NmsMethod = "parametric"
     delta1: float = 1.0  # δ1 (`delta1`): temperature of the tanh score similarity
     mu: float = 1.7  # μ (`mu`): weight of the spatial term of the parametric distance
     delta2: float = 2.65  # δ2 (`delta2`): distance scale of the spatial term, pixels
@@ -107,8 +114,8 @@ class PoseNMSParams:
     face_weight_dist: float = 1.0  # full body: weight of the face's spatial term
 
     def __post_init__(self) -> None:
-        if self.method not in NMS_METHODS:
-            raise ValueError(f"PoseNMSParams.method={self.method!r}; choose one of {', '.join(NMS_METHODS)}")
+        if self.method not in STAGE_METHODS:
+            raise ValueError(f"PoseNMSParams.method={self.method!r}; choose one of {', '.join(STAGE_METHODS)}")
         positive = ("delta1", "delta2", "alpha", "face_factor", "hand_factor")
         non_negative = (
             "mu",
@@ -927,6 +934,11 @@ def pose_nms(boxes_xyxy, box_scores, keypoints, keypoint_scores, params: PoseNMS
     >>> round(float(r.keypoint_scores[0, 0]), 6), round(float(r.pose_scores[0]), 6)
     (0.8125, 2.778125)
     """
+    if params.method == "crowd_association":
+        raise ValueError(
+            "PoseNMSParams.method='crowd_association' replaces pose NMS with CrowdPose's joint association, which "
+            "needs joint candidates: call models.crowdpose.crowd_association (the pipeline's actors.pose_nms does)"
+        )
     if params.method == "oks":
         return oks_nms(boxes_xyxy, box_scores, keypoints, keypoint_scores, params)
     if params.method == "soft_oks":

@@ -6,7 +6,8 @@ config at each call site and no math::
     from_items(shards) ─map_batches(decode)            CPU tasks: uint8 frames (+ ORB pairs), error rows for bad media
                        ─map_batches(Detector)          actor pool (GPU when configured): boxes + crops, no frames
                        ─map_batches(SPPE)              actor pool: crops → keypoints (skipped with sppe.arch=detector)
-                       ─map_batches(apply_pose_nms)    CPU tasks: per-frame parametric pose NMS
+                       ─map_batches(apply_pose_nms)    CPU tasks: per-frame parametric pose NMS (or CrowdPose's
+                                                       joint association on the SPPE's joint candidates)
                        ─map_batches(stage_rows)        CPU tasks: rows → staged Parquet per (video, shard) piece
     publish_videos: group the staged references by video_id (driver); one task per video: PoseFlow shard by
                     shard, publish atomically
@@ -31,8 +32,9 @@ import numpy as np
 from actors.detect import Detector, DetectorConfig
 from actors.pose_nms import apply_pose_nms
 from actors.publish import PublishSpec, publish_video, stage_rows
-from actors.sppe import SPPE, SPPEConfig
+from actors.sppe import CANDIDATE_DECODES, SPPE, SPPEConfig
 from models.correspondences import OrbParams
+from models.crowdpose import ALPHAPOSE_CANDIDATES, CrowdAssociationParams
 from models.pose_nms import PoseNMSParams
 from models.poseflow import PoseFlowParams
 from pipelines.decode import decode_shard, plan_shards, probe_video
@@ -208,6 +210,9 @@ class LabelConfig:
     detector: DetectorConfig
     sppe: SPPEConfig
     pose_nms: PoseNMSParams = field(default_factory=PoseNMSParams)
+    # CrowdPose's association, used when pose_nms.method=crowd_association: crowd.method "released" (AlphaPose's
+    # --matching, candidate_reselect) or "paper" (the paper's global maximum-weight matching); models.crowdpose
+    crowd: CrowdAssociationParams = field(default_factory=CrowdAssociationParams)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     run: RunConfig = field(default_factory=RunConfig)
     resources: ResourcesConfig = field(default_factory=ResourcesConfig)
@@ -221,6 +226,21 @@ class LabelConfig:
                 )
             if self.sppe.keypoint_set != "coco17":
                 raise ValueError("sppe.arch=detector: YOLO pose checkpoints predict coco17 keypoints")
+        if self.pose_nms.method == "crowd_association":
+            # The association reads joint candidates, i.e. the peaks of MSE heatmaps (AlphaPose --matching).
+            why = None
+            if self.sppe.arch == "blazepose_full":
+                why = "sppe.arch=blazepose_full regresses keypoints (no heatmaps)"
+            elif self.sppe.arch == "detector":
+                why = "sppe.arch=detector takes the detector's own keypoints (no heatmaps)"
+            elif self.sppe.decode not in CANDIDATE_DECODES:
+                why = f"sppe.decode={self.sppe.decode} decodes integral-regression outputs, not heatmaps with peaks"
+            if why is not None:
+                raise ValueError(
+                    f"pose_nms.method=crowd_association needs joint candidates from a heatmap SPPE, but {why}; use "
+                    f"a heatmap SPPE (sppe.arch=fastpose_*, …) with sppe.decode in {', '.join(CANDIDATE_DECODES)}, "
+                    "or pose_nms.method=parametric"
+                )
         if self.sppe.precision == "int8" and self.resources.sppe.num_gpus > 0:
             raise ValueError(
                 "sppe.precision=int8 runs on the CPU, but resources.sppe.num_gpus gives the pose actors a GPU; "
@@ -231,6 +251,8 @@ class LabelConfig:
         """The part of the config that changes outputs (resources and chunking do not)."""
         d = dataclasses.asdict(self)
         d.pop("resources")
+        if self.pose_nms.method != "crowd_association":
+            d.pop("crowd")  # unused: configs (and hashes, so committed outputs) from before it existed stay valid
         d["run"] = {"shard_frames": self.run.shard_frames}  # shard length can move nothing, but keep it visible
         return d
 
@@ -445,10 +467,17 @@ def build_label_dataset(
     ds = actor_stage(
         ds, Detector, cfg.detector, r.detect, crop=cfg.sppe.crop, keypoints=detector_keypoints, threads=r.detect.threads
     )
+    associate = cfg.pose_nms.method == "crowd_association"
     if not detector_keypoints:
-        ds = actor_stage(ds, sppe_stage, sppe_cfg if sppe_cfg is not None else cfg.sppe, r.sppe, threads=r.sppe.threads)
+        # Crowd association: the SPPE also emits joint candidates (AlphaPose's --matching peaks, top M per joint).
+        extra = {"candidates": ALPHAPOSE_CANDIDATES} if associate else {}
+        sppe_obj = sppe_cfg if sppe_cfg is not None else cfg.sppe
+        ds = actor_stage(ds, sppe_stage, sppe_obj, r.sppe, threads=r.sppe.threads, **extra)
     ds = ds.map_batches(
-        apply_pose_nms, fn_kwargs={"params": cfg.pose_nms}, batch_size=r.detect.batch_size, num_cpus=r.pose_nms_cpus
+        apply_pose_nms,
+        fn_kwargs={"params": cfg.pose_nms, "crowd": cfg.crowd},
+        batch_size=r.detect.batch_size,
+        num_cpus=r.pose_nms_cpus,
     )
     return ds.map_batches(stage_rows, fn_kwargs={"spec": spec}, batch_size=None, num_cpus=r.pose_nms_cpus)
 

@@ -1,0 +1,58 @@
+"""``pose_nms.method=crowd_association`` in the label job's config: parsed, the association picked by ``crowd.method``,
+and refused before Ray starts where the pose network has no heatmaps to read candidates from."""
+
+from __future__ import annotations
+
+import pytest
+
+from jobs.label import build_config
+from jobs.label import main as label_main
+from pipelines.configs import ConfigError
+
+BASE = ["sppe.random_weights=true", "detector.random_weights=true", "sppe.arch=fastpose_res18"]
+CROWD = ["pose_nms.method=crowd_association"]
+
+
+def test_crowd_association_config_and_its_hash_part():
+    cfg = build_config(None, BASE + CROWD)
+    assert cfg.pose_nms.method == "crowd_association" and cfg.crowd.method == "released"
+    assert build_config(None, BASE + CROWD + ["crowd.method=paper"]).crowd.method == "paper"
+    assert build_config(None, BASE + CROWD + ["sppe.decode=dark", "sppe.flip_test=true"]).sppe.decode == "dark"
+    assert "crowd" in cfg.result_affecting()
+    # unused, the crowd block changes no hash (configs from before it existed hash as they did)
+    plain = build_config(None, BASE)
+    assert "crowd" not in plain.result_affecting()
+    assert plain.result_affecting() == build_config(None, BASE + ["crowd.method=paper"]).result_affecting()
+    with pytest.raises(ConfigError, match="crowd.*method='greedy'; choose one of released, paper"):
+        build_config(None, BASE + CROWD + ["crowd.method=greedy"])
+    with pytest.raises(ConfigError, match="choose one of parametric, oks, soft_oks, crowd_association"):
+        build_config(None, BASE + ["pose_nms.method=matching"])
+
+
+@pytest.mark.parametrize(
+    "overrides, why",
+    [
+        (["sppe.arch=blazepose_full"], "sppe.arch=blazepose_full regresses keypoints"),
+        (["detector.arch=yolo", "sppe.arch=detector"], "sppe.arch=detector takes the detector's own keypoints"),
+        (["sppe.decode=integral"], "sppe.decode=integral decodes integral-regression outputs"),
+        (["sppe.decode=combined", "sppe.keypoint_set=halpe136", "sppe.num_joints=136"], "sppe.decode=combined"),
+    ],
+)
+def test_crowd_association_is_refused_without_heatmaps(overrides, why):
+    sets = [o for o in BASE if not (o.startswith("sppe.arch") and any(x.startswith("sppe.arch") for x in overrides))]
+    if "sppe.arch=blazepose_full" in overrides or "sppe.arch=detector" in overrides:
+        sets = [o for o in sets if o != "sppe.random_weights=true"]
+    with pytest.raises(ConfigError, match="pose_nms.method=crowd_association needs joint candidates") as e:
+        build_config(None, sets + overrides + CROWD)
+    assert why in str(e.value)
+    build_config(None, sets + overrides)  # the same setup with pose NMS is fine
+
+
+def test_label_job_refuses_it_before_ray_starts(tmp_path, capsys):
+    """Exit 2 with the reason, before inputs are even listed (the input does not exist) and before Ray starts."""
+    args = ["--input", str(tmp_path / "none"), "--output", str(tmp_path / "out")]
+    sets = ["--set", "sppe.arch=blazepose_full", "--set", "detector.random_weights=true", "--set", CROWD[0]]
+    assert label_main(args + sets) == 2
+    err = capsys.readouterr().err
+    assert "pose_nms.method=crowd_association needs joint candidates" in err and "blazepose_full" in err
+    assert not (tmp_path / "out").exists()
