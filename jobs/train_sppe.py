@@ -568,7 +568,7 @@ def run(cfg: TrainConfig) -> dict:
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m jobs.train_sppe", description=__doc__.split("\n\n")[1].strip())
+    p = argparse.ArgumentParser(prog="python -m jobs.train_sppe", description=__doc__.split("\n\n")[0])
     p.add_argument("--proposals", required=True, help="jobs.proposals output folder (samples/shard=*/part-0.parquet)")
     p.add_argument("--out", required=True, help="exported checkpoints, metrics and summary (local folder)")
     p.add_argument("--name", required=True, help="run name; rerunning with the same name resumes")

@@ -136,13 +136,21 @@ def _snapshot_has_checkpoint(storage: Path, name: str) -> bool:
 
 @pytest.mark.ray
 @pytest.mark.slow
-def test_killed_run_resumes_to_the_same_weights_and_exports_strictly(tmp_path, proposals):
+def test_killed_run_resumes_to_the_same_weights_and_exports_strictly(tmp_path, proposals, shared_data):
+    """One Ray run with every option on (SSTN + frozen parallel SPPE, bf16 autocast, DPG phase from epoch 1,
+    validation AP), killed with its driver after a registered checkpoint and rerun: it resumes, and its exported
+    weights equal those of the plain loop (same seed, data order and threads) bit for bit."""
     from jobs.train_sppe import TrainConfig, train_plain_model, validate_config
     from models.checkpoints import load_checkpoint
     from models.sppe import build_sppe
 
+    torch.manual_seed(1)
+    parallel = tmp_path / "parallel.pth"
+    torch.save(build_sppe("fastpose_res18").state_dict(), parallel)
+    coco = shared_data / "coco"
+    options = ["--sstn", "--parallel-sppe", str(parallel), "--bf16", "--dpg-from-epoch", "1"]
     out = tmp_path / "out"
-    args = _args(proposals, out, "kill1")
+    args = _args(proposals, out, "kill1", *options, "--val-gt", str(coco / "test_coco.json"), "--val-images", str(coco))
     proc = _popen(args)
     deadline = time.time() + 240
     while not _snapshot_has_checkpoint(out / "ray_train", "kill1"):
@@ -159,7 +167,8 @@ def test_killed_run_resumes_to_the_same_weights_and_exports_strictly(tmp_path, p
     summary = json.loads((out / "summary.json").read_text())
     assert 1 <= summary["start_epoch"] < 3, summary["start_epoch"]  # resumed, not restarted
     assert [e["epoch"] for e in summary["epochs"]] == [1, 2, 3]
-    assert pq.read_table(out / "metrics.parquet").num_rows == 3
+    metrics = pq.read_table(out / "metrics.parquet").to_pylist()
+    assert [m["phase"] for m in metrics] == ["plain", "dpg", "dpg"] and all("val_AP" in m for m in metrics)
 
     # The exported checkpoint is a plain AlphaPose-layout state dict that loads strictly into build_sppe(arch).
     model = build_sppe("fastpose_res18")
@@ -167,9 +176,18 @@ def test_killed_run_resumes_to_the_same_weights_and_exports_strictly(tmp_path, p
     final = torch.load(out / "final.pth", weights_only=True)
 
     # The same seed, data and step without Ray and without a kill: the same weights.
-    cfg = validate_config(TrainConfig(proposals=str(proposals), out=str(tmp_path / "plain"), name="p", batch_size=4))
-    ref, _ = train_plain_model(cfg, threads=1)
-    ref_state = ref.state_dict()
+    cfg = TrainConfig(
+        proposals=str(proposals),
+        out=str(tmp_path / "plain"),
+        name="p",
+        batch_size=4,
+        sstn=True,
+        parallel_sppe=str(parallel),
+        bf16=True,
+        dpg_from_epoch=1,
+    )
+    ref, _ = train_plain_model(validate_config(cfg), threads=1)
+    ref_state = ref.sppe.state_dict()
     diff = max(float((final[k].double() - ref_state[k].double()).abs().max()) for k in final)
     assert diff <= 1e-6, f"resumed Ray run and plain loop differ by {diff}"
 
