@@ -68,7 +68,7 @@ class ConfigError(ValueError):
 class TrainConfig:
     """Everything a training run depends on (plain data: pickled to every worker, written to ``summary.json``)."""
 
-    proposals: str  # folder of jobs.proposals (local path or fsspec URI)
+    proposals: str | tuple[str, ...]  # folder(s) of jobs.proposals (local paths or fsspec URIs)
     out: str  # exported checkpoints, metrics, summary
     name: str  # Ray Train run name: rerunning with the same name (and storage) resumes
     storage: str = ""  # Ray Train storage_path; "" = <out>/ray_train
@@ -133,22 +133,28 @@ def validate_config(cfg: TrainConfig) -> TrainConfig:
         raise ConfigError(f"--dpg-from-epoch {cfg.dpg_from_epoch}: must be in [0, --epochs={cfg.epochs})")
     if bool(cfg.val_gt) != bool(cfg.val_images):
         raise ConfigError("--val-gt and --val-images go together")
-    try:
-        files = find_sample_shards(cfg.proposals)
-    except (OSError, ValueError) as e:
-        raise ConfigError(f"--proposals {cfg.proposals}: cannot list sample shards: {e}") from None
-    if not files:
-        raise ConfigError(
-            f"--proposals {cfg.proposals}: no committed sample shards (samples/shard=*/part-0.parquet); "
-            "run python -m jobs.proposals first"
-        )
+    sources = (cfg.proposals,) if isinstance(cfg.proposals, str) else tuple(cfg.proposals)
+    if not sources:
+        raise ConfigError("--proposals: give at least one jobs.proposals folder")
+    files = []
+    for src in sources:  # e.g. a --mode gt run and a --mode dpg run for --dpg-from-epoch
+        try:
+            found = find_sample_shards(src)
+        except (OSError, ValueError) as e:
+            raise ConfigError(f"--proposals {src}: cannot list sample shards: {e}") from None
+        if not found:
+            raise ConfigError(
+                f"--proposals {src}: no committed sample shards (samples/shard=*/part-0.parquet); "
+                "run python -m jobs.proposals first"
+            )
+        files.extend(found)
     try:
         info = shard_info(files)
     except Exception as e:  # noqa: BLE001 - any unreadable shard is a usage error with the file named
-        raise ConfigError(f"--proposals {cfg.proposals}: unreadable sample shard: {e}") from None
+        raise ConfigError(f"--proposals {', '.join(sources)}: unreadable sample shard: {e}") from None
     if len(info["num_joints"]) != 1 or len(info["crop_hw"]) != 1:
         raise ConfigError(
-            f"--proposals {cfg.proposals}: shards mix joint counts {info['num_joints']} or crop sizes "
+            f"--proposals {', '.join(sources)}: shards mix joint counts {info['num_joints']} or crop sizes "
             f"{info['crop_hw']}; train on one keypoint set and crop size at a time"
         )
     crop_hw = tuple(int(v) for v in info["crop_hw"][0])
@@ -569,7 +575,13 @@ def run(cfg: TrainConfig) -> dict:
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m jobs.train_sppe", description=__doc__.split("\n\n")[0])
-    p.add_argument("--proposals", required=True, help="jobs.proposals output folder (samples/shard=*/part-0.parquet)")
+    p.add_argument(
+        "--proposals",
+        required=True,
+        action="append",
+        help="jobs.proposals output folder (samples/shard=*/part-0.parquet); repeatable, e.g. a --mode gt and a "
+        "--mode dpg run for --dpg-from-epoch",
+    )
     p.add_argument("--out", required=True, help="exported checkpoints, metrics and summary (local folder)")
     p.add_argument("--name", required=True, help="run name; rerunning with the same name resumes")
     p.add_argument("--storage", default="", help="Ray Train storage_path (default OUT/ray_train; s3:// on a cluster)")
@@ -597,7 +609,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     cfg = TrainConfig(
-        proposals=args.proposals,
+        proposals=tuple(args.proposals),
         out=os.path.abspath(args.out),
         name=args.name,
         storage=args.storage if "://" in args.storage else (os.path.abspath(args.storage) if args.storage else ""),

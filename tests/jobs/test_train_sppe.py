@@ -202,3 +202,24 @@ def test_validation_ap_runs_the_inference_crop_decode_and_coco_eval(shared_data)
     torch.manual_seed(0)
     stats = validation_ap(build_sppe("fastpose_res18"), val)
     assert set(stats) >= {"val_AP", "val_AR"} and -1.0 <= stats["val_AP"] <= 1.0
+
+
+def test_gt_and_dpg_runs_in_two_folders_feed_the_dpg_schedule(tmp_path, proposals):
+    """AlphaPose's schedule (plain boxes, then DPG) from two jobs.proposals runs: --proposals is repeatable."""
+    from jobs.train_sppe import ConfigError, TrainConfig, validate_config
+
+    src = sorted(proposals.glob("samples/shard=*/part-0.parquet"))
+    for name, keep in (("gt", lambda b: b == "gt"), ("dpg", lambda b: b != "gt")):
+        for f in src:
+            t = pq.read_table(f)
+            mask = [keep(b) for b in t.column("branch").to_pylist()]
+            d = tmp_path / name / f.parent.relative_to(proposals)
+            d.mkdir(parents=True)
+            pq.write_table(t.filter(mask), d / "part-0.parquet")
+            (tmp_path / name / "_manifest").mkdir(exist_ok=True)
+            (tmp_path / name / "_manifest" / (f.parent.name.split("=", 1)[1] + ".json")).write_text("{}")
+    both = (str(tmp_path / "gt"), str(tmp_path / "dpg"))
+    cfg = validate_config(TrainConfig(proposals=both, out=str(tmp_path / "o"), name="r", epochs=2, dpg_from_epoch=1))
+    assert len(cfg.files) == 2 * len(src)
+    with pytest.raises(ConfigError, match="needs both"):
+        validate_config(TrainConfig(proposals=both[:1], out=str(tmp_path / "o"), name="r", epochs=2, dpg_from_epoch=1))
