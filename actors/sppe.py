@@ -308,8 +308,7 @@ class SPPE:
             kps, scores = np.zeros((0, k, 2), np.float32), np.zeros((0, k), np.float32)
             if self.candidates is None:
                 return kps, scores, None
-            hw = tuple(s // 4 for s in self.cfg.crop.output_size_hw)
-            empty = joint_candidates(np.zeros((0, k, *hw), np.float32), np.zeros((0, 4)), params=self.candidates)
+            empty = joint_candidates(np.zeros((0, k, 1, 1), np.float32), np.zeros((0, 4)), params=self.candidates)
             return kps, scores, empty
         kps, scores, cands = [], [], []
         for s in range(0, p, self.batch_size):

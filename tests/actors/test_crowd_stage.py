@@ -143,6 +143,9 @@ def test_sppe_actor_emits_joint_candidates_and_their_current_keypoints():
     ref = joint_candidates(hm, np.concatenate([boxes[0], boxes[2]]), params=params)
     np.testing.assert_array_equal(np.concatenate([out["candidate_counts"][0], out["candidate_counts"][2]]), ref.count)
     np.testing.assert_allclose(np.concatenate([out["candidate_xy"][0], out["candidate_xy"][2]]), ref.xy, atol=1e-3)
+    # a batch without persons still carries (empty) candidate columns
+    empty = actor({c: v[1:2] for c, v in batch.items()})
+    assert empty["candidate_xy"][0].shape == (0, 17, 3, 2) and empty["candidate_counts"][0].dtype == np.int32
     # without candidates: no candidate columns, the configured decoder's keypoints
     plain = SPPE(cfg)(batch)
     assert not set(CANDIDATE_COLUMNS) & set(plain)

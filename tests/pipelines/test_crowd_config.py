@@ -29,23 +29,27 @@ def test_crowd_association_config_and_its_hash_part():
         build_config(None, BASE + ["pose_nms.method=matching"])
 
 
+HEATMAP_SPPE = ["sppe.random_weights=true", "sppe.arch=fastpose_res18"]
+
+
 @pytest.mark.parametrize(
-    "overrides, why",
+    "sppe, why",
     [
         (["sppe.arch=blazepose_full"], "sppe.arch=blazepose_full regresses keypoints"),
-        (["detector.arch=yolo", "sppe.arch=detector"], "sppe.arch=detector takes the detector's own keypoints"),
-        (["sppe.decode=integral"], "sppe.decode=integral decodes integral-regression outputs"),
-        (["sppe.decode=combined", "sppe.keypoint_set=halpe136", "sppe.num_joints=136"], "sppe.decode=combined"),
+        (["sppe.arch=detector", "detector.arch=yolo"], "sppe.arch=detector takes the detector's own keypoints"),
+        (HEATMAP_SPPE + ["sppe.decode=integral"], "sppe.decode=integral decodes integral-regression outputs"),
+        (
+            HEATMAP_SPPE + ["sppe.decode=combined", "sppe.keypoint_set=halpe136", "sppe.num_joints=136"],
+            "sppe.decode=combined decodes integral-regression outputs",
+        ),
     ],
 )
-def test_crowd_association_is_refused_without_heatmaps(overrides, why):
-    sets = [o for o in BASE if not (o.startswith("sppe.arch") and any(x.startswith("sppe.arch") for x in overrides))]
-    if "sppe.arch=blazepose_full" in overrides or "sppe.arch=detector" in overrides:
-        sets = [o for o in sets if o != "sppe.random_weights=true"]
+def test_crowd_association_is_refused_without_heatmaps(sppe, why):
+    setup = ["detector.random_weights=true"] + sppe
     with pytest.raises(ConfigError, match="pose_nms.method=crowd_association needs joint candidates") as e:
-        build_config(None, sets + overrides + CROWD)
+        build_config(None, setup + CROWD)
     assert why in str(e.value)
-    build_config(None, sets + overrides)  # the same setup with pose NMS is fine
+    build_config(None, setup)  # the same setup with pose NMS is fine
 
 
 def test_label_job_refuses_it_before_ray_starts(tmp_path, capsys):
