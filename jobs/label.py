@@ -58,6 +58,8 @@ import threading
 import time
 import uuid
 
+from jobs.ray_init import init_ray
+
 __all__ = ["main", "build_config", "StallWatchdog"]
 
 logger = logging.getLogger("raypose.label")
@@ -326,17 +328,6 @@ def _local_cpus(num_cpus: int | None) -> float | None:
     return float(num_cpus or os.cpu_count() or 1)
 
 
-def _init_ray(num_cpus: int | None) -> None:
-    import ray
-
-    if ray.is_initialized():
-        return
-    if os.environ.get("RAY_ADDRESS"):
-        ray.init(logging_level="WARNING")  # under ray job submit: never pass resources to an existing cluster
-    else:
-        ray.init(num_cpus=num_cpus, include_dashboard=False, logging_level="WARNING")
-
-
 #: Exit codes (the module docstring explains them).
 EXIT_DONE, EXIT_CRASHED, EXIT_USAGE, EXIT_INFRASTRUCTURE = 0, 1, 2, 3
 DEFAULT_LEASE_TTL_S = 60.0
@@ -454,7 +445,7 @@ def _main(argv: list[str] | None, cleanup: contextlib.ExitStack) -> int:
         logger.info("every input is already committed with this config: nothing to run, Ray not started")
     else:
         try:
-            _init_ray(args.num_cpus)
+            init_ray(args.num_cpus)
             resources = ray.cluster_resources()
             # Unset pool sizes and threads are sized from the cluster (resources are not hashed: results do not
             # depend on them); the summary records what was used.

@@ -40,6 +40,8 @@ import sys
 import time
 import uuid
 
+from jobs.ray_init import init_ray
+
 __all__ = ["main"]
 
 logger = logging.getLogger("raypose.jobs.proposals")
@@ -183,17 +185,6 @@ def _config(args) -> tuple:
     return cfg, sources
 
 
-def _init_ray(num_cpus: int | None) -> None:
-    import ray
-
-    if ray.is_initialized():
-        return
-    if os.environ.get("RAY_ADDRESS"):
-        ray.init(logging_level="WARNING")  # under ray job submit: never pass resources to an existing cluster
-    else:
-        ray.init(num_cpus=num_cpus, include_dashboard=False, logging_level="WARNING")
-
-
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -231,7 +222,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     if todo:
         try:
-            _init_ray(args.num_cpus)
+            init_ray(args.num_cpus)
             from pipelines.label import configure_data_context
 
             configure_data_context()

@@ -638,10 +638,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     import ray
 
-    if os.environ.get("RAY_ADDRESS"):
-        ray.init(logging_level="ERROR")
-    else:
-        ray.init(include_dashboard=False, logging_level="ERROR")
+    from jobs.ray_init import init_ray
+
+    init_ray(logging_level="ERROR")
     try:
         summary = run(cfg)
     except ConfigError as e:

@@ -151,7 +151,7 @@ def test_label_real_media_schema_errors_and_resume(ray_session, shared_data, med
     def no_ray(*_args, **_kwargs):
         raise AssertionError("Ray was started for a run with nothing to do")
 
-    monkeypatch.setattr(jobs.label, "_init_ray", no_ray)
+    monkeypatch.setattr(jobs.label, "init_ray", no_ray)
     # (an explicit run id that sorts first: the checks below pick runs by the newest time-stamped id)
     only_done = ["--input", str(shared_data / "coco"), *args[args.index("--output") :], "--run-id", "0-nothing"]
     assert label_main(only_done) == 0
