@@ -136,6 +136,7 @@ def _snapshot_has_checkpoint(storage: Path, name: str) -> bool:
 
 @pytest.mark.ray
 @pytest.mark.slow
+@pytest.mark.extended  # ~150 s (two Ray Train start-ups): run with `pytest -m extended`, keeps CI's suite < 15 min
 def test_killed_run_resumes_to_the_same_weights_and_exports_strictly(tmp_path, proposals, shared_data):
     """One Ray run with every option on (SSTN + frozen parallel SPPE, bf16 autocast, DPG phase from epoch 1,
     validation AP), killed with its driver after a registered checkpoint and rerun: it resumes, and its exported
