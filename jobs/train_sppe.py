@@ -47,6 +47,7 @@ import json
 import logging
 import math
 import os
+import re
 import sys
 import tempfile
 import time
@@ -125,8 +126,9 @@ def validate_config(cfg: TrainConfig) -> TrainConfig:
             raise ConfigError(f"{name} {v}: must be ≥ {lo}")
     if not cfg.lr > 0 or not cfg.cpus_per_worker > 0 or cfg.threads < 0 or cfg.shuffle_buffer < 0:
         raise ConfigError("--lr and --cpus-per-worker must be > 0, --threads and --shuffle-buffer ≥ 0")
-    if not cfg.name or "/" in cfg.name:
-        raise ConfigError(f"--name {cfg.name!r}: a non-empty run name without '/'")
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}", cfg.name or ""):
+        # it becomes a folder under --storage: letters, digits, '.', '_', '-' only (no '/', no '..', no spaces)
+        raise ConfigError(f"--name {cfg.name!r}: a run name of letters, digits, '.', '_' and '-' (a folder name)")
     if cfg.parallel_sppe and not cfg.sstn:
         raise ConfigError("--parallel-sppe needs --sstn (RMPE's parallel SPPE sees the STN-transformed crop)")
     if cfg.dpg_from_epoch is not None and not 0 <= cfg.dpg_from_epoch < cfg.epochs:

@@ -109,6 +109,7 @@ def test_bad_inputs_exit_2_before_ray(tmp_path, proposals):
     assert main(_args(proposals, tmp_path / "o", "r", "--arch", "nope")) == 2
     assert main(_args(proposals, tmp_path / "o", "r", "--parallel-sppe", str(tmp_path / "x.pth"))) == 2
     assert main(_args(proposals, tmp_path / "o", "r", "--dpg-from-epoch", "5")) == 2
+    assert main(_args(proposals, tmp_path / "o", "../escape")) == 2  # the name becomes a folder under --storage
 
 
 def test_plain_loop_trains_on_the_shards(tmp_path, proposals):
