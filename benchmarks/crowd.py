@@ -17,7 +17,7 @@ probability 0.5 a duplicate DPG box with score U(0.4, 0.85), as a detector's sec
 Oracle JC-SPPE: for every box, the crop of ``models.transforms.ALPHAPOSE_CROP`` and heatmaps rendered through that
 crop's transform (``models.transforms.image_to_heatmap_coords``; σ = 2 heatmap px, as the existing oracle in
 ``tests/jobs/test_oracle.py``): the owner's (highest-IoU GT person's) labelled joints at amplitude ~1 and every other
-person's labelled joints at μ ≈ 0.5 (the JC-SPPE target of Li et al., CVPR 2019; spec §2.2), max-combined, plus a
+person's labelled joints at μ ≈ 0.5 (the JC-SPPE target of Li et al., CVPR 2019), max-combined, plus a
 uniform noise floor in [0, 0.03). ``--noise s`` perturbs every peak: amplitude ×(1 + N(0, s)) (clipped to [0, 1.2])
 and position +N(0, 2s) heatmap px: s = 0 is a perfect JC-SPPE; with s > 0 an interference peak sometimes outgrows the
 target peak, which is the confusion CrowdPose's association is meant to undo. The owner's *unlabelled* joints get no

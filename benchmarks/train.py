@@ -12,7 +12,7 @@ alike. Throughput is samples/s of the training loop per epoch (data waits includ
 left out (Ray Data's pipeline start-up, allocator warm-up); the table gives medians over the remaining epochs of all
 rounds, and the ratio ray/plain (goal ≥ 0.9). Ray's fixed cost per run (cluster, controller, worker group start) is
 reported separately as ``ray_fit_wall_s``; "steady" samples/s leave out each epoch's wait for its first batch (Ray
-Data re-runs its pipeline every epoch, ``shared/specs/ray-train-notes.md`` §2.2, a fixed cost per epoch that real
+Data re-runs its pipeline every epoch under Ray Train, a fixed cost per epoch that real
 epochs of 10⁵ samples amortise). Weights are random; nothing here is an accuracy result.
 """
 

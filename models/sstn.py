@@ -7,7 +7,7 @@ the heatmaps back into the proposal's frame, where the loss (and inference's bac
 frozen SPPE branch (the "parallel SPPE") sees the same transformed crop without the SDTN and is trained against
 centre-located labels, so that a badly centred transform is penalised; it is discarded at test time.
 
-Facts used (``shared/specs/poseflow-crowdpose-pgpg-prm.md`` §3.3–3.4, from AlphaPose's historical Torch7 training code,
+Facts used (from AlphaPose's historical Torch7 training code,
 commit 4a97e1f, ``train/src/``):
 
 * STN: source coordinates from target coordinates, ``(xˢ, yˢ)ᵀ = θ·(xᵗ, yᵗ, 1)ᵀ``, bilinear sampling.
@@ -137,7 +137,7 @@ def sdtn(heatmaps: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
     256×192 crop (stride 4 on both axes, the same aspect). So the same θ (and γ) describes the same geometric map at
     both resolutions, and no rescaling of the translation is needed.
 
-    Residual convention offset: AlphaPose reads heatmap pixel ``i`` as input pixel ``4i`` (spec §2.5–2.6), while the
+    Residual convention offset: AlphaPose reads heatmap pixel ``i`` as input pixel ``4i`` (``transforms.py``), while the
     normalised frame puts its centre at input pixel ``4i + 1.5``. The offset (1.5 input px on both axes) is common to
     both frames, so the identity maps it exactly; a non-identity θ with linear part A moves a decoded peak by
     ``(A − I)·(1.5, 1.5)`` input px, e.g. 0.3 px for a 20 % zoom, below the decoder's own ±0.25-heatmap-px (1 input

@@ -1,7 +1,6 @@
 """Training-time crops and heatmap targets: what AlphaPose's ``SimpleTransform`` does to one training sample.
 
-Written from the facts in ``shared/specs/alphapose.md`` §2 (the crop convention, shared with inference) and §7.2–7.4
-(augmentations, targets, loss), checked against AlphaPose at commit c60106d:
+AlphaPose's crop convention (shared with inference), augmentations, targets and loss, from AlphaPose at c60106d:
 ``alphapose/utils/presets/simple_transform.py`` (``__call__`` L184–269, ``_target_generator`` L126–163,
 ``half_body_transform`` L271–314), ``alphapose/utils/transforms.py`` (``addDPG`` L43–73, ``flip_joints_3d``
 L526–552, ``get_affine_transform`` L762–795), ``alphapose/utils/bbox.py`` (``_box_to_center_scale`` L197–214),
@@ -75,7 +74,7 @@ COCO_UPPER_BODY_IDS: tuple[int, ...] = tuple(range(11))
 
 @dataclass(frozen=True, kw_only=True)
 class TrainAugment:
-    """Augmentation parameters of AlphaPose's ``SimpleTransform`` in training mode (spec §7.2).
+    """Augmentation parameters of AlphaPose's ``SimpleTransform`` in training mode.
 
     Defaults are ``configs/coco/resnet/256x192_res50_lr1e-3_1x.yaml`` L7–12 (``AUG``): ``SCALE_FACTOR 0.3``,
     ``ROT_FACTOR 40``, ``NUM_JOINTS_HALF_BODY 8``, ``PROB_HALF_BODY -1`` (half-body off).
@@ -118,7 +117,7 @@ class TrainAugment:
 
 #: ``256x192_res50_lr1e-3_1x.yaml`` (the released FastPose-res50): no half-body.
 ALPHAPOSE_1X_AUGMENT = TrainAugment()
-#: The 2x configs (spec §7.5): ``ROT_FACTOR 45``, ``SCALE_FACTOR 0.35``, ``PROB_HALF_BODY 0.3``.
+#: The 2x configs (``*_2x*.yaml``): ``ROT_FACTOR 45``, ``SCALE_FACTOR 0.35``, ``PROB_HALF_BODY 0.3``.
 ALPHAPOSE_2X_AUGMENT = TrainAugment(scale_factor=0.35, rot_factor=45.0, prob_half_body=0.3)
 #: Every augmentation off: ``sample_transform`` then reproduces the inference crop bit for bit.
 NO_AUGMENT = TrainAugment(scale_factor=0.0, rot_factor=0.0, rot_prob=0.0, flip_prob=0.0, prob_half_body=-1.0)
@@ -188,7 +187,7 @@ def half_body_center_scale(
     aspect_ratio: float,
     scale_mult: float = 1.5,
 ) -> tuple[np.ndarray, np.ndarray, str] | None:
-    """AlphaPose's half-body crop (``half_body_transform``, ``simple_transform.py`` L271–314; spec §7.2 item 3).
+    """AlphaPose's half-body crop (``half_body_transform``, ``simple_transform.py`` L271–314).
 
     Visible joints split into upper (``upper_body_ids``) and lower (all others). The upper body is chosen when
     ``N(0,1) < 0.5`` (a standard normal, not a uniform: p ≈ Φ(0.5) ≈ 0.69) and it has more than 2 visible joints;
@@ -261,7 +260,7 @@ def rotated_crop_matrix(
     rotated by ``r`` (``get_dir``: ``(x, y) → (x cos r − y sin r, x sin r + y cos r)``), to the point ``W_out/2`` above
     the output centre; the third points are the perpendiculars. Solving gives the similarity
     ``x_in = s·R(−r)·(x − c) + (W_out/2, H_out/2)`` with ``s = W_out/scale_w`` and ``R(−r) = [[cos r, sin r],
-    [−sin r, cos r]]``: only the width sets the scale (spec §2.3), and a positive ``r`` turns the image content
+    [−sin r, cos r]]``: only the width sets the scale, and a positive ``r`` turns the image content
     counter-clockwise on screen (y down).
 
     With ``r = 0`` the result is ``models.transforms.crop_matrices`` of the crop box ``center ± scale/2``, bit for bit
@@ -293,7 +292,7 @@ def sample_transform(
     image_height: int | None = None,
 ) -> SampleTransform:
     """Draw one training crop's geometry, following AlphaPose's ``SimpleTransform.__call__`` (train mode) step by step
-    (module docstring; spec §7.2).
+    (module docstring).
 
     Draw order and conditions as AlphaPose: DPG (if on); the half-body uniform only when more than
     ``num_joints_half_body`` joints are visible, then its normal; the scale normal; the rotation uniform, then its
@@ -421,7 +420,7 @@ def gaussian_targets(
     heatmap_hw: tuple[int, int] = (64, 48),
     sigma: float = 2.0,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Heatmap targets exactly as AlphaPose's ``_target_generator`` (``simple_transform.py`` L126–163; spec §7.3).
+    """Heatmap targets exactly as AlphaPose's ``_target_generator`` (``simple_transform.py`` L126–163).
 
     Per joint with heatmap position ``(x, y)``:
 
@@ -476,7 +475,7 @@ def gaussian_targets(
 
 
 def heatmap_mse_loss(pred: torch.Tensor, target: torch.Tensor, target_weight: torch.Tensor) -> torch.Tensor:
-    """AlphaPose's SPPE loss for ``LOSS.TYPE: MSELoss`` (``scripts/train.py`` L52–54; spec §7.4):
+    """AlphaPose's SPPE loss for ``LOSS.TYPE: MSELoss`` (``scripts/train.py`` L52–54):
     ``0.5 · MSELoss(reduction='mean')(pred ⊙ w, target ⊙ w)``.
 
     The 0.5 is in ``train.py`` (not in ``nn.MSELoss``). The mean runs over all ``N·K·H·W`` values, joints with weight

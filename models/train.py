@@ -6,16 +6,16 @@ tests), so the two cannot drift:
 
 * ``render_targets``: training-sample keypoints (crop pixels, ``store.training.sample_arrays``) → AlphaPose's
   Gaussian heatmap targets at stride 4 (``models.targets.gaussian_targets``: ``_target_generator`` of
-  ``alphapose/utils/presets/simple_transform.py`` L126–163; spec ``shared/specs/alphapose.md`` §7.3).
+  ``alphapose/utils/presets/simple_transform.py`` L126–163).
 * ``centre_frame_targets``: the parallel SPPE's centre-located labels of RMPE (Fang et al., "RMPE: Regional
   Multi-person Pose Estimation", ICCV 2017, §3.2; ``models.sstn.centre_targets``) computed in the crop frame.
 * ``compute_loss`` / ``train_step`` / ``train_epoch``: the loss of ``scripts/train.py`` L52–54 (0.5·MSE with target
-  weights, ``models.targets.heatmap_mse_loss``; spec §7.4), optionally through RMPE's SSTN (``models.sstn.SSTNPose``:
+  weights, ``models.targets.heatmap_mse_loss``), optionally through RMPE's SSTN (``models.sstn.SSTNPose``:
   loss in the proposal frame after the SDTN, plus the parallel SPPE's loss against centre-located targets), with
   optional bf16 autocast (forward only; loss and gradients in fp32, no GradScaler needed for bf16).
 * ``build_optimizer`` / ``learning_rate``: AlphaPose's ``Adam(lr=1e-3)`` (no weight decay) and its per-epoch
   ``MultiStepLR(milestones=[90, 120], gamma=0.1)``, reset to the base rate at the DPG milestone with milestones
-  counted from there (``scripts/train.py`` L267–316; spec §7.5), as a pure function of the epoch, so resuming needs
+  counted from there (``scripts/train.py`` L267–316), as a pure function of the epoch, so resuming needs
   no scheduler state.
 * ``export_state_dict``: the plain state dict of the base SPPE in AlphaPose's layout (no ``module.`` prefix, no
   STN or parallel branch), what ``models.checkpoints.load_checkpoint`` loads strictly into ``build_sppe(arch)``.
@@ -62,7 +62,7 @@ __all__ = [
 
 #: Input pixels per heatmap pixel (256×192 crops → 64×48 maps; AlphaPose's ``feat_stride``).
 HEATMAP_STRIDE = 4
-#: ``configs/coco/resnet/256x192_res50_lr1e-3_1x.yaml`` ``TRAIN.LR`` (spec §7.5).
+#: ``configs/coco/resnet/256x192_res50_lr1e-3_1x.yaml`` ``TRAIN.LR``.
 ALPHAPOSE_LR = 1e-3
 #: ``TRAIN.LR_STEP`` of the same config: the rate drops ×0.1 after these epochs.
 ALPHAPOSE_MILESTONES = (90, 120)
@@ -87,7 +87,7 @@ def _visible(keypoints: np.ndarray, target_weight: np.ndarray) -> np.ndarray:
 def render_targets(
     keypoints: np.ndarray, target_weight: np.ndarray, crop_hw: Sequence[int], sigma: float = 2.0
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Heatmap targets of a batch of training samples (AlphaPose's ``_target_generator``; spec §7.3).
+    """Heatmap targets of a batch of training samples (AlphaPose's ``_target_generator``).
 
     Args:
         keypoints: float ``[B, K, 2]`` (x, y) in crop (network-input) pixels, NaN where the joint has no target.

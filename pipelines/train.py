@@ -143,8 +143,8 @@ def iter_local_batches(
 
 
 def configure_data_context(*, preserve_order: bool = True) -> None:
-    """Ray Data settings for training, set before the trainer exists (it copies ``DataContext`` at construction,
-    ``shared/specs/ray-train-notes.md`` §2.4): keep block order (one worker then sees the same rows in the same order
+    """Ray Data settings for training, set before the trainer exists (it copies ``DataContext`` at construction):
+    keep block order (one worker then sees the same rows in the same order
     every run, which makes resume bit-exact) and no progress bars."""
     import ray.data
 
