@@ -62,6 +62,10 @@ from jobs.ray_init import init_ray
 
 __all__ = ["main", "build_config", "StallWatchdog"]
 
+#: Set by the first Ctrl-C (SIGINT) of ``python -m jobs.label``. The KeyboardInterrupt it raises can be swallowed
+#: inside library code running in the main thread; the chunk loop checks this too, so a Ctrl-C is never lost.
+INTERRUPT = threading.Event()
+
 logger = logging.getLogger("raypose.label")
 
 RANDOM_BANNER = (
@@ -495,6 +499,8 @@ def _main(argv: list[str] | None, cleanup: contextlib.ExitStack) -> int:
                         tracking=cfg.tracking.poseflow if cfg.tracking.enabled else None,
                     )
                     summaries += run_label(shards, cfg, spec)
+                    if INTERRUPT.is_set():  # a Ctrl-C whose KeyboardInterrupt was swallowed on the way
+                        raise KeyboardInterrupt
                     watch.done()
                     logger.info(
                         "chunk %d/%d done: %d videos (%d of %d)",
@@ -505,6 +511,8 @@ def _main(argv: list[str] | None, cleanup: contextlib.ExitStack) -> int:
                         len(todo),
                     )
         except Exception as e:
+            if INTERRUPT.is_set():  # the Ctrl-C's KeyboardInterrupt came back as another exception (a Ray error)
+                raise KeyboardInterrupt from None
             if not _infrastructure_failure(e):
                 logger.exception("run %s failed; committed videos are kept and a rerun resumes after them", run_id)
                 return EXIT_CRASHED
@@ -802,22 +810,31 @@ def _skipped_line(skipped: list[str]) -> str:
     )
 
 
+def _on_sigint(signum, frame) -> None:
+    """First Ctrl-C: remember it and raise KeyboardInterrupt (as Python's default handler does); a second one
+    while the first is being handled leaves at once."""
+    if INTERRUPT.is_set():
+        os._exit(EXIT_INTERRUPTED)
+    INTERRUPT.set()
+    raise KeyboardInterrupt
+
+
 def _cli() -> int:
     """``python -m jobs.label``: :func:`main`, with Ctrl-C (SIGINT) reported in one line and exit status 130
-    instead of a traceback. Ray is shut down; committed videos stay committed (a video is published whole or not
-    at all), so the same command resumes."""
+    instead of a traceback. Ray is shut down once Ray Data's threads have stopped (``jobs.ray_init.shutdown_ray``);
+    committed videos stay committed (a video is published whole or not at all), so the same command resumes."""
+    import signal
+
+    signal.signal(signal.SIGINT, _on_sigint)
     try:
         return main()
     except KeyboardInterrupt:
-        import signal
-
-        signal.signal(signal.SIGINT, lambda *_: os._exit(EXIT_INTERRUPTED))  # a second Ctrl-C: leave at once
+        INTERRUPT.set()  # also when the KeyboardInterrupt came from elsewhere (e.g. raised by a library)
         print(INTERRUPTED, file=sys.stderr, flush=True)
         with contextlib.suppress(Exception):
-            import ray
+            from jobs.ray_init import shutdown_ray
 
-            if ray.is_initialized():
-                ray.shutdown()
+            shutdown_ray()
         return EXIT_INTERRUPTED
 
 
