@@ -509,17 +509,15 @@ def _undelivered(shard: dict, emitted: np.ndarray, failure: Exception | None) ->
 
 
 def _read_image(uri: str, storage_options: dict | None) -> np.ndarray:
-    import cv2
     import fsspec
 
+    from models.images import decode_image
+
     with fsspec.open(uri, "rb", **(storage_options or {})) as f:
-        data = np.frombuffer(f.read(), np.uint8)
-    if not data.size:
+        data = f.read()
+    if not data:
         raise _empty_file(uri)
-    bgr = cv2.imdecode(data, cv2.IMREAD_COLOR)  # IMREAD_COLOR applies the EXIF orientation: displayed orientation
-    if bgr is None:
-        raise ValueError("not a decodable image")
-    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+    return decode_image(data)
 
 
 def _decode_images(shard: dict, storage_options: dict | None, orb=None) -> Iterator[dict[str, np.ndarray]]:

@@ -43,6 +43,7 @@ from store.sources import WorkUnit
 __all__ = [
     "StageResources",
     "ResourcesConfig",
+    "ServeConfig",
     "RunConfig",
     "TrackingConfig",
     "LabelConfig",
@@ -204,6 +205,56 @@ class TrackingConfig:
 
 
 @dataclass(frozen=True, kw_only=True)
+class ServeConfig:
+    """The online endpoint (``jobs.serve``): replicas, request batching and limits. Read from the same YAML as
+    ``jobs.label`` (which ignores it): one file drives both. Nothing here changes a pose."""
+
+    host: str = "127.0.0.1"  # "0.0.0.0" to listen on every interface (put it behind your own TLS proxy)
+    port: int = 8000
+    route_prefix: str = "/"
+    detect_replicas: int = 1
+    sppe_replicas: int = 1
+    ingress_replicas: int = 1
+    detect_num_cpus: float = 0.5  # per replica
+    sppe_num_cpus: float = 1.0
+    detect_num_gpus: float = 0.0  # > 0: the replica runs on a GPU (device "auto" picks it)
+    sppe_num_gpus: float = 0.0
+    threads: int | None = None  # torch threads per CPU replica; None: its CPU reservation rounded up
+    detect_max_batch: int = 4  # images per detector forward (Serve's dynamic batching)
+    sppe_max_batch: int = 16  # images (all their persons) per SPPE call
+    batch_wait_timeout_s: float = 0.01  # how long a replica waits to fill a batch
+    max_ongoing_requests: int = 16  # requests a replica works on at once (the ingress's: requests in flight)
+    max_queued_requests: int = 32  # requests waiting for the ingress beyond that; more get HTTP 503
+    max_request_bytes: int = 20 * 1024 * 1024  # larger bodies get HTTP 413
+    max_image_pixels: int = 40_000_000  # larger images (declared size) get HTTP 413
+    token_env: str = "RAYPOSE_SERVE_TOKEN"  # when this environment variable is set, requests need its bearer token
+
+    def __post_init__(self) -> None:
+        for name in (
+            "detect_replicas",
+            "sppe_replicas",
+            "ingress_replicas",
+            "detect_max_batch",
+            "sppe_max_batch",
+            "max_ongoing_requests",
+            "max_request_bytes",
+            "max_image_pixels",
+        ):
+            if getattr(self, name) < 1:
+                raise ValueError(f"serve.{name} must be ≥ 1, got {getattr(self, name)}")
+        if not 0 < self.port < 65536:
+            raise ValueError(f"serve.port must be in 1..65535, got {self.port}")
+        if self.max_queued_requests < -1 or self.batch_wait_timeout_s < 0:
+            raise ValueError("serve.max_queued_requests must be ≥ -1 (-1: no limit) and batch_wait_timeout_s ≥ 0")
+        if min(self.detect_num_cpus, self.sppe_num_cpus, self.detect_num_gpus, self.sppe_num_gpus) < 0:
+            raise ValueError("serve.*_num_cpus and *_num_gpus must be ≥ 0")
+        if self.threads is not None and self.threads < 1:
+            raise ValueError(f"serve.threads must be ≥ 1 (or unset), got {self.threads}")
+        if not self.route_prefix.startswith("/"):
+            raise ValueError(f"serve.route_prefix must start with '/', got {self.route_prefix!r}")
+
+
+@dataclass(frozen=True, kw_only=True)
 class LabelConfig:
     """Everything ``jobs.label`` runs with; hashed (minus resources) into every commit marker."""
 
@@ -216,6 +267,7 @@ class LabelConfig:
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     run: RunConfig = field(default_factory=RunConfig)
     resources: ResourcesConfig = field(default_factory=ResourcesConfig)
+    serve: ServeConfig = field(default_factory=ServeConfig)  # jobs.serve only
 
     def __post_init__(self) -> None:
         if self.sppe.arch == "detector":
@@ -251,6 +303,7 @@ class LabelConfig:
         """The part of the config that changes outputs (resources and chunking do not)."""
         d = dataclasses.asdict(self)
         d.pop("resources")
+        d.pop("serve")
         if self.pose_nms.method != "crowd_association":
             d.pop("crowd")  # unused: configs (and hashes, so committed outputs) from before it existed stay valid
         d["run"] = {"shard_frames": self.run.shard_frames}  # shard length can move nothing, but keep it visible
