@@ -1,7 +1,7 @@
 """Write SPPE training samples (RMPE proposals, AlphaPose augmentations, crops) as Parquet shards, on Ray Data.
 
     python -m jobs.proposals --gt person_keypoints.json --images DIR_OR_URI [--gt more.json --images DIR2 ...]
-                             [--labels RAYPOSE_OUT --min-score 0.5 --min-keypoint-score 0.5]
+                             [--labels RAYPOSE_OUT --min-score 0.5 --min-keypoint-score 0.5 --video-frame-stride 1]
                              --out OUT --mode gt|dpg|pgpg [--pgpg pgpg.json]
                              [--proposals-per-person 1] [--epochs 1] [--seed 0]
                              [--augment none|alphapose_1x] [--crop-format raw|jpeg]
@@ -19,7 +19,9 @@ AlphaPose's ``SimpleTransform`` augmentations (``--augment``), the 256×192 crop
 
 Labels: COCO keypoint files (``--gt``, each with the folder or URI prefix of its images, ``--images``; local or any
 fsspec URI, ``s3://`` included) and/or ``jobs.label`` outputs as pseudo-labels (``--labels``: persons with
-``pose_score ≥ --min-score``, joints with score ``≥ --min-keypoint-score``). All sources must share one keypoint set.
+``pose_score ≥ --min-score``, joints with score ``≥ --min-keypoint-score``; image units and video frames, every
+``--video-frame-stride``-th frame of a video, decoded exactly as the labelling job decoded it). All sources must share
+one keypoint set.
 
 Output (``store.training``): ``OUT/samples/shard=<id>/part-0.parquet``, ``OUT/errors/shard=<id>/part-0.parquet``
 (images that could not be read; the rest of the shard is kept), ``OUT/_manifest/<id>.json`` (commit markers) and
@@ -58,6 +60,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--labels", action="append", default=[], help="a jobs.label output folder: pseudo-labels")
     p.add_argument("--min-score", type=float, default=0.5, help="pseudo-labels: least person pose_score")
     p.add_argument("--min-keypoint-score", type=float, default=0.5, help="pseudo-labels: least joint score")
+    p.add_argument(
+        "--video-frame-stride", type=int, default=1, help="pseudo-labels: every n-th frame of a video (default all)"
+    )
     p.add_argument("--out", required=True, help="output folder or fsspec URI")
     p.add_argument("--mode", choices=("gt", "dpg", "pgpg"), default="dpg")
     p.add_argument("--pgpg", help="PGPG model JSON (jobs.fit_pgpg), for --mode pgpg")
@@ -173,7 +178,12 @@ def _config(args) -> tuple:
             sources.append(read_coco_labels(gt, images))
         for folder in args.labels:
             sources.append(
-                read_raypose_labels(folder, min_score=args.min_score, min_keypoint_score=args.min_keypoint_score)
+                read_raypose_labels(
+                    folder,
+                    min_score=args.min_score,
+                    min_keypoint_score=args.min_keypoint_score,
+                    video_frame_stride=args.video_frame_stride,
+                )
             )
     except LabelError as e:
         raise UsageError(str(e)) from None

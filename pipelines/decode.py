@@ -566,3 +566,43 @@ def decode_shard(
     except Exception as e:
         logger.warning("decode failed for %s shard %s: %s", shard["video_id"], shard["shard_index"], e)
         yield error_row(shard, "decode", e)
+
+
+def video_frames(
+    uri: str, wanted: list[int], storage_options: dict | None = None, shard_frames: int = 256
+) -> Iterator[tuple[int, np.ndarray | str]]:
+    """The frames ``wanted`` (frame indices, any order) of one video, exactly as ``jobs.label`` decoded them: the
+    same probe, frame-exact shards and displayed orientation (``decode_shard``). Yields ``(frame_index, rgb)`` in
+    increasing frame order, or ``(frame_index, reason)`` for a wanted frame that did not decode; only the shards
+    holding wanted frames are decoded. Used to read pseudo-labelled video frames back (``pipelines.proposals``).
+    """
+    need = sorted(set(int(i) for i in wanted))
+    if not need:
+        return
+    try:
+        probe = probe_video(uri, storage_options)
+    except Exception as e:  # noqa: BLE001 - every wanted frame is then unreadable, for this reason
+        for i in need:
+            yield i, f"probe failed: {type(e).__name__}: {e}"
+        return
+    unit = WorkUnit(video_id="frames", source_uri=uri, kind="video", fingerprint="", frames=())
+    pending = set(need)
+    for shard in plan_shards(unit, shard_frames, probe):
+        if not any(shard["start"] <= i < shard["end"] for i in pending):
+            continue
+        for batch in decode_shard(shard, chunk=16, storage_options=storage_options):
+            for r, i in enumerate(batch["frame_index"].tolist()):
+                if i == -1 and batch["error"][r]:  # the shard as a whole did not decode: its wanted frames say why
+                    for j in sorted(j for j in pending if shard["start"] <= j < shard["end"]):
+                        pending.discard(j)
+                        yield j, str(batch["error"][r])
+                    continue
+                if i not in pending:
+                    continue
+                pending.discard(i)
+                err = str(batch["error"][r])
+                yield (i, err) if err else (i, batch["frame"][r])
+            if not pending:
+                return
+    for i in sorted(pending):
+        yield i, f"frame {i} is beyond the video's {probe.num_frames} frames"

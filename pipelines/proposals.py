@@ -169,20 +169,47 @@ def make_shards(sources: list[LabelSource], images_per_shard: int) -> list[dict]
 
 
 def read_image_rgb(uri: str, storage_options: dict | None = None) -> np.ndarray:
-    """An image file (local or fsspec URI) → uint8 ``[H, W, 3]`` RGB in displayed orientation (``cv2.imdecode``
-    with ``IMREAD_COLOR`` applies EXIF orientation, as ``pipelines.decode`` reads image units and as AlphaPose's
-    ``cv2.imread`` does). ValueError for an empty or undecodable file."""
-    import cv2
+    """An image file (local or fsspec URI) → uint8 ``[H, W, 3]`` RGB in displayed orientation, decoded as
+    ``pipelines.decode`` reads image units (``models.images.decode_image``: EXIF orientation applied, as AlphaPose's
+    ``cv2.imread``). ValueError for an empty or undecodable file."""
     import fsspec
 
+    from models.images import decode_image
+
     with fsspec.open(uri, "rb", **(storage_options or {})) as f:
-        data = np.frombuffer(f.read(), np.uint8)
-    if not data.size:
-        raise ValueError("file is empty (0 bytes)")
-    bgr = cv2.imdecode(data, cv2.IMREAD_COLOR)
-    if bgr is None:
-        raise ValueError("not a decodable image")
-    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+        return decode_image(f.read())
+
+
+class _Frames:
+    """The pixels of a shard's images in shard order: image files read one by one, and each video's wanted frames
+    decoded in one forward pass (``pipelines.decode.video_frames``: the labelling job's frames exactly); a frame
+    asked for out of order restarts that video's pass."""
+
+    def __init__(self, images: list[ImageLabels], storage_options: dict | None) -> None:
+        self.storage_options = storage_options
+        self.wanted: dict[str, list[int]] = {}
+        for im in images:
+            if im.frame_index >= 0:
+                self.wanted.setdefault(im.image_uri, []).append(im.frame_index)
+        self.streams: dict[str, tuple[object, int]] = {}
+
+    def read(self, im: ImageLabels) -> np.ndarray:
+        if im.frame_index < 0:
+            return read_image_rgb(im.image_uri, self.storage_options)
+        from pipelines.decode import video_frames
+
+        stream, last = self.streams.get(im.image_uri, (None, None))
+        if stream is None or last is None or im.frame_index <= last:
+            rest = [i for i in self.wanted[im.image_uri] if i >= im.frame_index]
+            stream = video_frames(im.image_uri, rest, self.storage_options)
+        for i, frame in stream:
+            self.streams[im.image_uri] = (stream, i)
+            if i == im.frame_index:
+                if isinstance(frame, str):
+                    raise ValueError(f"frame {i}: {frame}")
+                return frame
+        self.streams.pop(im.image_uri, None)
+        raise ValueError(f"frame {im.frame_index} was not decoded")
 
 
 def _sample_id(im: ImageLabels, person_index: int, epoch: int, k: int) -> str:
@@ -279,11 +306,12 @@ def generate_shard(shard: dict, spec: ProposalSpec) -> dict:
     s_uri, e_uri = samples_uri(spec.output, shard["shard_id"]), errors_uri(spec.output, shard["shard_id"])
     errors: list[dict] = []
     n_samples = n_persons = 0
+    frames = _Frames(images, spec.storage_options)
     with AtomicParquetWriter(s_uri, schema, spec.storage_options) as writer:
         rows: list[dict] = []
         for im in images:
             try:
-                image = read_image_rgb(im.image_uri, spec.storage_options)
+                image = frames.read(im)
                 if im.width and im.height and image.shape[:2] != (im.height, im.width):
                     raise ValueError(
                         f"decoded {image.shape[1]}×{image.shape[0]}, but the labels are for {im.width}×{im.height}"

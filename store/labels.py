@@ -11,8 +11,10 @@ where a label came from except through ``label_kind`` and ``label_score``.
   ``bbox_xywh_to_xyxy``), clipped to ``[0, W − 1]`` × ``[0, H − 1]``; a joint is labelled when ``v > 0``.
 * ``read_raypose_labels``: the keypoint table of a ``jobs.label`` output (``store.tables``), as pseudo-labels: a
   person is kept when its ``pose_score ≥ min_score``; its joints with ``keypoint_score ≥ min_keypoint_score`` are
-  labelled (persons left with none are dropped); the box is the detector's. Only image units are read (video frames
-  would need decoding at an exact frame; their rows are counted in ``LabelSource.skipped``).
+  labelled (persons left with none are dropped); the box is the detector's. Image units and video frames are read
+  (a video frame's ``ImageLabels.frame_index`` says which frame of ``image_uri``; ``pipelines.decode.video_frames``
+  decodes it exactly as the labelling job did); ``video_frame_stride`` keeps every n-th frame of a video, since
+  neighbouring frames are near duplicates.
 
 Everything is read where the job's driver runs, before Ray starts, so a bad file is a clear error (``LabelError``).
 """
@@ -46,6 +48,8 @@ class ImageLabels:
         boxes_xyxy: float64 ``[P, 4]`` image pixels.
         keypoints: float64 ``[P, K, 2]`` (x, y) image pixels; visible: bool ``[P, K]`` (labelled joints).
         label_kind: ``"gt"`` or ``"pseudo"``; label_score: float64 ``[P]`` (the person score; NaN for ``"gt"``).
+        frame_index: for a video frame, its index in the video ``image_uri`` (the labelling job's frame numbering);
+            −1 for an image file.
     """
 
     source: str
@@ -60,6 +64,7 @@ class ImageLabels:
     visible: np.ndarray
     label_kind: str
     label_score: np.ndarray
+    frame_index: int = -1
 
     @property
     def num_persons(self) -> int:
@@ -80,6 +85,7 @@ class ImageLabels:
             "visible": self.visible.tolist(),
             "label_kind": self.label_kind,
             "label_score": [None if np.isnan(s) else float(s) for s in self.label_score],
+            "frame_index": self.frame_index,
         }
 
     @classmethod
@@ -99,12 +105,14 @@ class ImageLabels:
             visible=np.asarray(d["visible"], bool).reshape(p, k),
             label_kind=d["label_kind"],
             label_score=np.asarray([np.nan if s is None else s for s in d["label_score"]], np.float64).reshape(p),
+            frame_index=int(d.get("frame_index", -1)),
         )
 
 
 @dataclass(frozen=True)
 class LabelSource:
-    """One label input, read: its images (sorted by ``str(image_id)``, only those with a kept person), its keypoint
+    """One label input, read: its images (sorted by ``str(image_id)``, raypose outputs by unit then frame index; only
+    those with a kept person), its keypoint
     set, and counts of what was dropped (``skipped``: reason → count)."""
 
     source: str
@@ -239,15 +247,21 @@ def read_raypose_labels(
     *,
     min_score: float = 0.5,
     min_keypoint_score: float = 0.5,
+    video_frame_stride: int = 1,
     storage_options: dict | None = None,
 ) -> LabelSource:
     """A ``jobs.label`` output folder's committed keypoint tables → ``LabelSource`` of kind ``"pseudo"``.
+
+    ``video_frame_stride``: keep video frames whose index is a multiple of it (1: all). Images are sorted by
+    ``(unit, frame index)``, so a shard holds a video's frames in decoding order.
 
     Raises:
         LabelError: not a readable output folder, several keypoint sets, or no person above the thresholds.
     """
     from store.tables import load_output, pose_arrays
 
+    if video_frame_stride < 1:
+        raise LabelError(f"video_frame_stride must be ≥ 1, got {video_frame_stride}")
     try:
         tables = load_output(output, committed_only=True, storage_options=storage_options)
         arr = pose_arrays(tables.poses)
@@ -258,11 +272,12 @@ def read_raypose_labels(
     sets = sorted(set(arr.keypoint_set.tolist()))
     if len(sets) > 1:
         raise LabelError(f"{output}: several keypoint sets {sets}; pseudo-labels must share one")
-    skipped = {"video_frames": 0, "low_score": 0, "no_keypoints": 0}
+    skipped = {"video_frame_stride": 0, "low_score": 0, "no_keypoints": 0}
     is_video = np.array([str(u).lower().endswith(_VIDEO_SUFFIXES) for u in arr.source_uri.tolist()], bool)
-    skipped["video_frames"] = int(is_video.sum())
+    strided = is_video & (arr.frame_index % video_frame_stride != 0)
+    skipped["video_frame_stride"] = int(strided.sum())
     groups: dict[tuple[str, int], list[int]] = {}
-    for i in np.flatnonzero(~is_video).tolist():
+    for i in np.flatnonzero(~strided).tolist():
         groups.setdefault((str(arr.video_id[i]), int(arr.frame_index[i])), []).append(i)
     out = []
     for (vid, frame), rows in groups.items():
@@ -297,12 +312,13 @@ def read_raypose_labels(
                 visible=np.stack([v for _, v in keep]),
                 label_kind="pseudo",
                 label_score=arr.pose_score[idx].astype(np.float64),
+                frame_index=int(frame) if is_video[idx[0]] else -1,
             )
         )
     if not out:
         raise LabelError(
             f"{output}: no person with pose_score ≥ {min_score} and a keypoint score ≥ {min_keypoint_score} in an "
-            f"image unit (skipped: {skipped})"
+            f"image or video frame (skipped: {skipped})"
         )
-    out.sort(key=lambda r: str(r.image_id))
+    out.sort(key=lambda r: (str(r.image_id).rsplit(":", 1)[0], int(str(r.image_id).rsplit(":", 1)[1])))
     return LabelSource(source=output, kind="pseudo", keypoint_set=sets[0], images=tuple(out), skipped=skipped)
