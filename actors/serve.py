@@ -217,7 +217,7 @@ class PoseAPI:
         got = request.headers.get("authorization", "")
         if got.startswith("Bearer ") and hmac.compare_digest(got[7:].encode(), self._token.encode()):
             return None
-        return _error(401, f"missing or wrong bearer token (Authorization: Bearer $${self.s['token_env']})")
+        return _error(401, f"missing or wrong bearer token (Authorization: Bearer ${self.s['token_env']})")
 
     async def _body(self, request: Request) -> bytes | JSONResponse:
         limit = self.s["max_request_bytes"]
@@ -264,7 +264,7 @@ class PoseAPI:
         return out
 
     @api.post("/v1/poses")
-    async def poses(self, request: Request, format: str = "raypose", render: int = 0, image_id: int = 0):
+    async def poses(self, request: Request, format: str = "raypose", render: bool = False, image_id: int = 0):
         t0 = time.perf_counter()
         denied = self._denied(request)
         if denied is not None:

@@ -72,8 +72,14 @@ def main(
     if args.port:
         args.overrides.append(f"serve.port={args.port}")
 
+    import os
+
     from pipelines.configs import ConfigError
 
+    if args.detach and not os.environ.get("RAY_ADDRESS"):
+        print("error: --detach leaves the endpoint on a running cluster: set RAY_ADDRESS (ray job submit does)",
+              file=sys.stderr)  # fmt: skip
+        return EXIT_USAGE
     try:
         cfg, app = prepare(args.config, args.overrides)
     except (ConfigError, ValueError, OSError) as e:

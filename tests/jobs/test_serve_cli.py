@@ -37,6 +37,7 @@ def no_ray(monkeypatch):
         ),
         (["--config", str(REPO / "configs" / "demo.yaml"), "--set", "serve.colour=red"], "colour"),
         (["--config", str(REPO / "configs" / "demo.yaml"), "--port", "70000"], "serve.port"),
+        (["--config", str(REPO / "configs" / "demo.yaml"), "--detach"], "RAY_ADDRESS"),
         (["--config", str(REPO / "configs" / "demo.yaml"), "--set", "serve.max_request_bytes=0"], "max_request_bytes"),
         (
             [
@@ -51,7 +52,8 @@ def no_ray(monkeypatch):
         ),
     ],
 )
-def test_refused_before_ray_with_the_reason(args, message, capsys):
+def test_refused_before_ray_with_the_reason(args, message, capsys, monkeypatch):
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
     assert serve_main(args) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and message in err, err
