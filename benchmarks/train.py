@@ -77,6 +77,8 @@ def write_synthetic_proposals(
                     "keypoints": kps,
                     "target_weight": tw,
                     "num_joints": k,
+                    "interference_keypoints": [],
+                    "interference_types": [],
                 }
             )
         if rows:

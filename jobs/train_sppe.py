@@ -87,6 +87,7 @@ class TrainConfig:
     sstn: bool = False
     parallel_sppe: str = ""  # checkpoint of the frozen parallel SPPE ("" = none)
     bf16: bool = False
+    jc_targets: bool = False  # CrowdPose's JC-SPPE targets (interference joints at μ = 0.5)
     sigma: float = 2.0
     shuffle_buffer: int = 0  # rows of Ray Data's local shuffle buffer per worker (0 = file order)
     threads: int = 0  # torch threads per worker (0 = Ray's default: floor(cpus_per_worker), at least 1)
@@ -167,6 +168,14 @@ def validate_config(cfg: TrainConfig) -> TrainConfig:
         raise ConfigError(
             f"--dpg-from-epoch needs both branch == 'gt' rows and DPG/PGPG rows; the shards have {info['branches']}"
         )
+    if cfg.jc_targets:
+        from actors.train_samples import JC_COLUMNS
+
+        if not set(JC_COLUMNS) <= set(info["columns"]):
+            raise ConfigError(
+                f"--jc-targets needs the interference joints of training schema ≥ 2 ({', '.join(JC_COLUMNS)}); "
+                f"some shards of {', '.join(sources)} lack them: regenerate them with python -m jobs.proposals"
+            )
     if info["rows"] < cfg.workers:
         raise ConfigError(f"{info['rows']} samples for {cfg.workers} workers")
     cfg = _replace(cfg, files=tuple(files), num_joints=int(info["num_joints"][0]), crop_hw=crop_hw)
@@ -473,7 +482,12 @@ def train_plain_model(
         set_learning_rate(opt, _lr(cfg, epoch))
         branch = "all" if cfg.dpg_from_epoch is None else ("dpg" if epoch >= cfg.dpg_from_epoch else "gt")
         batches = iter_local_batches(
-            list(cfg.files), cfg.batch_size, branch=branch, sigma=cfg.sigma, centre_targets=bool(cfg.parallel_sppe)
+            list(cfg.files),
+            cfg.batch_size,
+            branch=branch,
+            sigma=cfg.sigma,
+            centre_targets=bool(cfg.parallel_sppe),
+            jc_targets=cfg.jc_targets,
         )
         stats = train_epoch(model, opt, batches, device=device, autocast_dtype=_autocast(cfg))
         out.append(
@@ -528,6 +542,7 @@ def run(cfg: TrainConfig) -> dict:
         dpg_from_epoch=cfg.dpg_from_epoch,
         sigma=cfg.sigma,
         centre_targets=bool(cfg.parallel_sppe),
+        jc_targets=cfg.jc_targets,
         batch_size=cfg.batch_size,
     )
     resources = {"CPU": cfg.cpus_per_worker, **({"GPU": 1} if cfg.gpu else {})}
@@ -600,6 +615,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--sstn", action="store_true", help="RMPE's SSTN around the SPPE")
     p.add_argument("--parallel-sppe", default="", help="frozen parallel SPPE checkpoint (needs --sstn)")
     p.add_argument("--bf16", action="store_true", help="bf16 autocast of the forward pass")
+    p.add_argument(
+        "--jc-targets",
+        action="store_true",
+        help="CrowdPose's JC-SPPE targets: other persons' joints in the crop as 0.5 peaks (Li et al., CVPR 2019)",
+    )
     p.add_argument("--shuffle-buffer", type=int, default=0, help="local shuffle buffer rows per worker (0: none)")
     p.add_argument("--threads", type=int, default=0, help="torch threads per worker (0: Ray's default)")
     p.add_argument("--val-gt", default="", help="COCO keypoint GT JSON for per-epoch AP (with --val-images)")
@@ -628,6 +648,7 @@ def main(argv: list[str] | None = None) -> int:
         sstn=args.sstn,
         parallel_sppe=args.parallel_sppe,
         bf16=args.bf16,
+        jc_targets=args.jc_targets,
         shuffle_buffer=args.shuffle_buffer,
         threads=args.threads,
         val_gt=os.path.abspath(args.val_gt) if args.val_gt else "",

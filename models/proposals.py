@@ -49,7 +49,15 @@ import numpy as np
 from models.pgpg import ALPHAPOSE_DPG, DPGParams, PGPGModel, dpg_proposal, pgpg_proposal, proposal_rng
 from models.targets import NO_AUGMENT, TrainAugment, sample_transform, warp_crop
 
-__all__ = ["PROPOSAL_MODES", "DPG_VARIANTS", "ProposalSample", "proposal_sample", "sample_rng", "image_to_crop_matrix"]
+__all__ = [
+    "PROPOSAL_MODES",
+    "DPG_VARIANTS",
+    "ProposalSample",
+    "proposal_sample",
+    "sample_rng",
+    "image_to_crop_matrix",
+    "crop_interference",
+]
 
 #: ``mode`` values of ``proposal_sample``.
 PROPOSAL_MODES = ("gt", "dpg", "pgpg")
@@ -112,6 +120,45 @@ def image_to_crop_matrix(matrix: np.ndarray, flipped: bool, image_width: int) ->
         m[:, 2] += m[:, 0] * (image_width - 1)
         m[:, 0] = -m[:, 0]
     return m
+
+
+def crop_interference(
+    image_to_crop: np.ndarray,
+    flipped: bool,
+    keypoints: np.ndarray,
+    visible: np.ndarray,
+    flip_pairs: Sequence[tuple[int, int]],
+    crop_hw: tuple[int, int],
+) -> tuple[np.ndarray, np.ndarray]:
+    """The interference joints of a sample for JC-SPPE targets: the other persons' labelled joints that land in the
+    crop, in crop pixels, with their joint types (CrowdPose, Li et al. CVPR 2019, §3.2: "joints of other persons in
+    the proposal"; the crop is the network's view of the proposal, ×1.25 enlarged as AlphaPose cuts it).
+
+    Args:
+        image_to_crop: float ``[2, 3]`` original image → crop (``ProposalSample.image_to_crop``, flip folded in).
+        flipped: the sample was mirrored: a joint's type becomes its mirror's (left ↔ right), as the target person's.
+        keypoints: float ``[Q, K, 2]`` the *other* persons' joints, image pixels; visible: ``[Q, K]`` labelled.
+        flip_pairs: the keypoint set's left/right pairs.
+        crop_hw: the crop's (height, width).
+    Returns:
+        ``xy`` float32 ``[J, 2]`` crop pixels and ``types`` int16 ``[J]``, persons in order, joints in order.
+    """
+    kp = np.asarray(keypoints, dtype=np.float64)
+    if kp.size == 0:
+        return np.zeros((0, 2), np.float32), np.zeros(0, np.int16)
+    k = kp.shape[-2]
+    kp = kp.reshape(-1, k, 2)
+    vis = (np.asarray(visible).reshape(kp.shape[:2]) > 0) & np.isfinite(kp).all(axis=2)
+    m = np.asarray(image_to_crop, dtype=np.float64).reshape(2, 3)
+    xy = kp @ m[:, :2].T + m[:, 2]
+    h, w = crop_hw
+    inside = vis & (xy[..., 0] >= 0) & (xy[..., 0] <= w - 1) & (xy[..., 1] >= 0) & (xy[..., 1] <= h - 1)
+    types = np.arange(k)
+    if flipped:
+        for a, b in flip_pairs:
+            types[a], types[b] = b, a
+    q, j = np.nonzero(inside)
+    return xy[q, j].astype(np.float32), types[j].astype(np.int16)
 
 
 def proposal_sample(

@@ -104,6 +104,35 @@ def render_targets(
     return gaussian_targets(kps_hm, vis, heatmap_size(crop_hw), sigma)
 
 
+def render_jc_targets(
+    keypoints: np.ndarray,
+    target_weight: np.ndarray,
+    interference_xy: Sequence[np.ndarray],
+    interference_types: Sequence[np.ndarray],
+    crop_hw: Sequence[int],
+    sigma: float = 2.0,
+) -> tuple[np.ndarray, np.ndarray]:
+    """CrowdPose's JC-SPPE targets of a batch (Li et al., CVPR 2019, §3.2; ``models.crowdpose.jc_targets``): each
+    sample's ``render_targets`` map plus μ = 0.5 Gaussians at its interference joints (crop pixels, per sample
+    ``[J, 2]`` with types ``[J]``), max-combined, only on channels whose target joint is labelled."""
+    from models.crowdpose import jc_targets
+
+    kps = np.asarray(keypoints, dtype=np.float64)
+    vis = _visible(kps, target_weight)
+    kps_hm = np.nan_to_num(kps / HEATMAP_STRIDE, nan=0.0)
+    hw = heatmap_size(crop_hw)
+    maps, weights = [], []
+    for b in range(len(kps)):
+        xy = np.asarray(interference_xy[b], dtype=np.float64).reshape(-1, 2) / HEATMAP_STRIDE
+        t, w = jc_targets(kps_hm[b], vis[b], xy, np.asarray(interference_types[b]).reshape(-1), hw, sigma)
+        maps.append(t)
+        weights.append(w)
+    k = kps.shape[1]
+    if not maps:
+        return np.zeros((0, k, *hw), np.float32), np.zeros((0, k), np.float32)
+    return np.stack(maps).astype(np.float32), np.stack(weights).astype(np.float32)
+
+
 def centre_frame_targets(
     keypoints: np.ndarray,
     target_weight: np.ndarray,
@@ -148,6 +177,7 @@ def prepare_batch(
     *,
     gt_boxes_xyxy: np.ndarray | None = None,
     image_to_crop: np.ndarray | None = None,
+    interference: tuple[Sequence[np.ndarray], Sequence[np.ndarray]] | None = None,
     sigma: float = 2.0,
 ) -> dict[str, np.ndarray]:
     """Decoded samples (``store.training.sample_arrays``) → the arrays one training step consumes.
@@ -155,10 +185,14 @@ def prepare_batch(
     Returns a dict of numpy arrays: ``crops`` uint8 ``[B, H, W, 3]`` (normalised on the training device by
     ``models.transforms.normalize_crops``, inference's normalisation), ``targets`` float32 ``[B, K, H/4, W/4]``,
     ``target_weight`` float32 ``[B, K]``, and with ``gt_boxes_xyxy`` and ``image_to_crop`` also ``centre_targets``
-    and ``centre_weight`` (``centre_frame_targets``) for the parallel SPPE.
+    and ``centre_weight`` (``centre_frame_targets``) for the parallel SPPE. With ``interference`` (per-sample
+    interference joints and their types, crop pixels) the targets are JC-SPPE's (``render_jc_targets``).
     """
     crop_hw = crops.shape[1:3]
-    targets, weights = render_targets(keypoints, target_weight, crop_hw, sigma)
+    if interference is not None:
+        targets, weights = render_jc_targets(keypoints, target_weight, *interference, crop_hw, sigma)
+    else:
+        targets, weights = render_targets(keypoints, target_weight, crop_hw, sigma)
     out = {"crops": np.ascontiguousarray(crops), "targets": targets, "target_weight": weights}
     if gt_boxes_xyxy is not None and image_to_crop is not None:
         ct, cw = centre_frame_targets(keypoints, target_weight, gt_boxes_xyxy, image_to_crop, crop_hw, sigma)

@@ -32,7 +32,7 @@ import numpy as np
 
 from models.keypoints import KEYPOINT_SETS
 from models.pgpg import PGPGModel
-from models.proposals import DPG_VARIANTS, PROPOSAL_MODES, proposal_sample, sample_rng
+from models.proposals import DPG_VARIANTS, PROPOSAL_MODES, crop_interference, proposal_sample, sample_rng
 from models.targets import ALPHAPOSE_1X_AUGMENT, NO_AUGMENT, TrainAugment
 from store.labels import ImageLabels, LabelSource
 from store.sources import sanitize_id
@@ -253,6 +253,10 @@ def _samples_of_image(image: np.ndarray, im: ImageLabels, cfg: ProposalConfig, p
                     errors.append(_error(im, f"person {pi}: {e}"))
                     failed = True  # no more samples of this person
                     break
+                others = np.arange(im.num_persons) != p
+                ixy, itypes = crop_interference(
+                    s.image_to_crop, s.flipped, im.keypoints[others], im.visible[others], flip_pairs, (out_h, out_w)
+                )
                 yield {
                     "sample_id": _sample_id(im, pi, epoch, k),
                     "source": im.source,
@@ -279,6 +283,8 @@ def _samples_of_image(image: np.ndarray, im: ImageLabels, cfg: ProposalConfig, p
                     "keypoints": s.keypoints,
                     "target_weight": s.target_weight,
                     "num_joints": k_joints,
+                    "interference_keypoints": ixy,
+                    "interference_types": itypes,
                 }
 
 

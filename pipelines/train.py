@@ -21,7 +21,7 @@ import fsspec
 import numpy as np
 import pyarrow.parquet as pq
 
-from actors.train_samples import SAMPLE_COLUMNS, TrainingSampleDecoder
+from actors.train_samples import TrainingSampleDecoder
 from store.writers import join_uri
 
 logger = logging.getLogger(__name__)
@@ -49,17 +49,26 @@ def find_sample_shards(proposals: str, storage_options: dict | None = None) -> l
 
 
 def shard_info(files: list[str], storage_options: dict | None = None) -> dict:
-    """Rows, joints, crop size and branch counts of the sample shards (reads only small columns)."""
-    rows, joints, sizes, branches = 0, set(), set(), {}
+    """Rows, joints, crop size, branch counts and the columns all shards have (reads only small columns)."""
+    rows, joints, sizes, branches, columns = 0, set(), set(), {}, None
     for f in files:
         with fsspec.open(f, "rb", **(storage_options or {})) as fh:
+            names = set(pq.read_schema(fh).names)
+            columns = names if columns is None else columns & names
+            fh.seek(0)
             t = pq.read_table(fh, columns=["branch", "num_joints", "crop_height", "crop_width"])
         rows += t.num_rows
         joints.update(t.column("num_joints").to_pylist())
         sizes.update(zip(t.column("crop_height").to_pylist(), t.column("crop_width").to_pylist()))
         for b in t.column("branch").to_pylist():
             branches[b] = branches.get(b, 0) + 1
-    return {"rows": rows, "num_joints": sorted(joints), "crop_hw": sorted(sizes), "branches": branches}
+    return {
+        "rows": rows,
+        "num_joints": sorted(joints),
+        "crop_hw": sorted(sizes),
+        "branches": branches,
+        "columns": sorted(columns or ()),  # in every shard
+    }
 
 
 def _branch_expr(branch: str) -> str | None:
@@ -71,7 +80,7 @@ def _branch_expr(branch: str) -> str | None:
 def _dataset(files: list[str], branch: str, decoder: TrainingSampleDecoder, batch_size: int):
     import ray.data
 
-    ds = ray.data.read_parquet(files, columns=list(SAMPLE_COLUMNS), partitioning=None)
+    ds = ray.data.read_parquet(files, columns=list(decoder.columns), partitioning=None)
     expr = _branch_expr(branch)
     if expr is not None:
         ds = ds.filter(expr=expr)
@@ -84,12 +93,13 @@ def build_train_datasets(
     dpg_from_epoch: int | None = None,
     sigma: float = 2.0,
     centre_targets: bool = False,
+    jc_targets: bool = False,
     batch_size: int = 32,
 ) -> dict:
     """``{"train": Dataset}`` over every row, or with ``dpg_from_epoch`` ``{"train": gt rows, "train_dpg": DPG/PGPG
     rows}``; each decoded to ``crops``/``targets``/``target_weight`` (+ centre targets) by
     ``TrainingSampleDecoder`` in tasks of ``batch_size`` rows."""
-    decoder = TrainingSampleDecoder(sigma=sigma, centre_targets=centre_targets)
+    decoder = TrainingSampleDecoder(sigma=sigma, centre_targets=centre_targets, jc_targets=jc_targets)
     if dpg_from_epoch is None:
         return {"train": _dataset(files, "all", decoder, batch_size)}
     return {
@@ -105,11 +115,12 @@ def iter_local_batches(
     branch: str = "all",
     sigma: float = 2.0,
     centre_targets: bool = False,
+    jc_targets: bool = False,
     storage_options: dict | None = None,
 ) -> Iterator[dict[str, np.ndarray]]:
     """The same batches without Ray: shards in order, ``batch_size`` rows each (the last may be short), decoded by
     ``TrainingSampleDecoder``. For the plain training loop (``jobs.train_sppe.train_plain``)."""
-    decoder = TrainingSampleDecoder(sigma=sigma, centre_targets=centre_targets)
+    decoder = TrainingSampleDecoder(sigma=sigma, centre_targets=centre_targets, jc_targets=jc_targets)
     expr = _branch_expr(branch)
     pending: list = []
     n_pending = 0
@@ -123,7 +134,7 @@ def iter_local_batches(
     for f in files:
         with fsspec.open(f, "rb", **(storage_options or {})) as fh:
             pf = pq.ParquetFile(fh)
-            for rb in pf.iter_batches(batch_size=batch_size, columns=list(SAMPLE_COLUMNS)):
+            for rb in pf.iter_batches(batch_size=batch_size, columns=list(decoder.columns)):
                 import pyarrow as pa
 
                 t = pa.Table.from_batches([rb])

@@ -42,7 +42,7 @@ __all__ = [
     "read_shard_manifests",
 ]
 
-TRAINING_SCHEMA_VERSION = "1"
+TRAINING_SCHEMA_VERSION = "2"  # 2: interference joints (JC-SPPE targets)
 
 #: How the proposal box was drawn: "gt" (the annotation's box, AlphaPose's first phase), "jitter" / "patch"
 #: (AlphaPose's released DPG branches, models.pgpg.dpg_proposal), "pgpg" (the paper's pose-guided generator,
@@ -85,6 +85,10 @@ SAMPLE_SCHEMA = pa.schema(
         pa.field("keypoints", _F32_LIST, nullable=False),  # [K*2] x, y; NaN where the joint has no target
         pa.field("target_weight", _F32_LIST, nullable=False),  # [K] 0 or 1
         pa.field("num_joints", pa.int32(), nullable=False),
+        # CrowdPose's interference joints (models.proposals.crop_interference): the other labelled persons' joints
+        # inside the crop, crop pixels, and their joint types (mirrored with the sample); JC-SPPE targets read them
+        pa.field("interference_keypoints", _F32_LIST, nullable=False),  # [J*2] x, y
+        pa.field("interference_types", pa.list_(pa.int16()), nullable=False),  # [J]
     ]
 )
 
@@ -140,6 +144,8 @@ def sample_table(rows: list[dict]) -> pa.Table:
                 raise ValueError(f"{r['sample_id']}: {name} has {np.size(r[name])} values, expected {n}")
         if np.size(r["keypoints"]) != 2 * k or np.size(r["target_weight"]) != k:
             raise ValueError(f"{r['sample_id']}: keypoints/target_weight do not match num_joints={k}")
+        if np.size(r["interference_keypoints"]) != 2 * np.size(r["interference_types"]):
+            raise ValueError(f"{r['sample_id']}: interference_keypoints/interference_types lengths differ")
         if r["branch"] not in PROPOSAL_BRANCHES or r["crop_format"] not in CROP_FORMATS:
             raise ValueError(f"{r['sample_id']}: branch {r['branch']!r} / crop_format {r['crop_format']!r}")
     cols = {}

@@ -291,3 +291,36 @@ def test_job_takes_pseudo_labels(ray_session, tmp_path, shared_data, capsys):
     assert t.num_rows == len(anns) and set(t.column("label_kind").to_pylist()) == {"pseudo"}
     crops, _, _ = sample_arrays(t.slice(0, 2).to_pydict())
     assert crops.shape == (2, 256, 192, 3) and crops.any()
+
+
+def test_samples_carry_the_other_persons_joints_in_the_crop(tmp_path, shared_data):
+    """JC-SPPE's interference joints: every other labelled person's joint that lands in the crop, mapped by the
+    sample's own image_to_crop, with mirrored types on flipped samples."""
+    from models.keypoints import get_keypoint_set
+
+    src = read_coco_labels(str(shared_data / "coco" / "test_coco.json"), str(shared_data / "coco"))
+    cfg = ProposalConfig(mode="dpg", proposals_per_person=3, augment="alphapose_1x", images_per_shard=4)
+    (shard,) = make_shards([src], 4)
+    generate_shard(shard, ProposalSpec(cfg, str(tmp_path), {}, "t"))
+    rows = _read(tmp_path).to_pylist()
+    images = {str(im.image_id): im for im in src.images}
+    flip = dict(get_keypoint_set("coco17").flip_pairs)
+    flip.update({b: a for a, b in list(flip.items())})
+    with_interference = 0
+    for r in rows:
+        im = images[r["image_id"]]
+        m = np.asarray(r["image_to_crop"]).reshape(2, 3)
+        want = []
+        for q in range(im.num_persons):
+            if int(im.person_index[q]) == r["person_index"]:
+                continue
+            for j in np.flatnonzero(im.visible[q]):
+                x, y = m @ np.append(im.keypoints[q, j], 1.0)
+                if 0 <= x <= r["crop_width"] - 1 and 0 <= y <= r["crop_height"] - 1:
+                    want.append((x, y, flip.get(int(j), int(j)) if r["flipped"] else int(j)))
+        got_xy = np.asarray(r["interference_keypoints"]).reshape(-1, 2)
+        assert len(got_xy) == len(want) and r["interference_types"] == [t for _, _, t in want]
+        if want:
+            with_interference += 1
+            np.testing.assert_allclose(got_xy, [(x, y) for x, y, _ in want], atol=1e-3)
+    assert with_interference >= 5  # the sample's crowded images do overlap

@@ -63,6 +63,8 @@ def write_proposals(root: Path, *, shards: int = 2, per_shard: int = 4, k: int =
                     "keypoints": kps,
                     "target_weight": tw,
                     "num_joints": k,
+                    "interference_keypoints": [],
+                    "interference_types": [],
                 }
             )
         d = root / "samples" / f"shard={s:04d}"
@@ -122,6 +124,42 @@ def test_plain_loop_trains_on_the_shards(tmp_path, proposals):
     stats = train_plain(cfg, threads=1)
     assert [s["samples"] for s in stats] == [4, 4]  # gt rows in epoch 0, DPG rows in epoch 1
     assert all(np.isfinite(s["loss"]) for s in stats)
+
+
+def test_jc_targets_option_reads_interference_joints_and_refuses_shards_without_them(tmp_path, proposals):
+    """--jc-targets: shards of training schema 1 (no interference columns) are refused before Ray; with them, the
+    plain loop trains on targets that carry the 0.5 peaks."""
+    import pyarrow.parquet as pq
+
+    from jobs.train_sppe import TrainConfig, main, train_plain, validate_config
+    from pipelines.train import iter_local_batches
+
+    old = tmp_path / "v1"
+    for f in proposals.glob("samples/*/part-0.parquet"):
+        dest = old / f.relative_to(proposals)
+        dest.parent.mkdir(parents=True)
+        t = pq.read_table(f)
+        pq.write_table(t.drop(["interference_keypoints", "interference_types"]), dest)
+    assert main(_args(old, tmp_path / "o", "r", "--jc-targets")) == 2
+    from store.training import sample_table
+
+    jc = tmp_path / "jc"
+    for f in proposals.glob("samples/*/part-0.parquet"):
+        dest = jc / f.relative_to(proposals)
+        dest.parent.mkdir(parents=True)
+        rows = pq.read_table(f).to_pylist()
+        for r in rows:  # another person's left shoulder at crop pixel (12, 20): heatmap pixel (3, 5)
+            r["interference_keypoints"], r["interference_types"] = [12.0, 20.0], [5]
+        pq.write_table(sample_table(rows), dest)
+    cfg = validate_config(
+        TrainConfig(proposals=str(jc), out=str(tmp_path), name="j", epochs=1, batch_size=4, jc_targets=True)
+    )
+    (batch, *_) = iter_local_batches(list(cfg.files), 4, jc_targets=True)
+    (plain, *_) = iter_local_batches(list(cfg.files), 4)
+    labelled = batch["target_weight"][:, 5] > 0
+    assert labelled.any() and (batch["targets"][labelled, 5, 5, 3] >= 0.5).all()
+    assert (batch["targets"] >= plain["targets"]).all() and (batch["targets"] != plain["targets"]).any()
+    assert all(np.isfinite(s["loss"]) for s in train_plain(cfg, threads=1))
 
 
 # ---- Ray Train: kill the driver after a checkpoint, rerun, same weights as the plain loop ----------------------
