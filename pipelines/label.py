@@ -34,7 +34,7 @@ from actors.pose_nms import apply_pose_nms
 from actors.publish import PublishSpec, publish_video, stage_rows
 from actors.sppe import CANDIDATE_DECODES, SPPE, SPPEConfig
 from models.correspondences import OrbParams
-from models.crowdpose import ALPHAPOSE_CANDIDATES, CrowdAssociationParams
+from models.crowdpose import ALPHAPOSE_CANDIDATES, CandidateParams, CrowdAssociationParams
 from models.pose_nms import PoseNMSParams
 from models.poseflow import PoseFlowParams
 from pipelines.decode import decode_shard, plan_shards, probe_video
@@ -264,6 +264,9 @@ class LabelConfig:
     # CrowdPose's association, used when pose_nms.method=crowd_association: crowd.method "released" (AlphaPose's
     # --matching, candidate_reselect) or "paper" (the paper's global maximum-weight matching); models.crowdpose
     crowd: CrowdAssociationParams = field(default_factory=CrowdAssociationParams)
+    # the joint candidates the SPPE extracts for it (AlphaPose's findPeak/processPeaks constants; max_candidates is
+    # M, the slots kept per person and joint: AlphaPose keeps every peak, 4 covers what its association reaches)
+    candidates: CandidateParams = field(default_factory=lambda: ALPHAPOSE_CANDIDATES)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     run: RunConfig = field(default_factory=RunConfig)
     resources: ResourcesConfig = field(default_factory=ResourcesConfig)
@@ -306,6 +309,7 @@ class LabelConfig:
         d.pop("serve")
         if self.pose_nms.method != "crowd_association":
             d.pop("crowd")  # unused: configs (and hashes, so committed outputs) from before it existed stay valid
+            d.pop("candidates")
         d["run"] = {"shard_frames": self.run.shard_frames}  # shard length can move nothing, but keep it visible
         return d
 
@@ -523,7 +527,7 @@ def build_label_dataset(
     associate = cfg.pose_nms.method == "crowd_association"
     if not detector_keypoints:
         # Crowd association: the SPPE also emits joint candidates (AlphaPose's --matching peaks, top M per joint).
-        extra = {"candidates": ALPHAPOSE_CANDIDATES} if associate else {}
+        extra = {"candidates": cfg.candidates} if associate else {}
         sppe_obj = sppe_cfg if sppe_cfg is not None else cfg.sppe
         ds = actor_stage(ds, sppe_stage, sppe_obj, r.sppe, threads=r.sppe.threads, **extra)
     ds = ds.map_batches(

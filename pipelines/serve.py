@@ -12,7 +12,6 @@ pipeline's own (``actors.detect.Detector``, ``actors.sppe.SPPE``, ``actors.pose_
 from __future__ import annotations
 
 from actors.serve import DetectorReplica, PoseAPI, SPPEReplica, replica_threads
-from models.crowdpose import ALPHAPOSE_CANDIDATES
 from pipelines.label import LabelConfig, cpu_actor_env
 
 __all__ = ["build_app", "ingress_settings", "check_serve_config", "APP_NAME"]
@@ -87,7 +86,7 @@ def build_app(cfg: LabelConfig, sppe_sha256: str, effective: dict):
     )
     sppe = None
     if not detector_keypoints:
-        candidates = ALPHAPOSE_CANDIDATES if cfg.pose_nms.method == "crowd_association" else None
+        candidates = cfg.candidates if cfg.pose_nms.method == "crowd_association" else None
         sppe = (
             serve.deployment(SPPEReplica)
             .options(

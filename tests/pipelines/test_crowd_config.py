@@ -23,6 +23,13 @@ def test_crowd_association_config_and_its_hash_part():
     plain = build_config(None, BASE)
     assert "crowd" not in plain.result_affecting()
     assert plain.result_affecting() == build_config(None, BASE + ["crowd.method=paper"]).result_affecting()
+    # the candidates the SPPE extracts are configurable (M slots per joint, AlphaPose's thresholds by default)
+    assert cfg.candidates.max_candidates == 4 and cfg.candidates.peak_threshold == 0.1
+    six = build_config(None, BASE + CROWD + ["candidates.max_candidates=6"])
+    assert six.candidates.max_candidates == 6 and six.result_affecting() != cfg.result_affecting()
+    assert "candidates" not in plain.result_affecting()
+    with pytest.raises((ConfigError, ValueError), match="CandidateParams"):
+        build_config(None, BASE + CROWD + ["candidates.window=4"])
     with pytest.raises(ConfigError, match="crowd.*method='greedy'; choose one of released, paper"):
         build_config(None, BASE + CROWD + ["crowd.method=greedy"])
     with pytest.raises(ConfigError, match="choose one of parametric, oks, soft_oks, crowd_association"):
