@@ -66,3 +66,19 @@ def test_jobs_label_reads_a_config_with_a_serve_section_and_does_not_hash_it():
     b = build_config(str(REPO / "configs" / "demo.yaml"), ["serve.port=9000", "serve.sppe_max_batch=4"])
     assert isinstance(b, LabelConfig) and b.serve.port == 9000
     assert a.result_affecting() == b.result_affecting()  # committed outputs stay valid whatever the endpoint's settings
+
+
+def test_app_builder_for_serve_run_takes_config_and_overrides():
+    """``serve run jobs.serve:app_builder config=… set='a=b;c=d'`` builds the application without starting Ray."""
+    from ray.serve import Application
+
+    from jobs.serve import app_builder
+
+    if not (REPO / "weights" / "yolo11n-pose.pt").exists():
+        pytest.skip("weights missing: run `make weights`")
+    app = app_builder(
+        {"config": str(REPO / "configs" / "demo.yaml"), "set": "serve.sppe_max_batch=8;sppe.flip_test=true"}
+    )
+    assert isinstance(app, Application)
+    with pytest.raises(ValueError, match="colour"):
+        app_builder({"config": str(REPO / "configs" / "demo.yaml"), "set": "serve.colour=red"})
