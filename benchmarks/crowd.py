@@ -4,11 +4,13 @@
         [--box-nms 0.6] [--out PATH.json]
 
 Scenes are built from real annotations: CrowdPose-14 from ``../shared/data/crowdpose/test_crowdpose.json`` (its four
-annotated persons) and COCO-17 from ``../shared/data/coco/test_coco.json`` (its twelve), each with its mirror image,
-keeping their own visibility flags. Each scene pastes 2–6 of them, rescaled, side by side with a random spacing; its
-crowd index (``models.crowdpose.crowd_index``, the CrowdPose definition) sorts it into a bin of [0, 0.2), [0.2, 0.4),
-…, [1.2, 1.5]; scenes are drawn until every bin has ``--scenes-per-bin`` of them. The COCO-17 set runs the released
-association exactly as AlphaPose ships it (COCO sigmas); CrowdPose-14 runs it with CrowdPose's sigmas.
+annotated persons) and the Bonn clip ``bonn_posetrack/060470979.json`` (its four tracked persons on every 5th of 41
+frames, annotated in CrowdPose-14 order), and COCO-17 from ``../shared/data/coco/test_coco.json`` (its twelve), each
+with its mirror image, keeping their own visibility flags. Each scene pastes 2–6 of them, rescaled, side by side with
+a random spacing; its crowd index (``models.crowdpose.crowd_index``, the CrowdPose definition) sorts it into a bin
+of [0, 0.2), [0.2, 0.4), …, [1.2, 1.5]; scenes are drawn until every bin has ``--scenes-per-bin`` of them. The
+COCO-17 set runs the released association exactly as AlphaPose ships it (COCO sigmas); CrowdPose-14 runs it with
+CrowdPose's sigmas.
 
 Detector: every GT person gets one box drawn with AlphaPose's DPG jitter (``models.pgpg.dpg_proposal``, no
 pre-enlargement, no truncation: the 85 % Gaussian-offset / 15 % sub-patch draws) with score U(0.85, 1), and with
@@ -83,6 +85,10 @@ DEFAULT_DATA = {
     "crowdpose14": SHARED / "crowdpose" / "test_crowdpose.json",
     "coco17": SHARED / "coco" / "test_coco.json",
 }
+#: More templates of a set: the Bonn clip's tracked persons (already in CrowdPose-14 joint order), every
+#: ``VIDEO_FRAME_STRIDE``-th frame (neighbouring frames are near duplicates).
+EXTRA_DATA = {"crowdpose14": (SHARED / "bonn_posetrack" / "060470979.json",)}
+VIDEO_FRAME_STRIDE = 5
 SETS = {"crowdpose14": CROWDPOSE_14, "coco17": COCO_17}
 AREA_FACTOR = 0.53
 DEFAULT_OUT = REPO / "benchmarks" / "results" / "crowd.json"
@@ -112,13 +118,15 @@ class Scene:
 
 
 def load_templates(path: Path = DEFAULT_DATA["crowdpose14"], kset: KeypointSet = CROWDPOSE_14) -> list[Template]:
-    """The annotated persons (``num_keypoints > 0``, not crowd) and their mirror images."""
+    """The annotated persons (``num_keypoints > 0``, not crowd) and their mirror images; of a video's annotations
+    (images with ``frame_id``, as the Bonn clip's), those of every ``VIDEO_FRAME_STRIDE``-th frame."""
     data = json.loads(Path(path).read_text())
+    skip = {im["id"] for im in data.get("images", []) if int(im.get("frame_id", 0)) % VIDEO_FRAME_STRIDE}
     perm = kset.flip_permutation()
     K = kset.num_keypoints  # noqa: N806
     out = []
     for a in data["annotations"]:
-        if a.get("iscrowd") or not a.get("num_keypoints"):
+        if a.get("iscrowd") or not a.get("num_keypoints") or a.get("image_id") in skip:
             continue
         x, y, w, h = (float(v) for v in a["bbox"])
         kp = np.asarray(a["keypoints"], np.float64).reshape(K, 3)
@@ -391,6 +399,10 @@ def main(argv: list[str] | None = None) -> int:
         if not path.is_file():
             parser.error(f"{path} not found (clone the project beside shared/, or pass --data-dir)")
         templates = load_templates(path, kset)
+        for extra in EXTRA_DATA.get(set_name, ()):
+            extra = args.data_dir / extra.relative_to(SHARED)
+            if extra.is_file():
+                templates += load_templates(extra, kset)
         rng = np.random.default_rng(args.seed)
         scenes = build_scenes(rng, templates, args.scenes_per_bin)
         entry = {
