@@ -139,10 +139,7 @@ def main(argv: list[str] | None = None) -> int:
         ],
         logs / "3_train.log",
     )
-    ckpt = work / "train" / f"sppe_epoch_{args.epochs - 1}.pth"
-    if not ckpt.exists():
-        ckpts = sorted((work / "train").glob("sppe_epoch_*.pth"), key=lambda f: int(f.stem.rsplit("_", 1)[1]))
-        ckpt = ckpts[-1]
+    ckpt = work / "train" / "final.pth"  # the last epoch's export (sppe_epoch_<N>.pth counts epochs from 1)
     student = ["--set", "sppe.arch=fastpose_res18", "--set", f"sppe.checkpoint={ckpt}"]
     results = {}
     for who, extra in (("teacher", []), ("student", student)):
