@@ -149,11 +149,8 @@ def main(argv: list[str] | None = None) -> int:
         pckh = _evaluate(bonn, BONN_GT, "pckh", logs / f"5_{who}_pckh.log")
         ap = _evaluate(coco, COCO_GT, "coco", logs / f"5_{who}_coco.log")
         results[who] = {"bonn_pckh": pckh, "coco": ap}
-    metrics = (
-        [json.loads(line) for line in (work / "train" / "metrics.jsonl").read_text().splitlines()]
-        if (work / "train" / "metrics.jsonl").exists()
-        else []
-    )
+    metric_files = sorted((work / "train" / "metrics").glob("epoch_*.json"), key=lambda f: int(f.stem.split("_")[1]))
+    metrics = [json.loads(f.read_text()) for f in metric_files]
     report = {
         "train_videos": [str(v.relative_to(DATA)) for v in TRAIN_INPUTS],
         "proposals": proposals,
