@@ -99,7 +99,7 @@ class TrainConfig:
 
     @property
     def storage_path(self) -> str:
-        return self.storage or os.path.join(self.out, "ray_train")
+        return self.storage or _join(self.out, "ray_train")
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -190,14 +190,24 @@ def validate_config(cfg: TrainConfig) -> TrainConfig:
     if cfg.val_gt:
         _check_validation(cfg)
     try:
-        os.makedirs(os.path.join(cfg.out, "metrics"), exist_ok=True)
-        probe = os.path.join(cfg.out, ".write_probe")
-        with open(probe, "w") as f:
-            f.write("ok")
-        os.remove(probe)
-    except OSError as e:
-        raise ConfigError(f"--out {cfg.out}: not writable ({e})") from None
+        import fsspec
+
+        from store.writers import put_atomic
+
+        probe = _join(cfg.out, "metrics", ".write_probe")
+        put_atomic(b"ok", probe)  # local folders are created; an S3 prefix needs its bucket and credentials
+        fs, path = fsspec.core.url_to_fs(probe)
+        fs.rm(path)
+    except Exception as e:  # noqa: BLE001 - whatever keeps --out from being written is a usage error
+        raise ConfigError(f"--out {cfg.out}: not writable ({type(e).__name__}: {e})") from None
     return cfg
+
+
+def _join(root: str, *parts: str) -> str:
+    """A path or fsspec URI under ``--out`` (local folders and ``s3://`` alike)."""
+    from store.writers import join_uri
+
+    return join_uri(root, *parts) if "://" in root else os.path.join(root, *parts)
 
 
 def _replace(cfg: TrainConfig, **kw) -> TrainConfig:
@@ -344,9 +354,9 @@ def _export(cfg: TrainConfig, model: torch.nn.Module, epoch: int, last: bool) ->
     from models.train import export_state_dict
 
     state = export_state_dict(model)
-    _save_bytes(state, os.path.join(cfg.out, f"sppe_epoch_{epoch}.pth"))
+    _save_bytes(state, _join(cfg.out, f"sppe_epoch_{epoch}.pth"))
     if last:
-        _save_bytes(state, os.path.join(cfg.out, "final.pth"))
+        _save_bytes(state, _join(cfg.out, "final.pth"))
 
 
 def _write_epoch_metrics(cfg: TrainConfig, metrics: dict) -> None:
@@ -354,7 +364,7 @@ def _write_epoch_metrics(cfg: TrainConfig, metrics: dict) -> None:
 
     put_atomic(
         json.dumps(metrics, indent=1, sort_keys=True).encode(),
-        os.path.join(cfg.out, "metrics", f"epoch_{metrics['epoch']}.json"),
+        _join(cfg.out, "metrics", f"epoch_{metrics['epoch']}.json"),
     )
 
 
@@ -528,12 +538,10 @@ def _check_cpus(cfg: TrainConfig) -> None:
 def run(cfg: TrainConfig) -> dict:
     """Train (or resume) a validated config on the current Ray cluster; returns the summary written to
     ``<out>/summary.json``."""
-    import pyarrow as pa
     from ray.train import CheckpointConfig, DataConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
     from pipelines.train import build_train_datasets, configure_data_context
-    from store.writers import write_table_atomic
 
     _check_cpus(cfg)
     configure_data_context(preserve_order=True)
@@ -564,29 +572,37 @@ def run(cfg: TrainConfig) -> dict:
     if result.error is not None:
         raise RuntimeError(f"training failed: {result.error}")
     ret = result.return_value or {}
+    return write_summary(cfg, ret, result.checkpoint.path if result.checkpoint else None, time.time() - t0)
+
+
+def write_summary(cfg: TrainConfig, ret: dict, ray_checkpoint: str | None, wall_s: float) -> dict:
+    """Gather the per-epoch metrics under ``--out`` into ``metrics.parquet`` and write ``summary.json`` (local or
+    any fsspec URI); returns the summary."""
+    import fsspec
+    import pyarrow as pa
+
+    from store.writers import put_atomic, write_table_atomic
+
     rows = []
     for e in range(1, cfg.epochs + 1):
-        p = os.path.join(cfg.out, "metrics", f"epoch_{e}.json")
-        if os.path.exists(p):
-            with open(p) as f:
-                rows.append(json.load(f))
+        fs, path = fsspec.core.url_to_fs(_join(cfg.out, "metrics", f"epoch_{e}.json"))
+        if fs.exists(path):
+            with fs.open(path, "rb") as f:
+                rows.append(json.loads(f.read()))
     if rows:
         keys = sorted({k for r in rows for k in r})
-        write_table_atomic(
-            pa.table({k: [r.get(k) for r in rows] for k in keys}), os.path.join(cfg.out, "metrics.parquet")
-        )
+        write_table_atomic(pa.table({k: [r.get(k) for r in rows] for k in keys}), _join(cfg.out, "metrics.parquet"))
     summary = {
         "config": {k: v for k, v in asdict(cfg).items() if k != "files"},
         "num_shards": len(cfg.files),
         "start_epoch": ret.get("start_epoch"),
         "resumed": bool(ret.get("start_epoch")),
         "epochs": rows,
-        "final_checkpoint": os.path.join(cfg.out, "final.pth"),
-        "ray_checkpoint": result.checkpoint.path if result.checkpoint else None,
-        "wall_s": time.time() - t0,
+        "final_checkpoint": _join(cfg.out, "final.pth"),
+        "ray_checkpoint": ray_checkpoint,
+        "wall_s": wall_s,
     }
-    with open(os.path.join(cfg.out, "summary.json"), "w") as f:
-        json.dump(summary, f, indent=1, default=str)
+    put_atomic(json.dumps(summary, indent=1, default=str).encode(), _join(cfg.out, "summary.json"))
     return summary
 
 
@@ -632,7 +648,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     cfg = TrainConfig(
         proposals=tuple(args.proposals),
-        out=os.path.abspath(args.out),
+        out=args.out if "://" in args.out else os.path.abspath(args.out),
         name=args.name,
         storage=args.storage if "://" in args.storage else (os.path.abspath(args.storage) if args.storage else ""),
         arch=args.arch,

@@ -263,3 +263,33 @@ def test_gt_and_dpg_runs_in_two_folders_feed_the_dpg_schedule(tmp_path, proposal
     assert len(cfg.files) == 2 * len(src)
     with pytest.raises(ConfigError, match="needs both"):
         validate_config(TrainConfig(proposals=both[:1], out=str(tmp_path / "o"), name="r", epochs=2, dpg_from_epoch=1))
+
+
+@pytest.mark.s3
+def test_out_on_s3_checkpoints_metrics_and_summary(s3_server, tmp_path, proposals):
+    """--out may be an s3:// prefix (a cluster's workers share no disk): the write probe, the epoch exports, the
+    metrics and the summary go there; a missing bucket is refused before Ray."""
+    import fsspec
+
+    from jobs.train_sppe import ConfigError, TrainConfig, _export, _write_epoch_metrics, validate_config, write_summary
+    from models.checkpoints import read_state_dict
+    from models.sppe import build_sppe
+
+    fs = fsspec.filesystem("s3")
+    fs.mkdir("train-bucket")
+    with pytest.raises(ConfigError, match="not writable"):
+        validate_config(TrainConfig(proposals=str(proposals), out="s3://no-such-bucket/run", name="s", epochs=1))
+    cfg = validate_config(TrainConfig(proposals=str(proposals), out="s3://train-bucket/run", name="s", epochs=1))
+    assert cfg.storage_path == "s3://train-bucket/run/ray_train"
+    model = build_sppe("fastpose_res18", 17)
+    _export(cfg, model, 1, last=True)
+    _write_epoch_metrics(cfg, {"epoch": 1, "loss": 0.5})
+    summary = write_summary(cfg, {}, None, 1.0)
+    assert summary["final_checkpoint"] == "s3://train-bucket/run/final.pth" and summary["epochs"][0]["loss"] == 0.5
+    assert sorted(fs.ls("train-bucket/run", detail=False)) == [
+        f"train-bucket/run/{n}" for n in ("final.pth", "metrics", "metrics.parquet", "sppe_epoch_1.pth", "summary.json")
+    ]
+    local = tmp_path / "final.pth"
+    fs.get("train-bucket/run/final.pth", str(local))
+    state, _ = read_state_dict(str(local))
+    assert set(state) == set(model.state_dict())
