@@ -95,6 +95,7 @@ class TrainConfig:
     val_images: str = ""
     files: tuple[str, ...] = field(default=())  # resolved sample shards (filled by validate_config)
     num_joints: int = 17  # from the shards
+    proposal_epochs: int = 1  # from the shards: epochs the proposals were drawn for (training epoch e reads e mod it)
     crop_hw: tuple[int, int] = (256, 192)  # from the shards
 
     @property
@@ -178,7 +179,19 @@ def validate_config(cfg: TrainConfig) -> TrainConfig:
             )
     if info["rows"] < cfg.workers:
         raise ConfigError(f"{info['rows']} samples for {cfg.workers} workers")
-    cfg = _replace(cfg, files=tuple(files), num_joints=int(info["num_joints"][0]), crop_hw=crop_hw)
+    proposal_epochs = len(info["epochs"])
+    if info["epochs"] != list(range(proposal_epochs)):
+        raise ConfigError(
+            f"--proposals {', '.join(sources)}: proposal epochs {info['epochs']} are not 0 … N−1; give the output of "
+            "one jobs.proposals run (or runs with the same --epochs)"
+        )
+    cfg = _replace(
+        cfg,
+        files=tuple(files),
+        num_joints=int(info["num_joints"][0]),
+        crop_hw=crop_hw,
+        proposal_epochs=proposal_epochs,
+    )
     if cfg.parallel_sppe:
         from models.checkpoints import CheckpointError, load_checkpoint
         from models.sppe import build_sppe
@@ -379,6 +392,7 @@ def train_loop(config: dict) -> dict:
     from ray.train import Checkpoint
 
     from models.train import set_learning_rate, train_epoch, unwrap
+    from pipelines.train import dataset_name
 
     cfg: TrainConfig = config["cfg"]
     if cfg.threads:
@@ -408,7 +422,8 @@ def train_loop(config: dict) -> dict:
     for epoch in range(start, cfg.epochs):
         lr = _lr(cfg, epoch)
         set_learning_rate(opt, lr)
-        name = "train_dpg" if cfg.dpg_from_epoch is not None and epoch >= cfg.dpg_from_epoch else "train"
+        dpg = cfg.dpg_from_epoch is not None and epoch >= cfg.dpg_from_epoch
+        name = dataset_name(dpg, epoch, cfg.proposal_epochs)
         shard = ray.train.get_dataset_shard(name)
         batches = shard.iter_torch_batches(
             batch_size=cfg.batch_size,
@@ -434,7 +449,8 @@ def train_loop(config: dict) -> dict:
             "data_wait_s": stats.data_wait_s,
             "samples_per_s": samples / stats.seconds if stats.seconds > 0 else math.nan,
             "lr": lr,
-            "phase": "dpg" if name == "train_dpg" else "plain",
+            "phase": "dpg" if dpg else "plain",
+            "proposal_epoch": epoch % cfg.proposal_epochs,
             "workers": world,
         }
         if rank == 0:
@@ -498,6 +514,7 @@ def train_plain_model(
             sigma=cfg.sigma,
             centre_targets=bool(cfg.parallel_sppe),
             jc_targets=cfg.jc_targets,
+            proposal_epoch=epoch % cfg.proposal_epochs if cfg.proposal_epochs > 1 else None,
         )
         stats = train_epoch(model, opt, batches, device=device, autocast_dtype=_autocast(cfg))
         out.append(
@@ -552,6 +569,7 @@ def run(cfg: TrainConfig) -> dict:
         centre_targets=bool(cfg.parallel_sppe),
         jc_targets=cfg.jc_targets,
         batch_size=cfg.batch_size,
+        proposal_epochs=cfg.proposal_epochs,
     )
     resources = {"CPU": cfg.cpus_per_worker, **({"GPU": 1} if cfg.gpu else {})}
     trainer = TorchTrainer(

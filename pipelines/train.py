@@ -26,7 +26,14 @@ from store.writers import join_uri
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["find_sample_shards", "shard_info", "build_train_datasets", "iter_local_batches", "configure_data_context"]
+__all__ = [
+    "find_sample_shards",
+    "shard_info",
+    "build_train_datasets",
+    "dataset_name",
+    "iter_local_batches",
+    "configure_data_context",
+]
 
 BRANCH_FILTERS = ("all", "gt", "dpg")
 
@@ -49,14 +56,16 @@ def find_sample_shards(proposals: str, storage_options: dict | None = None) -> l
 
 
 def shard_info(files: list[str], storage_options: dict | None = None) -> dict:
-    """Rows, joints, crop size, branch counts and the columns all shards have (reads only small columns)."""
-    rows, joints, sizes, branches, columns = 0, set(), set(), {}, None
+    """Rows, joints, crop size, branch counts, proposal epochs and the columns all shards have (reads only small
+    columns)."""
+    rows, joints, sizes, branches, columns, epochs = 0, set(), set(), {}, None, set()
     for f in files:
         with fsspec.open(f, "rb", **(storage_options or {})) as fh:
             names = set(pq.read_schema(fh).names)
             columns = names if columns is None else columns & names
             fh.seek(0)
-            t = pq.read_table(fh, columns=["branch", "num_joints", "crop_height", "crop_width"])
+            t = pq.read_table(fh, columns=["branch", "num_joints", "crop_height", "crop_width", "epoch"])
+        epochs.update(t.column("epoch").to_pylist())
         rows += t.num_rows
         joints.update(t.column("num_joints").to_pylist())
         sizes.update(zip(t.column("crop_height").to_pylist(), t.column("crop_width").to_pylist()))
@@ -68,6 +77,7 @@ def shard_info(files: list[str], storage_options: dict | None = None) -> dict:
         "crop_hw": sorted(sizes),
         "branches": branches,
         "columns": sorted(columns or ()),  # in every shard
+        "epochs": sorted(epochs),  # the proposals' epoch values
     }
 
 
@@ -77,14 +87,21 @@ def _branch_expr(branch: str) -> str | None:
     return {"all": None, "gt": "branch == 'gt'", "dpg": "branch != 'gt'"}[branch]
 
 
-def _dataset(files: list[str], branch: str, decoder: TrainingSampleDecoder, batch_size: int):
+def _dataset(files: list[str], branch: str, decoder: TrainingSampleDecoder, batch_size: int, epoch: int | None = None):
     import ray.data
 
-    ds = ray.data.read_parquet(files, columns=list(decoder.columns), partitioning=None)
-    expr = _branch_expr(branch)
-    if expr is not None:
-        ds = ds.filter(expr=expr)
+    ds = ray.data.read_parquet(files, columns=list(decoder.columns) + ["epoch"], partitioning=None)
+    exprs = [e for e in (_branch_expr(branch), None if epoch is None else f"epoch == {int(epoch)}") if e is not None]
+    if exprs:
+        ds = ds.filter(expr=" and ".join(exprs))
     return ds.map_batches(decoder, batch_size=batch_size, batch_format="numpy")
+
+
+def dataset_name(dpg: bool, epoch: int, proposal_epochs: int) -> str:
+    """The Ray Train dataset a training epoch (0-based) reads: ``train``/``train_dpg``, with ``_e<k>`` for the
+    proposals of epoch ``k = epoch mod proposal_epochs`` when the samples were made for several epochs."""
+    base = "train_dpg" if dpg else "train"
+    return base if proposal_epochs <= 1 else f"{base}_e{epoch % proposal_epochs}"
 
 
 def build_train_datasets(
@@ -95,17 +112,21 @@ def build_train_datasets(
     centre_targets: bool = False,
     jc_targets: bool = False,
     batch_size: int = 32,
+    proposal_epochs: int = 1,
 ) -> dict:
     """``{"train": Dataset}`` over every row, or with ``dpg_from_epoch`` ``{"train": gt rows, "train_dpg": DPG/PGPG
     rows}``; each decoded to ``crops``/``targets``/``target_weight`` (+ centre targets) by
-    ``TrainingSampleDecoder`` in tasks of ``batch_size`` rows."""
+    ``TrainingSampleDecoder`` in tasks of ``batch_size`` rows. Samples made for ``proposal_epochs`` > 1 epochs
+    (``jobs.proposals --epochs``) give one dataset per proposal epoch (``dataset_name``): training epoch ``e`` sees
+    the proposals drawn for epoch ``e mod proposal_epochs``, fresh proposals each epoch as RMPE draws them."""
     decoder = TrainingSampleDecoder(sigma=sigma, centre_targets=centre_targets, jc_targets=jc_targets)
-    if dpg_from_epoch is None:
-        return {"train": _dataset(files, "all", decoder, batch_size)}
-    return {
-        "train": _dataset(files, "gt", decoder, batch_size),
-        "train_dpg": _dataset(files, "dpg", decoder, batch_size),
-    }
+    branches = {False: "all"} if dpg_from_epoch is None else {False: "gt", True: "dpg"}
+    out = {}
+    for dpg, branch in branches.items():
+        for k in range(max(proposal_epochs, 1)):
+            epoch = k if proposal_epochs > 1 else None
+            out[dataset_name(dpg, k, proposal_epochs)] = _dataset(files, branch, decoder, batch_size, epoch)
+    return out
 
 
 def iter_local_batches(
@@ -116,10 +137,12 @@ def iter_local_batches(
     sigma: float = 2.0,
     centre_targets: bool = False,
     jc_targets: bool = False,
+    proposal_epoch: int | None = None,
     storage_options: dict | None = None,
 ) -> Iterator[dict[str, np.ndarray]]:
     """The same batches without Ray: shards in order, ``batch_size`` rows each (the last may be short), decoded by
-    ``TrainingSampleDecoder``. For the plain training loop (``jobs.train_sppe.train_plain``)."""
+    ``TrainingSampleDecoder``; only rows of ``proposal_epoch`` when given. For the plain training loop
+    (``jobs.train_sppe.train_plain``)."""
     decoder = TrainingSampleDecoder(sigma=sigma, centre_targets=centre_targets, jc_targets=jc_targets)
     expr = _branch_expr(branch)
     pending: list = []
@@ -134,13 +157,15 @@ def iter_local_batches(
     for f in files:
         with fsspec.open(f, "rb", **(storage_options or {})) as fh:
             pf = pq.ParquetFile(fh)
-            for rb in pf.iter_batches(batch_size=batch_size, columns=list(decoder.columns)):
+            for rb in pf.iter_batches(batch_size=batch_size, columns=list(decoder.columns) + ["epoch"]):
                 import pyarrow as pa
 
                 t = pa.Table.from_batches([rb])
                 if expr is not None:
                     mask = np.asarray(t.column("branch").to_pylist()) == "gt"
                     t = t.filter(pa.array(mask if branch == "gt" else ~mask))
+                if proposal_epoch is not None:
+                    t = t.filter(pa.array(np.asarray(t.column("epoch").to_pylist()) == proposal_epoch))
                 while t.num_rows:
                     take = min(batch_size - n_pending, t.num_rows)
                     pending.append(t.slice(0, take))

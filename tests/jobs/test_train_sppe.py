@@ -293,3 +293,39 @@ def test_out_on_s3_checkpoints_metrics_and_summary(s3_server, tmp_path, proposal
     fs.get("train-bucket/run/final.pth", str(local))
     state, _ = read_state_dict(str(local))
     assert set(state) == set(model.state_dict())
+
+
+def test_each_training_epoch_reads_the_proposals_drawn_for_it(tmp_path, proposals):
+    """Samples made for 2 proposal epochs (jobs.proposals --epochs 2): training epoch e reads epoch e mod 2 only,
+    in the plain loop and as Ray Train datasets (one per proposal epoch)."""
+    import pyarrow.parquet as pq
+
+    from jobs.train_sppe import ConfigError, TrainConfig, validate_config
+    from pipelines.train import dataset_name, iter_local_batches
+    from store.training import sample_table
+
+    two = tmp_path / "two"
+    for f in proposals.glob("samples/*/part-0.parquet"):
+        dest = two / f.relative_to(proposals)
+        dest.parent.mkdir(parents=True)
+        rows = pq.read_table(f).to_pylist()
+        for i, r in enumerate(rows):
+            r["epoch"] = i % 2
+        pq.write_table(sample_table(rows), dest)
+    cfg = validate_config(TrainConfig(proposals=str(two), out=str(tmp_path / "o"), name="e", epochs=4, batch_size=64))
+    assert cfg.proposal_epochs == 2
+    sizes = [len(next(iter_local_batches(list(cfg.files), 64, proposal_epoch=e))["crops"]) for e in (0, 1)]
+    total = len(next(iter_local_batches(list(cfg.files), 64))["crops"])
+    assert sizes[0] + sizes[1] == total and min(sizes) > 0
+    assert [dataset_name(False, e, 2) for e in range(4)] == ["train_e0", "train_e1", "train_e0", "train_e1"]
+    assert dataset_name(True, 3, 1) == "train_dpg"
+    gap = tmp_path / "gap"  # epochs 0 and 2 only: not one run's output
+    for f in two.glob("samples/*/part-0.parquet"):
+        dest = gap / f.relative_to(two)
+        dest.parent.mkdir(parents=True)
+        rows = pq.read_table(f).to_pylist()
+        for r in rows:
+            r["epoch"] *= 2
+        pq.write_table(sample_table(rows), dest)
+    with pytest.raises(ConfigError, match="not 0 … N−1"):
+        validate_config(TrainConfig(proposals=str(gap), out=str(tmp_path / "o"), name="g", epochs=1))
