@@ -14,7 +14,8 @@ So an image gets exactly the persons and keypoints ``jobs.label`` writes for it 
 columns the Ray Data stages exchange (``stack_rows``/``split_rows`` convert).
 
 Routes: ``POST /v1/poses`` (image bytes or multipart; ``?format=coco``, ``?render=1``, ``?image_id=``),
-``GET /v1/models``, ``GET /healthz``, ``GET /`` (a page to try it). Errors: 400 (not an image, with the reason),
+``GET /v1/models``, ``GET /v1/stats``, ``GET /healthz``, ``GET /`` (a page to try it). With a token configured,
+every route but ``/healthz`` and the page needs it. Errors: 400 (not an image, with the reason),
 401 (a token is configured and the request lacks it), 413 (body or image too large), 503 (too many requests in
 flight: Serve's ``max_queued_requests`` backpressure, before any work is done).
 """
@@ -139,7 +140,7 @@ class SPPEReplica:
         return {"batch_sizes": list(self.batch_sizes)}
 
 
-def persons_json(row: dict, kset_name: str) -> list[dict]:
+def persons_json(row: dict) -> list[dict]:
     """One frame row after pose NMS → JSON persons in pose-NMS pick order (``person_index`` as in the poses table)."""
     out = []
     for p in range(int(row["n_persons"])):
@@ -241,7 +242,10 @@ class PoseAPI:
         return HTMLResponse(PAGE.read_text())
 
     @api.get("/v1/models")
-    async def models(self) -> dict:
+    async def models(self, request: Request):
+        denied = self._denied(request)
+        if denied is not None:
+            return denied
         det = await self.detector.info.remote()
         sppe = await self.sppe.info.remote() if self.sppe is not None else {**det, "arch": "detector"}
         return {
@@ -256,8 +260,11 @@ class PoseAPI:
         }
 
     @api.get("/v1/stats")
-    async def stats(self) -> dict:
+    async def stats(self, request: Request):
         """Batch sizes each stage replica has run (the one answering), to see what batching does."""
+        denied = self._denied(request)
+        if denied is not None:
+            return denied
         out = {"detector": await self.detector.stats.remote()}
         if self.sppe is not None:
             out["sppe"] = await self.sppe.stats.remote()
@@ -286,7 +293,7 @@ class PoseAPI:
         if self.sppe is not None:
             row = await self.sppe.estimate.remote(row)
         (row,) = split_rows(await _in_thread(self._pose_nms, row))
-        persons = persons_json(row, self.s["keypoint_set"])
+        persons = persons_json(row)
         random = bool(row["random_weights"]) or self.s["sppe_sha256"] == "random"
         if render:
             png = await _in_thread(self._render, frame, row, random)

@@ -124,6 +124,7 @@ def test_error_codes(served, images):
     assert requests.post(f"{url}/v1/poses", data=jpg, timeout=60).status_code == 401
     assert _post(url, jpg, {"Authorization": "Bearer wrong"}).status_code == 401
     assert requests.get(f"{url}/healthz", timeout=60).json() == {"status": "ok"}  # health needs no token
+    assert requests.get(f"{url}/v1/models", timeout=60).status_code == 401  # what is loaded does
     bad = _post(url, b"GIF? no, plain text")
     assert bad.status_code == 400 and "not a decodable image" in bad.json()["error"]
     assert _post(url, b"").status_code == 400

@@ -36,7 +36,7 @@ def test_persons_json_and_coco_results():
         "keypoint_scores": np.array([[0.5, 0.25]], np.float32),
         "pose_scores": np.array([2.5], np.float32),
     }
-    (p,) = persons_json(row, "coco17")
+    (p,) = persons_json(row)
     json.dumps(p)  # plain JSON types
     assert p["person_index"] == 0 and p["box_xyxy"] == [10, 20, 50, 100] and p["keypoints"] == [[11, 21], [12, 22]]
     (c,) = coco_results([p], image_id=785)
