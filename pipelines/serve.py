@@ -46,14 +46,19 @@ def ingress_settings(cfg: LabelConfig, sppe_sha256: str, effective: dict) -> dic
     }
 
 
-def _replica_options(num_cpus: float, num_gpus: float, max_batch: int, name: str) -> dict:
+def _stage(cls, name: str, replicas: int, num_cpus: float, num_gpus: float, max_batch: int):
+    """A stage deployment of ``cls``: its replicas and resources, OpenMP threads that sleep when idle on CPU, and
+    room for a whole batch per replica (or Serve's batching never fills it)."""
+    from ray import serve
+
     actor = {"num_cpus": num_cpus}
     if num_gpus > 0:
         actor["num_gpus"] = num_gpus
     else:
-        actor["runtime_env"] = {"env_vars": cpu_actor_env()}  # OpenMP threads that sleep when idle
-    # A replica must accept a whole batch at once, or Serve's batching never fills it.
-    return {"name": name, "ray_actor_options": actor, "max_ongoing_requests": 2 * max_batch}
+        actor["runtime_env"] = {"env_vars": cpu_actor_env()}
+    return serve.deployment(cls).options(
+        name=name, num_replicas=replicas, ray_actor_options=actor, max_ongoing_requests=2 * max_batch
+    )
 
 
 def build_app(cfg: LabelConfig, sppe_sha256: str, effective: dict):
@@ -69,37 +74,21 @@ def build_app(cfg: LabelConfig, sppe_sha256: str, effective: dict):
     check_serve_config(cfg)
     s = cfg.serve
     detector_keypoints = cfg.sppe.arch == "detector"
-    det = (
-        serve.deployment(DetectorReplica)
-        .options(
-            num_replicas=s.detect_replicas,
-            **_replica_options(s.detect_num_cpus, s.detect_num_gpus, s.detect_max_batch, "detector"),
-        )
-        .bind(
-            cfg.detector,
-            None if detector_keypoints else cfg.sppe.crop,
-            detector_keypoints,
-            replica_threads(s.detect_num_cpus, s.threads),
-            s.detect_max_batch,
-            s.batch_wait_timeout_s,
-        )
+    det = _stage(
+        DetectorReplica, "detector", s.detect_replicas, s.detect_num_cpus, s.detect_num_gpus, s.detect_max_batch
+    ).bind(
+        cfg.detector,
+        None if detector_keypoints else cfg.sppe.crop,
+        detector_keypoints,
+        replica_threads(s.detect_num_cpus, s.threads),
+        s.detect_max_batch,
+        s.batch_wait_timeout_s,
     )
     sppe = None
     if not detector_keypoints:
         candidates = cfg.candidates if cfg.pose_nms.method == "crowd_association" else None
-        sppe = (
-            serve.deployment(SPPEReplica)
-            .options(
-                num_replicas=s.sppe_replicas,
-                **_replica_options(s.sppe_num_cpus, s.sppe_num_gpus, s.sppe_max_batch, "sppe"),
-            )
-            .bind(
-                cfg.sppe,
-                replica_threads(s.sppe_num_cpus, s.threads),
-                candidates,
-                s.sppe_max_batch,
-                s.batch_wait_timeout_s,
-            )
+        sppe = _stage(SPPEReplica, "sppe", s.sppe_replicas, s.sppe_num_cpus, s.sppe_num_gpus, s.sppe_max_batch).bind(
+            cfg.sppe, replica_threads(s.sppe_num_cpus, s.threads), candidates, s.sppe_max_batch, s.batch_wait_timeout_s
         )
     return (
         serve.deployment(PoseAPI)
