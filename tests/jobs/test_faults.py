@@ -91,7 +91,7 @@ def test_disk_full_during_publish_exits_3_publishes_nothing_of_that_video_and_re
     assert not list((out / "_staging").rglob("*.parquet")) if (out / "_staging").exists() else True
 
 
-@pytest.mark.extended  # recovery guard (tests/jobs/test_label.py has the SIGKILL cases): -m faults
+@pytest.mark.extended  # recovery guard (tests/jobs/test_label.py has the kill cases): -m faults
 def test_killed_ray_workers_then_rerun_equals_clean_run(crash_media, clean_run, tmp_path):
     """SIGKILL every pipeline worker (stage actors and tasks) of a running job once: Ray restarts and retries them;
     the run either finishes (0) or reports an infrastructure failure (3), never a crash (1); a rerun completes it."""
@@ -145,7 +145,7 @@ def test_concurrent_runs_into_one_output_second_is_refused_first_equals_clean(cr
     _assert_same(_tables(out), clean_run)
 
 
-@pytest.mark.extended  # recovery guard (tests/jobs/test_label.py has the SIGKILL cases): -m faults
+@pytest.mark.extended  # recovery guard (tests/jobs/test_label.py has the kill cases): -m faults
 def test_run_killed_while_publishing_then_rerun_equals_clean_run(crash_media, clean_run, tmp_path):
     root, paths = crash_media
     out = tmp_path / "out"

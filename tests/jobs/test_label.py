@@ -341,6 +341,8 @@ def _cli_args(paths, dets, out):
     ]
 
 
+@pytest.mark.faults
+@pytest.mark.extended  # ~60 s; the default suite keeps the killed-actor case below (budget 15 min): -m faults
 def test_sigkill_driver_then_rerun_equals_clean_run(crash_media, clean_run, tmp_path):
     root, paths = crash_media
     out = tmp_path / "out"
