@@ -33,6 +33,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from ray import serve
 
+from actors.common import ragged
 from actors.detect import Detector, DetectorConfig
 from actors.pose_nms import apply_pose_nms
 from actors.sppe import SPPE, SPPEConfig
@@ -62,10 +63,7 @@ def stack_rows(rows: list[dict]) -> dict[str, np.ndarray]:
     for c in rows[0]:
         values = [r[c] for r in rows]
         if isinstance(values[0], np.ndarray) and values[0].ndim > 0:
-            col = np.empty(len(values), dtype=object)
-            for i, v in enumerate(values):
-                col[i] = v
-            out[c] = col
+            out[c] = ragged(values)
         else:
             out[c] = np.array(values)
     return out
@@ -100,10 +98,7 @@ class DetectorReplica:
     @serve.batch
     async def detect(self, frames: list[np.ndarray]) -> list[dict]:
         self.batch_sizes.append(len(frames))
-        col = np.empty(len(frames), dtype=object)
-        for i, f in enumerate(frames):
-            col[i] = f
-        batch = {self.stage.cfg.frame_column: col, "frame_key": np.array([""] * len(frames))}
+        batch = {self.stage.cfg.frame_column: ragged(frames), "frame_key": np.array([""] * len(frames))}
         return split_rows(await _in_thread(self.stage, batch))
 
     def info(self) -> dict:
@@ -208,6 +203,7 @@ class PoseAPI:
         self.detector, self.sppe = detector, sppe
         self.s = settings  # pipelines.serve.ingress_settings: limits, pose NMS, keypoint set, identities
         self.kset = get_keypoint_set(settings["keypoint_set"])
+        self.page_html = PAGE.read_text()  # read once, not per request
         self._token = os.environ.get(settings["token_env"]) or None
         if self._token:
             logger.info("requests need the bearer token from $%s", settings["token_env"])
@@ -239,7 +235,7 @@ class PoseAPI:
 
     @api.get("/", response_class=HTMLResponse)
     def page(self) -> HTMLResponse:
-        return HTMLResponse(PAGE.read_text())
+        return HTMLResponse(self.page_html)
 
     @api.get("/v1/models")
     async def models(self, request: Request):

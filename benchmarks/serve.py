@@ -85,6 +85,7 @@ def _in_process(cfg, images: list[bytes], rounds: int) -> dict:
     """The stages without Serve: decode → Detector → SPPE → pose NMS, one image at a time, in this process."""
     import torch
 
+    from actors.common import ragged
     from actors.detect import Detector
     from actors.pose_nms import apply_pose_nms
     from actors.serve import replica_threads, split_rows, stack_rows
@@ -97,10 +98,8 @@ def _in_process(cfg, images: list[bytes], rounds: int) -> dict:
 
     def run(data: bytes) -> None:
         frame = decode_image(data)
-        col = np.empty(1, dtype=object)
-        col[0] = frame
         torch.set_num_threads(replica_threads(s.detect_num_cpus, s.threads))
-        (row,) = split_rows(det({"frame": col, "frame_key": np.array([""])}))
+        (row,) = split_rows(det({"frame": ragged([frame]), "frame_key": np.array([""])}))
         torch.set_num_threads(replica_threads(s.sppe_num_cpus, s.threads))
         apply_pose_nms(sppe(stack_rows([row])), cfg.pose_nms, cfg.crowd)
 
