@@ -1,7 +1,7 @@
 """Crowded scenes: pose NMS against CrowdPose's joint association (as released, and as in the paper).
 
     python -m benchmarks.crowd [--sets crowdpose14 coco17] [--scenes-per-bin 12] [--noise 0.0 0.2 0.3] [--seed 0]
-        [--box-nms 0.6] [--out PATH.json]
+        [--box-nms 0.6] [--dedup-oks 0.8] [--out PATH.json]
 
 Scenes are built from real annotations: CrowdPose-14 from ``../shared/data/crowdpose/test_crowdpose.json`` (its four
 annotated persons) and the Bonn clip ``bonn_posetrack/060470979.json`` (its four tracked persons on every 5th of 41
@@ -32,7 +32,10 @@ Compared on the same heatmaps, per frame:
 * ``nms``: AlphaPose's decoder (``models.heatmaps.heatmaps_to_keypoints``, argmax) then parametric pose NMS
   (``models.pose_nms.pose_nms``);
 * ``released``: ``models.crowdpose.joint_candidates`` then ``released_association`` (AlphaPose's ``--matching``);
-* ``paper``: ``joint_candidates`` then ``paper_association``.
+* ``paper``: ``joint_candidates`` then ``paper_association``;
+* ``released+dedup`` / ``paper+dedup``: the same association output, then ``models.crowdpose.suppress_duplicates`` at
+  OKS ``--dedup-oks`` (raypose's optional duplicate filter, ``crowd.duplicate_oks``; not AlphaPose's); its time is
+  the association's plus the filter's.
 
 Reported: CrowdPose AP (``jobs.evaluate.crowdpose_eval``: 14 CrowdPose sigmas, scale 0.53·w·h, maxDets 20; for
 COCO-17, ``jobs.evaluate.coco_keypoint_eval`` with COCO sigmas and GT area 0.53·w·h, as there is no segmentation) over
@@ -69,6 +72,7 @@ from models.crowdpose import (
     joint_candidates,
     paper_association,
     released_association,
+    suppress_duplicates,
 )
 from models.darknet import nms_plus_one
 from models.heatmaps import heatmaps_to_keypoints
@@ -94,7 +98,9 @@ AREA_FACTOR = 0.53
 DEFAULT_OUT = REPO / "benchmarks" / "results" / "crowd.json"
 HM_HW = (64, 48)
 CI_BINS = ((0.0, 0.2), (0.2, 0.4), (0.4, 0.6), (0.6, 0.8), (0.8, 1.0), (1.0, 1.2), (1.2, 1.5))
-METHODS = ("nms", "released", "paper")
+METHODS = ("nms", "released", "released+dedup", "paper", "paper+dedup")
+#: OKS threshold of the ``+dedup`` rows (``--dedup-oks``).
+DEDUP_OKS = 0.8
 
 
 @dataclass(frozen=True)
@@ -199,7 +205,14 @@ def oracle_heatmaps(
     return maps, crops
 
 
-def run_methods(boxes: np.ndarray, scores: np.ndarray, hm: np.ndarray, crops: np.ndarray, sigmas: np.ndarray) -> dict:
+def run_methods(
+    boxes: np.ndarray,
+    scores: np.ndarray,
+    hm: np.ndarray,
+    crops: np.ndarray,
+    sigmas: np.ndarray,
+    dedup_oks: float = DEDUP_OKS,
+) -> dict:
     """Each method on one frame: ``{method: (keypoints [M, K, 2], keypoint scores [M, K], pose scores [M], ms)}``."""
     out = {}
     t = time.perf_counter()
@@ -213,7 +226,11 @@ def run_methods(boxes: np.ndarray, scores: np.ndarray, hm: np.ndarray, crops: np
         t = time.perf_counter()
         cands = joint_candidates(hm, crops)
         r = fn(boxes, scores, cands, sigmas=sigmas, params=params)
-        out[name] = (r.keypoints, r.keypoint_scores, r.pose_scores, 1e3 * (time.perf_counter() - t))
+        ms = 1e3 * (time.perf_counter() - t)
+        out[name] = (r.keypoints, r.keypoint_scores, r.pose_scores, ms)
+        t = time.perf_counter()
+        d = suppress_duplicates(r, dedup_oks, sigmas=sigmas, joint_score=params.duplicate_joint_score)
+        out[f"{name}+dedup"] = (d.keypoints, d.keypoint_scores, d.pose_scores, ms + 1e3 * (time.perf_counter() - t))
     return out
 
 
@@ -317,7 +334,12 @@ def _in(ci: float, lo: float, hi: float) -> bool:
 
 
 def evaluate(
-    scenes: list[Scene], rng: np.random.Generator, noise: float, box_nms: float = 0.6, kset: KeypointSet = CROWDPOSE_14
+    scenes: list[Scene],
+    rng: np.random.Generator,
+    noise: float,
+    box_nms: float = 0.6,
+    kset: KeypointSet = CROWDPOSE_14,
+    dedup_oks: float = DEDUP_OKS,
 ) -> dict:
     """All methods on all scenes at one oracle noise level."""
     gt = _ground_truth(scenes, kset)
@@ -329,7 +351,7 @@ def evaluate(
         boxes, scores = detections(rng, s, box_nms)
         hm, crops = oracle_heatmaps(rng, s, boxes, noise)
         b = next(b for b in CI_BINS if _in(s.crowd_index, *b))
-        for m, (kps, ks, ps, t) in run_methods(boxes, scores, hm, crops, sigmas).items():
+        for m, (kps, ks, ps, t) in run_methods(boxes, scores, hm, crops, sigmas, dedup_oks).items():
             ms[m].append(t)
             hit, surplus = recovered(kps, ps, s, sigmas)
             rec[m][b][0] += hit
@@ -377,12 +399,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scenes-per-bin", type=int, default=12)
     parser.add_argument("--noise", type=float, nargs="+", default=[0.0, 0.2, 0.3], help="oracle peak noise levels")
     parser.add_argument("--box-nms", type=float, default=0.6, help="detector box-NMS IoU (1 = off)")
+    parser.add_argument(
+        "--dedup-oks", type=float, default=DEDUP_OKS, help="OKS threshold of the +dedup rows' duplicate filter"
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--data-dir", type=Path, default=SHARED, help="shared data folder (crowdpose/, coco/)")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     args = parser.parse_args(argv)
     if args.scenes_per_bin < 1:
         parser.error("--scenes-per-bin must be >= 1")
+    if not 0 < args.dedup_oks <= 1:
+        parser.error("--dedup-oks must be in (0, 1]")
     torch.set_num_threads(1)
     report = {
         "benchmark": "crowd",
@@ -391,6 +418,7 @@ def main(argv: list[str] | None = None) -> int:
         "scenes_per_bin": args.scenes_per_bin,
         "seed": args.seed,
         "box_nms": args.box_nms,
+        "dedup_oks": args.dedup_oks,
         "sets": {},
     }
     for set_name in args.sets:
@@ -414,22 +442,25 @@ def main(argv: list[str] | None = None) -> int:
         report["sets"][set_name] = entry
         for noise in args.noise:
             rng = np.random.default_rng([args.seed, int(round(noise * 1000))])
-            res = evaluate(scenes, rng, noise, args.box_nms, kset)
+            res = evaluate(scenes, rng, noise, args.box_nms, kset, args.dedup_oks)
             entry["levels"][str(noise)] = res
             print(f"\n{set_name}, oracle noise {noise}: {len(scenes)} scenes, {entry['persons']} persons")
             head = "  ".join(f"{f'CI {lo:.1f}-{hi:.1f}':>11}" for lo, hi in CI_BINS)
             print(
-                f"{'method':>8}  {'AP':>5}  {'easy':>5}  {'med':>5}  {'hard':>5}  {'recov':>5}  {'extra':>5}  "
+                f"{'method':>14}  {'AP':>5}  {'easy':>5}  {'med':>5}  {'hard':>5}  {'recov':>5}  {'extra':>5}  "
                 f"{'ms/fr':>6}  {head}"
             )
             for m in METHODS:
                 r = res[m]
                 bins = "  ".join(f"{b['AP']:.3f}/{b['recovered']:.2f}".rjust(11) for b in r["bins"])
                 print(
-                    f"{m:>8}  {r['AP']:.3f}  {r['AP_easy']:.3f}  {r['AP_medium']:.3f}  {r['AP_hard']:.3f}  "
+                    f"{m:>14}  {r['AP']:.3f}  {r['AP_easy']:.3f}  {r['AP_medium']:.3f}  {r['AP_hard']:.3f}  "
                     f"{r['recovered']:.3f}  {r['surplus_per_image']:5.2f}  {r['ms_per_frame']:6.2f}  {bins}"
                 )
-        print("(per bin: AP / fraction of GT persons recovered at OKS >= 0.5; extra: unmatched poses per image)")
+        print(
+            "(per bin: AP / fraction of GT persons recovered at OKS >= 0.5; extra: unmatched poses per image; "
+            f"+dedup: duplicate filter at OKS {args.dedup_oks})"
+        )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")
     print(f"\nwritten {args.out}")

@@ -16,7 +16,8 @@ Stages and where they sit in a top-down pipeline (detector → SPPE → *this* i
 * ``paper_association``: the paper's formulation: joint nodes from *all* candidates, K maximum-weight bipartite
   matchings between persons and joint nodes with the person confidence in the weights (§2.4 "Paper").
 * ``crowd_association``: either of the two by ``CrowdAssociationParams.method``; returns a ``PoseNMSResult`` so the
-  pose-NMS stage can be swapped for it.
+  pose-NMS stage can be swapped for it. With ``CrowdAssociationParams.duplicate_oks`` set (default off) it then runs
+  ``suppress_duplicates``, a greedy OKS filter on the output persons that AlphaPose does not have.
 * ``interference_mask`` / ``crowd_index`` / ``interference_joints``: the paper's crowd index and interference joints
   (§2.2, §2.5).
 * ``jc_targets`` / ``flip_interference``: JC-SPPE targets (target Gaussian plus μ = 0.5 Gaussians at interference
@@ -57,6 +58,8 @@ __all__ = [
     "released_association",
     "paper_association",
     "crowd_association",
+    "duplicate_oks_matrix",
+    "suppress_duplicates",
     "interference_mask",
     "crowd_index",
     "interference_joints",
@@ -280,14 +283,30 @@ class CrowdAssociationParams:
     area_scale: float = 1.5  # drop when area_scale² · keypoint-extent area < min_area
     min_area: float = 40.0 * 40.0
     use_box_score: bool = True  # paper mode only: person confidence = box score × mean current score
+    # Not AlphaPose's (``crowd_association`` only, see ``suppress_duplicates``): drop an output person whose OKS with
+    # a higher-scored kept person is >= duplicate_oks, over the joints both score > duplicate_joint_score. None (off,
+    # AlphaPose's output) by measurement: on benchmarks/crowd.py no threshold raised AP (see suppress_duplicates).
+    duplicate_oks: float | None = None
+    duplicate_joint_score: float = 0.05
 
     def __post_init__(self) -> None:
         if self.method not in ASSOCIATION_METHODS:
             raise ValueError(f"method={self.method!r}; choose one of {', '.join(ASSOCIATION_METHODS)}")
-        for name in ("low_score", "update_score", "radius_factor", "sigma_scale", "unmatched_score", "min_area"):
+        for name in (
+            "low_score",
+            "update_score",
+            "radius_factor",
+            "sigma_scale",
+            "unmatched_score",
+            "min_area",
+            "duplicate_joint_score",
+        ):
             v = getattr(self, name)
             if not (isinstance(v, (int, float)) and math.isfinite(v) and v >= 0):
                 raise ValueError(f"CrowdAssociationParams.{name}={v!r} must be a finite number >= 0")
+        d = self.duplicate_oks
+        if d is not None and not (isinstance(d, (int, float)) and not isinstance(d, bool) and 0 < d <= 1):
+            raise ValueError(f"CrowdAssociationParams.duplicate_oks={d!r} must be in (0, 1], or None (off)")
 
 
 RELEASED_PARAMS = CrowdAssociationParams()
@@ -319,14 +338,18 @@ def _check_inputs(boxes_xyxy, box_scores, cands: JointCandidates) -> tuple[np.nd
     return boxes, bs
 
 
-def _sigmas(k: int, sigmas: Sequence[float] | None, params: CrowdAssociationParams) -> np.ndarray:
+def _oks_sigmas(k: int, sigmas: Sequence[float] | None) -> np.ndarray:
+    """The OKS sigmas (pycocotools scale): ``sigmas``, or the keypoint set's with K joints."""
     if sigmas is None:
-        sig = keypoint_set_for_num_joints(k).sigmas_array()
-    else:
-        sig = np.asarray(sigmas, dtype=np.float64)
-        if sig.shape != (k,):
-            raise ValueError(f"sigmas must have shape ({k},), got {sig.shape}")
-    return sig * params.sigma_scale
+        return keypoint_set_for_num_joints(k).sigmas_array()
+    sig = np.asarray(sigmas, dtype=np.float64)
+    if sig.shape != (k,):
+        raise ValueError(f"sigmas must have shape ({k},), got {sig.shape}")
+    return sig
+
+
+def _sigmas(k: int, sigmas: Sequence[float] | None, params: CrowdAssociationParams) -> np.ndarray:
+    return _oks_sigmas(k, sigmas) * params.sigma_scale
 
 
 def _sequential_mean(s: np.ndarray) -> np.ndarray:
@@ -584,9 +607,96 @@ def crowd_association(
     sigmas: Sequence[float] | None = None,
     params: CrowdAssociationParams = RELEASED_PARAMS,
 ) -> PoseNMSResult:
-    """``released_association`` or ``paper_association`` by ``params.method``; the pose-NMS stage's contract."""
+    """``released_association`` or ``paper_association`` by ``params.method``, then ``suppress_duplicates`` at
+    ``params.duplicate_oks`` (unless None); the pose-NMS stage's contract."""
     fn = released_association if params.method == "released" else paper_association
-    return fn(boxes_xyxy, box_scores, cands, sigmas=sigmas, params=params)
+    r = fn(boxes_xyxy, box_scores, cands, sigmas=sigmas, params=params)
+    if params.duplicate_oks is None:
+        return r
+    return suppress_duplicates(r, params.duplicate_oks, sigmas=sigmas, joint_score=params.duplicate_joint_score)
+
+
+def duplicate_oks_matrix(
+    keypoints: Any, keypoint_scores: Any, *, sigmas: Sequence[float] | None = None, joint_score: float = 0.05
+) -> np.ndarray:
+    """float64 ``[N, N]``: OKS of person j against person i as reference (row i), over the joints both score
+    > ``joint_score``; 0 where they share none.
+
+    COCO's OKS (``models.tracking_metrics.oks_matrix``'s formula: ``exp(−d²/(2·a_i·(2σ)²))`` averaged), with the
+    joint mask of the *pair* instead of the reference's labels, and the reference's scale ``a_i`` = the area of the
+    box around its joints scoring > ``joint_score`` (0 when it has fewer than two: such a pose has no scale).
+    """
+    kp = np.asarray(_as_numpy(keypoints), dtype=np.float64)
+    s = np.asarray(_as_numpy(keypoint_scores), dtype=np.float64)
+    n, k = s.shape
+    sig = _oks_sigmas(k, sigmas)
+    ok = s > joint_score  # [N, K]
+    x, y = kp[..., 0], kp[..., 1]
+    w = np.where(ok, x, -np.inf).max(1) - np.where(ok, x, np.inf).min(1)
+    h = np.where(ok, y, -np.inf).max(1) - np.where(ok, y, np.inf).min(1)
+    area = np.where(ok.sum(1) >= 2, w * h, 0.0)
+    both = ok[:, None, :] & ok[None, :, :]  # [N, N, K]
+    d2 = ((kp[:, None] - kp[None]) ** 2).sum(-1)  # [N, N, K]
+    e = np.exp(-d2 / (2.0 * (2.0 * sig) ** 2 * (area[:, None, None] + np.spacing(1))))
+    num = (e * both).sum(-1)
+    cnt = both.sum(-1)
+    return np.where(cnt > 0, num / np.maximum(cnt, 1), 0.0)
+
+
+def suppress_duplicates(
+    result: PoseNMSResult,
+    threshold: float,
+    *,
+    sigmas: Sequence[float] | None = None,
+    joint_score: float = 0.05,
+) -> PoseNMSResult:
+    """Greedy OKS suppression of the association's output persons: visited by descending ``pose_scores`` (ties:
+    input order), a person is dropped when its OKS with an already kept one (``duplicate_oks_matrix``: the kept
+    person's sigmas-scaled OKS over the joints both score > ``joint_score``) is >= ``threshold``.
+
+    Deviation from AlphaPose: its ``--matching`` path has no such step (``pytorch`` branch, ``dataloader.py``
+    ``DataWriter``: ``result = matching(boxes, scores, preds)``, i.e. ``matching.py`` ``candidate_reselect`` in place
+    of ``pPose_nms.py`` ``pose_nms``, and the result is written as it is): association replaces pose NMS, and two
+    detector boxes on one person can come out as two persons (the duplicate keeps the joints it won, e.g. a second
+    candidate or a second joint node, and ``unmatched_score`` elsewhere). ``CrowdAssociationParams.duplicate_oks``
+    turns this step on for ``crowd_association``; its default ``None`` keeps AlphaPose's output, because on
+    ``benchmarks/crowd.py`` (a duplicate DPG box for half of the persons) it removed surplus poses but raised no AP:
+    at 0.7 / 0.8 / 0.9 every overall AP moved by -0.009 … +0.003, and taking out *every* pose that matches no
+    person (an oracle) did not raise the paper mode's AP either. Such a duplicate differs from its person exactly
+    where it won other joints, so its OKS with the person stays mostly below 0.9, and a lower-scored second guess
+    costs COCO-style AP little. The scale is the kept person's keypoint extent: its detector box area instead
+    suppressed neighbours in crowds (paper mode, CrowdPose-14, perfect heatmaps: AP 0.976 → 0.966 at 0.8).
+
+    Args:
+        result: ``released_association`` / ``paper_association`` output (NumPy).
+        threshold: OKS at or above which the lower-scored person goes.
+        sigmas: ``[K]`` OKS sigmas (pycocotools scale); default from ``models.keypoints`` by K.
+        joint_score: joints scoring <= this (e.g. the association's 1e-5 for a lost joint) take no part.
+    Returns:
+        The surviving persons, input order kept; ``kept`` and ``merged_indices`` still name the association's input.
+    """
+    n = len(result)
+    if n < 2:
+        return result
+    oks = duplicate_oks_matrix(result.keypoints, result.keypoint_scores, sigmas=sigmas, joint_score=joint_score)
+    dup = oks >= threshold
+    alive = np.ones(n, bool)
+    for i in np.argsort(-np.asarray(result.pose_scores, np.float64), kind="stable").tolist():
+        if alive[i]:
+            dup[i, i] = False
+            alive &= ~dup[i]
+    keep = np.flatnonzero(alive)
+    if len(keep) == n:
+        return result
+    return PoseNMSResult(
+        kept=np.asarray(result.kept)[keep],
+        keypoints=np.asarray(result.keypoints)[keep],
+        keypoint_scores=np.asarray(result.keypoint_scores)[keep],
+        pose_scores=np.asarray(result.pose_scores)[keep],
+        boxes_xyxy=np.asarray(result.boxes_xyxy)[keep],
+        box_scores=np.asarray(result.box_scores)[keep],
+        merged_indices=tuple(result.merged_indices[i] for i in keep.tolist()),
+    )
 
 
 # --------------------------------------------------------------------------------------------------------------

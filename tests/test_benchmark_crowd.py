@@ -36,10 +36,15 @@ def test_scenes_and_oracle(shared_data) -> None:
 def test_tiny_run_writes_the_report(shared_data, tmp_path) -> None:
     out = tmp_path / "crowd.json"
     argv = ["--scenes-per-bin", "1", "--noise", "0.0", "--data-dir", str(shared_data), "--out", str(out)]
-    assert main(argv) == 0
+    assert main(argv + ["--dedup-oks", "0.5"]) == 0
     rep = json.loads(out.read_text())
+    assert rep["dedup_oks"] == 0.5
     for name in ("crowdpose14", "coco17"):
         level = rep["sets"][name]["levels"]["0.0"]
         assert set(level) == set(METHODS)
         for m in METHODS:
             assert len(level[m]["bins"]) == len(CI_BINS) and 0 <= level[m]["AP"] <= 1
+        for m in ("released", "paper"):  # the duplicate filter only removes poses, and its time adds on
+            d = level[f"{m}+dedup"]
+            assert d["surplus_per_image"] <= level[m]["surplus_per_image"] and d["recovered"] <= level[m]["recovered"]
+            assert d["ms_per_frame"] >= level[m]["ms_per_frame"]

@@ -5,6 +5,7 @@ seeded random scenes, the crowd index of the real CrowdPose annotations, and JC-
 from __future__ import annotations
 
 import json
+import math
 
 import numpy as np
 import pytest
@@ -17,6 +18,7 @@ from models.crowdpose import (
     JointCandidates,
     crowd_association,
     crowd_index,
+    duplicate_oks_matrix,
     flip_interference,
     group_current_candidates,
     interference_joints,
@@ -25,6 +27,7 @@ from models.crowdpose import (
     joint_candidates,
     paper_association,
     released_association,
+    suppress_duplicates,
 )
 from models.keypoints import COCO_17, CROWDPOSE_14
 from models.pose_nms import PoseNMSResult
@@ -513,6 +516,178 @@ def test_paper_mode_gives_each_node_to_one_person() -> None:
     assert r.kept.tolist() == [0]
     same = crowd_association(boxes, np.array([0.9, 0.8]), candidates_from([a, b]), params=CrowdAssociationParams())
     np.testing.assert_allclose(same.keypoints[1, 0], [304.7, 97.7])
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# raypose's optional duplicate filter on the association's output (not AlphaPose's)
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def _persons(kps, scores, pose_scores, kept=None) -> PoseNMSResult:
+    kps, scores, pose_scores = (np.asarray(a, np.float64) for a in (kps, scores, pose_scores))
+    n = len(kps)
+    kept = np.arange(n, dtype=np.int64) if kept is None else np.asarray(kept, np.int64)
+    boxes = np.concatenate([kps.min(1), kps.max(1)], 1)
+    return PoseNMSResult(
+        kept=kept,
+        keypoints=kps,
+        keypoint_scores=scores,
+        pose_scores=pose_scores,
+        boxes_xyxy=boxes,
+        box_scores=pose_scores / 3,
+        merged_indices=tuple(np.array([i], np.int64) for i in kept.tolist()),
+    )
+
+
+def ref_suppress(kps, scores, pose_scores, sigmas, threshold, joint_score=0.05) -> list[int]:
+    """The filter one pair and one joint at a time: OKS of j against the kept i, scale = i's confident-joint box."""
+    n, k = scores.shape
+    alive = [True] * n
+    kept = []
+    for i in sorted(range(n), key=lambda t: (-pose_scores[t], t)):
+        if not alive[i]:
+            continue
+        kept.append(i)
+        own = [t for t in range(k) if scores[i, t] > joint_score]
+        area = 0.0
+        if len(own) >= 2:
+            xs, ys = [kps[i, t, 0] for t in own], [kps[i, t, 1] for t in own]
+            area = (max(xs) - min(xs)) * (max(ys) - min(ys))
+        for j in range(n):
+            if j == i or not alive[j]:
+                continue
+            terms = []
+            for t in range(k):
+                if scores[i, t] > joint_score and scores[j, t] > joint_score:
+                    d2 = (kps[i, t, 0] - kps[j, t, 0]) ** 2 + (kps[i, t, 1] - kps[j, t, 1]) ** 2
+                    terms.append(math.exp(-d2 / (2 * (2 * sigmas[t]) ** 2 * (area + np.spacing(1)))))
+            if terms and sum(terms) / len(terms) >= threshold:
+                alive[j] = False
+    return sorted(kept)
+
+
+def test_duplicate_oks_by_hand_scale_and_joint_mask() -> None:
+    # Two joints, σ = 0.1: the kept person's joints span 10×10 px → area 100; a 2 px shift gives
+    # exp(−4 / (2·100·0.2²)) = exp(−0.5) = 0.6065 on each joint.
+    a = [[0.0, 0.0], [10.0, 10.0]]
+    b = [[2.0, 0.0], [12.0, 10.0]]
+    oks = duplicate_oks_matrix(np.array([a, b]), np.full((2, 2), 0.9), sigmas=[0.1, 0.1])
+    assert oks[0, 1] == pytest.approx(math.exp(-0.5))
+    assert oks[0, 0] == 1.0
+    # The scale is the reference's (row's): a 20×20 reference gives 2·400·0.2² = 32, a 10×10 one 8
+    # (d² = 4 on joint 0, 12² + 10² = 244 on joint 1).
+    big = [[2.0, 0.0], [22.0, 20.0]]
+    o2 = duplicate_oks_matrix(np.array([a, big]), np.full((2, 2), 0.9), sigmas=[0.1, 0.1])
+    assert o2[1, 0] == pytest.approx((math.exp(-4 / 32) + math.exp(-244 / 32)) / 2)
+    assert o2[0, 1] == pytest.approx((math.exp(-4 / 8) + math.exp(-244 / 8)) / 2)
+    # A joint either person scores <= joint_score takes no part (b's far joint is ignored); none shared → 0.
+    far = [[2.0, 0.0], [500.0, 500.0]]
+    s = np.array([[0.9, 0.9], [0.9, 0.05]])
+    assert duplicate_oks_matrix(np.array([a, far]), s, sigmas=[0.1, 0.1])[0, 1] == pytest.approx(math.exp(-0.5))
+    s = np.array([[0.9, 1e-5], [1e-5, 0.9]])
+    assert duplicate_oks_matrix(np.array([a, far]), s, sigmas=[0.1, 0.1])[0, 1] == 0.0
+    # The threshold is inclusive: >= drops, just above keeps.
+    r = _persons([a, b], np.full((2, 2), 0.9), [2.0, 2.5])
+    assert suppress_duplicates(r, 0.6, sigmas=[0.1, 0.1]).kept.tolist() == [1]
+    exact = float(duplicate_oks_matrix(r.keypoints, r.keypoint_scores, sigmas=[0.1, 0.1])[1, 0])
+    assert suppress_duplicates(r, exact, sigmas=[0.1, 0.1]).kept.tolist() == [1]
+    assert suppress_duplicates(r, math.exp(-0.5) + 1e-9, sigmas=[0.1, 0.1]).kept.tolist() == [0, 1]
+
+
+def test_near_identical_poses_keep_the_higher_scored_one() -> None:
+    rng = np.random.default_rng(2)
+    p = np.array(_pose(100, 100))[:, 0, :2]  # CrowdPose-14, 130 × 156 px extent
+    twin = p + rng.normal(0, 1.0, p.shape)
+    other = p + [400.0, 0.0]
+    # The twin comes first in input order but scores higher: it is the one kept; the far person stays.
+    r = _persons([twin, other, p], np.full((3, K), 0.8), [2.6, 2.0, 2.3], kept=[4, 5, 7])
+    got = suppress_duplicates(r, 0.8)
+    assert got.kept.tolist() == [4, 5]
+    np.testing.assert_array_equal(got.keypoints, r.keypoints[:2])
+    np.testing.assert_array_equal(got.pose_scores, [2.6, 2.0])
+    assert [m.tolist() for m in got.merged_indices] == [[4], [5]]
+    assert suppress_duplicates(r, 1.0).kept.tolist() == [4, 5, 7]  # OKS < 1: all kept at 1
+
+
+def test_distinct_overlapping_persons_are_both_kept(shared_data) -> None:
+    # The annotated persons of the two CrowdPose sample images (crowd index 0.33 and 0.39), as the association would
+    # output them (labelled joints scored 0.9, the rest 1e-5), and each of them beside a copy of itself shifted by
+    # half its box width (a crowd of look-alikes): OKS far below any threshold tried, so all are kept.
+    d = json.loads((shared_data / "crowdpose" / "test_crowdpose.json").read_text())
+    for im in d["images"]:
+        anns = [a for a in d["annotations"] if a["image_id"] == im["id"] and a["num_keypoints"] > 0]
+        kp = np.array([a["keypoints"] for a in anns], np.float64).reshape(len(anns), K, 3)
+        sc = np.where(kp[..., 2] > 0, 0.9, 1e-5)
+        r = _persons(kp[..., :2], sc, [2.5, 2.4])
+        oks = duplicate_oks_matrix(r.keypoints, r.keypoint_scores)
+        assert len(anns) == 2 and oks[0, 1] < 0.1 and oks[1, 0] < 0.1
+        for thr in (0.5, 0.7, 0.8, 0.9):
+            assert suppress_duplicates(r, thr).kept.tolist() == [0, 1]
+        for i, a in enumerate(anns):
+            shifted = _persons([kp[i, :, :2], kp[i, :, :2] + [0.5 * a["bbox"][2], 0]], sc[[i, i]], [2.5, 2.4])
+            assert (
+                duplicate_oks_matrix(shifted.keypoints, shifted.keypoint_scores).max(
+                    initial=0, where=~np.eye(2, dtype=bool)
+                )
+                < 0.5
+            )
+            assert suppress_duplicates(shifted, 0.5).kept.tolist() == [0, 1]
+        assert suppress_duplicates(_persons(kp[[0, 0], :, :2], sc[[0, 0]], [2.4, 2.5]), 0.9).kept.tolist() == [1]
+
+
+def test_crowd_association_without_threshold_is_unchanged_and_with_it_filters() -> None:
+    # A second box on one person whose peaks sit 25 px right of the first's: just outside the group / node radius
+    # (σ_k·sqrt(180·220) <= 21 px), so both modes keep it as a person of its own; its OKS with the first
+    # (scale: the first's 130 × 156 px joint extent) is about 0.6.
+    a = _pose(100, 100, 0.9)
+    b = [[(x + 25.0, y, 0.6)] for [(x, y, _)] in a]
+    boxes = np.array([[80, 80, 260, 300], [105, 80, 285, 300.0]])
+    cands = candidates_from([a, b])
+    for method in ("released", "paper"):
+        plain = (released_association if method == "released" else paper_association)(boxes, [0.9, 0.8], cands)
+        off = crowd_association(boxes, [0.9, 0.8], cands, params=CrowdAssociationParams(method=method))
+        assert CrowdAssociationParams().duplicate_oks is None
+        assert off.kept.tolist() == plain.kept.tolist()
+        for f in ("keypoints", "keypoint_scores", "pose_scores", "boxes_xyxy", "box_scores"):
+            np.testing.assert_array_equal(getattr(off, f), getattr(plain, f))
+        assert plain.kept.tolist() == [0, 1], method
+        oks = duplicate_oks_matrix(plain.keypoints, plain.keypoint_scores)[0, 1]
+        assert 0.5 < oks < 0.7
+        for thr, kept in ((0.5, [0]), (0.7, [0, 1])):
+            params = CrowdAssociationParams(method=method, duplicate_oks=thr)
+            assert crowd_association(boxes, [0.9, 0.8], cands, params=params).kept.tolist() == kept, (method, thr)
+
+
+@pytest.mark.parametrize("bad", [0.0, -0.1, 1.5, float("nan"), True])
+def test_duplicate_oks_must_be_in_0_1_or_none(bad) -> None:
+    with pytest.raises(ValueError, match="duplicate_oks"):
+        CrowdAssociationParams(duplicate_oks=bad)
+    assert CrowdAssociationParams(duplicate_oks=1.0).duplicate_oks == 1.0
+    with pytest.raises(ValueError, match="duplicate_joint_score"):
+        CrowdAssociationParams(duplicate_joint_score=-1.0)
+
+
+def test_suppress_duplicates_equals_reference_loop_on_random_persons() -> None:
+    rng = np.random.default_rng(17)
+    dropped = 0
+    for k, sig in ((14, CROWDPOSE_14.sigmas_array()), (17, COCO_17.sigmas_array())):
+        for trial in range(40):
+            n = int(rng.integers(0, 9))
+            base = rng.uniform(0, 400, (max(n, 1), 1, 2)) + rng.uniform(0, 120, (max(n, 1), k, 2))
+            # near copies of earlier persons (jitter of 0–6 px), some joints unscored
+            src = np.array([int(rng.integers(0, max(i, 1))) if i and rng.random() < 0.5 else i for i in range(n)])
+            kps = base[src[:n] if n else []] + rng.normal(0, rng.uniform(0, 6), (n, k, 2))
+            scores = np.where(rng.random((n, k)) < 0.15, 1e-5, rng.uniform(0.05, 1.0, (n, k)))
+            pose = np.round(rng.uniform(1, 3, n), 1)  # ties happen: input order breaks them
+            r = _persons(kps.reshape(n, k, 2), scores, pose, kept=rng.permutation(20)[:n])
+            thr = float(rng.choice([0.5, 0.7, 0.8, 0.9]))
+            got = suppress_duplicates(r, thr, sigmas=sig)
+            ref = ref_suppress(r.keypoints, scores, pose, sig, thr)
+            assert got.kept.tolist() == r.kept[ref].tolist(), (k, trial)
+            np.testing.assert_array_equal(got.keypoints, r.keypoints[ref])
+            np.testing.assert_array_equal(got.keypoint_scores, r.keypoint_scores[ref])
+            dropped += n - len(ref)
+    assert dropped > 20  # the scenes exercise the suppression
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -30,6 +30,16 @@ def test_crowd_association_config_and_its_hash_part():
     assert "candidates" not in plain.result_affecting()
     with pytest.raises((ConfigError, ValueError), match="CandidateParams"):
         build_config(None, BASE + CROWD + ["candidates.window=4"])
+    # raypose's duplicate filter on the association's output (models.crowdpose.suppress_duplicates): off by
+    # default (AlphaPose's output), an OKS threshold in (0, 1] turns it on and enters the hash with the crowd block
+    assert cfg.crowd.duplicate_oks is None and cfg.result_affecting()["crowd"]["duplicate_oks"] is None
+    dedup = build_config(None, BASE + CROWD + ["crowd.duplicate_oks=0.9", "crowd.duplicate_joint_score=0.1"])
+    assert dedup.crowd.duplicate_oks == 0.9 and dedup.crowd.duplicate_joint_score == 0.1
+    assert dedup.result_affecting()["crowd"]["duplicate_oks"] == 0.9
+    assert dedup.result_affecting() != cfg.result_affecting()
+    assert build_config(None, BASE + CROWD + ["crowd.duplicate_oks=null"]).crowd.duplicate_oks is None
+    with pytest.raises(ConfigError, match="duplicate_oks=1.5 must be in"):
+        build_config(None, BASE + CROWD + ["crowd.duplicate_oks=1.5"])
     with pytest.raises(ConfigError, match="crowd.*method='greedy'; choose one of released, paper"):
         build_config(None, BASE + CROWD + ["crowd.method=greedy"])
     with pytest.raises(ConfigError, match="choose one of parametric, oks, soft_oks, crowd_association"):
