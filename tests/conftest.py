@@ -16,6 +16,11 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
 
+# precision "auto" (the default) means bf16 on CPUs with native bf16 and fp32 elsewhere (models.precision): pinned to
+# fp32 here, in this process and in every process it starts (jobs, Ray workers), so outputs do not depend on the
+# machine running the suite. Tests of the bf16 path and of "auto" itself set precisions or this variable explicitly.
+os.environ["RAYPOSE_CPU_BF16"] = "0"
+
 
 @pytest.fixture(scope="session")
 def shared_data() -> Path:

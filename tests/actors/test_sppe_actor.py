@@ -108,6 +108,26 @@ def test_sppe_actor_bf16_matches_fp32():
     assert a["keypoints"][0].shape == b["keypoints"][0].shape
 
 
+def test_sppe_actor_resolves_auto_precision_by_the_cpu(monkeypatch):
+    """``precision=auto`` (the default) is bf16 on a CPU with native bf16 (heatmap layer fp32) and fp32 elsewhere;
+    an actor handed an unresolved config resolves it itself (``RAYPOSE_CPU_BF16`` stands in for the CPU flags)."""
+    from actors.sppe import inference_form
+    from models.sppe import Float32Head
+
+    assert SPPEConfig(arch="fastpose_res18", random_weights=True).precision == "auto"
+    monkeypatch.setenv("RAYPOSE_CPU_BF16", "1")
+    fast = SPPE(SPPEConfig(arch="fastpose_res18", random_weights=True, device="cpu"))
+    assert fast.cfg.precision == "bf16" and fast.dtype == torch.bfloat16
+    assert isinstance(fast.model.conv_out, Float32Head)
+    assert inference_form(fast.cfg)["heatmap_layer"] == "fp32"
+    out = fast(_batch())
+    assert out["keypoints"][0].dtype == np.float32 and np.isfinite(out["keypoints"][0]).all()
+    monkeypatch.setenv("RAYPOSE_CPU_BF16", "0")
+    exact = SPPE(SPPEConfig(arch="fastpose_res18", random_weights=True, device="cpu"))
+    assert exact.cfg.precision == "fp32" and all(p.dtype == torch.float32 for p in exact.model.parameters())
+    assert "heatmap_layer" not in inference_form(exact.cfg)
+
+
 def test_sppe_actor_runs_folded_channels_last_and_matches_the_checkpoint_network(tmp_path):
     """The actor folds batch norm into the convolutions and runs channels-last (faster on CPU); its heatmaps must
     equal the plain NCHW network with the same checkpoint, batch-norm statistics included, up to rounding."""

@@ -164,6 +164,36 @@ def test_label_real_media_schema_errors_and_resume(ray_session, shared_data, med
     assert third["skipped_committed"] == 0
 
 
+def test_auto_precision_runs_bf16_where_native_and_exact_reruns_in_fp32(
+    ray_session, shared_data, tmp_path, monkeypatch
+):
+    """The default precision (``auto``) as a job runs it on a CPU with native bf16 (``RAYPOSE_CPU_BF16=1`` stands in
+    for the flags): resolved on the driver, recorded in the summary and the effective config, and hashed, so
+    ``--exact`` on the same output is a different configuration and reruns the input in fp32 instead of skipping it."""
+    monkeypatch.setenv("RAYPOSE_CPU_BF16", "1")
+    imgs = tmp_path / "imgs"
+    imgs.mkdir()
+    shutil.copy(shared_data / "coco" / "000000196141.jpg", imgs / "000000196141.jpg")
+    out = tmp_path / "out"
+    dets = str(shared_data / "coco" / "test_coco_det_AP_H_56.json")
+    common = ["--input", str(imgs), "--output", str(out), "--set", "detector.arch=precomputed"]
+    common += ["--set", f"detector.weights={dets}", *FAST]
+    assert label_main([*common, "--run-id", "auto"]) == 0
+    summary = json.loads((out / "runs" / "auto" / "summary.json").read_text())
+    assert summary["sppe_inference"] == {
+        "precision": "bf16",
+        "batchnorm_folded": True,
+        "memory_format": "channels_last",
+        "heatmap_layer": "fp32",
+    }
+    assert summary["config"]["sppe"]["precision"] == "bf16" and summary["config"]["detector"]["precision"] == "fp32"
+    assert summary["processed"] == 1 and summary["persons"] > 0
+    assert label_main([*common, "--run-id", "exact", "--exact"]) == 0
+    summary = json.loads((out / "runs" / "exact" / "summary.json").read_text())
+    assert summary["processed"] == 1, "--exact must not count as the committed bf16 configuration"
+    assert summary["sppe_inference"]["precision"] == "fp32" and summary["config"]["sppe"]["precision"] == "fp32"
+
+
 def test_bad_configuration_fails_before_work(tmp_path, capsys):
     out = tmp_path / "out"
     assert (

@@ -352,3 +352,33 @@ def test_alphapose_config_sets_arch_keypoints_decoder_and_whole_body_pose_nms(tm
         )
     with pytest.raises(ConfigError, match="sppe.alphapose_config: .*nope.yaml: AlphaPose config not found"):
         build_config(None, [f"sppe.alphapose_config={tmp_path / 'nope.yaml'}", "detector.random_weights=true"])
+
+
+# ---- precision ---------------------------------------------------------------------------------------------------
+
+
+def test_precision_auto_is_resolved_for_this_machine_before_hashing(monkeypatch):
+    """``build_config`` (what jobs.label hashes) resolves ``sppe.precision: auto``: bf16 for a heatmap SPPE where the
+    CPU computes bf16 natively, fp32 for a GPU pool, on other CPUs and for BlazePose; explicit precisions are kept."""
+    from jobs.label import build_config
+
+    fastpose = ["detector.random_weights=true", *FAST[1::2][:2]]
+    demo = str(REPO / "configs" / "demo.yaml")
+    monkeypatch.setenv("RAYPOSE_CPU_BF16", "1")
+    assert build_config(None, fastpose).sppe.precision == "bf16"
+    assert build_config(None, [*fastpose, "resources.sppe.num_gpus=1"]).sppe.precision == "fp32"
+    assert build_config(None, [*fastpose, "sppe.device=cuda"]).sppe.precision == "fp32"
+    assert build_config(None, [*fastpose, "sppe.precision=int8"]).sppe.precision == "int8"
+    cfg = build_config(demo, [])
+    assert (cfg.sppe.arch, cfg.sppe.precision, cfg.detector.precision) == ("blazepose_full", "fp32", "fp32")
+    monkeypatch.setenv("RAYPOSE_CPU_BF16", "0")
+    assert build_config(None, fastpose).sppe.precision == "fp32"
+    assert build_config(None, [*fastpose, "sppe.precision=bf16"]).sppe.precision == "bf16"
+
+
+def test_exact_refuses_a_contradicting_precision_before_ray(tmp_path, capsys):
+    img = tmp_path / "in"
+    img.mkdir()
+    rc = label_main(["--input", str(img), "--output", str(tmp_path / "out"), "--exact", "--set", "sppe.precision=bf16"])
+    assert rc == 2
+    assert "--exact runs fp32 networks, but --set sppe.precision=bf16" in capsys.readouterr().err

@@ -285,3 +285,27 @@ def test_fold_batchnorm_equals_the_network_and_leaves_it_untouched():
         torch.testing.assert_close(folded(x), net(x), rtol=1e-4, atol=1e-6)
     with pytest.raises(ValueError, match="eval mode"):
         fold_batchnorm(build_sppe("fastpose_res18"))
+
+
+@pytest.mark.parametrize("arch", ["fastpose_res18", "hardnet68"])
+def test_cast_for_inference_keeps_the_heatmap_layer_fp32(arch):
+    from models.sppe import Float32Head, cast_for_inference, fold_batchnorm
+
+    torch.manual_seed(0)
+    net = build_sppe(arch, 17).eval()
+    x = torch.rand(2, 3, 256, 192)
+    with torch.inference_mode():
+        ref = net(x)
+        mixed = cast_for_inference(fold_batchnorm(net), torch.bfloat16)
+        head_name = "conv_out" if arch.startswith("fastpose") else "conv_out.2"  # HarDNet: its last 1×1 conv
+        head = mixed.get_submodule(head_name)
+        assert isinstance(head, Float32Head)
+        assert all(p.dtype == torch.float32 for p in head.parameters())
+        trunk = [p for n, p in mixed.named_parameters() if not n.startswith(head_name + ".")]
+        assert trunk and all(p.dtype == torch.bfloat16 for p in trunk)
+        out = mixed(x.to(torch.bfloat16))
+        plain = cast_for_inference(fold_batchnorm(net), torch.float32)
+        assert not isinstance(plain.conv_out, Float32Head)  # fp32: nothing to keep
+    assert out.dtype == torch.float32
+    err = float((out - ref).norm() / ref.norm())
+    assert 0 < err < 0.01, err  # bf16 trunk: not equal, but close (FastPose-res50: 0.04 %)
