@@ -37,7 +37,6 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
-from scipy.optimize import linear_sum_assignment
 
 from models.keypoints import keypoint_set_for_num_joints
 from models.pose_nms import PoseNMSResult
@@ -484,6 +483,8 @@ def released_association(
         ``PoseNMSResult`` (NumPy) of the surviving persons in input order; ``kept`` = their input indices,
         ``merged_indices`` = ``(i,)`` each (nothing is merged), ``boxes_xyxy``/``box_scores`` the detector's.
     """
+    from scipy.optimize import linear_sum_assignment  # ~0.4 s to import: only when associating
+
     boxes, bs = _check_inputs(boxes_xyxy, box_scores, cands)
     n, k = cands.num_persons, cands.num_joints
     if n == 0:
@@ -546,6 +547,8 @@ def paper_association(
     Deviation from AlphaPose: AlphaPose (``candidate_reselect``) implements another algorithm (§2.4 "Released
     code"); this one exists for the comparison in ``benchmarks/crowd.py``.
     """
+    from scipy.optimize import linear_sum_assignment  # ~0.4 s to import: only when associating
+
     boxes, bs = _check_inputs(boxes_xyxy, box_scores, cands)
     n, k = cands.num_persons, cands.num_joints
     if n == 0:

@@ -44,9 +44,6 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
-from sklearn.metrics import silhouette_score
-from sklearn.metrics.pairwise import nan_euclidean_distances
-from sklearn.mixture import GaussianMixture
 from threadpoolctl import threadpool_limits
 
 from models.keypoints import COCO_17
@@ -754,6 +751,8 @@ def _masked_kmeans(
 def _mean_silhouette(distances: np.ndarray, labels: np.ndarray) -> float:
     """Mean silhouette (Rousseeuw, J. Comput. Appl. Math. 20, 1987) of a partition, from a precomputed distance
     matrix."""
+    from sklearn.metrics import silhouette_score  # ~1.2 s to import: not in every pipeline worker
+
     return float(silhouette_score(distances, labels, metric="precomputed"))
 
 
@@ -767,6 +766,8 @@ def _fit_mixture(
     """A 4-D full-covariance Gaussian mixture of ``offsets`` with C chosen by BIC over C = 1 … max_components
     among the C with at least ``min_component_samples`` offsets per component (C = 1 is always admissible);
     scikit-learn's ``GaussianMixture`` (k-means initialisation, ``n_init=3``, ``random_state`` from ``seed``)."""
+    from sklearn.mixture import GaussianMixture  # ~1.2 s to import: not in every pipeline worker
+
     n = offsets.shape[0]
     if n == 1:
         return GaussianMixtureParams(
@@ -855,6 +856,8 @@ def fit_pgpg(
     Everything is a deterministic function of the arrays and ``seed`` (the mixture fits run on one
     thread). Raises ValueError when no person has a visible torso.
     """
+    from sklearn.metrics.pairwise import nan_euclidean_distances  # ~1.2 s to import: not in every pipeline worker
+
     kp = np.asarray(gt_keypoints, dtype=np.float64)
     vis = np.asarray(gt_visible, dtype=bool)
     if kp.ndim != 3 or kp.shape[2] != 2 or vis.shape != kp.shape[:2]:
