@@ -231,9 +231,11 @@ def normalize_crops(crops: torch.Tensor | np.ndarray, dtype: torch.dtype = torch
     t = torch.as_tensor(crops)
     if t.dtype != torch.uint8:
         raise TypeError(f"normalize_crops expects uint8 crops, got {t.dtype}")
-    x = t.permute(0, 3, 1, 2).to(dtype).div_(255.0)
-    means = torch.tensor(PIXEL_MEANS_RGB, dtype=dtype, device=x.device).view(1, 3, 1, 1)
-    return x.sub_(means)
+    # float32 arithmetic whatever ``dtype`` (bf16 holds 8 significant bits: /255 and the means would round twice)
+    x = t.permute(0, 3, 1, 2).to(torch.float32).div_(255.0)
+    means = torch.tensor(PIXEL_MEANS_RGB, dtype=torch.float32, device=x.device).view(1, 3, 1, 1)
+    x = x.sub_(means)
+    return x if dtype == torch.float32 else x.to(dtype)
 
 
 def image_to_input_coords(

@@ -175,3 +175,17 @@ def test_crop_heatmap_decode_round_trip_on_real_coco(coco_gt, method, tol_px):
         bound = 0.25 * px_per_hm[:, None, None] + 1e-6
         assert np.all(err[interior] <= np.broadcast_to(bound, err.shape)[interior])
     assert torch.all(score[torch.as_tensor(inside)] > 0.5)
+
+
+def test_normalize_crops_to_bf16_rounds_once():
+    """bf16 input is the float32 normalisation rounded once (not /255 and the means each rounded in bf16), and stays
+    channels-last so the network's NHWC kernels read it without a copy."""
+    import torch
+
+    from models.transforms import normalize_crops
+
+    crops = np.random.default_rng(0).integers(0, 256, (2, 8, 6, 3), dtype=np.uint8)
+    ref = normalize_crops(crops)
+    got = normalize_crops(crops, dtype=torch.bfloat16)
+    assert got.dtype == torch.bfloat16 and got.is_contiguous(memory_format=torch.channels_last)
+    assert torch.equal(got, ref.to(torch.bfloat16))
