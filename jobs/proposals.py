@@ -42,7 +42,7 @@ import sys
 import time
 import uuid
 
-from jobs.ray_init import init_ray
+from jobs.ray_init import init_ray, run_interruptible
 
 __all__ = ["main"]
 
@@ -270,5 +270,14 @@ def _committed(marker, config_hash: str, shard_hash: str) -> bool:
     return marker is not None and marker.config_hash == config_hash and marker.shard_hash == shard_hash
 
 
+INTERRUPTED = "interrupted: committed shards are kept; rerun the same command to resume"
+
+
+def _cli() -> int:
+    """``python -m jobs.proposals``: :func:`main`; a Ctrl-C prints one line and exits 130
+    (``jobs.ray_init.run_interruptible``)."""
+    return run_interruptible(main, INTERRUPTED)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(_cli())

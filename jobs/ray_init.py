@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import sys
+from collections.abc import Callable
 
-__all__ = ["init_ray"]
+__all__ = ["init_ray", "shutdown_ray", "run_interruptible", "EXIT_INTERRUPTED"]
+
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report a Ctrl-C
 
 
 def init_ray(num_cpus: int | None = None, logging_level: str = "WARNING") -> None:
@@ -47,3 +52,17 @@ def shutdown_ray(timeout_s: float = 30.0) -> None:
         if t is not threading.current_thread() and t.name.startswith(_RAY_DATA_THREADS):
             t.join(timeout=max(0.0, deadline - time.monotonic()))
     ray.shutdown()
+
+
+def run_interruptible(main: Callable[[], int], message: str) -> int:
+    """``main()``, with a Ctrl-C (KeyboardInterrupt) reported as ``message`` in one line on stderr and exit status
+    130 instead of a traceback, Ray shut down once Ray Data's threads have stopped (``shutdown_ray``). For the jobs
+    whose work is committed piecewise (``jobs.proposals``, ``jobs.train_sppe``), so ``message`` can say how to resume;
+    ``jobs.label`` has its own handler, which also catches a Ctrl-C that library code swallows."""
+    try:
+        return main()
+    except KeyboardInterrupt:
+        print(message, file=sys.stderr, flush=True)
+        with contextlib.suppress(Exception):
+            shutdown_ray()
+        return EXIT_INTERRUPTED

@@ -717,5 +717,18 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+INTERRUPTED = (
+    "interrupted: registered checkpoints are kept; rerun the same command (same --name and --storage) to resume"
+)
+
+
+def _cli() -> int:
+    """``python -m jobs.train_sppe``: :func:`main`; a Ctrl-C prints one line and exits 130
+    (``jobs.ray_init.run_interruptible``)."""
+    from jobs.ray_init import run_interruptible
+
+    return run_interruptible(main, INTERRUPTED)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(_cli())
