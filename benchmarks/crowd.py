@@ -68,6 +68,7 @@ from jobs.evaluate import GroundTruth, coco_keypoint_eval, crowdpose_eval
 from models.crowdpose import (
     PAPER_PARAMS,
     RELEASED_PARAMS,
+    candidate_params_for,
     crowd_index,
     joint_candidates,
     paper_association,
@@ -224,7 +225,7 @@ def run_methods(
         ("paper", paper_association, PAPER_PARAMS),
     ):
         t = time.perf_counter()
-        cands = joint_candidates(hm, crops)
+        cands = joint_candidates(hm, crops, params=candidate_params_for(params.method))
         r = fn(boxes, scores, cands, sigmas=sigmas, params=params)
         ms = 1e3 * (time.perf_counter() - t)
         out[name] = (r.keypoints, r.keypoint_scores, r.pose_scores, ms)

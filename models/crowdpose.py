@@ -31,6 +31,7 @@ Ray). Inputs are never modified.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -49,6 +50,7 @@ __all__ = [
     "ALPHAPOSE_CANDIDATES",
     "CrowdAssociationParams",
     "RELEASED_PARAMS",
+    "candidate_params_for",
     "PAPER_PARAMS",
     "ASSOCIATION_METHODS",
     "JointGroups",
@@ -82,7 +84,9 @@ class CandidateParams:
     window: int = 5  # ``maximum_filter(size=5)``: a peak is the maximum of its 5×5 neighbourhood
     peak_threshold: float = 0.1  # peaks must be > this
     low_threshold: float = 0.05  # a candidate < this is kept only if first, and ends the list
-    offset: float = 0.2  # added to both heatmap coordinates before the back-projection (``pt = x + 0.2``)
+    # added to both heatmap coordinates before the back-projection (``pt = x + 0.2``); the released association's
+    # only: the paper mode reads candidates without it (``candidate_params_for``)
+    offset: float = 0.2
     max_candidates: int = 4  # M: slots kept per (person, joint); AlphaPose keeps every peak (see JointCandidates)
 
     def __post_init__(self) -> None:
@@ -91,6 +95,19 @@ class CandidateParams:
 
 
 ALPHAPOSE_CANDIDATES = CandidateParams()
+
+
+def candidate_params_for(method: AssociationMethod, params: CandidateParams = ALPHAPOSE_CANDIDATES) -> CandidateParams:
+    """The candidate extraction an association method reads: ``released`` → ``params`` as given (AlphaPose's
+    ``+0.2``); ``paper`` → the same with ``offset = 0``.
+
+    Deviation from AlphaPose, paper mode only: the released code's ``+0.2`` (candidates) and ``−0.3`` (output,
+    ``CrowdAssociationParams.output_offset``) are pixel-convention quirks of its own crop transform. Through
+    raypose's crop projection (``joint_candidates`` step 5) they shift every joint by about +1 px right and down
+    (COCO-17 scenes of ``benchmarks/crowd.py``, no noise: mean error +1.15 / +0.93 px, against +0.09 / −0.07 for the
+    argmax decoder), which cost the paper mode AP in the least crowded scenes. The released mode keeps them.
+    """
+    return params if method == "released" else dataclasses.replace(params, offset=0.0)
 
 
 @dataclass(frozen=True)
@@ -277,7 +294,8 @@ class CrowdAssociationParams:
     radius_factor: float = 0.1  # join when normalised distance <= radius_factor · σ_k
     sigma_scale: float = 10.0  # σ_k = sigma_scale · the keypoint set's OKS sigma (released: COCO's, not /10)
     unmatched_score: float = 1e-5  # score of a person's joint that lost its group and has no other candidate
-    output_offset: float = 0.3  # subtracted from both output coordinates (``x.item() - 0.3``)
+    # subtracted from both output coordinates (``x.item() - 0.3``); released mode only (``candidate_params_for``)
+    output_offset: float = 0.3
     min_max_score: float = 0.1  # drop a person whose best joint score is < this
     area_scale: float = 1.5  # drop when area_scale² · keypoint-extent area < min_area
     min_area: float = 40.0 * 40.0
@@ -417,7 +435,12 @@ def group_current_candidates(
 
 
 def _output(
-    boxes: np.ndarray, box_scores: np.ndarray, xy: np.ndarray, s: np.ndarray, params: CrowdAssociationParams
+    boxes: np.ndarray,
+    box_scores: np.ndarray,
+    xy: np.ndarray,
+    s: np.ndarray,
+    params: CrowdAssociationParams,
+    output_offset: float,
 ) -> PoseNMSResult:
     """``candidate_reselect``'s output filter and score (``matching.py`` L60–101), for every person at once.
 
@@ -440,7 +463,7 @@ def _output(
     kept = np.flatnonzero(keep).astype(np.int64)
     return PoseNMSResult(
         kept=kept,
-        keypoints=xy[kept] - params.output_offset,
+        keypoints=xy[kept] - output_offset,
         keypoint_scores=s[kept],
         pose_scores=pose_scores[kept],
         boxes_xyxy=boxes[kept],
@@ -488,7 +511,7 @@ def released_association(
     boxes, bs = _check_inputs(boxes_xyxy, box_scores, cands)
     n, k = cands.num_persons, cands.num_joints
     if n == 0:
-        return _output(boxes, bs, np.zeros((0, k, 2)), np.zeros((0, k)), params)
+        return _output(boxes, bs, np.zeros((0, k, 2)), np.zeros((0, k)), params, params.output_offset)
     if cands.max_candidates < 2 and (cands.count > 1).any():
         raise ValueError("the released association needs at least 2 candidate slots (max_candidates >= 2)")
     groups = group_current_candidates(boxes, cands, sigmas=sigmas, params=params)
@@ -516,7 +539,7 @@ def released_association(
     xy[fall] = cands.xy[:, :, 1][fall]
     s[fall] = cands.scores[:, :, 1][fall]
     s[in_group & ~matched & (cands.count <= 1)] = params.unmatched_score
-    return _output(boxes, bs, xy, s, params)
+    return _output(boxes, bs, xy, s, params, params.output_offset)
 
 
 def paper_association(
@@ -542,7 +565,8 @@ def paper_association(
     * K independent maximum-weight bipartite matchings (``linear_sum_assignment`` on −weights); a person matched
       to a node takes the node centre and its own candidate's score; an unmatched person keeps its top candidate
       with score ``unmatched_score``.
-    * The output filter and score of the released code (``_output``).
+    * The output filter and score of the released code (``_output``), without its ``−0.3`` output offset; read
+      candidates extracted without its ``+0.2`` (``candidate_params_for``, which says why).
 
     Deviation from AlphaPose: AlphaPose (``candidate_reselect``) implements another algorithm (§2.4 "Released
     code"); this one exists for the comparison in ``benchmarks/crowd.py``.
@@ -552,7 +576,7 @@ def paper_association(
     boxes, bs = _check_inputs(boxes_xyxy, box_scores, cands)
     n, k = cands.num_persons, cands.num_joints
     if n == 0:
-        return _output(boxes, bs, np.zeros((0, k, 2)), np.zeros((0, k)), params)
+        return _output(boxes, bs, np.zeros((0, k, 2)), np.zeros((0, k)), params, 0.0)
     radius = params.radius_factor * _sigmas(k, sigmas, params)
     s0 = cands.scores[:, :, 0]
     hs = _sequential_mean(s0)
@@ -599,7 +623,7 @@ def paper_association(
         rows, cols = rows[good], cols[good]
         xy[rows, j] = centers[cols]
         s[rows, j] = best[rows, cols]
-    return _output(boxes, bs, xy, s, params)
+    return _output(boxes, bs, xy, s, params, 0.0)
 
 
 def crowd_association(

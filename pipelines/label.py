@@ -34,7 +34,7 @@ from actors.pose_nms import apply_pose_nms
 from actors.publish import PublishSpec, publish_video, stage_rows
 from actors.sppe import CANDIDATE_DECODES, SPPE, SPPEConfig
 from models.correspondences import OrbParams
-from models.crowdpose import ALPHAPOSE_CANDIDATES, CandidateParams, CrowdAssociationParams
+from models.crowdpose import ALPHAPOSE_CANDIDATES, CandidateParams, CrowdAssociationParams, candidate_params_for
 from models.pose_nms import PoseNMSParams
 from models.poseflow import PoseFlowParams
 from pipelines.decode import decode_shard, plan_shards, probe_video
@@ -536,7 +536,7 @@ def build_label_dataset(
     associate = cfg.pose_nms.method == "crowd_association"
     if not detector_keypoints:
         # Crowd association: the SPPE also emits joint candidates (AlphaPose's --matching peaks, top M per joint).
-        extra = {"candidates": cfg.candidates} if associate else {}
+        extra = {"candidates": candidate_params_for(cfg.crowd.method, cfg.candidates)} if associate else {}
         sppe_obj = sppe_cfg if sppe_cfg is not None else cfg.sppe
         ds = actor_stage(ds, sppe_stage, sppe_obj, r.sppe, threads=r.sppe.threads, **extra)
     ds = ds.map_batches(

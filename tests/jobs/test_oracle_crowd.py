@@ -192,7 +192,7 @@ def test_oracle_crowdpose_pose_nms_vs_crowd_association(ray_session, shared_data
     that split the joints (OKS ~0.5), and its AP stays 0.472."""
     from actors.pose_nms import candidate_columns, candidates_of_row
     from jobs.evaluate import main as evaluate
-    from models.crowdpose import crowd_association, joint_candidates
+    from models.crowdpose import candidate_params_for, crowd_association, joint_candidates
     from models.transforms import ALPHAPOSE_CROP
     from store.tables import read_poses
 
@@ -229,7 +229,8 @@ def test_oracle_crowdpose_pose_nms_vs_crowd_association(ray_session, shared_data
             boxes = np.array([b for b, _ in rows], np.float32).astype(np.float64)  # as the detector stage's
             scores = np.array([s for _, s in rows], np.float32).astype(np.float64)
             crop = ALPHAPOSE_CROP.crop_boxes(boxes)
-            cands = joint_candidates(jc_heatmaps(frames.get(image, []), boxes, crop), crop)
+            params = candidate_params_for(cfg.crowd.method, cfg.candidates)  # paper: without the released +0.2
+            cands = joint_candidates(jc_heatmaps(frames.get(image, []), boxes, crop), crop, params=params)
             cands = candidates_of_row(*(c[0] for c in candidate_columns(cands, [len(boxes)]).values()))  # float32
             ref = crowd_association(boxes, scores, cands, params=cfg.crowd)
             got = poses[poses["source_uri"].astype(str).str.endswith(image)]

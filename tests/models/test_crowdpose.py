@@ -13,6 +13,7 @@ import torch
 from scipy.optimize import linear_sum_assignment
 
 from models.crowdpose import (
+    ALPHAPOSE_CANDIDATES,
     CandidateParams,
     CrowdAssociationParams,
     JointCandidates,
@@ -138,15 +139,16 @@ def ref_released(boxes, box_scores, lists, sigmas10):
     return ref_output(box_scores, [[lists[n][k][0] for k in range(k_joints)] for n in range(n_persons)])
 
 
-def ref_output(box_scores, current):
-    """The output filter and score (§2.4 step 5); current[n][k] = (x, y, s)."""
+def ref_output(box_scores, current, offset=0.3):
+    """The output filter and score (§2.4 step 5); current[n][k] = (x, y, s); ``offset``: the released −0.3 (the
+    paper mode has none)."""
     out = []
     for n, joints in enumerate(current):
         xmax, xmin, ymax, ymin, mean, best = 0.0, 1e5, 0.0, 1e5, 0.0, 0.0
         kps, sc = [], []
         for x, y, s in joints:
             xmax, xmin, ymax, ymin = max(xmax, x), min(xmin, x), max(ymax, y), min(ymin, y)
-            kps.append((x - 0.3, y - 0.3))
+            kps.append((x - offset, y - offset))
             sc.append(s)
             mean += s / len(joints)
             best = max(best, s)
@@ -207,7 +209,7 @@ def ref_paper(boxes, box_scores, lists, sigmas10):
             if g is not None:
                 nd = nodes[g]
                 current[n][k] = (nd["sx"] / nd["ss"], nd["sy"] / nd["ss"], nd["best"][n])
-    return ref_output(box_scores, current)
+    return ref_output(box_scores, current, offset=0.0)
 
 
 def to_lists(c: JointCandidates):
@@ -345,6 +347,20 @@ def test_offset_and_back_projection_through_the_crop_box() -> None:
     box = (100.0, 200.0, 196.0, 328.0)  # 2 image px per heatmap px
     c = _one(hm, box)
     np.testing.assert_allclose(c.xy[0, 0, 0], [100 + 30.2 * 2, 200 + 12.2 * 2])
+
+
+def test_paper_mode_reads_candidates_without_the_released_offsets() -> None:
+    """``candidate_params_for``: the released association keeps AlphaPose's +0.2 (and −0.3 on output); the paper mode
+    extracts candidates at the decoded peak and outputs them unshifted."""
+    from models.crowdpose import candidate_params_for
+
+    assert candidate_params_for("released") is ALPHAPOSE_CANDIDATES
+    custom = CandidateParams(max_candidates=7)
+    assert candidate_params_for("paper", custom) == CandidateParams(max_candidates=7, offset=0.0)
+    hm = np.zeros(HM)
+    hm[12, 30] = 1.0
+    box = (100.0, 200.0, 196.0, 328.0)  # 2 image px per heatmap px
+    np.testing.assert_allclose(_one(hm, box, params=candidate_params_for("paper")).xy[0, 0, 0], [160.0, 224.0])
 
 
 def test_candidates_equal_reference_loop_on_random_scenes() -> None:
@@ -509,7 +525,7 @@ def test_paper_mode_gives_each_node_to_one_person() -> None:
     b[0] = [(100.0, 100.0, 0.8), (305.0, 98.0, 0.5)]
     boxes = np.array([[80, 80, 260, 300], [280, 80, 460, 300.0]])
     r = paper_association(boxes, np.array([0.9, 0.8]), candidates_from([a, b]))
-    np.testing.assert_allclose(r.keypoints[1, 0], [304.7, 97.7])
+    np.testing.assert_allclose(r.keypoints[1, 0], [305.0, 98.0])  # no released −0.3 in the paper mode
     assert r.keypoint_scores[1, 0] == pytest.approx(0.5)
     # Two proposals on one person: the duplicate loses every node and drops out (max score 1e-5 < 0.1).
     r = paper_association(np.array([[80, 80, 260, 300]] * 2, float), np.array([0.9, 0.5]), candidates_from([a, a]))
