@@ -1,6 +1,7 @@
 """What bf16 costs in keypoints, with REAL weights on real crops: the evidence behind ``precision: auto``.
 
-    python -m benchmarks.precision [--data ../shared/data] [--threads 2] [--out benchmarks/results/precision.json]
+    python -m benchmarks.precision [--data ../shared/data] [--threads 2] [--limit N]
+                                   [--out benchmarks/results/precision.json]
 
 No AlphaPose checkpoint reaches this project, so FastPose's bf16 cost cannot be measured with its own weights. The
 real heatmap network available is MediaPipe's BlazePose (``make weights``; Apache-2.0): besides its regressed
@@ -101,6 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data", type=Path, default=DEFAULT_DATA)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--weights", type=Path, default=REPO / "weights" / "pose_landmark_full.pt")
+    p.add_argument("--limit", type=int, default=0, help="use only the first N crops (a smoke run; 0: all)")
     p.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "precision.json")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -109,6 +111,8 @@ def main(argv: list[str] | None = None) -> int:
 
     t0 = time.perf_counter()
     crops, n_coco = gt_crops(args.data, BLAZEPOSE_CROP)
+    if args.limit:
+        crops, n_coco = crops[: args.limit], min(n_coco, args.limit)
     fp32 = TFLiteModule.load(str(args.weights)).eval()
     variants = {"bf16": copy.deepcopy(fp32).to(torch.bfloat16)}
     ref_reg, ref_hm = blazepose_heads(fp32, crops)
@@ -123,9 +127,10 @@ def main(argv: list[str] | None = None) -> int:
     from models.transforms import ALPHAPOSE_CROP, normalize_crops
 
     ap_crops, _ = gt_crops(args.data, ALPHAPOSE_CROP)
+    ap_crops = ap_crops[: args.limit or 32]
     torch.manual_seed(0)
     net = fold_batchnorm(build_sppe("fastpose_res50", 17).eval())
-    x = normalize_crops(ap_crops[:32])
+    x = normalize_crops(ap_crops)
     with torch.inference_mode():
         ref = net(x)
         for name, model in (
