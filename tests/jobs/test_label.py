@@ -238,7 +238,7 @@ def test_bad_configuration_fails_before_work(tmp_path, capsys):
     for bad, message in (
         (["tracking.correspondences=sift"], "must be 'none' or 'orb'"),
         (["tracking.orb.matcher=fast"], "choose one of bruteforce, flann, windowed"),
-        (["sppe.precision=int4"], "sppe.precision must be one of fp32, bf16, fp16, int8"),
+        (["sppe.precision=int4"], "sppe.precision must be one of auto, fp32, bf16, fp16, int8"),
         (["sppe.precision=int8", "resources.sppe.num_gpus=1"], "sppe.precision=int8 runs on the CPU"),
     ):
         assert (
