@@ -156,7 +156,7 @@ class SPPEConfig:
         ``gpu``: the pose actors get a GPU. Other precisions are returned as they are."""
         if self.precision != "auto":
             return self
-        # bf16 only for AlphaPose's heatmap SPPEs (2.2× FastPose-res50's fp32 forward): BlazePose's keypoints move
+        # bf16 only for AlphaPose's heatmap SPPEs (1.7–2.2× FastPose-res50's fp32 forward): BlazePose's keypoints move
         # 1.7 px median in bf16 and its pipeline AP dropped on the real samples (benchmarks/precision.py, README)
         offers = self.arch in SPPE_ARCHS
         return dataclasses.replace(self, precision=resolve_precision("auto", gpu=gpu, offers_bf16=offers))

@@ -1,10 +1,11 @@
 """Which float precision a network runs in by default: ``auto`` → bf16 where the CPU computes bf16 in hardware.
 
 A heatmap SPPE's forward is almost all convolutions, which oneDNN runs in bf16 on CPUs with AVX512-BF16 (AMD Zen 4,
-Intel Cooper Lake and later) or AMX-BF16 (Intel Sapphire Rapids and later). There FastPose-res50's forward is ~2.2×
-fp32's (batch 8, 2 threads, ``benchmarks/sppe.py``); on CPUs without those instructions oneDNN emulates bf16 and the
-same forward is 10–40× *slower* than fp32. So ``auto`` reads the CPU's flags, never a timing (a timing would make
-the choice, and so the outputs, depend on the machine's load).
+Intel Cooper Lake and later) or AMX-BF16 (Intel Sapphire Rapids and later). There FastPose-res50's forward is
+1.7–2.2× fp32's (batch 8, 2 threads; ``benchmarks/end_to_end.py``'s bare forwards: 22.7 vs 13.1 persons/s); on CPUs
+without those instructions oneDNN emulates bf16 and the same forward is 10–40× *slower* than fp32. So ``auto``
+reads the CPU's flags, never a timing (a timing would make the choice, and so the outputs, depend on the machine's
+load).
 
 ``auto`` resolves to:
 
@@ -13,9 +14,9 @@ the choice, and so the outputs, depend on the machine's load).
 
 ``RAYPOSE_CPU_BF16=0`` (or ``1``) in the environment overrides the flags (``cpu_has_native_bf16``).
 
-``exact`` is never ``auto``'s choice: fp32 is the mode whose outputs equal AlphaPose's given the same weights and
-boxes. The job resolves ``auto`` on its driver before it hashes the config, so the hash (and resume) sees the
-precision that ran.
+fp32 (``jobs.label --exact``) is the mode whose outputs equal AlphaPose's given the same weights and boxes; ``auto``
+trades that equality for speed where the CPU has native bf16. The job resolves ``auto`` on its driver before it
+hashes the config, so the hash (and resume) sees the precision that ran.
 """
 
 from __future__ import annotations
