@@ -38,34 +38,37 @@ DEFAULT_DATA = REPO.parent / "shared" / "data"
 KAPPA = 0.1
 
 
-def gt_crops(data: Path, crop) -> tuple[np.ndarray, int]:
-    """Crops ``[N, H, W, 3]`` of every GT person box of the COCO sample and the Bonn clip, and how many are COCO's."""
+def gt_people(data: Path) -> tuple[list[tuple[np.ndarray, np.ndarray]], int]:
+    """Every image of the COCO sample and the Bonn clip with its GT person boxes (xyxy), decoded once; and how many
+    of the boxes are COCO's."""
     from models.images import decode_image
-    from models.transforms import crop_images
 
-    crops = []
-    sources = [(data / "coco" / "test_coco.json", data / "coco"), (data / "bonn_posetrack" / "060470979.json", None)]
-    n_coco = 0
-    for ann_path, image_dir in sources:
+    people, n_coco = [], 0
+    for ann_path in (data / "coco" / "test_coco.json", data / "bonn_posetrack" / "060470979.json"):
         gt = json.loads(ann_path.read_text())
-        folder = image_dir or ann_path.parent
-        files = {
-            im["id"]: folder / Path(im["file_name"]).name if image_dir else folder / im["file_name"]
-            for im in gt["images"]
-        }
+        files = {im["id"]: ann_path.parent / im["file_name"] for im in gt["images"]}
         by_image: dict = {}
         for a in gt["annotations"]:
             if a.get("iscrowd", 0) == 0 and a["bbox"][2] > 4 and a["bbox"][3] > 4:
                 by_image.setdefault(a["image_id"], []).append(a["bbox"])
         for image_id, boxes in sorted(by_image.items()):
-            image = decode_image(files[image_id].read_bytes())
             xywh = np.asarray(boxes, np.float64)
             xyxy = np.concatenate([xywh[:, :2], xywh[:, :2] + xywh[:, 2:]], 1)
-            got = crop_images([image], np.zeros(len(xyxy), np.int64), crop.crop_boxes(xyxy), crop.output_size_hw)
-            crops.append(got)
-            if image_dir is not None:
-                n_coco += len(got)
-    return np.concatenate(crops), n_coco
+            people.append((decode_image(files[image_id].read_bytes()), xyxy))
+            n_coco += len(xyxy) if ann_path.parent.name == "coco" else 0
+    return people, n_coco
+
+
+def crops_of(people: list[tuple[np.ndarray, np.ndarray]], crop) -> np.ndarray:
+    """Crops ``[N, H, W, 3]`` of every person, cut as the pipeline cuts them for ``crop`` (OpenCV)."""
+    from models.transforms import crop_images
+
+    return np.concatenate(
+        [
+            crop_images([image], np.zeros(len(xyxy), np.int64), crop.crop_boxes(xyxy), crop.output_size_hw)
+            for image, xyxy in people
+        ]
+    )
 
 
 def agreement(points: np.ndarray, ref: np.ndarray, crop_side: float) -> dict:
@@ -110,7 +113,8 @@ def main(argv: list[str] | None = None) -> int:
     from models.tflite import TFLiteModule
 
     t0 = time.perf_counter()
-    crops, n_coco = gt_crops(args.data, BLAZEPOSE_CROP)
+    people, n_coco = gt_people(args.data)
+    crops = crops_of(people, BLAZEPOSE_CROP)
     if args.limit:
         crops, n_coco = crops[: args.limit], min(n_coco, args.limit)
     fp32 = TFLiteModule.load(str(args.weights)).eval()
@@ -126,8 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     from models.sppe import build_sppe, cast_for_inference, fold_batchnorm
     from models.transforms import ALPHAPOSE_CROP, normalize_crops
 
-    ap_crops, _ = gt_crops(args.data, ALPHAPOSE_CROP)
-    ap_crops = ap_crops[: args.limit or 32]
+    ap_crops = crops_of(people, ALPHAPOSE_CROP)[: args.limit or 32]
     torch.manual_seed(0)
     net = fold_batchnorm(build_sppe("fastpose_res50", 17).eval())
     x = normalize_crops(ap_crops)

@@ -63,7 +63,7 @@ import threading
 import time
 import uuid
 
-from jobs.ray_init import init_ray
+from jobs.ray_init import EXIT_INTERRUPTED, init_ray, run_interruptible
 
 __all__ = ["main", "build_config", "StallWatchdog"]
 
@@ -819,7 +819,6 @@ def _write_run_outputs(
 
 SKIPPED_EXAMPLES = 5
 INTERRUPTED = "interrupted: committed videos are kept; rerun the same command to resume"
-EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report a Ctrl-C
 
 
 def _skipped_line(skipped: list[str]) -> str:
@@ -852,21 +851,20 @@ def _on_sigint(signum, frame) -> None:
 
 def _cli() -> int:
     """``python -m jobs.label``: :func:`main`, with Ctrl-C (SIGINT) reported in one line and exit status 130
-    instead of a traceback. Ray is shut down once Ray Data's threads have stopped (``jobs.ray_init.shutdown_ray``);
-    committed videos stay committed (a video is published whole or not at all), so the same command resumes."""
+    instead of a traceback (``jobs.ray_init.run_interruptible``: Ray is shut down once Ray Data's threads have
+    stopped); committed videos stay committed (a video is published whole or not at all), so the same command
+    resumes."""
     import signal
 
-    signal.signal(signal.SIGINT, _on_sigint)
-    try:
-        return main()
-    except KeyboardInterrupt:
-        INTERRUPT.set()  # also when the KeyboardInterrupt came from elsewhere (e.g. raised by a library)
-        print(INTERRUPTED, file=sys.stderr, flush=True)
-        with contextlib.suppress(Exception):
-            from jobs.ray_init import shutdown_ray
+    def noting_interrupt() -> int:
+        try:
+            return main()
+        except KeyboardInterrupt:
+            INTERRUPT.set()  # also when the KeyboardInterrupt came from elsewhere (e.g. raised by a library)
+            raise
 
-            shutdown_ray()
-        return EXIT_INTERRUPTED
+    signal.signal(signal.SIGINT, _on_sigint)
+    return run_interruptible(noting_interrupt, INTERRUPTED)
 
 
 if __name__ == "__main__":

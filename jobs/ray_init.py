@@ -57,8 +57,8 @@ def shutdown_ray(timeout_s: float = 30.0) -> None:
 def run_interruptible(main: Callable[[], int], message: str) -> int:
     """``main()``, with a Ctrl-C (KeyboardInterrupt) reported as ``message`` in one line on stderr and exit status
     130 instead of a traceback, Ray shut down once Ray Data's threads have stopped (``shutdown_ray``). For the jobs
-    whose work is committed piecewise (``jobs.proposals``, ``jobs.train_sppe``), so ``message`` can say how to resume;
-    ``jobs.label`` has its own handler, which also catches a Ctrl-C that library code swallows."""
+    whose work is committed piecewise, so ``message`` can say how to resume (``jobs.label``, which adds a SIGINT
+    handler for a Ctrl-C that library code swallows; ``jobs.proposals``; ``jobs.train_sppe``)."""
     try:
         return main()
     except KeyboardInterrupt:

@@ -311,6 +311,13 @@ class LabelConfig:
         gpu = s.device.startswith("cuda") or (s.device == "auto" and self.resources.sppe.num_gpus > 0)
         return dataclasses.replace(self, sppe=s.resolved(gpu=gpu))
 
+    def sppe_candidates(self) -> CandidateParams | None:
+        """The joint candidates the SPPE stage extracts: None unless ``pose_nms.method=crowd_association``; then
+        ``candidates`` as the association method reads them (``models.crowdpose.candidate_params_for``)."""
+        if self.pose_nms.method != "crowd_association":
+            return None
+        return candidate_params_for(self.crowd.method, self.candidates)
+
     def result_affecting(self) -> dict:
         """The part of the config that changes outputs (resources and chunking do not)."""
         d = dataclasses.asdict(self)
@@ -533,10 +540,10 @@ def build_label_dataset(
     ds = actor_stage(
         ds, Detector, cfg.detector, r.detect, crop=cfg.sppe.crop, keypoints=detector_keypoints, threads=r.detect.threads
     )
-    associate = cfg.pose_nms.method == "crowd_association"
     if not detector_keypoints:
         # Crowd association: the SPPE also emits joint candidates (AlphaPose's --matching peaks, top M per joint).
-        extra = {"candidates": candidate_params_for(cfg.crowd.method, cfg.candidates)} if associate else {}
+        candidates = cfg.sppe_candidates()
+        extra = {"candidates": candidates} if candidates is not None else {}
         sppe_obj = sppe_cfg if sppe_cfg is not None else cfg.sppe
         ds = actor_stage(ds, sppe_stage, sppe_obj, r.sppe, threads=r.sppe.threads, **extra)
     ds = ds.map_batches(

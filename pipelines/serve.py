@@ -12,7 +12,6 @@ pipeline's own (``actors.detect.Detector``, ``actors.sppe.SPPE``, ``actors.pose_
 from __future__ import annotations
 
 from actors.serve import DetectorReplica, PoseAPI, SPPEReplica, replica_threads
-from models.crowdpose import candidate_params_for
 from pipelines.label import LabelConfig, cpu_actor_env
 
 __all__ = ["build_app", "ingress_settings", "check_serve_config", "APP_NAME"]
@@ -87,8 +86,7 @@ def build_app(cfg: LabelConfig, sppe_sha256: str, effective: dict):
     )
     sppe = None
     if not detector_keypoints:
-        associate = cfg.pose_nms.method == "crowd_association"
-        candidates = candidate_params_for(cfg.crowd.method, cfg.candidates) if associate else None
+        candidates = cfg.sppe_candidates()
         sppe = _stage(SPPEReplica, "sppe", s.sppe_replicas, s.sppe_num_cpus, s.sppe_num_gpus, s.sppe_max_batch).bind(
             cfg.sppe, replica_threads(s.sppe_num_cpus, s.threads), candidates, s.sppe_max_batch, s.batch_wait_timeout_s
         )

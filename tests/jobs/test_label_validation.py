@@ -362,7 +362,7 @@ def test_precision_auto_is_resolved_for_this_machine_before_hashing(monkeypatch)
     CPU computes bf16 natively, fp32 for a GPU pool, on other CPUs and for BlazePose; explicit precisions are kept."""
     from jobs.label import build_config
 
-    fastpose = ["detector.random_weights=true", *FAST[1::2][:2]]
+    fastpose = ["detector.random_weights=true", "sppe.arch=fastpose_res18", "sppe.random_weights=true"]
     demo = str(REPO / "configs" / "demo.yaml")
     monkeypatch.setenv("RAYPOSE_CPU_BF16", "1")
     assert build_config(None, fastpose).sppe.precision == "bf16"
