@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import threading
 import time
 from dataclasses import dataclass
 
@@ -46,6 +47,7 @@ from models.heatmaps import (
 from models.keypoints import get_keypoint_set
 from models.precision import resolve_precision
 from models.sppe import SPPE_ARCHS, build_sppe, cast_for_inference, fold_batchnorm
+from models.streams import ChunkStreams
 from models.transforms import ALPHAPOSE_CROP, CropSpec, normalize_crops
 
 logger = logging.getLogger(__name__)
@@ -208,10 +210,18 @@ def load_blazepose(path: str):
 class SPPE:
     """``__init__`` builds and loads the network once per actor; ``__call__`` maps a batch of frame rows."""
 
-    def __init__(self, cfg: SPPEConfig, threads: int | None = None, candidates: CandidateParams | None = None) -> None:
+    def __init__(
+        self,
+        cfg: SPPEConfig,
+        threads: int | None = None,
+        candidates: CandidateParams | None = None,
+        streams: int = 1,
+    ) -> None:
         """``threads``: torch intra-op threads on CPU (``resources.sppe.threads`` as ``plan_resources`` sized it);
         None keeps Ray's default, ``OMP_NUM_THREADS`` = the actor's CPU reservation, which is 1 for a fraction.
-        ``candidates``: also emit CrowdPose joint candidates (heatmap SPPEs with a heatmap decoder only)."""
+        ``candidates``: also emit CrowdPose joint candidates (heatmap SPPEs with a heatmap decoder only).
+        ``streams``: on CPU, forward that many chunks at once, each on ``threads // streams`` torch threads
+        (``models.streams``; ``resources.sppe.streams``); ignored on a GPU."""
         self.device = pick_device(cfg.device)
         cfg = cfg.resolved(gpu=self.device.type != "cpu")  # the job resolves "auto" on its driver; others here
         self.cfg = cfg
@@ -221,8 +231,14 @@ class SPPE:
                 f"{', '.join(CANDIDATE_DECODES)}, not arch={cfg.arch} decode={cfg.decode}"
             )
         self.candidates = candidates
-        if threads and self.device.type == "cpu":
-            torch.set_num_threads(threads)
+        if self.device.type != "cpu":
+            streams = 1
+        if streams < 1 or (threads and streams > threads):
+            raise ValueError(f"SPPE streams must be between 1 and its threads ({threads}), got {streams}")
+        per_stream = max(1, threads // streams) if threads else None
+        if per_stream and self.device.type == "cpu":
+            torch.set_num_threads(per_stream)
+        self.streams = ChunkStreams(streams, per_stream or torch.get_num_threads())
         self.batch_size = cfg.batch_size or (8 if self.device.type == "cpu" else 64)
         if cfg.arch == "detector":
             raise ValueError("sppe.arch=detector has no pose stage: the pipeline takes the detector's keypoints")
@@ -255,13 +271,15 @@ class SPPE:
                 self.model.to(dtype=self.dtype)
         self.flip_pairs = get_keypoint_set(cfg.keypoint_set).flip_pairs
         self._kind_checked = False
+        self._kind_lock = threading.Lock()  # streams run chunks concurrently; the check runs once
         logger.info(
-            "SPPE %s (sha256 %s) on %s, %d persons per forward, %d torch threads",
+            "SPPE %s (sha256 %s) on %s, %d persons per forward, %d stream(s) of %d torch threads",
             cfg.arch,
             self.sha256[:12],
             self.device,
             self.batch_size,
-            torch.get_num_threads(),
+            self.streams.streams,
+            self.streams.threads_per_stream,
         )
 
     @staticmethod
@@ -344,35 +362,39 @@ class SPPE:
                 return kps, scores, None
             empty = joint_candidates(np.zeros((0, k, 1, 1), np.float32), np.zeros((0, 4)), params=self.candidates)
             return kps, scores, empty
-        kps, scores, cands = [], [], []
-        for s in range(0, p, self.batch_size):
-            chunk = torch.as_tensor(crops[s : s + self.batch_size]).to(self.device)
-            boxes = torch.as_tensor(np.asarray(crop_boxes_xyxy[s : s + self.batch_size], np.float64))
+        parts = self.streams.map(lambda s, e: self._chunk(crops[s:e], crop_boxes_xyxy[s:e]), p, self.batch_size)
+        kps = np.concatenate([kp for kp, _, _ in parts])
+        scores = np.concatenate([sc for _, sc, _ in parts])
+        if self.candidates is None:
+            return kps, scores, None
+        merged = JointCandidates(
+            *(np.concatenate([getattr(c, f) for _, _, c in parts]) for f in ("xy", "scores", "valid", "count"))
+        )
+        return kps, scores, merged
+
+    def _chunk(
+        self, crops: np.ndarray, crop_boxes_xyxy: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, JointCandidates | None]:
+        """One forward of at most ``batch_size`` persons (on a stream's thread: inference mode is thread-local)."""
+        with torch.inference_mode():
+            chunk = torch.as_tensor(np.ascontiguousarray(crops)).to(self.device)
+            boxes = torch.as_tensor(np.ascontiguousarray(crop_boxes_xyxy, np.float64))
             if isinstance(self.model, BlazePoseSPPE):
                 kp, sc = self.model(chunk, boxes.to(self.device))
-            else:
-                x = normalize_crops(chunk, dtype=self.dtype)
-                hm = flip_test(self.model, x, self.flip_pairs) if self.cfg.flip_test else self.model(x)
+                return kp.cpu().numpy(), sc.cpu().numpy(), None
+            x = normalize_crops(chunk, dtype=self.dtype)
+            hm = flip_test(self.model, x, self.flip_pairs) if self.cfg.flip_test else self.model(x)
+            with self._kind_lock:
                 if not self._kind_checked:
                     self._check_output_kind(hm)
-                if self.candidates is not None:
-                    c = joint_candidates(
-                        hm.float(), boxes, input_size_hw=self.cfg.crop.output_size_hw, params=self.candidates
-                    )
-                    cands.append(c)
-                    kp, sc = c.xy[:, :, 0], c.scores[:, :, 0]  # AlphaPose --matching: the current candidate
-                    kps.append(kp.astype(np.float32))
-                    scores.append(sc.astype(np.float32))
-                    continue
-                kp, sc = heatmaps_to_keypoints(hm.float(), boxes.to(self.device), method=self.cfg.decode)
-            kps.append(kp.cpu().numpy())
-            scores.append(sc.cpu().numpy())
-        if not cands:
-            return np.concatenate(kps), np.concatenate(scores), None
-        merged = JointCandidates(
-            *(np.concatenate([getattr(c, f) for c in cands]) for f in ("xy", "scores", "valid", "count"))
-        )
-        return np.concatenate(kps), np.concatenate(scores), merged
+            if self.candidates is not None:
+                c = joint_candidates(
+                    hm.float(), boxes, input_size_hw=self.cfg.crop.output_size_hw, params=self.candidates
+                )
+                # AlphaPose --matching: the keypoints are each joint's current candidate
+                return c.xy[:, :, 0].astype(np.float32), c.scores[:, :, 0].astype(np.float32), c
+            kp, sc = heatmaps_to_keypoints(hm.float(), boxes.to(self.device), method=self.cfg.decode)
+            return kp.cpu().numpy(), sc.cpu().numpy(), None
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         t0 = time.perf_counter()

@@ -172,3 +172,29 @@ def test_sppe_actor_int8_runs_a_quantized_network_on_cpu_only():
         SPPEConfig(arch="blazepose_full", precision="int8")
     with pytest.raises(ValueError, match="int8 is for fastpose_res18"):
         SPPEConfig(arch="hrnet_w32", random_weights=True, precision="int8")
+
+
+def test_sppe_actor_streams_give_the_outputs_of_one_stream():
+    """Two concurrent forwards (``resources.sppe.streams``) run the same chunks as one: same keypoints, scores and
+    joint candidates, in the same order (fp32; one torch thread per stream vs two for the single stream)."""
+    from models.crowdpose import ALPHAPOSE_CANDIDATES
+
+    rng = np.random.default_rng(3)
+    crops = rng.integers(0, 255, (11, 256, 192, 3), dtype=np.uint8)  # 3 chunks of 4, the last one short
+    boxes = np.concatenate([rng.uniform(0, 100, (11, 2)), rng.uniform(150, 300, (11, 2))], axis=1)
+    cfg = SPPEConfig(arch="fastpose_res18", random_weights=True, batch_size=4, device="cpu", precision="fp32")
+    one = SPPE(cfg, threads=2, candidates=ALPHAPOSE_CANDIDATES)
+    two = SPPE(cfg, threads=2, candidates=ALPHAPOSE_CANDIDATES, streams=2)
+    assert (one.streams.streams, one.streams.threads_per_stream) == (1, 2)
+    assert (two.streams.streams, two.streams.threads_per_stream) == (2, 1)
+    kp1, sc1, c1 = one.estimate_with_candidates(crops, boxes)
+    kp2, sc2, c2 = two.estimate_with_candidates(crops, boxes)
+    np.testing.assert_allclose(kp2, kp1, atol=1e-3)
+    np.testing.assert_allclose(sc2, sc1, atol=1e-5)
+    np.testing.assert_array_equal(c2.count, c1.count)
+    np.testing.assert_allclose(c2.xy, c1.xy, atol=1e-3)
+    # persons of each chunk stay in their places: a reversed input gives reversed outputs
+    kp3, _ = two.estimate(crops[::-1], boxes[::-1])
+    np.testing.assert_allclose(kp3[::-1], kp1, atol=1e-3)
+    with pytest.raises(ValueError, match="streams must be between 1 and its threads"):
+        SPPE(cfg, threads=2, streams=3)

@@ -37,7 +37,8 @@ def _cfg(base: dict, **resources) -> LabelConfig:
 def test_two_cpus_give_the_sppe_actor_both_cores():
     r = plan_resources(_cfg(PRECOMPUTED), 2).resources
     assert (r.sppe.actors, r.sppe.num_cpus, r.sppe.threads) == (1, 0.75, 2)
-    assert (r.detect.actors, r.detect.num_cpus, r.detect.threads) == (1, 0.25, 1)  # crop cutting only
+    assert r.sppe.streams == 2  # two single-thread forwards at once (models.streams)
+    assert (r.detect.actors, r.detect.num_cpus, r.detect.threads, r.detect.streams) == (1, 0.25, 1, 1)
 
 
 def test_network_detector_and_sppe_share_the_cores():
@@ -73,6 +74,21 @@ def test_explicit_values_win_and_are_still_checked():
         _cfg(PRECOMPUTED, sppe={"threads": 0})
 
 
+def test_streams_split_an_even_thread_count_and_are_checked():
+    r = plan_resources(_cfg(PRECOMPUTED, sppe={"threads": 3}), 4).resources
+    assert r.sppe.streams == 1  # odd: one forward on all three
+    r = plan_resources(_cfg(PRECOMPUTED, sppe={"threads": 4, "streams": 4}), 4).resources
+    assert (r.sppe.threads, r.sppe.streams) == (4, 4)  # given values win
+    r = plan_resources(_cfg(PRECOMPUTED, sppe={"num_gpus": 1}), 4, gpus=1).resources
+    assert r.sppe.streams == 1  # a GPU actor runs one forward at a time
+    with pytest.raises(ValueError, match="streams must be between 1 and threads"):
+        _cfg(PRECOMPUTED, sppe={"threads": 2, "streams": 3})
+    with pytest.raises(ValueError, match=r"streams must be between 1 and threads \(2\)"):  # planned threads: 2
+        check_resources(_cfg(PRECOMPUTED, sppe={"streams": 4}), 2)
+    with pytest.raises(ValueError, match="only the SPPE pool"):
+        _cfg(PRECOMPUTED, detect={"streams": 2})
+
+
 class ThreadReport(SPPE):
     """The real SPPE actor, reporting the torch threads it runs with instead of keypoints."""
 
@@ -80,14 +96,17 @@ class ThreadReport(SPPE):
         import os
 
         n = len(batch["id"])
-        return {"threads": [torch.get_num_threads()] * n, "omp_wait": [os.environ.get("OMP_WAIT_POLICY", "")] * n}
+        # torch threads inside each stream (the threads the forwards run on), times the streams running at once
+        per_stream = set(self.streams.map(lambda a, b: torch.get_num_threads(), 2, 1))
+        used = self.streams.streams * max(per_stream)
+        return {"threads": [used] * n, "omp_wait": [os.environ.get("OMP_WAIT_POLICY", "")] * n}
 
 
 @pytest.mark.ray
 @pytest.mark.slow
 def test_default_sppe_actor_runs_more_than_one_thread_on_two_cpus():
     """Through Ray Data's actor pool, as the pipeline builds it: Ray sets OMP_NUM_THREADS=1 for the 0.75-CPU
-    reservation; the planned threads must win (before the fix: 1)."""
+    reservation; the planned threads must win (before the fix: 1). Now two streams of one thread each."""
     import ray
     import ray.data
 
@@ -102,6 +121,7 @@ def test_default_sppe_actor_runs_more_than_one_thread_on_two_cpus():
             planned.sppe,
             planned.resources.sppe,
             threads=planned.resources.sppe.threads,
+            streams=planned.resources.sppe.streams,
         )
         rows = ds.take_all()
         assert {r["threads"] for r in rows} == {2}
