@@ -22,10 +22,13 @@ user's experience: whole process, start-up and shutdown included), then the bare
 * ``old_default``: the configuration before issue 13 (SPPE actor 0.5 CPU → 1 thread, 64 persons per forward).
 * ``int8``: ``sppe.precision=int8`` (``models.quantize``: static int8 on CPU; outputs differ from fp32). Its ÷bare
   ratio is against the int8 network's bare forward.
+* ``one_stream``: the default with ``resources.sppe.streams=1``: one forward at a time on all the actor's threads,
+  as before ``models.streams``.
 * ``bare``: ``model(x)`` on normalised crops in one process with the default's threads and batch, over
-  ``--bare-persons`` crops (persons/s does not depend on how many), once per precision the modes ran (the actor's
-  form of the network: folded, channels-last, cast as ``models.sppe.cast_for_inference`` casts it); each mode's
-  ÷bare ratio is against its own precision's bare forward.
+  ``--bare-persons`` crops (persons/s does not depend on how many), once per precision and stream count the modes
+  ran (the actor's form of the network: folded, channels-last, cast as ``models.sppe.cast_for_inference`` casts
+  it; with 2 streams, two chunks at once on ``models.streams.ChunkStreams``, each on half the threads); each
+  mode's ÷bare ratio is against the bare forward of its own precision and streams.
 * ``alphapose_sp``: AlphaPose ``--sp``'s SPPE loop as measured in issue 13 (one process, 2 torch threads, fp32, one
   frame's persons per forward, ≈ 6), forward only: an upper bound for AlphaPose's whole process, whose persons/s on
   the issue's machine (7.82) equalled its forward (0.129 s per crop). AlphaPose itself cannot be installed here; its
@@ -79,6 +82,8 @@ MODES = {
     ],
     # opt-in int8 (models.quantize): outputs differ from fp32; its bare forward is the int8 network's
     "int8": ["--set", "sppe.precision=int8"],
+    # the default with one forward at a time on both threads (before models.streams)
+    "one_stream": ["--set", "resources.sppe.streams=1"],
 }
 
 
@@ -204,7 +209,9 @@ def _run_job(args: list[str], out: Path) -> dict:
     return {"wall_s": wall, "peak_pss_bytes": peak, "summary": summary}
 
 
-def _bare_forward(arch: str, threads: int, batch: int, persons: int, precision: str, as_actor: bool) -> float:
+def _bare_forward(
+    arch: str, threads: int, batch: int, persons: int, precision: str, as_actor: bool, streams: int = 1
+) -> float:
     """Persons/s of ``model(x)`` alone, in a fresh process (same threads, batch and precision as the job). With
     ``as_actor`` the network takes the SPPE actor's inference form (batch norm folded, channels-last; for int8 the
     actor's quantized network); without, it runs as AlphaPose runs it (NCHW, batch norm as its own op)."""
@@ -222,22 +229,32 @@ def _bare_forward(arch: str, threads: int, batch: int, persons: int, precision: 
 import time, torch
 from models.sppe import build_sppe, cast_for_inference, fold_batchnorm
 from models.quantize import calibration_inputs, quantize_int8
+from models.streams import ChunkStreams
 from models.transforms import ALPHAPOSE_CROP
 from actors.sppe import PRECISIONS
-torch.set_num_threads({threads})
+torch.set_num_threads({threads} // {streams})
 torch.manual_seed(0)
 dt = PRECISIONS[{precision!r}]
 m = {build}
-x = torch.rand({batch}, 3, 256, 192).to(dt).contiguous(memory_format={fmt})
-with torch.inference_mode():
-    m(x)
-    n, t0 = 0, time.perf_counter()
-    while n < {persons}:
-        m(x); n += {batch}
+x = torch.rand({batch * streams}, 3, 256, 192).to(dt).contiguous(memory_format={fmt})
+streams = ChunkStreams({streams}, {threads} // {streams})
+def forward(s, e):
+    with torch.inference_mode():
+        return m(x[s:e])
+streams.map(forward, len(x), {batch})
+n, t0 = 0, time.perf_counter()
+while n < {persons}:
+    streams.map(forward, len(x), {batch}); n += len(x)
 print(n / (time.perf_counter() - t0))
 """
     res = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
     return float(res.stdout.strip().splitlines()[-1])
+
+
+def _bare_key(summary: dict) -> str:
+    """Which bare forward a job's summary is compared with: ``"<precision>/<streams>s"``."""
+    cfg = summary["config"]
+    return f"{cfg['sppe']['precision']}/{cfg['resources']['sppe'].get('streams') or 1}s"
 
 
 def _med(xs: list[float]) -> float:
@@ -277,7 +294,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"workload: {video.name}, {41 * args.repeat} frames, {persons} persons; {os.cpu_count()} CPUs", flush=True)
     runs: dict[str, list[dict]] = {m: [] for m in args.modes}
     fixed: list[float] = []
-    bare: dict[str, list[float]] = {}  # per precision the modes ran (the actor's form of the network)
+    bare: dict[str, list[float]] = {}  # per precision × streams the modes ran (the actor's form of the network)
     anchor: list[float] = []
     for r in range(args.rounds):
         for mode in args.modes:
@@ -293,13 +310,16 @@ def main(argv: list[str] | None = None) -> int:
         res = _run_job(tiny_args, tmp / f"fixed-{r}")
         planned = runs[args.modes[0]][-1]["summary"]["config"]["resources"]["sppe"]
         batch = runs[args.modes[0]][-1]["summary"]["config"]["sppe"]["batch_size"] or 8
-        for precision in sorted({runs[m][-1]["summary"]["config"]["sppe"]["precision"] for m in args.modes}):
-            bare.setdefault(precision, []).append(
-                _bare_forward(args.arch, planned["threads"], batch, args.bare_persons, precision, as_actor=True)
+        for key in sorted({_bare_key(runs[m][-1]["summary"]) for m in args.modes}):
+            precision, streams = key.split("/")
+            bare.setdefault(key, []).append(
+                _bare_forward(
+                    args.arch, planned["threads"], batch, args.bare_persons, precision, True, int(streams[:-1])
+                )
             )
         anchor.append(_bare_forward(args.arch, 2, 6, args.bare_persons, "fp32", as_actor=False))
-        default_precision = res["summary"]["config"]["sppe"]["precision"]  # the fixed-cost job runs the default
-        fixed.append(res["wall_s"] - tiny_persons / bare[default_precision][-1])
+        # the fixed-cost job runs the default
+        fixed.append(res["wall_s"] - tiny_persons / bare[_bare_key(res["summary"])][-1])
         bares = ", ".join(f"{k} {v[-1]:.2f}" for k, v in bare.items())
         print(f"round {r + 1}: bare {bares} persons/s, alphapose_sp model {anchor[-1]:.2f}", flush=True)
 
@@ -314,11 +334,12 @@ def main(argv: list[str] | None = None) -> int:
             "persons_per_s": _med(pps),
             "wall_s": _med([x["wall_s"] for x in rs]),
             "peak_pss_gib": _med([x["peak_pss_bytes"] / 2**30 for x in rs]),
-            "vs_bare": _med([a / b for a, b in zip(pps, bare[rs[-1]["summary"]["config"]["sppe"]["precision"]])]),
+            "vs_bare": _med([a / b for a, b in zip(pps, bare[_bare_key(rs[-1]["summary"])])]),
             "vs_alphapose_sp_model": _med([a / b for a, b in zip(pps, anchor)]),
             "stage_seconds": {k: _med(v) for k, v in stages.items()},
             "resources": rs[-1]["summary"]["config"]["resources"],
             "precision": rs[-1]["summary"]["config"]["sppe"]["precision"],
+            "bare": _bare_key(rs[-1]["summary"]),
         }
     result = {
         "benchmark": "end_to_end",
@@ -334,12 +355,10 @@ def main(argv: list[str] | None = None) -> int:
         "fixed_cost_s": _med(fixed),
         "alphapose_quoted_issue_13": ALPHAPOSE_QUOTED,
     }
-    print(
-        f"\n{'mode':14}{'precision':>10}{'persons/s':>10}{'÷bare':>8}{'÷AP --sp model':>16}{'peak PSS GiB':>14}  SPPE s"
-    )
+    print(f"\n{'mode':14}{'bare':>10}{'persons/s':>10}{'÷bare':>8}{'÷AP --sp model':>16}{'peak PSS GiB':>14}  SPPE s")
     for mode, row in rows.items():
         print(
-            f"{mode:14}{row['precision']:>10}{row['persons_per_s']:>10.2f}{row['vs_bare']:>8.2f}"
+            f"{mode:14}{row['bare']:>10}{row['persons_per_s']:>10.2f}{row['vs_bare']:>8.2f}"
             f"{row['vs_alphapose_sp_model']:>16.2f}{row['peak_pss_gib']:>14.2f}  "
             f"{row['stage_seconds'].get('sppe', float('nan')):.0f}"
         )
