@@ -41,8 +41,6 @@ import numpy as np
 
 from models.keypoints import keypoint_set_for_num_joints
 from models.pose_nms import PoseNMSResult
-from models.targets import gaussian_targets
-from models.transforms import INPUT_SIZE_HW
 
 __all__ = [
     "JointCandidates",
@@ -169,7 +167,7 @@ def joint_candidates(
     heatmaps: Any,
     crop_boxes_xyxy: Any,
     *,
-    input_size_hw: tuple[int, int] = INPUT_SIZE_HW,
+    input_size_hw: tuple[int, int] | None = None,
     params: CandidateParams = ALPHAPOSE_CANDIDATES,
 ) -> JointCandidates:
     """Joint candidates of every heatmap, as AlphaPose's ``getMultiPeakPrediction`` (``eval.py`` L150–169).
@@ -197,11 +195,16 @@ def joint_candidates(
     Args:
         heatmaps: float ``[N, K, H, W]`` (NumPy or torch, any device).
         crop_boxes_xyxy: ``[N, 4]`` crop regions the heatmaps cover (``CropSpec.crop_boxes`` of the detector boxes).
-        input_size_hw: the SPPE input size (for the vertical refinement step).
+        input_size_hw: the SPPE input size (for the vertical refinement step); None: AlphaPose's 256×192
+            (``models.transforms.INPUT_SIZE_HW``).
         params: constants; ``params.max_candidates`` is M.
     Returns:
         ``JointCandidates`` with M = ``params.max_candidates``.
     """
+    if input_size_hw is None:
+        from models.transforms import INPUT_SIZE_HW  # imported here: pose NMS tasks import this module without torch
+
+        input_size_hw = INPUT_SIZE_HW
     hm = _as_numpy(heatmaps)
     if hm.ndim != 4:
         raise ValueError(f"heatmaps must be [N, K, H, W], got shape {hm.shape}")
@@ -829,6 +832,8 @@ def jc_targets(
     Returns:
         ``target`` float32 ``[K, H, W]`` and ``target_weight`` float32 ``[K]``.
     """
+    from models.targets import gaussian_targets  # a training-side import (torch): not at module level
+
     target, weight = gaussian_targets(keypoints_hm, visible, heatmap_hw, sigma)
     pts = np.asarray(interference_hm, dtype=np.float64).reshape(-1, 2)
     types = np.asarray(interference_types, dtype=np.int64).reshape(-1)

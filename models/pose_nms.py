@@ -34,14 +34,13 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
+import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
-import torch
 
-from models.heatmaps import person_scores
 from models.keypoints import (
     COCO_WHOLEBODY133_OFFICIAL_SIGMAS,
     HALPE136_OKS_IOU_SIGMAS,
@@ -242,10 +241,19 @@ class _Inputs:
     out_dtype: Any  # dtype of emitted keypoints and scores
 
 
+def _is_tensor(x) -> bool:
+    """Whether ``x`` is a torch tensor. This module never imports torch: an input can only be a tensor once torch is
+    imported, and Ray's CPU-task workers, which run pose NMS on NumPy arrays, stay without it (its import cost ~2
+    CPU-s and ~0.3 GiB per worker process on a 2-core machine)."""
+    torch = sys.modules.get("torch")
+    return torch is not None and isinstance(x, torch.Tensor)
+
+
 def _prepare(boxes_xyxy, box_scores, keypoints, keypoint_scores) -> _Inputs:
     args = (boxes_xyxy, box_scores, keypoints, keypoint_scores)
-    if any(isinstance(a, torch.Tensor) for a in args):
-        ref = next(a for a in (keypoints, keypoint_scores, boxes_xyxy, box_scores) if isinstance(a, torch.Tensor))
+    if any(_is_tensor(a) for a in args):
+        torch = sys.modules["torch"]
+        ref = next(a for a in (keypoints, keypoint_scores, boxes_xyxy, box_scores) if _is_tensor(a))
         device = ref.device
         # MPS has no float64; everywhere else float64 keeps distances and sums far from any decision threshold.
         dtype = torch.float32 if device.type == "mps" else torch.float64
@@ -278,7 +286,7 @@ def _prepare(boxes_xyxy, box_scores, keypoints, keypoint_scores) -> _Inputs:
         bad = (boxes[:, 2] < boxes[:, 0]) | (boxes[:, 3] < boxes[:, 1])
         checks = [xp.isfinite(a).all() for a in conv] + [~bad.any()]
         # One device → host transfer for all checks (each bool() on a CUDA tensor would synchronise).
-        ok = _to_numpy(torch.stack(checks)) if xp is torch else np.array(checks)
+        ok = _to_numpy(xp.stack(checks)) if xp is not np else np.array(checks)
         for name, good in zip(("boxes_xyxy", "box_scores", "keypoints", "keypoint_scores"), ok):
             if not good:
                 raise ValueError(f"{name} contains NaN or infinite values; pose NMS needs finite inputs")
@@ -305,8 +313,8 @@ def _prepare(boxes_xyxy, box_scores, keypoints, keypoint_scores) -> _Inputs:
 
 def _unit_scores(keypoints):
     """Ones of shape [N, K] for ``keypoints`` [N, K, 2] (same backend and device), for the functions without scores."""
-    if isinstance(keypoints, torch.Tensor):
-        return torch.ones(keypoints.shape[:2], device=keypoints.device, dtype=torch.float64)
+    if _is_tensor(keypoints):
+        return keypoints.new_ones(keypoints.shape[:2], dtype=sys.modules["torch"].float64)
     shape = np.shape(keypoints)
     if len(shape) != 3:
         raise ValueError(f"keypoints must be [N, K, 2] (x, y), got shape {shape}")
@@ -314,41 +322,41 @@ def _unit_scores(keypoints):
 
 
 def _amax(x, dim: int):
-    return x.amax(dim) if isinstance(x, torch.Tensor) else x.max(dim)
+    return x.amax(dim) if _is_tensor(x) else x.max(dim)
 
 
 def _amin(x, dim: int):
-    return x.amin(dim) if isinstance(x, torch.Tensor) else x.min(dim)
+    return x.amin(dim) if _is_tensor(x) else x.min(dim)
 
 
 def _cap(x, value: float):
     """Elementwise ``min(x, value)`` for either backend."""
-    return x.clamp(max=value) if isinstance(x, torch.Tensor) else np.minimum(x, value)
+    return x.clamp(max=value) if _is_tensor(x) else np.minimum(x, value)
 
 
 def _contiguous(x):
-    return x.contiguous() if isinstance(x, torch.Tensor) else np.ascontiguousarray(x)
+    return x.contiguous() if _is_tensor(x) else np.ascontiguousarray(x)
 
 
 def _to_numpy(x) -> np.ndarray:
-    return x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
+    return x.detach().cpu().numpy() if _is_tensor(x) else np.asarray(x)
 
 
 def _index(inp: _Inputs, idx) -> Any:
     """int64 index array of the input's backend (and device)."""
     arr = np.asarray(idx, dtype=np.int64)
-    return torch.as_tensor(arr, device=inp.device) if inp.xp is torch else arr
+    return inp.xp.as_tensor(arr, device=inp.device) if inp.xp is not np else arr
 
 
 def _empty_result(inp: _Inputs, k: int) -> PoseNMSResult:
     xp = inp.xp
-    if xp is torch:
+    if xp is not np:
         kw = {"device": inp.device}
         return PoseNMSResult(
-            kept=torch.zeros(0, dtype=torch.int64, **kw),
-            keypoints=torch.zeros((0, k, 2), dtype=inp.out_dtype, **kw),
-            keypoint_scores=torch.zeros((0, k), dtype=inp.out_dtype, **kw),
-            pose_scores=torch.zeros(0, dtype=inp.out_dtype, **kw),
+            kept=xp.zeros(0, dtype=xp.int64, **kw),
+            keypoints=xp.zeros((0, k, 2), dtype=inp.out_dtype, **kw),
+            keypoint_scores=xp.zeros((0, k), dtype=inp.out_dtype, **kw),
+            pose_scores=xp.zeros(0, dtype=inp.out_dtype, **kw),
             boxes_xyxy=inp.raw_boxes[:0].clone(),
             box_scores=inp.raw_box_scores[:0].clone(),
             merged_indices=(),
@@ -365,7 +373,7 @@ def _empty_result(inp: _Inputs, k: int) -> PoseNMSResult:
 
 
 def _cast(inp: _Inputs, x):
-    return x.to(inp.out_dtype) if inp.xp is torch else x.astype(inp.out_dtype)
+    return x.to(inp.out_dtype) if inp.xp is not np else x.astype(inp.out_dtype)
 
 
 def _take(inp: _Inputs, x, idx):
@@ -465,11 +473,11 @@ def _interval_gaps(xp, coords_t):
 
 
 def _clamp0(x):
-    return x.clamp(min=0.0) if isinstance(x, torch.Tensor) else np.maximum(x, 0.0)
+    return x.clamp(min=0.0) if _is_tensor(x) else np.maximum(x, 0.0)
 
 
 def _clamp_min(x, value: float):
-    return x.clamp(min=value) if isinstance(x, torch.Tensor) else np.maximum(x, value)
+    return x.clamp(min=value) if _is_tensor(x) else np.maximum(x, value)
 
 
 def _distances(xp, xt, yt, p, i):
@@ -570,7 +578,7 @@ def _precompute(inp: _Inputs, ref, params: PoseNMSParams) -> tuple[dict, Any]:
         for sl, _, _, f in _parts(k, params):
             factor[sl] = f
         pre.update(
-            factor=torch.as_tensor(factor, device=inp.device, dtype=inp.scores.dtype) if xp is torch else factor,
+            factor=xp.as_tensor(factor, device=inp.device, dtype=inp.scores.dtype) if xp is not np else factor,
             r7_safe=xp.where(r7 > 0, r7, 1.0),
             m=(inp.scores > params.score_threshold / 2).sum(1),  # the reference's confident keypoints (m)
             confident=_contiguous((inp.scores >= params.score_threshold).T),  # [K, N]
@@ -706,7 +714,7 @@ def _merge(inp: _Inputs, ref, picks: list[int], cluster: np.ndarray, table: np.n
 
 
 def _concat(xp, a, b):
-    return torch.cat([a, b]) if xp is torch else np.concatenate([a, b])
+    return xp.cat([a, b]) if xp is not np else np.concatenate([a, b])
 
 
 def parametric_pose_nms(
@@ -747,7 +755,9 @@ def parametric_pose_nms(
 
     keep_idx, kept_idx, members = _index(inp, keep_pos), _index(inp, kept), _index(inp, table)
     c_out = merged_c[keep_idx]
-    if xp is torch:
+    if xp is not np:
+        from models.heatmaps import person_scores
+
         scores_out = person_scores(c_out, inp.box_scores[kept_idx])
     else:  # models.heatmaps.person_scores' formula, without a round trip through torch
         scores_out = c_out.mean(1) + inp.box_scores[kept] + 1.25 * c_out.max(1)
@@ -782,7 +792,7 @@ def _sigmas_for(k: int, sigmas: Sequence[float] | None, inp: _Inputs):
         sig = np.asarray(sigmas, dtype=np.float64)
         if sig.shape != (k,):
             raise ValueError(f"sigmas must have shape ({k},) for {k} keypoints, got {sig.shape}")
-    return torch.as_tensor(sig, device=inp.device, dtype=inp.scores.dtype) if inp.xp is torch else sig
+    return inp.xp.as_tensor(sig, device=inp.device, dtype=inp.scores.dtype) if inp.xp is not np else sig
 
 
 def _oks(inp: _Inputs, sigmas) -> Any:
@@ -814,7 +824,7 @@ def _rescore(inp: _Inputs, params: PoseNMSParams):
 def _unmerged_result(inp: _Inputs, kept: list[int], scores: np.ndarray) -> PoseNMSResult:
     idx = _index(inp, kept)
     kp_scores = inp.scores[idx]
-    pose_scores = torch.as_tensor(scores, device=inp.device) if inp.xp is torch else np.asarray(scores)
+    pose_scores = inp.xp.as_tensor(scores, device=inp.device) if inp.xp is not np else np.asarray(scores)
     return PoseNMSResult(
         kept=idx,
         keypoints=_cast(inp, inp.keypoints[idx]),

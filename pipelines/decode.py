@@ -40,20 +40,34 @@ time) gives one row with ``frame_index`` −1.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from store.schema import CORR_IDENTITY, CORR_NONE, CORR_PAIRS
 from store.sources import WorkUnit
 
+if TYPE_CHECKING:
+    from models.correspondences import OrbParams
+
 logger = logging.getLogger(__name__)
 
-__all__ = ["VideoProbe", "probe_video", "plan_shards", "decode_shard", "error_row", "to_display"]
+__all__ = [
+    "VideoProbe",
+    "probe_video",
+    "plan_shards",
+    "decode_shard",
+    "error_row",
+    "to_display",
+    "probe_batch",
+    "decode_batch",
+]
 
 
 @dataclass(frozen=True)
@@ -606,3 +620,49 @@ def video_frames(
                 return
     for i in sorted(pending):
         yield i, f"frame {i} is beyond the video's {probe.num_frames} frames"
+
+
+def probe_batch(batch: dict, shard_frames: int, storage_options: dict) -> dict:
+    """Probe each unit of a batch (Ray Data rows of ``WorkUnit`` fields) and return its shard descriptors (an error
+    shard when probing fails). A Ray task function: this module imports no torch, so the CPU-task workers that run
+    it stay small."""
+    out: list[dict] = []
+    for i in range(len(batch["video_id"])):
+        unit = WorkUnit(
+            video_id=str(batch["video_id"][i]),
+            source_uri=str(batch["source_uri"][i]),
+            kind=str(batch["kind"][i]),
+            fingerprint="",
+            frames=tuple(batch["frames"][i]),
+        )
+        try:
+            probe = probe_video(unit.source_uri, storage_options) if unit.kind == "video" else None
+            out += plan_shards(unit, shard_frames, probe)
+        except Exception as e:
+            out.append(
+                {
+                    "video_id": unit.video_id,
+                    "source_uri": unit.source_uri,
+                    "kind": unit.kind,
+                    "shard_index": 0,
+                    "start": 0,
+                    "end": 0,
+                    "num_frames": 0,
+                    "error": f"{type(e).__name__}: {e}"[:2000],
+                    "stage": "probe",
+                }
+            )
+    return {"shard_json": np.array([json.dumps(s) for s in out], dtype=object)}
+
+
+def decode_batch(batch: dict, chunk: int, storage_options: dict, orb: OrbParams | None = None) -> Iterator[dict]:
+    """Decode each shard of a batch (``shard_json`` rows) into frame batches of ``chunk`` frames (``decode_shard``),
+    with the decode seconds per frame in ``t_decode``. A Ray task function, like ``probe_batch``."""
+    for s in batch["shard_json"]:
+        shard = json.loads(s)
+        t0 = time.perf_counter()
+        for out in decode_shard(shard, chunk=chunk, storage_options=storage_options, orb=orb):
+            n = len(out["frame_index"])
+            out["t_decode"] = np.full(n, (time.perf_counter() - t0 - float(np.sum(out["t_orb"]))) / max(n, 1))
+            t0 = time.perf_counter()
+            yield out

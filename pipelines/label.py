@@ -37,7 +37,7 @@ from models.correspondences import OrbParams
 from models.crowdpose import ALPHAPOSE_CANDIDATES, CandidateParams, CrowdAssociationParams, candidate_params_for
 from models.pose_nms import PoseNMSParams
 from models.poseflow import PoseFlowParams
-from pipelines.decode import decode_shard, plan_shards, probe_video
+from pipelines.decode import decode_batch, probe_batch
 from store.sources import WorkUnit
 
 __all__ = [
@@ -86,7 +86,8 @@ class StageResources:
             raise ValueError(f"threads must be ≥ 1 (or unset for automatic), got {self.threads}")
         if self.streams is not None and not 1 <= self.streams <= (self.threads or self.streams):
             raise ValueError(
-                f"streams must be between 1 and threads ({self.threads}): each stream needs a thread; got {self.streams}"
+                f"streams must be between 1 and threads ({self.threads}): each stream needs a thread; "
+                f"got {self.streams}"
             )
 
 
@@ -402,39 +403,6 @@ def configure_data_context() -> None:
         ctx.enable_progress_bars = False
 
 
-def _probe_batch(batch: dict, shard_frames: int, storage_options: dict) -> dict:
-    """Probe each unit of a batch and return its shard descriptors (an error shard when probing fails)."""
-    out: list[dict] = []
-    for i in range(len(batch["video_id"])):
-        unit = WorkUnit(
-            video_id=str(batch["video_id"][i]),
-            source_uri=str(batch["source_uri"][i]),
-            kind=str(batch["kind"][i]),
-            fingerprint="",
-            frames=tuple(batch["frames"][i]),
-        )
-        try:
-            probe = probe_video(unit.source_uri, storage_options) if unit.kind == "video" else None
-            out += plan_shards(unit, shard_frames, probe)
-        except Exception as e:
-            out.append(
-                {
-                    "video_id": unit.video_id,
-                    "source_uri": unit.source_uri,
-                    "kind": unit.kind,
-                    "shard_index": 0,
-                    "start": 0,
-                    "end": 0,
-                    "num_frames": 0,
-                    "error": f"{type(e).__name__}: {e}"[:2000],
-                    "stage": "probe",
-                }
-            )
-    import json
-
-    return {"shard_json": np.array([json.dumps(s) for s in out], dtype=object)}
-
-
 def probe_units(units: list[WorkUnit], cfg: LabelConfig, storage_options: dict | None = None) -> list[dict]:
     """Shard descriptors for ``units`` (sorted by video and shard).
 
@@ -453,7 +421,7 @@ def probe_units(units: list[WorkUnit], cfg: LabelConfig, storage_options: dict |
         def probe_one(item: dict) -> list[str]:
             batch = {k: np.array([v] if k != "frames" else [None], dtype=object) for k, v in item.items()}
             batch["frames"][0] = item["frames"]
-            return list(_probe_batch(batch, cfg.run.shard_frames, storage_options or {})["shard_json"])
+            return list(probe_batch(batch, cfg.run.shard_frames, storage_options or {})["shard_json"])
 
         with ThreadPoolExecutor(max_workers=min(8, max(1, len(items)))) as pool:
             shards = [json.loads(s) for out in pool.map(probe_one, items) for s in out]
@@ -462,27 +430,13 @@ def probe_units(units: list[WorkUnit], cfg: LabelConfig, storage_options: dict |
     import ray.data
 
     ds = ray.data.from_items(items, override_num_blocks=max(1, len(items))).map_batches(
-        _probe_batch,
+        probe_batch,
         batch_size=1,
         num_cpus=cfg.resources.decode_cpus,
         fn_kwargs={"shard_frames": cfg.run.shard_frames, "storage_options": storage_options or {}},
     )
     shards = [json.loads(r["shard_json"]) for r in ds.take_all()]
     return sorted(shards, key=lambda s: (s["video_id"], s["shard_index"]))
-
-
-def _decode_batch(batch: dict, chunk: int, storage_options: dict, orb: OrbParams | None = None):
-    import json
-    import time
-
-    for s in batch["shard_json"]:
-        shard = json.loads(s)
-        t0 = time.perf_counter()
-        for out in decode_shard(shard, chunk=chunk, storage_options=storage_options, orb=orb):
-            n = len(out["frame_index"])
-            out["t_decode"] = np.full(n, (time.perf_counter() - t0 - float(np.sum(out["t_orb"]))) / max(n, 1))
-            t0 = time.perf_counter()
-            yield out
 
 
 def cpu_actor_env(environ: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -542,7 +496,7 @@ def build_label_dataset(
     r = cfg.resources
     ds = ray.data.from_items([{"shard_json": json.dumps(s)} for s in shards], override_num_blocks=max(1, len(shards)))
     ds = ds.map_batches(
-        _decode_batch,
+        decode_batch,
         batch_size=1,
         num_cpus=r.decode_cpus,
         fn_kwargs={

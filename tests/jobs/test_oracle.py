@@ -40,7 +40,7 @@ def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 class OracleSPPE:
     """A perfect SPPE for frames whose ground truth it is given (``cfg``: frame name → persons)."""
 
-    def __init__(self, cfg: dict, threads: int | None = None) -> None:
+    def __init__(self, cfg: dict, threads: int | None = None, streams: int = 1) -> None:
         self.persons = {
             k: [(np.asarray(b), np.asarray(kp), np.asarray(v)) for b, kp, v in ps] for k, ps in cfg["frames"].items()
         }

@@ -64,7 +64,7 @@ class JCOracleSPPE:
     """A perfect joint-candidate SPPE for frames whose ground truth it is given (``cfg``: frame name → persons);
     the SPPE actor's contract, ``candidates`` included (``actors.sppe.SPPE``)."""
 
-    def __init__(self, cfg: dict, threads: int | None = None, candidates=None) -> None:
+    def __init__(self, cfg: dict, threads: int | None = None, candidates=None, streams: int = 1) -> None:
         self.frames = cfg["frames"]
         self.k = cfg["num_joints"]
         self.candidates = candidates

@@ -1,0 +1,43 @@
+"""The label pipeline's CPU tasks run in Ray worker processes that import only the modules their functions live
+in: those modules must not import torch (about 2 CPU-s and 0.3 GiB per worker process, on a 2-core machine where
+the SPPE actor needs every cycle; issue 13)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from actors.pose_nms import apply_pose_nms
+from actors.publish import publish_video, stage_rows
+from pipelines.decode import decode_batch, probe_batch
+
+
+def test_task_functions_live_in_modules_that_do_not_import_torch():
+    modules = sorted({f.__module__ for f in (decode_batch, probe_batch, apply_pose_nms, stage_rows, publish_video)})
+    assert "pipelines.label" not in modules  # Ray imports a task function's module in the worker
+    code = f"import sys\nfor m in {modules!r}: __import__(m)\nprint(sorted(m for m in sys.modules if m == 'torch'))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]", f"{modules} import torch"
+
+
+def test_no_task_function_is_defined_in_the_pipeline_module():
+    """Every function ``pipelines.label`` hands to ``map_batches`` or ``ray.remote`` comes from a torch-free module."""
+    import ast
+    from pathlib import Path
+
+    import pipelines.label as label
+
+    tree = ast.parse(Path(label.__file__).read_text())
+    handed = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and node.args and isinstance(node.args[0], ast.Name):
+            f = node.func
+            name = f.attr if isinstance(f, ast.Attribute) else getattr(f, "id", "")
+            if name in ("map_batches", "remote"):
+                handed.add(node.args[0].id)
+    assert {"decode_batch", "probe_batch", "apply_pose_nms", "stage_rows", "publish_video"} <= handed
+    for name in handed:
+        obj = getattr(label, name, None)
+        if obj is None or isinstance(obj, type):
+            continue  # a parameter (actor_stage's cls), or actor classes: they run in processes that need torch
+        assert obj.__module__ != "pipelines.label", f"{name} would make every CPU-task worker import torch"
