@@ -23,11 +23,13 @@ import logging
 import sys
 import threading
 
+from jobs.ray_init import EXIT_INTERRUPTED
+
 __all__ = ["main", "app_builder", "prepare"]
 
 logger = logging.getLogger("raypose.serve")
 
-EXIT_USAGE, EXIT_INTERRUPTED = 2, 130
+EXIT_USAGE = 2
 
 
 def prepare(config_file: str | None, overrides: list[str]):
