@@ -233,12 +233,13 @@ class SPPE:
         self.candidates = candidates
         if self.device.type != "cpu":
             streams = 1
-        if streams < 1 or (threads and streams > threads):
-            raise ValueError(f"SPPE streams must be between 1 and its threads ({threads}), got {streams}")
-        per_stream = max(1, threads // streams) if threads else None
-        if per_stream and self.device.type == "cpu":
+        total = threads or torch.get_num_threads()  # without threads: Ray's OMP_NUM_THREADS
+        if not 1 <= streams <= total:
+            raise ValueError(f"SPPE streams must be between 1 and its threads ({total}), got {streams}")
+        per_stream = max(1, total // streams)
+        if threads and self.device.type == "cpu":
             torch.set_num_threads(per_stream)
-        self.streams = ChunkStreams(streams, per_stream or torch.get_num_threads())
+        self.streams = ChunkStreams(streams, per_stream)
         self.batch_size = cfg.batch_size or (8 if self.device.type == "cpu" else 64)
         if cfg.arch == "detector":
             raise ValueError("sppe.arch=detector has no pose stage: the pipeline takes the detector's keypoints")
