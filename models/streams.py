@@ -4,9 +4,10 @@ with its own (small) number of torch intra-op threads.
 Why: on a few cores, one forward on ``T`` OpenMP threads loses time at every barrier of every layer, more so when
 another process (video decode, Ray's own workers) preempts one of the threads and the others wait for it. ``T``
 Python threads of one torch thread each, over separate chunks, have no barriers between them; PyTorch releases the
-GIL inside its operators. FastPose-res50, bf16, batch 8 on this project's 2-core machine: 26.8 vs 23.9 persons/s
-for one 2-thread forward (medians of 4 on a quiet machine, 1.12×); ``benchmarks/end_to_end.py`` measures it in the
-whole job.
+GIL inside its operators. FastPose-res50, batch 8, 2 cores: bare bf16 forward 26.8 vs 23.9 persons/s for one
+2-thread forward (medians of 4 on a quiet machine, 1.12×); the whole ``jobs.label`` job on the Bonn clip ×10, fp32
+on an AVX2 EPYC: 8.47 vs 7.21 persons/s (``benchmarks/end_to_end.py --modes default one_stream``, medians of 3
+interleaved rounds; per round 1.10–1.28×).
 
 The chunks are the same ones a single stream runs (consecutive ``chunk``-sized slices), so outputs do not depend
 on the number of streams, up to the float rounding of a different intra-op thread count.

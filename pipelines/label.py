@@ -172,8 +172,8 @@ def plan_resources(cfg: LabelConfig, cpus: float, gpus: float = 0.0) -> LabelCon
             threads = int(min(max(threads, 1), max(cpus, 1), MAX_THREADS_PER_ACTOR))
         streams = s.streams
         if streams is None:
-            # two single-thread forwards beat one two-thread forward: 1.11-1.12× FastPose-res50 bare, fp32 and bf16
-            # (models.streams); an odd count would leave a thread idle, more streams were not measured
+            # two single-thread forwards beat one two-thread forward (models.streams): the whole Bonn ×10 job 1.17×
+            # (fp32, 2 CPUs, 3 rounds); an odd count would leave a thread idle; more streams were not measured
             streams = 2 if n == "sppe" and s.num_gpus == 0 and threads % 2 == 0 else 1
         out[n] = dataclasses.replace(s, actors=actors, num_cpus=per_actor, threads=threads, streams=streams)
     return dataclasses.replace(cfg, resources=dataclasses.replace(r, **out))
