@@ -350,7 +350,6 @@ class SPPE:
         kps, scores, _ = self.estimate_with_candidates(crops, crop_boxes_xyxy)
         return kps, scores
 
-    @torch.inference_mode()
     def estimate_with_candidates(
         self, crops: np.ndarray, crop_boxes_xyxy: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray, JointCandidates | None]:

@@ -251,10 +251,15 @@ print(n / (time.perf_counter() - t0))
     return float(res.stdout.strip().splitlines()[-1])
 
 
-def _bare_key(summary: dict) -> str:
-    """Which bare forward a job's summary is compared with: ``"<precision>/<streams>s"``."""
+def _bare_key(summary: dict) -> tuple[str, int]:
+    """Which bare forward a job's summary is compared with: (precision, streams)."""
     cfg = summary["config"]
-    return f"{cfg['sppe']['precision']}/{cfg['resources']['sppe'].get('streams') or 1}s"
+    return cfg["sppe"]["precision"], cfg["resources"]["sppe"].get("streams") or 1
+
+
+def _label(key: tuple[str, int]) -> str:
+    """A bare forward's name in the table and the JSON, e.g. ``fp32/2s``."""
+    return f"{key[0]}/{key[1]}s"
 
 
 def _med(xs: list[float]) -> float:
@@ -294,7 +299,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"workload: {video.name}, {41 * args.repeat} frames, {persons} persons; {os.cpu_count()} CPUs", flush=True)
     runs: dict[str, list[dict]] = {m: [] for m in args.modes}
     fixed: list[float] = []
-    bare: dict[str, list[float]] = {}  # per precision × streams the modes ran (the actor's form of the network)
+    bare: dict[
+        tuple[str, int], list[float]
+    ] = {}  # per precision × streams the modes ran (the actor's form of the network)
     anchor: list[float] = []
     for r in range(args.rounds):
         for mode in args.modes:
@@ -310,17 +317,14 @@ def main(argv: list[str] | None = None) -> int:
         res = _run_job(tiny_args, tmp / f"fixed-{r}")
         planned = runs[args.modes[0]][-1]["summary"]["config"]["resources"]["sppe"]
         batch = runs[args.modes[0]][-1]["summary"]["config"]["sppe"]["batch_size"] or 8
-        for key in sorted({_bare_key(runs[m][-1]["summary"]) for m in args.modes}):
-            precision, streams = key.split("/")
-            bare.setdefault(key, []).append(
-                _bare_forward(
-                    args.arch, planned["threads"], batch, args.bare_persons, precision, True, int(streams[:-1])
-                )
+        for precision, streams in sorted({_bare_key(runs[m][-1]["summary"]) for m in args.modes}):
+            bare.setdefault((precision, streams), []).append(
+                _bare_forward(args.arch, planned["threads"], batch, args.bare_persons, precision, True, streams)
             )
         anchor.append(_bare_forward(args.arch, 2, 6, args.bare_persons, "fp32", as_actor=False))
         # the fixed-cost job runs the default
         fixed.append(res["wall_s"] - tiny_persons / bare[_bare_key(res["summary"])][-1])
-        bares = ", ".join(f"{k} {v[-1]:.2f}" for k, v in bare.items())
+        bares = ", ".join(f"{_label(k)} {v[-1]:.2f}" for k, v in bare.items())
         print(f"round {r + 1}: bare {bares} persons/s, alphapose_sp model {anchor[-1]:.2f}", flush=True)
 
     rows = {}
@@ -339,7 +343,7 @@ def main(argv: list[str] | None = None) -> int:
             "stage_seconds": {k: _med(v) for k, v in stages.items()},
             "resources": rs[-1]["summary"]["config"]["resources"],
             "precision": rs[-1]["summary"]["config"]["sppe"]["precision"],
-            "bare": _bare_key(rs[-1]["summary"]),
+            "bare": _label(_bare_key(rs[-1]["summary"])),
         }
     result = {
         "benchmark": "end_to_end",
@@ -350,7 +354,7 @@ def main(argv: list[str] | None = None) -> int:
         "persons": persons,
         "rounds": args.rounds,
         "modes": rows,
-        "bare_forward_persons_per_s": {k: _med(v) for k, v in bare.items()},
+        "bare_forward_persons_per_s": {_label(k): _med(v) for k, v in bare.items()},
         "alphapose_sp_model_persons_per_s": _med(anchor),
         "fixed_cost_s": _med(fixed),
         "alphapose_quoted_issue_13": ALPHAPOSE_QUOTED,
@@ -362,7 +366,7 @@ def main(argv: list[str] | None = None) -> int:
             f"{row['vs_alphapose_sp_model']:>16.2f}{row['peak_pss_gib']:>14.2f}  "
             f"{row['stage_seconds'].get('sppe', float('nan')):.0f}"
         )
-    bares = ", ".join(f"{k} {_med(v):.2f}" for k, v in bare.items())
+    bares = ", ".join(f"{_label(k)} {_med(v):.2f}" for k, v in bare.items())
     print(f"bare forward {bares} persons/s; AlphaPose --sp model {_med(anchor):.2f}; fixed cost {_med(fixed):.1f} s")
     print("AlphaPose quoted (issue 13, its machine): default 7.33 persons/s, 2.8 GiB; --sp 7.82 persons/s, 1.9 GiB")
     write_result(result, args.out)
