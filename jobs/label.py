@@ -63,7 +63,7 @@ import threading
 import time
 import uuid
 
-from jobs.ray_init import EXIT_INTERRUPTED, init_ray, run_interruptible
+from jobs.ray_init import EXIT_INTERRUPTED, exit_process, init_ray, run_interruptible, shutdown_ray
 
 __all__ = ["main", "build_config", "StallWatchdog"]
 
@@ -864,8 +864,12 @@ def _cli() -> int:
             raise
 
     signal.signal(signal.SIGINT, _on_sigint)
-    return run_interruptible(noting_interrupt, INTERRUPTED)
+    status = run_interruptible(noting_interrupt, INTERRUPTED)
+    # Here, not in Ray's atexit handler, which sleeps 0.5 s first: the whole shutdown of a 4-frame job went from
+    # 3.0 s to 1.4 s with exit_process (issue 13).
+    shutdown_ray()
+    return status
 
 
 if __name__ == "__main__":
-    sys.exit(_cli())
+    exit_process(_cli())

@@ -27,3 +27,25 @@ def test_run_interruptible_passes_other_outcomes_through(capsys):
     with pytest.raises(ValueError):
         run_interruptible(lambda: int("nope"), "x")
     assert capsys.readouterr().err == ""
+
+
+def test_exit_process_keeps_the_status_and_every_buffered_line():
+    """``exit_process`` skips the interpreter's finalisation (os._exit): what the job printed or logged last must
+    still arrive, and the status must be the job's. Block-buffered stdout (a pipe) is the case that loses lines."""
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import logging, sys\n"
+        "from jobs.ray_init import exit_process\n"
+        "logging.basicConfig(stream=sys.stderr, level=logging.INFO)\n"
+        "print('summary line', end='')\n"
+        "logging.getLogger('x').info('last log line')\n"
+        "exit_process(3)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}  # buffered, as a user's shell has it
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
+    assert done.returncode == 3
+    assert done.stdout == "summary line"
+    assert "last log line" in done.stderr
