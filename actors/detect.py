@@ -37,14 +37,13 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
-from typing import Literal
 
 import numpy as np
 import torch
 
 from actors.common import pick_device
-from models.detectors import DETECTOR_ARCHS, PersonDetector, build_detector, check_frame
+from actors.configs import DETECTOR_DTYPES, FRAME_OUTPUT_COLUMNS, DetectorConfig
+from models.detectors import PersonDetector, build_detector, check_frame
 from models.keypoints import get_keypoint_set
 from models.transforms import ALPHAPOSE_CROP, CropSpec, crop_images, crop_images_torch
 
@@ -52,78 +51,7 @@ logger = logging.getLogger(__name__)
 
 __all__ = ["DetectorConfig", "Detector", "FRAME_OUTPUT_COLUMNS", "build_detector_from_config"]
 
-#: Columns the actor adds (per-frame arrays ``[n, …]``, as ``actors.sppe`` reads them, then per-frame values); an
-#: input column with one of these names is refused.
-FRAME_OUTPUT_COLUMNS = (
-    "crops",
-    "crop_boxes_xyxy",
-    "boxes_xyxy",
-    "box_scores",
-    "n_persons",
-    "frame_width",
-    "frame_height",
-    "detector",
-    "detector_weights",
-    "random_weights",
-    "error",
-    "stage",
-    "t_detect",
-)
-
 STAGE = "detect"
-_DTYPES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
-
-
-@dataclass(frozen=True, kw_only=True)
-class DetectorConfig:
-    """Everything the detection stage needs; plain data (pickled to every actor through ``fn_constructor_kwargs``).
-
-    Model fields map one-to-one to ``models.detectors.build_detector`` arguments; see it for defaults per arch.
-    """
-
-    arch: str = "fasterrcnn_resnet50_fpn_v2"  # a key of models.detectors.DETECTOR_ARCHS
-    weights: str | None = None  # checkpoint path/URL, "torchvision", or the detections file for "precomputed"
-    random_weights: bool = False  # build without weights (tests, smoke runs); every output is marked "random"
-    device: str = "auto"  # "auto" (CUDA iff Ray gave this worker a GPU; actors.common.pick_device), "cpu", "cuda:1"
-    score_threshold: float | None = None  # keep score > this; None: the arch's default
-    nms_iou: float | None = None  # NMS IoU; None: the arch's default (YOLOv3-SPP 0.6)
-    min_box_area: float = 0.0  # keep boxes with area >= this, frame pixels²
-    min_box_side: float = 2.0  # keep boxes with width and height >= this, frame pixels (drops boxes clamped away)
-    max_persons: int | None = None  # at most this many persons per frame (highest scores); None: no limit
-    input_size: int | None = None  # YOLOv3-SPP letterbox side (608) / torchvision min_size
-    rpn_proposals: int | None = None  # Faster R-CNN proposals per image at test time
-    darknet_cfg: str | None = None  # a .cfg for yolov3_spp (default: the standard layer list)
-    frame_column: str = "frame"  # input column with the uint8 RGB frames
-    key_column: str | None = None  # input column with frame keys (image id or file name); needed by "precomputed"
-    drop_columns: tuple[str, ...] = ()  # input columns not to pass through (e.g. other large arrays)
-    crop_backend: Literal["auto", "opencv", "torch"] = "auto"  # auto: OpenCV (bit-exact) on CPU, torch elsewhere
-    precision: str = "fp32"  # "fp32", or "bf16"/"fp16" network weights and activations (yolo only)
-
-    def __post_init__(self) -> None:
-        if self.arch not in DETECTOR_ARCHS:
-            raise ValueError(f"DetectorConfig.arch: unknown {self.arch!r}; choose one of: {', '.join(DETECTOR_ARCHS)}")
-        if self.arch != "precomputed" and self.weights is None and not self.random_weights:
-            raise ValueError(
-                f"DetectorConfig: {self.arch} has no weights. Set weights=PATH (or 'torchvision'), or "
-                f"random_weights=True for smoke tests (outputs are then marked 'random' and are not detections)"
-            )
-        if self.weights is not None and self.random_weights:
-            raise ValueError("DetectorConfig: weights and random_weights=True contradict each other; choose one")
-        if self.arch == "precomputed" and (self.weights is None or self.key_column is None):
-            raise ValueError(
-                "DetectorConfig: arch 'precomputed' needs weights=PATH of the detections file and "
-                "key_column naming the input column with image ids or file names"
-            )
-        if self.crop_backend not in ("auto", "opencv", "torch"):
-            raise ValueError(
-                f"DetectorConfig.crop_backend must be 'auto', 'opencv' or 'torch', got {self.crop_backend!r}"
-            )
-        if self.precision not in _DTYPES:
-            raise ValueError(f"DetectorConfig.precision must be one of {', '.join(_DTYPES)}, got {self.precision!r}")
-        if self.precision != "fp32" and self.arch != "yolo":
-            raise ValueError(f"DetectorConfig.precision={self.precision} is supported by arch 'yolo' only")
-        if self.frame_column in FRAME_OUTPUT_COLUMNS:
-            raise ValueError(f"DetectorConfig.frame_column {self.frame_column!r} collides with an output column")
 
 
 def build_detector_from_config(cfg: DetectorConfig) -> PersonDetector:
@@ -142,7 +70,7 @@ def build_detector_from_config(cfg: DetectorConfig) -> PersonDetector:
         input_size=cfg.input_size,
         rpn_proposals=cfg.rpn_proposals,
         darknet_cfg=cfg.darknet_cfg,
-        dtype=_DTYPES[cfg.precision],
+        dtype=DETECTOR_DTYPES[cfg.precision],
     )
 
 

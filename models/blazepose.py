@@ -26,7 +26,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from models.transforms import CropSpec
+from models.crops import BLAZEPOSE_CROP, CropSpec
+from models.names import BLAZEPOSE_KEYPOINT_SETS
 
 __all__ = [
     "BLAZEPOSE_CROP",
@@ -38,8 +39,6 @@ __all__ = [
     "landmarks_to_keypoint_set",
 ]
 
-#: Square 256×256 crops, side 1.25 × max(w, h) around the box centre.
-BLAZEPOSE_CROP = CropSpec(output_size_hw=(256, 256), aspect_ratio=1.0, scale_mult=1.25)
 BLAZEPOSE_NUM_LANDMARKS = 33
 #: Left/right landmark pairs of the 33 body points (MediaPipe's landmark list: eyes, ears, mouth, limbs, hands, feet).
 BLAZEPOSE_FLIP_PAIRS = (
@@ -63,7 +62,6 @@ BLAZEPOSE_FLIP_PAIRS = (
 #: BlazePose landmark of each COCO-17 keypoint (nose, l/r eye, l/r ear, shoulders, elbows, wrists, hips, knees,
 #: ankles).
 BLAZEPOSE_TO_COCO17 = (0, 2, 5, 7, 8, 11, 12, 13, 14, 15, 16, 23, 24, 25, 26, 27, 28)
-BLAZEPOSE_KEYPOINT_SETS = ("coco17", "halpe26")
 _HEEL = (29, 30)
 _FOOT_INDEX = (31, 32)
 

@@ -24,6 +24,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from models.uris import redact_uri
+
 logger = logging.getLogger(__name__)
 
 __all__ = [
@@ -108,12 +110,6 @@ class CheckpointInfo:
 
 
 _LIST_LIMIT = 8
-
-
-def redact_uri(uri: str) -> str:
-    """Strip credentials and query strings from a URI so it can be logged."""
-    uri = re.sub(r"^([a-zA-Z][a-zA-Z0-9+.-]*://)[^/@]*@", r"\1", str(uri))
-    return uri.split("?", 1)[0]
 
 
 def _read_bytes(path_or_url: str) -> bytes:

@@ -247,7 +247,7 @@ def load_detections(path_or_url: str) -> DetectionsTable:
         DetectionsFileError: missing file, unknown extension (the message lists the formats), or malformed
             content (the message names the file and the first bad entry or column).
     """
-    from models.checkpoints import redact_uri
+    from models.uris import redact_uri
 
     source = redact_uri(path_or_url)
     lower = source.lower()

@@ -34,6 +34,7 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 
+from models.names import COMBINED_INTEGRAL_CHANNELS, DECODE_METHODS, combined_integral_channels  # noqa: F401 (re-exported)
 from models.transforms import heatmap_to_image_coords
 
 __all__ = [
@@ -53,37 +54,6 @@ __all__ = [
 ]
 
 DecodeMethod = Literal["alphapose", "dark", "integral", "combined"]
-DECODE_METHODS: tuple[str, ...] = ("alphapose", "dark", "integral", "combined")
-
-#: Channels decoded by integral regression in AlphaPose's "Combined" models, by keypoint count: the face and hands
-#: (110 = 68 + 42) of Halpe-136 and COCO-WholeBody-133, the hands (42) of Halpe-68 (``face_hand_num`` in
-#: ``alphapose/utils/writer.py`` L115–137).
-COMBINED_INTEGRAL_CHANNELS: dict[int, int] = {136: 110, 133: 110, 68: 42}
-
-
-def combined_integral_channels(num_keypoints: int, integral_channels: int | None = None) -> int:
-    """How many trailing channels the ``"combined"`` decoder sends to the integral decoder.
-
-    ``integral_channels`` when given (``0 ≤ n ≤ K``), else AlphaPose's writer default for ``num_keypoints``
-    (``COMBINED_INTEGRAL_CHANNELS``). Other keypoint counts need an explicit value: AlphaPose's writer keeps
-    ``face_hand_num = 110`` for them, so for K < 110 (17, 21, 26) its ``[:-110]`` / ``[-110:]`` slices send *every*
-    channel to the integral decoder — pass ``integral_channels=K`` (or use ``method="integral"``) to reproduce that.
-
-    Raises:
-        ValueError: unknown K without an explicit value, or a value outside ``[0, K]``.
-    """
-    if integral_channels is None:
-        if num_keypoints not in COMBINED_INTEGRAL_CHANNELS:
-            raise ValueError(
-                f"combined decoding has no default split for K = {num_keypoints} keypoints (AlphaPose defines "
-                f"K = 136 and 133 → 110 integral channels, K = 68 → 42); pass integral_channels explicitly"
-            )
-        return COMBINED_INTEGRAL_CHANNELS[num_keypoints]
-    if isinstance(integral_channels, bool) or int(integral_channels) != integral_channels:
-        raise ValueError(f"integral_channels must be an integer, got {integral_channels!r}")
-    if not 0 <= int(integral_channels) <= num_keypoints:
-        raise ValueError(f"integral_channels must lie in [0, {num_keypoints}], got {integral_channels}")
-    return int(integral_channels)
 
 
 def decode_heatmaps(

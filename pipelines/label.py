@@ -29,10 +29,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from actors.detect import Detector, DetectorConfig
+from actors.configs import CANDIDATE_DECODES, DetectorConfig, SPPEConfig
 from actors.pose_nms import apply_pose_nms
 from actors.publish import PublishSpec, publish_video, stage_rows
-from actors.sppe import CANDIDATE_DECODES, SPPE, SPPEConfig
 from models.correspondences import OrbParams
 from models.crowdpose import ALPHAPOSE_CANDIDATES, CandidateParams, CrowdAssociationParams, candidate_params_for
 from models.pose_nms import PoseNMSParams
@@ -48,6 +47,7 @@ __all__ = [
     "TrackingConfig",
     "LabelConfig",
     "configure_data_context",
+    "preload_stages",
     "probe_units",
     "build_label_dataset",
     "publish_videos",
@@ -439,6 +439,17 @@ def probe_units(units: list[WorkUnit], cfg: LabelConfig, storage_options: dict |
     return sorted(shards, key=lambda s: (s["video_id"], s["shard_index"]))
 
 
+def preload_stages() -> None:
+    """Import the stage classes' modules (``actors.detect``, ``actors.sppe``: torch and torchvision, 1.0–1.9 s).
+
+    ``jobs.label`` runs this in a thread while Ray starts, whose start-up mostly waits on its own processes, so the
+    driver's torch import no longer delays the job: configs and validation need no torch (``actors.configs``), and
+    ``build_label_dataset`` then finds the modules loaded. Only raypose modules that do not import Ray, so the two
+    threads never import the same module."""
+    import actors.detect  # noqa: F401
+    import actors.sppe  # noqa: F401
+
+
 def cpu_actor_env(environ: Mapping[str, str] | None = None) -> dict[str, str]:
     """Environment of the CPU actor pools (detector, SPPE): OpenMP threads that sleep when idle
     (``OMP_WAIT_POLICY=PASSIVE``) unless the driver's environment says otherwise.
@@ -477,7 +488,7 @@ def build_label_dataset(
     shards: list[dict],
     cfg: LabelConfig,
     spec: PublishSpec,
-    sppe_stage: type = SPPE,
+    sppe_stage: type | None = None,
     sppe_cfg: object | None = None,
 ):
     """The lazy Dataset whose rows are staged references (one per staged file: ``actors.publish.stage_rows``);
@@ -485,11 +496,17 @@ def build_label_dataset(
 
     ``sppe_stage``/``sppe_cfg`` replace the pose stage's class and its constructor argument (default: ``SPPE`` with
     ``cfg.sppe``); the oracle test substitutes a ground-truth SPPE to measure the rest of the system.
+    The stage classes are imported here, not with the module: they import torch, which the driver needs only now
+    (``jobs.label`` imports them while Ray starts, ``preload_stages``).
     """
     import json
 
     import ray.data
 
+    from actors.detect import Detector
+    from actors.sppe import SPPE
+
+    sppe_stage = SPPE if sppe_stage is None else sppe_stage
     if any(s.num_cpus is None or s.actors is None for s in (cfg.resources.detect, cfg.resources.sppe)):
         have = ray.cluster_resources()
         cfg = plan_resources(cfg, have.get("CPU", 1.0), have.get("GPU", 0.0))
@@ -554,7 +571,11 @@ def _plain(v):
 
 
 def run_label(
-    shards: list[dict], cfg: LabelConfig, spec: PublishSpec, sppe_stage: type = SPPE, sppe_cfg: object | None = None
+    shards: list[dict],
+    cfg: LabelConfig,
+    spec: PublishSpec,
+    sppe_stage: type | None = None,
+    sppe_cfg: object | None = None,
 ) -> list[dict]:
     """Label ``shards`` end to end (``build_label_dataset``, then ``publish_videos``); one summary row per video."""
     ds = build_label_dataset(shards, cfg, spec, sppe_stage=sppe_stage, sppe_cfg=sppe_cfg)

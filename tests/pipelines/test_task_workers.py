@@ -1,6 +1,7 @@
 """The label pipeline's CPU tasks run in Ray worker processes that import only the modules their functions live
 in: those modules must not import torch (importing it takes 1.8–1.9 s per worker process, on a 2-core machine where
-the SPPE actor needs every cycle; issue 13)."""
+the SPPE actor needs every cycle; issue 13). The same holds for a job's driver until Ray has started: it validates
+its configuration without torch, which it imports while Ray starts (``pipelines.label.preload_stages``)."""
 
 from __future__ import annotations
 
@@ -41,3 +42,27 @@ def test_no_task_function_is_defined_in_the_pipeline_module():
         if obj is None or isinstance(obj, type):
             continue  # a parameter (actor_stage's cls), or actor classes: they run in processes that need torch
         assert obj.__module__ != "pipelines.label", f"{name} would make every CPU-task worker import torch"
+
+
+def test_the_driver_validates_a_job_without_importing_torch(tmp_path):
+    """What ``jobs.label`` does before Ray starts (config, resources, weights digests for precomputed boxes and a
+    random SPPE, the run summary's inference form) imports no torch; building the Dataset then needs the stages."""
+    dets = tmp_path / "dets.json"
+    dets.write_text('[{"image_id": "a.jpg", "category_id": 1, "score": 0.9, "bbox": [1, 2, 30, 40]}]')
+    code = f"""
+import sys
+from jobs.label import _detector_digest, _resolve_weights, _sppe_digest, build_config
+from pipelines.label import check_resources, plan_resources
+from actors.configs import inference_form
+cfg = build_config(None, ["detector.arch=precomputed", "detector.weights={dets}", "sppe.random_weights=true"])
+check_resources(cfg, 2.0)
+cfg = plan_resources(_resolve_weights(cfg), 2.0)
+_sppe_digest(cfg.sppe, _detector_digest(cfg.detector))
+inference_form(cfg.sppe)
+print("torch" in sys.modules)
+from pipelines.label import preload_stages
+preload_stages()
+print("torch" in sys.modules)
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert out == ["False", "True"]

@@ -1,0 +1,28 @@
+"""``models.names`` (torch-free, for configs) lists exactly what the builders build."""
+
+from __future__ import annotations
+
+from models import names
+
+
+def test_names_equal_the_builders():
+    from models.blazepose import BLAZEPOSE_KEYPOINT_SETS
+    from models.detectors import DETECTOR_ARCHS
+    from models.heatmaps import DECODE_METHODS
+    from models.keypoints import get_keypoint_set
+    from models.sppe import SPPE_ARCHS
+
+    assert names.SPPE_ARCH_NAMES == tuple(SPPE_ARCHS)
+    assert names.DETECTOR_ARCH_NAMES == tuple(DETECTOR_ARCHS)
+    assert BLAZEPOSE_KEYPOINT_SETS is names.BLAZEPOSE_KEYPOINT_SETS
+    assert DECODE_METHODS is names.DECODE_METHODS
+    for ks in names.BLAZEPOSE_KEYPOINT_SETS:
+        get_keypoint_set(ks)
+
+
+def test_precision_names_equal_the_actor_dtypes():
+    from actors.configs import PRECISION_CHOICES, PRECISION_NAMES
+    from actors.sppe import PRECISIONS
+
+    assert PRECISION_NAMES == tuple(PRECISIONS)
+    assert PRECISION_CHOICES == ("auto", *PRECISIONS)
