@@ -32,7 +32,8 @@ _RAY_DATA_THREADS = ("StreamingExecutor-", "ray-data-metadata-prefetch")
 
 
 def shutdown_ray(timeout_s: float = 30.0) -> None:
-    """``ray.shutdown()`` once Ray Data's own threads of this process have stopped (at most ``timeout_s``).
+    """``ray.shutdown()`` once Ray Data's own threads of this process have stopped, then wait until the processes
+    of a local Ray it started have exited (at most ``timeout_s`` in all).
 
     An interrupted ``take_all`` leaves the executor's scheduling loop running in its thread for a while (it is
     given 2 s, more on a loaded machine); a Ray call it makes after ``ray.shutdown()`` reaches a destroyed core
@@ -51,7 +52,59 @@ def shutdown_ray(timeout_s: float = 30.0) -> None:
     for t in threading.enumerate():
         if t is not threading.current_thread() and t.name.startswith(_RAY_DATA_THREADS):
             t.join(timeout=max(0.0, deadline - time.monotonic()))
+    started = _descendants()  # a local Ray's processes: raylet, GCS, agents, and the raylet's workers
     ray.shutdown()
+    # ray.shutdown() signals the processes a local Ray started and returns while its workers are still exiting;
+    # wait for them, so a job that has returned leaves nothing running (a Ctrl-C'd run's session was checked
+    # empty right after exit, tests/jobs/test_label_interrupt.py).
+    left = _wait_gone(started, max(0.0, deadline - time.monotonic()))
+    if left:
+        print(f"warning: Ray processes {sorted(left)} had not exited {timeout_s:.0f} s after shutdown", file=sys.stderr)
+
+
+def _proc_stat(pid: int | str) -> list[str] | None:
+    """The fields of ``/proc/<pid>/stat`` after the command name (state first), or None if there is none."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            stat = f.read()
+    except OSError:
+        return None
+    return stat[stat.rindex(")") + 2 :].split()
+
+
+def _descendants() -> dict[int, str]:
+    """pid → start time of every descendant of this process (Linux ``/proc``; empty where there is none)."""
+    if not os.path.isdir("/proc"):
+        return {}
+    children: dict[int, list[int]] = {}
+    start: dict[int, str] = {}
+    for entry in os.scandir("/proc"):
+        fields = _proc_stat(entry.name) if entry.name.isdigit() else None
+        if fields is not None:
+            children.setdefault(int(fields[1]), []).append(int(entry.name))
+            start[int(entry.name)] = fields[19]
+    found: dict[int, str] = {}
+    todo = [os.getpid()]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found[child] = start[child]
+            todo.append(child)
+    return found
+
+
+def _wait_gone(procs: dict[int, str], timeout_s: float) -> dict[int, str]:
+    """Wait until none of ``procs`` (pid → start time) runs any more (gone, replaced, or a zombie), at most
+    ``timeout_s``; returns those still running."""
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        procs = {
+            pid: t for pid, t in procs.items() if (f := _proc_stat(pid)) is not None and f[19] == t and f[0] != "Z"
+        }
+        if not procs or time.monotonic() >= deadline:
+            return procs
+        time.sleep(0.05)
 
 
 def run_interruptible(main: Callable[[], int], message: str) -> int:

@@ -49,3 +49,23 @@ def test_exit_process_keeps_the_status_and_every_buffered_line():
     assert done.returncode == 3
     assert done.stdout == "summary line"
     assert "last log line" in done.stderr
+
+
+def test_shutdown_waits_for_the_processes_it_started_to_exit():
+    """``shutdown_ray`` waits on this process's descendants (a local Ray's raylet and workers) as found by
+    ``_descendants``; ``_wait_gone`` returns the ones still running once its time is up."""
+    import subprocess
+    import sys
+
+    from jobs.ray_init import _descendants, _wait_gone
+
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        found = _descendants()
+        assert child.pid in found
+        assert _wait_gone({child.pid: found[child.pid]}, 0.2) == {child.pid: found[child.pid]}
+        child.terminate()
+        assert _wait_gone({child.pid: found[child.pid]}, 10.0) == {}  # a zombie until reaped counts as gone
+    finally:
+        child.kill()
+        child.wait()
