@@ -449,8 +449,8 @@ def _main(argv: list[str] | None, cleanup: contextlib.ExitStack) -> int:
 
     import ray
 
-    from actors.publish import PublishSpec
     from actors.configs import inference_form
+    from actors.publish import PublishSpec
     from pipelines.label import configure_data_context, preload_stages, probe_units, run_label
     from store.manifest import read_manifests
     from store.writers import sweep_stale_temps
