@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -397,11 +398,15 @@ def test_killed_actor_is_restarted_and_output_is_exact(crash_media, clean_run, t
     killed = False
     deadline = time.time() + 300
     while not killed and time.time() < deadline and proc.poll() is None:
-        found = subprocess.run(["pgrep", "-f", r"MapBatches\(SPPE\)"], capture_output=True, text=True).stdout.split()
+        # this run's SPPE actor only (its session): an actor of an earlier in-process Ray may still be exiting
+        found = subprocess.run(
+            ["pgrep", "-s", str(proc.pid), "-f", r"MapBatches\(SPPE\)"], capture_output=True, text=True
+        ).stdout.split()
         if found:
             time.sleep(1.0)  # let it take work first
-            os.kill(int(found[0]), signal.SIGKILL)
-            killed = True
+            with contextlib.suppress(ProcessLookupError):  # gone meanwhile (the run ended): look again
+                os.kill(int(found[0]), signal.SIGKILL)
+                killed = True
         time.sleep(0.1)
     assert killed, "no SPPE actor process was seen"
     assert proc.wait(timeout=600) == 0
