@@ -36,8 +36,9 @@ user's experience: whole process, start-up and shutdown included), then the bare
 
 Reported per mode: persons/s of the whole process, its ratio to ``bare`` and to ``alphapose_sp``, peak PSS of the
 process tree (Ray's raylet, GCS and workers are the driver's descendants; ``/proc/<pid>/smaps_rollup``, every
-``PSS_INTERVAL_S``), per-stage seconds from the run summary, and the fixed cost per job (a 4-frame job of the same
-config, whole process). Medians over rounds.
+``PSS_INTERVAL_S``), per-stage seconds from the run summary, the seconds before the labelling Dataset starts and
+after it ends (``start s``, ``tail s``: from Ray Data's log lines), and the fixed cost per job (a 4-frame job of the
+same config, whole process). Medians over rounds.
 """
 
 from __future__ import annotations
@@ -174,8 +175,15 @@ def _pss_tree(root_pid: int) -> int:
     return total
 
 
+#: Ray Data's log lines (``streaming_executor``) that bound a Dataset's execution.
+DATASET_START = "Starting execution of Dataset"
+DATASET_END = "execution finished in"
+
+
 def _run_job(args: list[str], out: Path) -> dict:
-    """One ``python -m jobs.label`` process: wall seconds, peak PSS of its tree, and its run summary."""
+    """One ``python -m jobs.label`` process: wall seconds, peak PSS of its tree, its run summary, and its phases:
+    ``start_s`` from launch to the labelling Dataset's start (imports, validation, Ray's start-up, planning) and
+    ``tail_s`` from the Dataset's end to the process's end (publishing, summary, shutdown)."""
     env = {**os.environ, "RAY_DATA_DISABLE_PROGRESS_BARS": "1"}
     env.pop("RAY_ADDRESS", None)
     t0 = time.perf_counter()
@@ -197,16 +205,36 @@ def _run_job(args: list[str], out: Path) -> dict:
             peak = max(peak, _pss_tree(proc.pid))
             time.sleep(PSS_INTERVAL_S)
 
+    err: list[str] = []
+    marks: dict[str, float] = {}
+
+    def read_stderr() -> None:
+        # Ray Data logs when the Dataset starts and ends (INFO, stderr): the job's start-up and its tail, per run
+        for line in proc.stderr:
+            err.append(line)
+            if DATASET_START in line:
+                marks.setdefault("dataset_start", time.perf_counter() - t0)
+            elif DATASET_END in line:
+                marks["dataset_end"] = time.perf_counter() - t0
+
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
-    stdout, stderr = proc.communicate()
+    reader = threading.Thread(target=read_stderr, daemon=True)
+    reader.start()
+    proc.stdout.read()
+    proc.wait()
     wall = time.perf_counter() - t0
     done.set()
     sampler.join()
+    reader.join()
     if proc.returncode != 0:
-        raise RuntimeError(f"jobs.label exited {proc.returncode}:\n{stderr[-3000:]}")
+        raise RuntimeError(f"jobs.label exited {proc.returncode}:\n{''.join(err)[-3000:]}")
     summary = json.loads(next((out / "runs").iterdir()).joinpath("summary.json").read_text())
-    return {"wall_s": wall, "peak_pss_bytes": peak, "summary": summary}
+    phases = {
+        "start_s": marks.get("dataset_start", float("nan")),
+        "tail_s": wall - marks.get("dataset_end", float("nan")),
+    }
+    return {"wall_s": wall, "peak_pss_bytes": peak, "summary": summary, "phases": phases}
 
 
 def _bare_forward(
@@ -341,6 +369,8 @@ def main(argv: list[str] | None = None) -> int:
             "vs_bare": _med([a / b for a, b in zip(pps, bare[_bare_key(rs[-1]["summary"])])]),
             "vs_alphapose_sp_model": _med([a / b for a, b in zip(pps, anchor)]),
             "stage_seconds": {k: _med(v) for k, v in stages.items()},
+            "start_s": _med([x["phases"]["start_s"] for x in rs]),
+            "tail_s": _med([x["phases"]["tail_s"] for x in rs]),
             "resources": rs[-1]["summary"]["config"]["resources"],
             "precision": rs[-1]["summary"]["config"]["sppe"]["precision"],
             "bare": _label(_bare_key(rs[-1]["summary"])),
@@ -359,12 +389,15 @@ def main(argv: list[str] | None = None) -> int:
         "fixed_cost_s": _med(fixed),
         "alphapose_quoted_issue_13": ALPHAPOSE_QUOTED,
     }
-    print(f"\n{'mode':14}{'bare':>10}{'persons/s':>10}{'÷bare':>8}{'÷AP --sp model':>16}{'peak PSS GiB':>14}  SPPE s")
+    print(
+        f"\n{'mode':14}{'bare':>10}{'persons/s':>10}{'÷bare':>8}{'÷AP --sp model':>16}{'peak PSS GiB':>14}"
+        f"  SPPE s  start s  tail s"
+    )
     for mode, row in rows.items():
         print(
             f"{mode:14}{row['bare']:>10}{row['persons_per_s']:>10.2f}{row['vs_bare']:>8.2f}"
             f"{row['vs_alphapose_sp_model']:>16.2f}{row['peak_pss_gib']:>14.2f}  "
-            f"{row['stage_seconds'].get('sppe', float('nan')):.0f}"
+            f"{row['stage_seconds'].get('sppe', float('nan')):>6.0f}{row['start_s']:>9.1f}{row['tail_s']:>8.1f}"
         )
     bares = ", ".join(f"{_label(k)} {_med(v):.2f}" for k, v in bare.items())
     print(f"bare forward {bares} persons/s; AlphaPose --sp model {_med(anchor):.2f}; fixed cost {_med(fixed):.1f} s")
