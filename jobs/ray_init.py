@@ -7,7 +7,7 @@ import os
 import sys
 from collections.abc import Callable
 
-__all__ = ["init_ray", "shutdown_ray", "run_interruptible", "exit_process", "EXIT_INTERRUPTED"]
+__all__ = ["init_ray", "shutdown_ray", "run_interruptible", "adopt_orphans", "exit_process", "EXIT_INTERRUPTED"]
 
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report a Ctrl-C
 
@@ -121,6 +121,24 @@ def run_interruptible(main: Callable[[], int], message: str) -> int:
         return EXIT_INTERRUPTED
 
 
+def adopt_orphans() -> bool:
+    """Make this process the reaper of its orphaned descendants (Linux ``PR_SET_CHILD_SUBREAPER``; False elsewhere).
+
+    When a local Ray stops, its raylet exits before some of its workers, which are then reparented. Adopted by this
+    job instead of PID 1, they stay visible to ``exit_process``, which waits for them and reaps them: a finished or
+    Ctrl-C'd job then leaves not even a zombie behind, also under a PID 1 that reaps late (a sandbox's init left
+    one for seconds after a Ctrl-C'd run, tests/jobs/test_label_interrupt.py)."""
+    if not sys.platform.startswith("linux"):
+        return False
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        return libc.prctl(36, 1, 0, 0, 0) == 0  # PR_SET_CHILD_SUBREAPER = 36 (linux/prctl.h)
+    except (OSError, AttributeError):
+        return False
+
+
 def exit_process(status: int) -> None:
     """End a job's process with ``status`` once its work is done and Ray is shut down (``shutdown_ray``): standard
     streams and logging flushed, then ``os._exit``, skipping the interpreter's finalisation.
@@ -128,11 +146,20 @@ def exit_process(status: int) -> None:
     Why: after ``ray.shutdown()`` the finalisation of a ``jobs.label`` process (torch's and Ray's native
     destructors) took 0.9 s of a 12-s job (issue 13), and Ray's native threads can crash it after the work is done
     (ray-project/ray#31145; the test suite's ``conftest`` ends the same way for that reason), turning a finished run
-    into a non-zero status. Only for ``python -m`` entry points: every output is written and closed, every thread of
-    ours stopped, before this is called.
+    into a non-zero status. It first waits (at most 10 s) until every process this one started has exited. Only for
+    ``python -m`` entry points: every output is written and closed, every thread of ours stopped, before this is
+    called.
     """
     import logging
 
+    # Processes this one started that are still exiting (a local Ray's, also when Ray was shut down elsewhere or a
+    # Ctrl-C reached them directly): os._exit must not leave them behind.
+    left = _wait_gone(_descendants(), 10.0)
+    if left:
+        print(f"warning: processes {sorted(left)} started by this job were still running at its exit", file=sys.stderr)
+    with contextlib.suppress(ChildProcessError):  # reap exited children, adopted ones too (adopt_orphans)
+        while os.waitpid(-1, os.WNOHANG)[0] > 0:
+            pass
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(Exception):
             stream.flush()

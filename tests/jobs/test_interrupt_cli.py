@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import os
 
 import pytest
 
@@ -69,3 +70,30 @@ def test_shutdown_waits_for_the_processes_it_started_to_exit():
     finally:
         child.kill()
         child.wait()
+
+
+def test_a_job_adopts_and_reaps_what_its_children_leave_behind():
+    """With ``adopt_orphans`` a grandchild whose parent exited is reparented to the job, not to PID 1, and
+    ``exit_process`` waits for it and reaps it: nothing of the job is left, not even a zombie."""
+    import subprocess
+    import sys
+
+    code = (
+        "import os, subprocess, sys, time\n"
+        "from jobs.ray_init import adopt_orphans, exit_process\n"
+        "assert adopt_orphans()\n"
+        "mid = subprocess.Popen([sys.executable, '-c', 'import subprocess, sys; "
+        'print(subprocess.Popen([sys.executable, "-c", "import time; time.sleep(1)"]).pid)\'], '
+        "stdout=subprocess.PIPE, text=True)\n"
+        "grandchild = int(mid.stdout.readline())\n"
+        "mid.wait()\n"
+        "time.sleep(0.2)\n"
+        "ppid = int(open(f'/proc/{grandchild}/stat').read().rsplit(')', 1)[1].split()[1])\n"
+        "print(grandchild, ppid == os.getpid(), flush=True)\n"
+        "exit_process(0)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    grandchild, adopted = done.stdout.split()
+    assert adopted == "True"
+    assert not os.path.exists(f"/proc/{grandchild}"), "the adopted grandchild was left behind"
