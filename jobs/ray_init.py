@@ -32,8 +32,7 @@ _RAY_DATA_THREADS = ("StreamingExecutor-", "ray-data-metadata-prefetch")
 
 
 def shutdown_ray(timeout_s: float = 30.0) -> None:
-    """``ray.shutdown()`` once Ray Data's own threads of this process have stopped, then wait until the processes
-    of a local Ray it started have exited (at most ``timeout_s`` in all).
+    """``ray.shutdown()`` once Ray Data's own threads of this process have stopped (at most ``timeout_s``).
 
     An interrupted ``take_all`` leaves the executor's scheduling loop running in its thread for a while (it is
     given 2 s, more on a loaded machine); a Ray call it makes after ``ray.shutdown()`` reaches a destroyed core
@@ -52,14 +51,7 @@ def shutdown_ray(timeout_s: float = 30.0) -> None:
     for t in threading.enumerate():
         if t is not threading.current_thread() and t.name.startswith(_RAY_DATA_THREADS):
             t.join(timeout=max(0.0, deadline - time.monotonic()))
-    started = _descendants()  # a local Ray's processes: raylet, GCS, agents, and the raylet's workers
-    ray.shutdown()
-    # ray.shutdown() signals the processes a local Ray started and returns while its workers are still exiting;
-    # wait for them, so a job that has returned leaves nothing running (a Ctrl-C'd run's session was checked
-    # empty right after exit, tests/jobs/test_label_interrupt.py).
-    left = _wait_gone(started, max(0.0, deadline - time.monotonic()))
-    if left:
-        print(f"warning: Ray processes {sorted(left)} had not exited {timeout_s:.0f} s after shutdown", file=sys.stderr)
+    ray.shutdown()  # returns while the local Ray's workers are still exiting: exit_process waits for them
 
 
 def _proc_stat(pid: int | str) -> list[str] | None:
@@ -152,8 +144,9 @@ def exit_process(status: int) -> None:
     """
     import logging
 
-    # Processes this one started that are still exiting (a local Ray's, also when Ray was shut down elsewhere or a
-    # Ctrl-C reached them directly): os._exit must not leave them behind.
+    # Processes this one started that are still exiting (``ray.shutdown()`` returns before a local Ray's workers
+    # have exited; a Ctrl-C reaches them directly): os._exit must not leave them behind (a Ctrl-C'd run's session
+    # is checked empty right after its exit, tests/jobs/test_label_interrupt.py).
     left = _wait_gone(_descendants(), 10.0)
     if left:
         print(f"warning: processes {sorted(left)} started by this job were still running at its exit", file=sys.stderr)

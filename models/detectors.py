@@ -73,6 +73,7 @@ from models.darknet import (
     yolov3_spp_cfg,
 )
 from models.detections_io import DetectionsTable, load_detections
+from models.names import DETECTOR_ARCH_NAMES
 
 logger = logging.getLogger(__name__)
 
@@ -85,15 +86,7 @@ __all__ = [
     "YoloPersonDetector",
     "UltralyticsPersonDetector",
     "PrecomputedPersonDetector",
-    "fasterrcnn_resnet50_fpn_v2",
-    "retinanet_resnet50_fpn_v2",
-    "fcos_resnet50_fpn",
-    "fasterrcnn_mobilenet_v3_large_fpn",
-    "fasterrcnn_mobilenet_v3_large_320_fpn",
-    "ssdlite320_mobilenet_v3_large",
-    "yolov3_spp",
-    "yolo",
-    "precomputed",
+    *DETECTOR_ARCH_NAMES,  # one builder per name, each called as its arch (models.names)
     "DETECTOR_ARCHS",
     "TORCHVISION_ARCHS",
     "build_detector",

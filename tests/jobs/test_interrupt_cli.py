@@ -52,8 +52,8 @@ def test_exit_process_keeps_the_status_and_every_buffered_line():
     assert "last log line" in done.stderr
 
 
-def test_shutdown_waits_for_the_processes_it_started_to_exit():
-    """``shutdown_ray`` waits on this process's descendants (a local Ray's raylet and workers) as found by
+def test_exit_finds_the_processes_it_started_and_waits_for_them():
+    """``exit_process`` waits on this process's descendants (a local Ray's raylet and workers) as found by
     ``_descendants``; ``_wait_gone`` returns the ones still running once its time is up."""
     import subprocess
     import sys
