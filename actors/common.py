@@ -13,28 +13,36 @@ import numpy as np
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["pick_device", "rows_of", "ragged", "is_error"]
+__all__ = ["pick_device", "pick_device_name", "rows_of", "ragged", "is_error"]
 
 
-def pick_device(device: str) -> torch.device:
-    """``"cpu"``/``"cuda"``/``"cuda:1"`` as given; ``"auto"`` → CUDA only if Ray assigned this worker a GPU.
+def pick_device_name(device: str) -> str:
+    """``"cpu"``/``"cuda"``/``"cuda:1"`` as given; ``"auto"`` → ``"cuda"`` only if Ray assigned this worker a GPU.
 
     Inside Ray the GPU assignment (``ray.get_gpu_ids()``), not ``torch.cuda.is_available()``, decides: since
     Ray 2.48 a worker given no GPU can still see the node's GPUs (ray-project/ray#54868). Outside Ray (tests,
-    notebooks) ``"auto"`` uses CUDA when available.
+    notebooks) ``"auto"`` uses CUDA when available. Inside Ray it needs no torch (a detection stage that only looks
+    boxes up never imports it).
     """
-    import torch  # here, not at import: the CPU-only stages that share this module never load torch
-
     if device != "auto":
-        return torch.device(device)
+        return device
     try:
         import ray
 
         if ray.is_initialized():
-            return torch.device("cuda" if ray.get_gpu_ids() else "cpu")
+            return "cuda" if ray.get_gpu_ids() else "cpu"
     except ImportError:
         pass
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def pick_device(device: str) -> torch.device:
+    """``pick_device_name`` as a ``torch.device``."""
+    import torch  # here, not at import: the CPU-only stages that share this module never load torch
+
+    return torch.device(pick_device_name(device))
 
 
 def rows_of(column) -> list[np.ndarray]:

@@ -39,13 +39,12 @@ import logging
 import time
 
 import numpy as np
-import torch
 
-from actors.common import pick_device
+from actors.common import pick_device_name
 from actors.configs import DETECTOR_DTYPES, FRAME_OUTPUT_COLUMNS, DetectorConfig
-from models.detectors import PersonDetector, build_detector, check_frame
+from models.crops import ALPHAPOSE_CROP, CropSpec, crop_images
 from models.keypoints import get_keypoint_set
-from models.transforms import ALPHAPOSE_CROP, CropSpec, crop_images, crop_images_torch
+from models.person_boxes import PersonDetector, check_frame, precomputed
 
 logger = logging.getLogger(__name__)
 
@@ -55,13 +54,15 @@ STAGE = "detect"
 
 
 def build_detector_from_config(cfg: DetectorConfig) -> PersonDetector:
-    """Unpack ``cfg``'s model fields into ``models.detectors.build_detector`` (models/ never sees a config)."""
-    device = str(pick_device(cfg.device))
-    return build_detector(
-        cfg.arch,
+    """Unpack ``cfg``'s model fields into ``models.detectors.build_detector`` (models/ never sees a config).
+
+    ``precomputed`` is built from ``models.person_boxes`` directly (the same builder ``build_detector`` calls for
+    it): a file lookup needs no network, so this process then never imports torch unless its crops are cut on a GPU.
+    """
+    kwargs = dict(
         weights=cfg.weights,
         random_weights=cfg.random_weights,
-        device=device,
+        device=pick_device_name(cfg.device),
         score_threshold=cfg.score_threshold,
         nms_iou=cfg.nms_iou,
         min_box_area=cfg.min_box_area,
@@ -70,8 +71,12 @@ def build_detector_from_config(cfg: DetectorConfig) -> PersonDetector:
         input_size=cfg.input_size,
         rpn_proposals=cfg.rpn_proposals,
         darknet_cfg=cfg.darknet_cfg,
-        dtype=DETECTOR_DTYPES[cfg.precision],
     )
+    if cfg.arch == "precomputed":  # DetectorConfig allows it fp32 only
+        return precomputed(**kwargs)
+    from models.detectors import build_detector
+
+    return build_detector(cfg.arch, dtype=DETECTOR_DTYPES[cfg.precision], **kwargs)
 
 
 class Detector:
@@ -91,9 +96,9 @@ class Detector:
         keypoints: bool = False,
         threads: int | None = None,
     ) -> None:
-        """``threads``: torch intra-op threads (``resources.detect.threads``); None keeps Ray's ``OMP_NUM_THREADS``."""
-        if threads:
-            torch.set_num_threads(threads)  # on a GPU only the pre/post-processing uses them
+        """``threads``: torch intra-op threads (``resources.detect.threads``) of a network detector or of crops cut
+        by torch; None keeps Ray's ``OMP_NUM_THREADS``. A ``precomputed`` detector whose crops OpenCV cuts loads
+        no torch at all."""
         self.cfg = cfg
         self.crop = crop
         self.keypoints = keypoints
@@ -105,20 +110,24 @@ class Detector:
             )
         backend = cfg.crop_backend
         if backend == "auto":
-            backend = "opencv" if self.detector.device.type == "cpu" else "torch"
+            backend = "opencv" if self.detector.device_type == "cpu" else "torch"
         self.crop_backend = backend
+        if threads and (cfg.arch != "precomputed" or backend == "torch"):
+            import torch
+
+            torch.set_num_threads(threads)  # on a GPU only the pre/post-processing uses them
         if self.detector.random_weights:
             logger.warning(
                 "Detector: %s with RANDOM WEIGHTS on %s (outputs marked detector_weights='random')",
                 cfg.arch,
-                self.detector.device,
+                self.detector.device_name,
             )
         else:
             logger.info(
                 "Detector: %s, weights sha256 %s, device %s, crops via %s",
                 cfg.arch,
                 self.detector.weights_id,
-                self.detector.device,
+                self.detector.device_name,
                 backend,
             )
 
@@ -127,13 +136,18 @@ class Detector:
         size = self.crop.output_size_hw
         if self.crop_backend == "opencv":
             return crop_images([frame], index, crop_boxes, size)
+        import torch
+
+        from models.transforms import crop_images_torch
+
         dev = self.detector.device
-        image = torch.from_numpy(np.array(frame, copy=True)).to(dev)[None]  # copy: inputs may be read-only views
-        return (
-            crop_images_torch(image, torch.from_numpy(index).to(dev), torch.from_numpy(crop_boxes).to(dev), size)
-            .cpu()
-            .numpy()
-        )
+        with torch.inference_mode():
+            image = torch.from_numpy(np.array(frame, copy=True)).to(dev)[None]  # copy: inputs may be read-only views
+            return (
+                crop_images_torch(image, torch.from_numpy(index).to(dev), torch.from_numpy(crop_boxes).to(dev), size)
+                .cpu()
+                .numpy()
+            )
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         cfg = self.cfg
@@ -165,21 +179,18 @@ class Detector:
                 errors[i] = f"bad frame: {e}"
         good = [i for i in range(n_frames) if i not in errors]
         keys = [batch[cfg.key_column][i] for i in good] if cfg.key_column is not None else None
-        with torch.inference_mode():
-            dets = dict(zip(good, self.detector([frames[i] for i in good], keys)))
-            crops: list[np.ndarray] = []
-            crop_boxes: list[np.ndarray] = []
-            for i in range(n_frames if self.crop is not None else 0):
-                d = dets.get(i)
-                # AlphaPose cuts the crop from the detector's box before clamping (boxes_xyxy is clamped).
-                boxes = d.crop_source_boxes if d is not None else np.zeros((0, 4), np.float32)
-                c_boxes = self.crop.crop_boxes(boxes)
-                crop_boxes.append(c_boxes)
-                crops.append(
-                    self._crops(frames[i], c_boxes)
-                    if len(boxes)
-                    else np.zeros((0, *self.crop.output_size_hw, 3), np.uint8)
-                )
+        dets = dict(zip(good, self.detector([frames[i] for i in good], keys)))
+        crops: list[np.ndarray] = []
+        crop_boxes: list[np.ndarray] = []
+        for i in range(n_frames if self.crop is not None else 0):
+            d = dets.get(i)
+            # AlphaPose cuts the crop from the detector's box before clamping (boxes_xyxy is clamped).
+            boxes = d.crop_source_boxes if d is not None else np.zeros((0, 4), np.float32)
+            c_boxes = self.crop.crop_boxes(boxes)
+            crop_boxes.append(c_boxes)
+            crops.append(
+                self._crops(frames[i], c_boxes) if len(boxes) else np.zeros((0, *self.crop.output_size_hw, 3), np.uint8)
+            )
 
         n = np.asarray([len(dets[i]) if i in dets else 0 for i in range(n_frames)], np.int32)
         sizes = np.asarray([dets[i].frame_size_wh if i in dets else (0, 0) for i in range(n_frames)], np.int32).reshape(

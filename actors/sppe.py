@@ -137,7 +137,7 @@ class SPPE:
             self.model = self._quantized(self.model)
         else:
             if form.get("batchnorm_folded"):
-                self.model = fold_batchnorm(self.model)
+                self.model = fold_batchnorm(self.model, inplace=True)  # the unfolded network is not kept
             if form.get("memory_format") == "channels_last":
                 self.model = self.model.to(memory_format=torch.channels_last)
             self.model.to(device=self.device)

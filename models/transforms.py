@@ -21,8 +21,6 @@ by the oracle SPPE in tests.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -35,6 +33,9 @@ from models.crops import (
     CropSpec,
     boxes_to_center_scale,
     center_scale_to_boxes,
+    crop_images,
+    crop_matrices,
+    invert_affine,
 )
 
 __all__ = [
@@ -58,72 +59,6 @@ __all__ = [
 
 #: Subtracted from R, G, B after /255 (AlphaPose's values; ImageNet's means in BGR order, ``simple_transform.py``).
 PIXEL_MEANS_RGB = (0.406, 0.457, 0.480)
-
-
-def crop_matrices(crop_boxes_xyxy: np.ndarray, output_size_hw: tuple[int, int] = INPUT_SIZE_HW) -> np.ndarray:
-    """Affine matrices mapping image pixels into the crop, float64 ``[N, 2, 3]``.
-
-    Isotropic, scale set by the crop width, as AlphaPose's ``get_affine_transform`` with rot=0:
-    the crop box's corners map to ``(0, 0)`` and ``(W_out, H_out)``.
-    """
-    b = np.asarray(crop_boxes_xyxy, dtype=np.float64).reshape(-1, 4)
-    out_h, out_w = output_size_hw
-    cx = (b[:, 0] + b[:, 2]) / 2
-    cy = (b[:, 1] + b[:, 3]) / 2
-    width = b[:, 2] - b[:, 0]
-    with np.errstate(divide="ignore"):
-        s = np.where(width > 0, out_w / np.where(width > 0, width, 1.0), 0.0)
-    m = np.zeros((len(b), 2, 3))
-    m[:, 0, 0] = s
-    m[:, 1, 1] = s
-    m[:, 0, 2] = out_w / 2 - s * cx
-    m[:, 1, 2] = out_h / 2 - s * cy
-    return m
-
-
-def invert_affine(m: np.ndarray) -> np.ndarray:
-    """Invert ``[N, 2, 3]`` affine matrices (image→crop becomes crop→image)."""
-    m = np.asarray(m, dtype=np.float64)
-    a = m[:, :, :2]
-    inv_a = np.linalg.inv(a)
-    t = -np.einsum("nij,nj->ni", inv_a, m[:, :, 2])
-    return np.concatenate([inv_a, t[:, :, None]], axis=2)
-
-
-def crop_images(
-    images: Sequence[np.ndarray],
-    image_index: np.ndarray,
-    crop_boxes_xyxy: np.ndarray,
-    output_size_hw: tuple[int, int] = INPUT_SIZE_HW,
-) -> np.ndarray:
-    """CPU crop path, bit-exact with AlphaPose: one ``cv2.warpAffine`` (bilinear, black border) per box.
-
-    Args:
-        images: uint8 ``[H_i, W_i, 3]`` RGB frames (sizes may differ).
-        image_index: int ``[N]``, which frame each box belongs to.
-        crop_boxes_xyxy: ``[N, 4]`` crop regions from ``center_scale_to_boxes``.
-    Returns:
-        uint8 ``[N, H_out, W_out, 3]``.
-    """
-    import cv2
-
-    out_h, out_w = output_size_hw
-    mats = crop_matrices(crop_boxes_xyxy, output_size_hw)
-    out = np.zeros((len(mats), out_h, out_w, 3), dtype=np.uint8)
-    for i, (fi, m) in enumerate(zip(np.asarray(image_index).reshape(-1), mats)):
-        if m[0, 0] <= 0:  # degenerate box: leave the crop black
-            continue
-        # OpenCV's fixed-point bilinear rounds to uint8, exactly as AlphaPose's cv2.warpAffine. cv2 takes float32
-        # matrices internally in AlphaPose too (getAffineTransform on float32 points).
-        out[i] = cv2.warpAffine(
-            np.ascontiguousarray(images[int(fi)]),
-            m.astype(np.float32),
-            (out_w, out_h),
-            flags=cv2.INTER_LINEAR,
-            borderMode=cv2.BORDER_CONSTANT,
-            borderValue=0,
-        )
-    return out
 
 
 def crop_images_torch(

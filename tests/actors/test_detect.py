@@ -7,6 +7,8 @@ from __future__ import annotations
 import dataclasses
 import doctest
 import hashlib
+import subprocess
+import sys
 from pathlib import Path
 
 import av
@@ -268,3 +270,28 @@ def test_crop_is_alphaposes_from_the_unclamped_box(tmp_path):
     )
     out = random_actor({"frame": np.zeros((2, 1, 1, 3), np.uint8), "frame_index": np.arange(2)})
     assert out["n_persons"].tolist() == [0, 0] and [len(c) for c in out["crops"]] == [0, 0]
+
+
+def test_a_precomputed_detector_loads_no_torch(tmp_path, coco_batch, det_json):
+    """The pipeline's detection stage with precomputed boxes (as ``actor_stage`` builds it: threads, device "auto"
+    in a Ray worker given no GPU, stubbed here) only looks boxes up and cuts crops with OpenCV, so its process never
+    pays torch's import (1.0–1.9 s, issue 13); its crops are the ones this process (which has torch) cuts."""
+    frames = np.stack([np.asarray(coco_batch["frame"][0])] * 2)
+    np.save(tmp_path / "frames.npy", frames)
+    code = f"""
+import sys
+import numpy as np
+import ray
+ray.is_initialized, ray.get_gpu_ids = lambda: True, lambda: []  # a Ray worker without a GPU
+from actors.detect import Detector, DetectorConfig
+det = Detector(DetectorConfig(arch="precomputed", weights={det_json!r}, key_column="path", max_persons=4), threads=1)
+out = det({{"frame": np.load({str(tmp_path / "frames.npy")!r}), "path": np.array(["coco/{NAMES[0]}"] * 2)}})
+np.save({str(tmp_path / "crops.npy")!r}, np.concatenate(list(out["crops"])))
+print("torch" in sys.modules, det.crop_backend)
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert out == ["False", "opencv"]
+    here = _precomputed(det_json)({"frame": frames, "path": np.array([f"coco/{NAMES[0]}"] * 2)})
+    expected = np.concatenate(list(here["crops"]))
+    assert len(expected) == 8
+    np.testing.assert_array_equal(np.load(tmp_path / "crops.npy"), expected)

@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 import models.detectors
+import models.person_boxes
 from models.checkpoints import CheckpointError
 from models.darknet import (
     Darknet,
@@ -169,7 +170,7 @@ def test_no_weights_is_refused_before_any_work(arch, monkeypatch):
 
     monkeypatch.setattr(models.detectors, "_torchvision_detector", no_build)
     monkeypatch.setattr(models.detectors, "Darknet", no_build)
-    monkeypatch.setattr(models.detectors, "load_detections", no_build)
+    monkeypatch.setattr(models.person_boxes, "load_detections", no_build)
     with pytest.raises(ValueError, match="random_weights=True|needs weights=PATH"):
         build_detector(arch)
 

@@ -285,6 +285,14 @@ def test_fold_batchnorm_equals_the_network_and_leaves_it_untouched():
         torch.testing.assert_close(folded(x), net(x), rtol=1e-4, atol=1e-6)
     with pytest.raises(ValueError, match="eval mode"):
         fold_batchnorm(build_sppe("fastpose_res18"))
+    # inplace: the same folded network without the copy (the actor keeps only the folded one)
+    with torch.inference_mode():
+        expected = net(x)
+    in_place = fold_batchnorm(net, inplace=True)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in in_place.modules())
+    assert in_place.conv_out is net.conv_out  # no copy: the caller's modules were reused
+    with torch.inference_mode():
+        torch.testing.assert_close(in_place(x), expected, rtol=1e-4, atol=1e-6)
 
 
 @pytest.mark.parametrize("arch", ["fastpose_res18", "hardnet68"])
