@@ -14,11 +14,13 @@ from pipelines.decode import decode_batch, probe_batch
 
 
 def test_task_functions_live_in_modules_that_do_not_import_torch():
+    """Nor SciPy's optimizers (0.25 s), which only tracking (``publish_video``) and crowd association call."""
     modules = sorted({f.__module__ for f in (decode_batch, probe_batch, apply_pose_nms, stage_rows, publish_video)})
     assert "pipelines.label" not in modules  # Ray imports a task function's module in the worker
-    code = f"import sys\nfor m in {modules!r}: __import__(m)\nprint(sorted(m for m in sys.modules if m == 'torch'))"
+    heavy = ("torch", "scipy.optimize", "sklearn")
+    code = f"import sys\nfor m in {modules!r}: __import__(m)\nprint(sorted(m for m in sys.modules if m in {heavy!r}))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert out.strip() == "[]", f"{modules} import torch"
+    assert out.strip() == "[]", f"{modules} import {out.strip()}"
 
 
 def test_no_task_function_is_defined_in_the_pipeline_module():
