@@ -14,7 +14,9 @@ Stages and where they sit in a top-down pipeline (detector → SPPE → *this* i
   into joint groups, one Hungarian matching per joint type on person-score × joint-score costs, fall back to the
   next candidate when a person loses its group, then the output filter (§2.4 "Released code").
 * ``paper_association``: the paper's formulation: joint nodes from *all* candidates, K maximum-weight bipartite
-  matchings between persons and joint nodes with the person confidence in the weights (§2.4 "Paper").
+  matchings between persons and joint nodes with the person confidence in the weights (§2.4 "Paper"); by default
+  each in two rounds, every person's own top candidate first (``CrowdAssociationParams.top_candidate_first``, a
+  marked deviation that keeps duplicate proposals from taking a person's joints).
 * ``crowd_association``: either of the two by ``CrowdAssociationParams.method``; returns a ``PoseNMSResult`` so the
   pose-NMS stage can be swapped for it. With ``CrowdAssociationParams.duplicate_oks`` set (default off) it then runs
   ``suppress_duplicates``, a greedy OKS filter on the output persons that AlphaPose does not have.
@@ -303,6 +305,11 @@ class CrowdAssociationParams:
     area_scale: float = 1.5  # drop when area_scale² · keypoint-extent area < min_area
     min_area: float = 40.0 * 40.0
     use_box_score: bool = True  # paper mode only: person confidence = box score × mean current score
+    # paper mode only: each proposal first competes for the joint node of its own top candidate (one matching per
+    # type on those edges alone), and only the persons and nodes left over enter the matching over all edges. Not
+    # the paper's single matching (False), whose sum lets a duplicate proposal take a person's joint while the
+    # person takes a weaker node (see paper_association)
+    top_candidate_first: bool = True
     # Not AlphaPose's (``crowd_association`` only, see ``suppress_duplicates``): drop an output person whose OKS with
     # a higher-scored kept person is >= duplicate_oks, over the joints both score > duplicate_joint_score. None (off,
     # AlphaPose's output) by measurement: on benchmarks/crowd.py no threshold raised AP (see suppress_duplicates).
@@ -567,14 +574,39 @@ def paper_association(
     * Edges person → joint node weighted ``c_n · s`` (s = that person's best candidate in the node).
     * K independent maximum-weight bipartite matchings (``linear_sum_assignment`` on −weights); a person matched
       to a node takes the node centre and its own candidate's score; an unmatched person keeps its top candidate
-      with score ``unmatched_score``.
+      with score ``unmatched_score``. With ``top_candidate_first`` (the default, a deviation: below) each matching
+      runs in two rounds.
     * The output filter and score of the released code (``_output``), without its ``−0.3`` output offset; read
       candidates extracted without its ``+0.2`` (``candidate_params_for``, which says why).
 
     Deviation from AlphaPose: AlphaPose (``candidate_reselect``) implements another algorithm (§2.4 "Released
     code"); this one exists for the comparison in ``benchmarks/crowd.py``.
+
+    Deviation from the paper, ``top_candidate_first`` (default on; off = the single matching above): per type,
+    round 1 matches each person only to the node of its own top candidate (slot 0, what the JC-SPPE is trained to
+    make its target: Li et al. attenuate interference peaks to μ = 0.5), weight ``c_n·s₀``; the contested nodes go
+    by maximum weight, as in AlphaPose's ``matching.py`` ``candidate_reselect``, whose cost matrix has exactly
+    these edges. Round 2 is the paper's matching over all edges between the persons and nodes round 1 left
+    unmatched (where AlphaPose takes the next candidate without a second matching). Why: the detector gives a
+    person several proposals, and the single matching maximises a *sum*, so with two proposals p (confidence
+    c_p) and d (c_d) of one person sharing its joint node A, and p holding a weaker candidate s_pB in a node B
+    that d lacks, it gives A to d and B to p whenever ``c_d·s_dA + c_p·s_pB > c_p·s_pA``: the person's output
+    pose (p, the higher score) gets a wrong joint and the duplicate the right one. Pose NMS merges the duplicate
+    instead, and a filter on the output (``suppress_duplicates``) comes too late to undo it. On
+    ``benchmarks/crowd.py`` (CrowdPose-14, perfect heatmaps) this swap was the commonest way the single matching
+    lost a joint that pose NMS got right, e.g. a wrist given to a duplicate box (c_d·s_dA = 0.828) while the
+    person took a clipped border peak 19 px off another person's wrist (c_p·s_pB = 0.167 > 0.924 − 0.828). The
+    price: a person whose top candidate is another person's joint and wins it in round 1 keeps it, where the single
+    matching could have moved it to its own weaker candidate; on that benchmark's noisy oracles the two rounds
+    still gave the higher AP at every noise level and set.
     """
     from scipy.optimize import linear_sum_assignment  # ~0.4 s to import: only when associating
+
+    def max_weight(weight: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Maximum-weight matching on ``weight`` (>= 0): the matched (row, column) pairs of positive weight."""
+        rows, cols = linear_sum_assignment(-weight)
+        good = weight[rows, cols] > 0
+        return rows[good], cols[good]
 
     boxes, bs = _check_inputs(boxes_xyxy, box_scores, cands)
     n, k = cands.num_persons, cands.num_joints
@@ -621,9 +653,20 @@ def paper_association(
         best = np.zeros((n, num))
         np.maximum.at(best, (pn, node), ss)
         weight = conf[:, None] * best
-        rows, cols = linear_sum_assignment(-weight)
-        good = weight[rows, cols] > 0
-        rows, cols = rows[good], cols[good]
+        if params.top_candidate_first:
+            top = np.full(n, -1, np.int64)
+            top[pn[slot == 0]] = node[slot == 0]  # the node of each person's top candidate (-1: below low)
+            own = np.zeros_like(weight)
+            has = np.flatnonzero(top >= 0)
+            own[has, top[has]] = weight[has, top[has]]  # = c_n·s₀: the top candidate is the person's best in it
+            r1, c1 = max_weight(own)
+            rest = weight.copy()
+            rest[r1, :] = 0.0
+            rest[:, c1] = 0.0
+            r2, c2 = max_weight(rest)
+            rows, cols = np.concatenate([r1, r2]), np.concatenate([c1, c2])
+        else:
+            rows, cols = max_weight(weight)
         xy[rows, j] = centers[cols]
         s[rows, j] = best[rows, cols]
     return _output(boxes, bs, xy, s, params, 0.0)

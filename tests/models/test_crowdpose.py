@@ -178,9 +178,11 @@ def ref_max_matching(n_persons: int, weights: list[dict]) -> tuple:
     return best_from(0, 0)[1]
 
 
-def ref_paper(boxes, box_scores, lists, sigmas10):
+def ref_paper(boxes, box_scores, lists, sigmas10, top_first=True):
     """The paper mode as ``paper_association`` documents it, with loops, and the maximum-weight matching of each
-    joint type found by exhaustive dynamic programming over node subsets (not by the Hungarian algorithm)."""
+    joint type found by exhaustive dynamic programming over node subsets (not by the Hungarian algorithm); with
+    ``top_first`` in two rounds: each person's edge to its own top candidate's node alone, then every edge between
+    the persons and nodes left unmatched."""
     n_persons, k_joints = len(lists), len(lists[0])
     h = [sum(lists[n][k][0][2] for k in range(k_joints)) / k_joints for n in range(n_persons)]
     conf = [h[n] * box_scores[n] for n in range(n_persons)]
@@ -188,7 +190,8 @@ def ref_paper(boxes, box_scores, lists, sigmas10):
     for k in range(k_joints):
         cands = [(-c[2], n, i, c) for n in range(n_persons) for i, c in enumerate(lists[n][k]) if c[2] >= 0.05]
         nodes = []
-        for _, n, _, (x, y, s) in sorted(cands):
+        top = {}  # person -> the node its top candidate joined
+        for _, n, i, (x, y, s) in sorted(cands):
             w, ht = boxes[n][2] - boxes[n][0], boxes[n][3] - boxes[n][1]
             for nd in nodes:
                 a = nd["aw"] * nd["ah"] / nd["hs"] ** 2
@@ -204,8 +207,22 @@ def ref_paper(boxes, box_scores, lists, sigmas10):
             nd["ah"] += ht * h[n]
             nd["hs"] += h[n]
             nd["best"][n] = max(nd["best"].get(n, 0.0), s)
+            if i == 0:
+                top[n] = nodes.index(nd)
         weights = [{n: conf[n] * b for n, b in nd["best"].items()} for nd in nodes]
-        for n, g in enumerate(ref_max_matching(n_persons, weights)):
+        if top_first:
+            own = [{n: w for n, w in edges.items() if top.get(n) == g} for g, edges in enumerate(weights)]
+            match = list(ref_max_matching(n_persons, own))
+            taken = set(match) - {None}
+            rest = [
+                {} if g in taken else {n: w for n, w in e.items() if match[n] is None} for g, e in enumerate(weights)
+            ]
+            for n, g in enumerate(ref_max_matching(n_persons, rest)):
+                if g is not None:
+                    match[n] = g
+        else:
+            match = ref_max_matching(n_persons, weights)
+        for n, g in enumerate(match):
             if g is not None:
                 nd = nodes[g]
                 current[n][k] = (nd["sx"] / nd["ss"], nd["sy"] / nd["ss"], nd["best"][n])
@@ -505,14 +522,16 @@ def test_released_equals_reference_loop_on_random_scenes() -> None:
             assert sum((np.bincount(g.group_id[:, j][g.group_id[:, j] >= 0]) > 1).sum() for j in range(k)) > 10
 
 
-def test_paper_equals_reference_loop_on_random_scenes() -> None:
+@pytest.mark.parametrize("top_first", [True, False])
+def test_paper_equals_reference_loop_on_random_scenes(top_first: bool) -> None:
     rng = np.random.default_rng(11)
     sig = CROWDPOSE_14.sigmas_array() * 10
+    params = CrowdAssociationParams(method="paper", top_candidate_first=top_first)
     for trial in range(4):
         boxes, scores, crops, hm = random_scene(rng, 3, 5, 14)
         cands = joint_candidates(hm, crops, params=CandidateParams(max_candidates=64))
-        ref = ref_paper(boxes, scores, to_lists(cands), sig)
-        got = paper_association(boxes, scores, cands)
+        ref = ref_paper(boxes, scores, to_lists(cands), sig, top_first=top_first)
+        got = paper_association(boxes, scores, cands, params=params)
         assert got.kept.tolist() == [n for n, *_ in ref], trial
         for i, (_, kps, sc, ps) in enumerate(ref):
             np.testing.assert_allclose(got.keypoints[i], kps, rtol=0, atol=1e-9)
@@ -532,6 +551,30 @@ def test_paper_mode_gives_each_node_to_one_person() -> None:
     assert r.kept.tolist() == [0]
     same = crowd_association(boxes, np.array([0.9, 0.8]), candidates_from([a, b]), params=CrowdAssociationParams())
     np.testing.assert_allclose(same.keypoints[1, 0], [304.7, 97.7])
+
+
+def test_paper_mode_keeps_a_persons_top_joint_from_its_duplicate_proposal() -> None:
+    """Two proposals of one person share its joint nodes; the person's proposal also has a weak candidate B far off
+    that the duplicate lacks. One matching on the sum gives the person's left shoulder to the duplicate and B to
+    the person (0.81·0.3 + 0.72·0.95 > 0.81·0.9); the top-candidate round keeps the shoulder with the person."""
+    p = _pose(100, 100, 0.9)
+    p[0] = [(100.0, 100.0, 0.9), (400.0, 300.0, 0.3)]
+    d = _pose(100, 100, 0.9)
+    d[0] = [(100.0, 100.0, 0.95)]
+    boxes = np.array([[80, 80, 260, 300], [82, 78, 262, 298.0]])
+    scores = np.array([0.9, 0.8])
+    cands = candidates_from([p, d])
+    r = paper_association(boxes, scores, cands)
+    assert r.kept.tolist() == [0]  # the duplicate wins no node and drops out (max score 1e-5 < 0.1)
+    np.testing.assert_allclose(r.keypoints[0, 0], [100.0, 100.0])
+    assert r.keypoint_scores[0, 0] == pytest.approx(0.9)
+    single = paper_association(
+        boxes, scores, cands, params=CrowdAssociationParams(method="paper", top_candidate_first=False)
+    )
+    assert single.kept.tolist() == [0, 1]
+    np.testing.assert_allclose(single.keypoints[0, 0], [400.0, 300.0])  # the swap
+    np.testing.assert_allclose(single.keypoints[1, 0], [100.0, 100.0])
+    assert single.keypoint_scores[1, 0] == pytest.approx(0.95)
 
 
 # ----------------------------------------------------------------------------------------------------------------
