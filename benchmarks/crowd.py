@@ -32,7 +32,10 @@ Compared on the same heatmaps, per frame:
 * ``nms``: AlphaPose's decoder (``models.heatmaps.heatmaps_to_keypoints``, argmax) then parametric pose NMS
   (``models.pose_nms.pose_nms``);
 * ``released``: ``models.crowdpose.joint_candidates`` then ``released_association`` (AlphaPose's ``--matching``);
-* ``paper``: ``joint_candidates`` then ``paper_association``;
+* ``paper``: ``joint_candidates`` then ``paper_association`` (its default: each joint type's matching in two rounds,
+  every person's own top candidate first);
+* ``paper-single``: the same with ``top_candidate_first=False``: the paper's single maximum-weight matching per joint
+  type, in which a duplicate box can take a person's joint while the person takes a weaker node;
 * ``released+dedup`` / ``paper+dedup``: the same association output, then ``models.crowdpose.suppress_duplicates`` at
   OKS ``--dedup-oks`` (raypose's optional duplicate filter, ``crowd.duplicate_oks``; not AlphaPose's); its time is
   the association's plus the filter's.
@@ -54,6 +57,7 @@ if __name__ == "__main__":
         os.environ.setdefault(_var, "1")
 
 import argparse
+import dataclasses
 import json
 import platform
 import sys
@@ -99,9 +103,11 @@ AREA_FACTOR = 0.53
 DEFAULT_OUT = REPO / "benchmarks" / "results" / "crowd.json"
 HM_HW = (64, 48)
 CI_BINS = ((0.0, 0.2), (0.2, 0.4), (0.4, 0.6), (0.6, 0.8), (0.8, 1.0), (1.0, 1.2), (1.2, 1.5))
-METHODS = ("nms", "released", "released+dedup", "paper", "paper+dedup")
+METHODS = ("nms", "released", "released+dedup", "paper", "paper+dedup", "paper-single")
 #: OKS threshold of the ``+dedup`` rows (``--dedup-oks``).
 DEDUP_OKS = 0.8
+#: The ``paper-single`` row: the paper's single matching per joint type.
+PAPER_SINGLE = dataclasses.replace(PAPER_PARAMS, top_candidate_first=False)
 
 
 @dataclass(frozen=True)
@@ -232,6 +238,10 @@ def run_methods(
         t = time.perf_counter()
         d = suppress_duplicates(r, dedup_oks, sigmas=sigmas, joint_score=params.duplicate_joint_score)
         out[f"{name}+dedup"] = (d.keypoints, d.keypoint_scores, d.pose_scores, ms + 1e3 * (time.perf_counter() - t))
+    t = time.perf_counter()
+    cands = joint_candidates(hm, crops, params=candidate_params_for("paper"))
+    r = paper_association(boxes, scores, cands, sigmas=sigmas, params=PAPER_SINGLE)
+    out["paper-single"] = (r.keypoints, r.keypoint_scores, r.pose_scores, 1e3 * (time.perf_counter() - t))
     return out
 
 
