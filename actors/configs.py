@@ -112,8 +112,8 @@ class DetectorConfig:
 
 #: Heatmap SPPEs (``models.sppe``), BlazePose, and "the detector's own keypoints".
 POSE_ARCHS = SPPE_ARCH_NAMES + ("blazepose_full", "detector")
-#: ``precision`` names other than ``auto``; ``actors.sppe.PRECISIONS`` maps each to the dtype of the network's input
-#: (``int8``: float32 in and out, an int8 network inside, ``models.quantize``).
+#: ``precision`` names other than ``auto``; ``actors.sppe.PRECISION_DTYPES`` maps each to the dtype of the network's
+#: input (``int8``: float32 in and out, an int8 network inside, ``models.quantize``).
 PRECISION_NAMES = ("fp32", "bf16", "fp16", "int8")
 #: ``precision`` values: the above, and ``auto`` (``models.precision.resolve_precision``: bf16 on CPUs with native bf16,
 #: else fp32), the default.

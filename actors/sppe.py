@@ -26,9 +26,9 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
 from actors.common import is_error, pick_device, ragged, rows_of
 from actors.configs import (
@@ -39,19 +39,13 @@ from actors.configs import (
     inference_form,
 )
 from actors.pose_nms import candidate_columns
-from models.blazepose import BlazePoseSPPE
-from models.checkpoints import load_checkpoint
+from models.crops import ALPHAPOSE_CROP
 from models.crowdpose import CandidateParams, JointCandidates, joint_candidates
-from models.heatmaps import (
-    combined_integral_channels,
-    flip_test,
-    heatmaps_to_keypoints,
-    output_kind,
-)
 from models.keypoints import get_keypoint_set
-from models.sppe import SPPE_ARCHS, build_sppe, cast_for_inference, fold_batchnorm
-from models.streams import ChunkStreams
-from models.transforms import ALPHAPOSE_CROP, normalize_crops
+from models.names import SPPE_ARCH_NAMES, combined_integral_channels
+
+if TYPE_CHECKING:
+    import torch
 
 logger = logging.getLogger(__name__)
 
@@ -59,16 +53,19 @@ __all__ = [
     "SPPEConfig",
     "SPPE",
     "POSE_ARCHS",
-    "PRECISIONS",
+    "PRECISION_DTYPES",
     "PRECISION_CHOICES",
     "CANDIDATE_DECODES",
     "inference_form",
     "load_blazepose",
 ]
 
-#: Precision name → the dtype the network's input is cast to. ``int8`` (heatmap SPPEs on CPU) takes float32 inputs
-#: and gives float32 heatmaps; inside it is an int8 network (``models.quantize``).
-PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16, "int8": torch.float32}
+#: Precision name → name of the torch dtype the network's input is cast to. ``int8`` (heatmap SPPEs on CPU) takes
+#: float32 inputs and gives float32 heatmaps; inside it is an int8 network (``models.quantize``). Names, not dtypes:
+#: this module imports no torch, so a job's driver, which only hands the ``SPPE`` class to Ray Data, never loads it
+#: (1.1–1.5 CPU-s, which slowed Ray's start-up beside it by 0.6–1.5 s on a 2-core machine, issue 13); the actor
+#: imports torch when it is built.
+PRECISION_DTYPES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16", "int8": "float32"}
 
 
 def load_blazepose(path: str):
@@ -97,12 +94,17 @@ class SPPE:
         ``candidates``: also emit CrowdPose joint candidates (heatmap SPPEs with a heatmap decoder only).
         ``streams``: on CPU, forward that many chunks at once, each on ``threads // streams`` torch threads
         (``models.streams``; ``resources.sppe.streams``); ignored on a GPU."""
+        import torch
+
+        from models.sppe import cast_for_inference, fold_batchnorm
+        from models.streams import ChunkStreams
+
         self.device = pick_device(cfg.device)
         cfg = cfg.resolved(gpu=self.device.type != "cpu")  # the job resolves "auto" on its driver; others here
         self.cfg = cfg
-        if candidates is not None and (cfg.arch not in SPPE_ARCHS or cfg.decode not in CANDIDATE_DECODES):
+        if candidates is not None and (cfg.arch not in SPPE_ARCH_NAMES or cfg.decode not in CANDIDATE_DECODES):
             raise ValueError(
-                f"joint candidates need heatmaps: a heatmap SPPE ({', '.join(SPPE_ARCHS)}) with sppe.decode in "
+                f"joint candidates need heatmaps: a heatmap SPPE ({', '.join(SPPE_ARCH_NAMES)}) with sppe.decode in "
                 f"{', '.join(CANDIDATE_DECODES)}, not arch={cfg.arch} decode={cfg.decode}"
             )
         self.candidates = candidates
@@ -118,8 +120,11 @@ class SPPE:
         self.batch_size = cfg.batch_size or (8 if self.device.type == "cpu" else 64)
         if cfg.arch == "detector":
             raise ValueError("sppe.arch=detector has no pose stage: the pipeline takes the detector's keypoints")
-        self.dtype = PRECISIONS[cfg.precision]
-        if cfg.arch == "blazepose_full":
+        self.dtype = getattr(torch, PRECISION_DTYPES[cfg.precision])
+        self.blazepose = cfg.arch == "blazepose_full"
+        if self.blazepose:
+            from models.blazepose import BlazePoseSPPE
+
             graph, self.sha256 = load_blazepose(cfg.weights_path())
             self.model = BlazePoseSPPE(graph, keypoint_set=cfg.keypoint_set, flip_test=cfg.flip_test)
         else:
@@ -127,6 +132,8 @@ class SPPE:
                 torch.manual_seed(0)  # random weights are the same in every actor, so reruns are identical
                 self.model = self._build(cfg)
             if cfg.checkpoint is not None:
+                from models.checkpoints import load_checkpoint
+
                 self.sha256 = load_checkpoint(self.model, cfg.checkpoint).sha256
             else:
                 self.sha256 = "random"
@@ -141,7 +148,7 @@ class SPPE:
             if form.get("memory_format") == "channels_last":
                 self.model = self.model.to(memory_format=torch.channels_last)
             self.model.to(device=self.device)
-            if cfg.arch in SPPE_ARCHS:
+            if cfg.arch in SPPE_ARCH_NAMES:
                 self.model = cast_for_inference(self.model, self.dtype)
             else:
                 self.model.to(dtype=self.dtype)
@@ -162,6 +169,8 @@ class SPPE:
     def _build(cfg: SPPEConfig) -> torch.nn.Module:
         """The network of ``cfg.arch``, or exactly what ``cfg.alphapose_config`` describes (which must agree)."""
         if cfg.alphapose_config is None:
+            from models.sppe import build_sppe
+
             return build_sppe(cfg.arch, cfg.num_joints)
         from models.alphapose_config import build_from_alphapose_config
 
@@ -186,6 +195,8 @@ class SPPE:
             expect = [(slice(0, cut), "heatmap"), (slice(cut, k), "logits")]
         else:
             expect = [(slice(0, k), "logits" if self.cfg.decode == "integral" else "heatmap")]
+        from models.heatmaps import output_kind
+
         for channels, want in expect:
             got = output_kind(outputs, channels)
             if got not in (want, "unclear"):
@@ -201,7 +212,10 @@ class SPPE:
 
     def _quantized(self, model: torch.nn.Module) -> torch.nn.Module:
         """The int8 network (``models.quantize``), with how far its heatmaps are from fp32's logged."""
+        import torch
+
         from models.quantize import calibration_inputs, heatmap_agreement, quantize_int8
+        from models.sppe import fold_batchnorm
 
         if self.device.type != "cpu":
             raise ValueError(f"sppe.precision=int8 runs on the CPU, but this actor was given {self.device}")
@@ -251,10 +265,15 @@ class SPPE:
         self, crops: np.ndarray, crop_boxes_xyxy: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray, JointCandidates | None]:
         """One forward of at most ``batch_size`` persons (on a stream's thread: inference mode is thread-local)."""
+        import torch
+
+        from models.heatmaps import flip_test, heatmaps_to_keypoints
+        from models.transforms import normalize_crops
+
         with torch.inference_mode():
             chunk = torch.as_tensor(np.ascontiguousarray(crops)).to(self.device)
             boxes = torch.as_tensor(np.ascontiguousarray(crop_boxes_xyxy, np.float64))
-            if isinstance(self.model, BlazePoseSPPE):
+            if self.blazepose:
                 kp, sc = self.model(chunk, boxes.to(self.device))
                 return kp.cpu().numpy(), sc.cpu().numpy(), None
             x = normalize_crops(chunk, dtype=self.dtype)

@@ -259,10 +259,10 @@ from models.sppe import build_sppe, cast_for_inference, fold_batchnorm
 from models.quantize import calibration_inputs, quantize_int8
 from models.streams import ChunkStreams
 from models.transforms import ALPHAPOSE_CROP
-from actors.sppe import PRECISIONS
+from actors.sppe import PRECISION_DTYPES
 torch.set_num_threads({threads} // {streams})
 torch.manual_seed(0)
-dt = PRECISIONS[{precision!r}]
+dt = getattr(torch, PRECISION_DTYPES[{precision!r}])
 m = {build}
 x = torch.rand({batch * streams}, 3, 256, 192).to(dt).contiguous(memory_format={fmt})
 streams = ChunkStreams({streams}, {threads} // {streams})

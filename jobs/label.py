@@ -451,7 +451,7 @@ def _main(argv: list[str] | None, cleanup: contextlib.ExitStack) -> int:
 
     from actors.configs import inference_form
     from actors.publish import PublishSpec
-    from pipelines.label import configure_data_context, preload_stages, probe_units, run_label
+    from pipelines.label import configure_data_context, probe_units, run_label
     from store.manifest import read_manifests
     from store.writers import sweep_stale_temps
 
@@ -480,10 +480,7 @@ def _main(argv: list[str] | None, cleanup: contextlib.ExitStack) -> int:
         logger.info("every input is already committed with this config: nothing to run, Ray not started")
     else:
         try:
-            preload = threading.Thread(target=preload_stages, name="raypose-preload", daemon=True)
-            preload.start()  # torch loads while Ray starts (issue 13)
             init_ray(args.num_cpus)
-            preload.join()
             resources = ray.cluster_resources()
             # Unset pool sizes and threads are sized from the cluster (resources are not hashed: results do not
             # depend on them); the summary records what was used.

@@ -30,8 +30,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from actors.configs import CANDIDATE_DECODES, DetectorConfig, SPPEConfig
+from actors.detect import Detector
 from actors.pose_nms import apply_pose_nms
 from actors.publish import PublishSpec, publish_video, stage_rows
+from actors.sppe import SPPE
 from models.correspondences import OrbParams
 from models.crowdpose import ALPHAPOSE_CANDIDATES, CandidateParams, CrowdAssociationParams, candidate_params_for
 from models.pose_nms import PoseNMSParams
@@ -47,7 +49,6 @@ __all__ = [
     "TrackingConfig",
     "LabelConfig",
     "configure_data_context",
-    "preload_stages",
     "probe_units",
     "build_label_dataset",
     "publish_videos",
@@ -439,17 +440,6 @@ def probe_units(units: list[WorkUnit], cfg: LabelConfig, storage_options: dict |
     return sorted(shards, key=lambda s: (s["video_id"], s["shard_index"]))
 
 
-def preload_stages() -> None:
-    """Import the stage classes' modules (``actors.detect``, ``actors.sppe``: torch and torchvision, 1.0–1.9 s).
-
-    ``jobs.label`` runs this in a thread while Ray starts, whose start-up mostly waits on its own processes, so the
-    driver's torch import no longer delays the job: configs and validation need no torch (``actors.configs``), and
-    ``build_label_dataset`` then finds the modules loaded. Only raypose modules that do not import Ray, so the two
-    threads never import the same module."""
-    import actors.detect  # noqa: F401
-    import actors.sppe  # noqa: F401
-
-
 def cpu_actor_env(environ: Mapping[str, str] | None = None) -> dict[str, str]:
     """Environment of the CPU actor pools (detector, SPPE): OpenMP threads that sleep when idle
     (``OMP_WAIT_POLICY=PASSIVE``) unless the driver's environment says otherwise.
@@ -496,15 +486,12 @@ def build_label_dataset(
 
     ``sppe_stage``/``sppe_cfg`` replace the pose stage's class and its constructor argument (default: ``SPPE`` with
     ``cfg.sppe``); the oracle test substitutes a ground-truth SPPE to measure the rest of the system.
-    The stage classes are imported here, not with the module: they import torch, which the driver needs only now
-    (``jobs.label`` imports them while Ray starts, ``preload_stages``).
+    The driver only hands the stage classes to Ray Data: their modules import torch in the actors that build them,
+    never here (``tests/pipelines/test_task_workers.py``).
     """
     import json
 
     import ray.data
-
-    from actors.detect import Detector
-    from actors.sppe import SPPE
 
     sppe_stage = SPPE if sppe_stage is None else sppe_stage
     if any(s.num_cpus is None or s.actors is None for s in (cfg.resources.detect, cfg.resources.sppe)):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import torch
+
 from models import names
 
 
@@ -18,7 +20,8 @@ def test_names_equal_the_builders():
 
 def test_precision_names_equal_the_actor_dtypes():
     from actors.configs import PRECISION_CHOICES, PRECISION_NAMES
-    from actors.sppe import PRECISIONS
+    from actors.sppe import PRECISION_DTYPES
 
-    assert PRECISION_NAMES == tuple(PRECISIONS)
-    assert PRECISION_CHOICES == ("auto", *PRECISIONS)
+    assert PRECISION_NAMES == tuple(PRECISION_DTYPES)
+    assert PRECISION_CHOICES == ("auto", *PRECISION_DTYPES)
+    assert all(isinstance(getattr(torch, name), torch.dtype) for name in PRECISION_DTYPES.values())
