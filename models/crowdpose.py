@@ -255,7 +255,7 @@ def joint_candidates(
     scores[map_id[slot], rank[slot]] = val[slot]
     valid[map_id[slot], rank[slot]] = True
 
-    # 4. refinement (computed on every slot; invalid ones are masked at the end).
+    # 4. refinement directions (computed on every slot; invalid ones are masked at the end).
     y0, x0 = cand_pix // w, cand_pix % w
     maps = flat.reshape(nk, h, w)
     rows = np.arange(nk)[:, None]
@@ -263,13 +263,37 @@ def joint_candidates(
     right = maps[rows, y0, np.minimum(x0 + 1, w - 1)]
     left = maps[rows, y0, np.maximum(x0 - 1, 0)]
     dx = np.where(in_x, (right > left).astype(np.float64) - (right < left), 0.0)
-    xr = x0 + 0.25 * dx
-    xc = np.floor(xr).astype(np.int64)  # int() of a value >= 0
+    xc = np.floor(x0 + 0.25 * dx).astype(np.int64)  # int() of a value >= 0
     in_y = (y0 > 0) & (y0 < h - 2)
     down = maps[rows, np.minimum(y0 + 1, h - 1), xc]
     up = maps[rows, np.maximum(y0 - 1, 0), xc]
     dy = np.where(in_y, (down > up).astype(np.float64) - (down < up), 0.0)
-    yr = y0 + 0.25 * input_size_hw[0] / input_size_hw[1] * dy
+    return _candidates_in_image(
+        cand_pix, dx, dy, scores, valid, count, boxes, (n, k, h, w), input_size_hw=input_size_hw, params=params
+    )
+
+
+def _candidates_in_image(
+    cand_pix: np.ndarray,
+    dx: np.ndarray,
+    dy: np.ndarray,
+    scores: np.ndarray,
+    valid: np.ndarray,
+    count: np.ndarray,
+    boxes: np.ndarray,
+    shape_nkhw: tuple[int, int, int, int],
+    *,
+    input_size_hw: tuple[int, int],
+    params: CandidateParams,
+) -> JointCandidates:
+    """Steps 4 (the quarter-pixel moves) and 5 of ``joint_candidates`` on the host, shared by its NumPy and torch
+    versions so both give the same float64 coordinates bit for bit: integer peaks ``cand_pix`` (flat heatmap
+    index) and refinement directions ``dx`` / ``dy`` (−1, 0, 1), all ``[N·K, M]``, → ``JointCandidates``."""
+    n, k, h, w = shape_nkhw
+    m = cand_pix.shape[1]
+    y0, x0 = cand_pix // w, cand_pix % w
+    xr = x0 + 0.25 * np.asarray(dx, np.float64)
+    yr = y0 + 0.25 * input_size_hw[0] / input_size_hw[1] * np.asarray(dy, np.float64)
     # 5. offset and back-projection through each person's crop box.
     b = np.repeat(boxes, k, axis=0)[:, None, :]  # [NK, 1, 4]
     x_img = b[..., 0] + (xr + params.offset) * (b[..., 2] - b[..., 0]) / w
@@ -278,7 +302,7 @@ def joint_candidates(
     xy[~valid] = 0.0
     return JointCandidates(
         xy=xy.reshape(n, k, m, 2),
-        scores=scores.reshape(n, k, m),
+        scores=np.asarray(scores, np.float64).reshape(n, k, m),
         valid=valid.reshape(n, k, m),
         count=count.reshape(n, k).astype(np.int64),
     )
