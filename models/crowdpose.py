@@ -10,6 +10,8 @@ branch (the code behind ``--matching``): ``SPPE/src/utils/img.py`` ``findPeak`` 
 Stages and where they sit in a top-down pipeline (detector → SPPE → *this* instead of pose NMS):
 
 * ``joint_candidates``: every heatmap gives a short list of candidates (image pixels, score), best first (§2.3).
+  ``joint_candidates_torch`` gives the same on the heatmaps' torch device (the SPPE's GPU path: only the
+  candidates reach the host).
 * ``released_association``: AlphaPose's ``candidate_reselect``: greedy grouping of each person's current candidate
   into joint groups, one Hungarian matching per joint type on person-score × joint-score costs, fall back to the
   next candidate when a person loses its group, then the output filter (§2.4 "Released code").
@@ -28,7 +30,8 @@ Stages and where they sit in a top-down pipeline (detector → SPPE → *this* i
 
 Conventions: keypoints (x, y) in source-image pixels, boxes (x1, y1, x2, y2) in the same pixels; heatmaps
 ``[N, K, H, W]`` cut from the crop regions of ``models.transforms`` (``CropSpec.crop_boxes``). Pure NumPy/SciPy (no
-Ray). Inputs are never modified.
+Ray), but for ``joint_candidates_torch``, which imports torch when called (the module imports without it). Inputs
+are never modified.
 """
 
 from __future__ import annotations
@@ -55,6 +58,7 @@ __all__ = [
     "ASSOCIATION_METHODS",
     "JointGroups",
     "joint_candidates",
+    "joint_candidates_torch",
     "group_current_candidates",
     "released_association",
     "paper_association",
@@ -268,6 +272,115 @@ def joint_candidates(
     down = maps[rows, np.minimum(y0 + 1, h - 1), xc]
     up = maps[rows, np.maximum(y0 - 1, 0), xc]
     dy = np.where(in_y, (down > up).astype(np.float64) - (down < up), 0.0)
+    return _candidates_in_image(
+        cand_pix, dx, dy, scores, valid, count, boxes, (n, k, h, w), input_size_hw=input_size_hw, params=params
+    )
+
+
+def _max_filter_torch(hm: Any, window: int) -> Any:
+    """``_max_filter`` in torch for ``[B, H, W]`` (any device): two passes of shifted maxima over a −inf pad, i.e.
+    the maximum over the window clipped to the map, which equals SciPy's ``reflect`` border (that border only
+    repeats samples already inside the clipped window; equality is tested). On the CPU it is ~8× faster than
+    ``max_pool2d`` with one channel per map."""
+    import torch
+    import torch.nn.functional as F
+
+    r = window // 2
+    h, w = hm.shape[-2:]
+    pad = F.pad(hm, (0, 0, r, r), value=-math.inf)
+    rows = pad[:, 0:h].clone()
+    for i in range(1, window):
+        torch.maximum(rows, pad[:, i : i + h], out=rows)
+    pad = F.pad(rows, (r, r), value=-math.inf)
+    out = pad[..., 0:w].clone()
+    for j in range(1, window):
+        torch.maximum(out, pad[..., j : j + w], out=out)
+    return out
+
+
+def joint_candidates_torch(
+    heatmaps: Any,
+    crop_boxes_xyxy: Any,
+    *,
+    input_size_hw: tuple[int, int] | None = None,
+    params: CandidateParams = ALPHAPOSE_CANDIDATES,
+) -> JointCandidates:
+    """``joint_candidates`` run where the heatmaps are (torch, any device): the same candidates, order, counts and
+    scores, and coordinates equal bit for bit (tested). AlphaPose's ``getMultiPeakPrediction`` (``eval.py``
+    L150–169) over ``findPeak`` / ``processPeaks`` (``SPPE/src/utils/img.py``), vectorised over persons and joints.
+
+    On the heatmaps' device (no copy of them to the host):
+
+    1. the 5×5 maximum (``_max_filter_torch``, equal to SciPy's ``reflect`` border); peaks = pixels equal to it and
+       > ``peak_threshold``;
+    2. per map, one stable descending sort of the pixels (non-peaks keyed −inf) over the map reversed along its
+       flat index, so equal values come out by flat index descending (row desc, then column desc: AlphaPose's
+       ``np.lexsort`` quirk); −0.0 is made +0.0 first (a CUDA radix sort orders the two, NumPy's sort does not);
+    3. ``count`` = max(1, peaks not < ``low_threshold``), which is what the walk keeps (the first peak always; a
+       first one < low ends the walk, and later peaks < low are skipped); a map without a peak gets its first
+       row-major ``argmax`` in slot 0;
+    4. the quarter-pixel directions (−1, 0, 1) of the top-M slots, with the ``W − 2`` / ``H − 2`` and refined-column
+       quirks of ``joint_candidates``.
+
+    Only ``[N·K, M]`` results reach the host (flat peak index, the two directions, scores; ``[N·K]`` counts), where
+    ``_candidates_in_image`` adds the offsets and projects through the crop box in float64, exactly as the NumPy
+    version does. Scores are the heatmap's values (float32 from an SPPE), widened to float64 exactly.
+
+    Args and Returns: as ``joint_candidates``; ``heatmaps`` must be a torch tensor (non-float ones are cast to
+    float32, as there); ``crop_boxes_xyxy`` NumPy or torch, any device.
+    """
+    import torch
+
+    if input_size_hw is None:
+        from models.transforms import INPUT_SIZE_HW
+
+        input_size_hw = INPUT_SIZE_HW
+    if heatmaps.ndim != 4:
+        raise ValueError(f"heatmaps must be [N, K, H, W], got shape {tuple(heatmaps.shape)}")
+    hm = heatmaps.detach()
+    if not hm.is_floating_point():
+        hm = hm.float()
+    n, k, h, w = hm.shape
+    boxes = np.asarray(_as_numpy(crop_boxes_xyxy), dtype=np.float64).reshape(-1, 4)
+    if len(boxes) != n:
+        raise ValueError(f"{len(boxes)} crop boxes for {n} heatmap stacks")
+    m = params.max_candidates
+    nk, hw = n * k, h * w
+    mm = min(m, hw)  # slots the map can fill; the rest stay invalid
+    with torch.no_grad():
+        flat = hm.reshape(nk, hw)
+        mx = _max_filter_torch(hm.reshape(nk, h, w), params.window).reshape(nk, hw)
+        peak = (mx == flat) & (flat > params.peak_threshold)
+        # 2. stable descending sort of the reversed map: ties by flat index descending.
+        key = (flat + 0.0).masked_fill(~peak, -math.inf)
+        _, rev = torch.sort(key.flip(1), dim=1, descending=True, stable=True)
+        pix = (hw - 1) - rev[:, :mm]
+        # 3. counts and the argmax of maps without a peak.
+        has_peak = peak.any(dim=1)
+        count = (peak & ~(flat < params.low_threshold)).sum(dim=1).clamp(min=1)
+        pix[:, 0] = torch.where(has_peak, pix[:, 0], flat.argmax(dim=1))
+        scores = flat.gather(1, pix)
+        # 4. refinement directions.
+        y0, x0 = pix // w, pix % w
+        in_x = (x0 > 0) & (x0 < w - 2)
+        right = flat.gather(1, y0 * w + (x0 + 1).clamp(max=w - 1))
+        left = flat.gather(1, y0 * w + (x0 - 1).clamp(min=0))
+        dx = torch.where(in_x, (right > left).to(torch.int8) - (right < left).to(torch.int8), 0)
+        xc = x0 - (dx < 0).long()  # floor(x0 ± 0.25)
+        in_y = (y0 > 0) & (y0 < h - 2)
+        down = flat.gather(1, (y0 + 1).clamp(max=h - 1) * w + xc)
+        up = flat.gather(1, (y0 - 1).clamp(min=0) * w + xc)
+        dy = torch.where(in_y, (down > up).to(torch.int8) - (down < up).to(torch.int8), 0)
+        # the only copies to the host: [NK, 3·mm + 1] integers and [NK, mm] scores (float32 holds bf16/fp16 exactly)
+        ints = torch.cat([pix, dx.long(), dy.long(), count[:, None]], dim=1).cpu().numpy()
+        scores = scores.to(torch.float64 if flat.dtype == torch.float64 else torch.float32).cpu().numpy()
+    pad = ((0, 0), (0, m - mm))
+    cand_pix, dx, dy = (np.pad(ints[:, i * mm : (i + 1) * mm], pad) for i in range(3))
+    count = ints[:, 3 * mm]
+    scores = np.pad(scores.astype(np.float64), pad)
+    valid = np.arange(m)[None, :] < count[:, None]
+    scores[~valid] = 0.0
+    cand_pix[~valid] = 0
     return _candidates_in_image(
         cand_pix, dx, dy, scores, valid, count, boxes, (n, k, h, w), input_size_hw=input_size_hw, params=params
     )
