@@ -4,6 +4,7 @@ seeded random scenes, the crowd index of the real CrowdPose annotations, and JC-
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 
@@ -26,6 +27,7 @@ from models.crowdpose import (
     interference_mask,
     jc_targets,
     joint_candidates,
+    joint_candidates_torch,
     paper_association,
     released_association,
     suppress_duplicates,
@@ -414,6 +416,180 @@ def test_empty_input() -> None:
     r = released_association(np.zeros((0, 4)), np.zeros(0), c)
     assert len(r) == 0 and r.keypoints.shape == (0, 17, 2)
     assert len(paper_association(np.zeros((0, 4)), np.zeros(0), c)) == 0
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# §2.3 on the heatmaps' device: joint_candidates_torch equals joint_candidates
+# ----------------------------------------------------------------------------------------------------------------
+
+DEVICES = [
+    "cpu",
+    pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")),
+]
+
+
+def _assert_torch_equals_numpy(hm: np.ndarray, boxes, device: str, **kw) -> JointCandidates:
+    """Both versions on the same maps: equal arrays, dtypes and shapes (coordinates bit for bit: both project on the
+    host through ``_candidates_in_image``)."""
+    want = joint_candidates(hm, boxes, **kw)
+    got = joint_candidates_torch(torch.from_numpy(hm).to(device), boxes, **kw)
+    for field in ("xy", "scores", "valid", "count"):
+        a, b = getattr(got, field), getattr(want, field)
+        assert (a.dtype, a.shape) == (b.dtype, b.shape), field
+        np.testing.assert_array_equal(a, b, err_msg=field)
+    return want
+
+
+def _gauss(cx: float, cy: float, amp: float = 1.0, var: float = 2.0) -> np.ndarray:
+    ys, xs = np.mgrid[0 : HM[0], 0 : HM[1]]
+    return amp * np.exp(-((xs - cx) ** 2 + (ys - cy) ** 2) / (2 * var))
+
+
+def _edge_maps() -> dict[str, tuple[np.ndarray, CandidateParams]]:
+    """Hand-made [K, H, W] stacks, each with the params that exercise it."""
+    low = np.float32(0.05)
+    cases: dict[str, tuple[list[np.ndarray], CandidateParams]] = {}
+    # exact ties: Gaussians centred between pixels (2×2, 1×2 and 2×1 plateaus of equal peaks), equal peaks in
+    # different rows and columns, a constant map (every pixel a peak) and equal constant blocks
+    between = [
+        np.maximum(_gauss(10.5, 20.5), _gauss(30.5, 40.0)),
+        np.maximum.reduce([_gauss(5.0, 50.5, 0.7), _gauss(40.0, 10.5, 0.7), _gauss(20.5, 30.0, 0.7)]),
+        np.full(HM, 0.5),
+        np.zeros(HM),
+    ]
+    between[3][5:11, 5:11] = between[3][30:36, 20:26] = between[3][58:, 42:] = 0.7
+    cases["plateaus_and_ties"] = (between, CandidateParams(max_candidates=6))
+    # no peak above the threshold: the first row-major argmax alone, whatever its value
+    flat = [np.full(HM, -0.5), np.full(HM, np.float32(0.1)), np.full(HM, 0.02), np.zeros(HM)]
+    flat[0][33, 17] = flat[0][34, 30] = 0.08  # tie: the first in row-major order
+    flat[2][60, 40] = 0.09
+    cases["no_peak_argmax"] = (flat, CandidateParams())
+    # peaks at the borders: the reflect border of the maximum, the W − 2 / H − 2 limits and the refined column
+    borders = []
+    for x, y in [(0, 0), (47, 63), (46, 20), (45, 20), (1, 20), (20, 62), (20, 61), (20, 1), (0, 63), (47, 0)]:
+        m = np.zeros(HM)
+        m[y, x] = 1.0
+        for dy, dx, v in [(0, 1, 0.6), (0, -1, 0.3), (1, 0, 0.2), (-1, 0, 0.4), (1, -1, 0.5), (-1, -1, 0.1)]:
+            if 0 <= y + dy < HM[0] and 0 <= x + dx < HM[1]:
+                m[y + dy, x + dx] = v
+        borders.append(m)
+    cases["borders"] = (borders, CandidateParams(max_candidates=2))
+    # more peaks than M: a grid of random peaks, with ties among them
+    rng = np.random.default_rng(0)
+    grid = []
+    for _ in range(3):
+        m = np.zeros(HM)
+        m[2::5, 2::5] = np.round(rng.uniform(0.0, 1.0, m[2::5, 2::5].shape), 1)
+        grid.append(m)
+    cases["more_peaks_than_m"] = (grid, CandidateParams(max_candidates=5))
+    # values below low_threshold: skipped unless first, and a first one ends the walk; exact-threshold values
+    lows = [np.zeros(HM) for _ in range(4)]
+    lows[0][10, 10], lows[0][30, 30], lows[0][50, 40] = 0.5, 0.04, 0.03
+    lows[1][10, 10], lows[1][30, 30], lows[1][50, 40] = 0.045, 0.04, 0.03
+    lows[2][10, 10], lows[2][30, 30], lows[2][50, 40] = low, low, np.float32(0.1)
+    lows[3][:] = -0.0
+    lows[3][::2] = 0.0  # signed zeros tie: +0.0 == −0.0
+    cases["low_threshold"] = (lows, CandidateParams(peak_threshold=-1.0, max_candidates=8))
+    return {name: (np.stack(maps).astype(np.float32), p) for name, (maps, p) in cases.items()}
+
+
+EDGE_CASES = sorted(_edge_maps())
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("case", EDGE_CASES)
+def test_torch_candidates_equal_numpy_on_edge_cases(case: str, device: str) -> None:
+    maps, params = _edge_maps()[case]
+    hm = np.stack([maps, maps[::-1]])  # two persons
+    boxes = np.array([[10.0, 20.0, 106.0, 148.0], [-5.0, 3.5, 43.0, 67.5]])
+    variants = (
+        params,
+        dataclasses.replace(params, offset=0.0),
+        dataclasses.replace(params, max_candidates=1),
+        dataclasses.replace(params, low_threshold=-1.0, max_candidates=12),  # every peak kept: ties all along
+    )
+    for p in variants:
+        c = _assert_torch_equals_numpy(hm, boxes, device, params=p)
+        _assert_torch_equals_numpy(hm, boxes, device, params=p, input_size_hw=(320, 256))
+        _assert_torch_equals_numpy(hm.astype(np.float64), boxes, device, params=p)
+    assert c.valid[:, :, 0].all()
+
+
+def test_edge_cases_cover_ties_fallbacks_and_lows() -> None:
+    """The edge cases exercise what they are named after (checked through the NumPy version, which the reference
+    loop checks): plateau ties, the argmax fallback, more peaks than M, the low threshold and signed-zero ties."""
+    maps = _edge_maps()
+    c = joint_candidates(*_stack(maps["plateaus_and_ties"][0]), params=maps["plateaus_and_ties"][1])
+    assert c.count[0].tolist() == [6, 6, HM[0] * HM[1], 108]
+    assert (c.scores[0, :, 1] == c.scores[0, :, 0]).all()  # every map starts with a tie
+    c = joint_candidates(*_stack(maps["no_peak_argmax"][0]))
+    assert (c.count == 1).all() and c.scores[0, 0, 0] == np.float32(0.08)
+    np.testing.assert_allclose(c.xy[0, :, 0], [[34.4, 66.4], [0.4, 0.4], [80.4, 120.4], [0.4, 0.4]])
+    c = joint_candidates(*_stack(maps["more_peaks_than_m"][0]), params=maps["more_peaks_than_m"][1])
+    assert (c.count > 5).all() and c.valid.all()
+    low = maps["low_threshold"][1]
+    c = joint_candidates(*_stack(maps["low_threshold"][0]), params=low)
+    assert c.count[0].tolist() == [1, 1, 3, 1]
+    np.testing.assert_allclose(c.xy[0, 3, 0], [94.4, 126.4])  # ±0 tie: the last pixel first
+    c = joint_candidates(*_stack(maps["low_threshold"][0]), params=dataclasses.replace(low, low_threshold=-1.0))
+    assert c.count[0, 3] == HM[0] * HM[1]
+
+
+def _stack(maps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    return maps[None], np.array([[0.0, 0.0, 2.0 * HM[1], 2.0 * HM[0]]])
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_torch_candidates_equal_numpy_on_random_scenes(device: str) -> None:
+    rng = np.random.default_rng(23)
+    for trial in range(4):
+        _, _, crops, hm = random_scene(rng, 4, 7, (14, 17)[trial % 2])
+        for m in (1, 2, 4, 9):
+            _assert_torch_equals_numpy(hm, crops, device, params=CandidateParams(max_candidates=m))
+        _assert_torch_equals_numpy(hm, crops, device, params=CandidateParams(peak_threshold=0.0, window=3))
+        # negative values, every local maximum a peak: the border of the maximum filter matters
+        shifted = hm - np.float32(0.5)
+        _assert_torch_equals_numpy(
+            shifted, crops, device, params=CandidateParams(peak_threshold=-1.0, low_threshold=-0.4)
+        )
+        # quantized maps: many exact ties and plateaus
+        q = (np.round(hm * 10) / 10).astype(np.float32)
+        _assert_torch_equals_numpy(q, crops, device, params=CandidateParams(max_candidates=6))
+    # small maps (H, W < window; M > H·W) and random noise
+    noise = rng.random((3, 5, 3, 4), dtype=np.float32)
+    _assert_torch_equals_numpy(noise, rng.uniform(0, 50, (3, 4)), device, params=CandidateParams(max_candidates=20))
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_torch_candidates_of_no_persons(device: str) -> None:
+    c = _assert_torch_equals_numpy(np.zeros((0, 17, *HM), np.float32), np.zeros((0, 4)), device)
+    assert c.xy.shape == (0, 17, 4, 2) and c.count.shape == (0, 17)
+
+
+def test_torch_candidates_validate_their_inputs() -> None:
+    with pytest.raises(ValueError, match=r"must be \[N, K, H, W\]"):
+        joint_candidates_torch(torch.zeros(17, *HM), np.zeros((1, 4)))
+    with pytest.raises(ValueError, match="2 crop boxes for 1"):
+        joint_candidates_torch(torch.zeros(1, 17, *HM), np.zeros((2, 4)))
+    # integer maps are cast to float32, as the NumPy version does
+    hm = np.zeros((1, 2, *HM), np.int64)
+    hm[0, :, 10, 20] = 3
+    _assert_torch_equals_numpy(hm, np.array([[0.0, 0.0, 48.0, 64.0]]), "cpu")
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("window", [1, 3, 5, 7])
+def test_torch_max_filter_equals_scipy_reflect(window: int, device: str) -> None:
+    from scipy.ndimage import maximum_filter
+
+    from models.crowdpose import _max_filter_torch
+
+    rng = np.random.default_rng(window)
+    for shape in ((6, 64, 48), (4, 3, 2)):
+        hm = rng.random(shape).astype(np.float32) - np.float32(0.5)  # negative values: a 0 border would show
+        hm[0, :3, :2] = 5.0  # a corner maximum: the border rule matters
+        want = maximum_filter(hm, size=(1, window, window), mode="reflect")
+        np.testing.assert_array_equal(_max_filter_torch(torch.from_numpy(hm).to(device), window).cpu().numpy(), want)
 
 
 # ----------------------------------------------------------------------------------------------------------------
