@@ -16,7 +16,9 @@ With ``candidates`` (``models.crowdpose.CandidateParams``; the pipeline passes i
 ``pose_nms.method=crowd_association``) a heatmap SPPE also extracts CrowdPose's joint candidates from the same
 heatmaps (after flip-test), AlphaPose's ``--matching`` path: the candidate columns of ``actors.pose_nms``
 (``CANDIDATE_COLUMNS``: top-M positions, scores and counts per person and joint; never heatmaps), and the keypoints
-are then each joint's current candidate (slot 0), as AlphaPose's ``getMultiPeakPrediction`` gives them.
+are then each joint's current candidate (slot 0), as AlphaPose's ``getMultiPeakPrediction`` gives them. On a GPU
+the peak search runs there (``joint_candidates_torch``: only the candidates are copied to the host), on the CPU in
+NumPy (``joint_candidates``); both give the same candidates.
 
 Error rows from earlier stages pass through with empty person arrays.
 """
@@ -40,7 +42,7 @@ from actors.configs import (
 )
 from actors.pose_nms import candidate_columns
 from models.crops import ALPHAPOSE_CROP
-from models.crowdpose import CandidateParams, JointCandidates, joint_candidates
+from models.crowdpose import CandidateParams, JointCandidates, joint_candidates, joint_candidates_torch
 from models.keypoints import get_keypoint_set
 from models.names import SPPE_ARCH_NAMES, combined_integral_channels
 
@@ -108,6 +110,9 @@ class SPPE:
                 f"{', '.join(CANDIDATE_DECODES)}, not arch={cfg.arch} decode={cfg.decode}"
             )
         self.candidates = candidates
+        # Where the peak search runs: on a GPU beside the heatmaps (only [n, K, M] candidates reach the host); on
+        # the CPU in NumPy, 3× faster there than the torch version (64 persons × 17 joints × 64×48: ~22 vs ~70 ms).
+        self.candidates_on_device = self.device.type != "cpu"
         if self.device.type != "cpu":
             streams = 1
         total = threads or torch.get_num_threads()  # without threads: Ray's OMP_NUM_THREADS
@@ -282,9 +287,8 @@ class SPPE:
                 if not self._kind_checked:
                     self._check_output_kind(hm)
             if self.candidates is not None:
-                c = joint_candidates(
-                    hm.float(), boxes, input_size_hw=self.cfg.crop.output_size_hw, params=self.candidates
-                )
+                extract = joint_candidates_torch if self.candidates_on_device else joint_candidates
+                c = extract(hm.float(), boxes, input_size_hw=self.cfg.crop.output_size_hw, params=self.candidates)
                 # AlphaPose --matching: the keypoints are each joint's current candidate
                 return c.xy[:, :, 0].astype(np.float32), c.scores[:, :, 0].astype(np.float32), c
             kp, sc = heatmaps_to_keypoints(hm.float(), boxes.to(self.device), method=self.cfg.decode)

@@ -198,3 +198,31 @@ def test_sppe_actor_streams_give_the_outputs_of_one_stream():
     np.testing.assert_allclose(kp3[::-1], kp1, atol=1e-3)
     with pytest.raises(ValueError, match="streams must be between 1 and its threads"):
         SPPE(cfg, threads=2, streams=3)
+
+
+@pytest.mark.parametrize(
+    "device",
+    ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device"))],
+)
+def test_sppe_actor_candidates_on_the_device_equal_the_numpy_ones(device):
+    """On a GPU the actor searches the peaks there (``joint_candidates_torch``); the candidates are those of the
+    NumPy search (``joint_candidates``, the CPU path) on the same heatmaps, bit for bit. On the CPU the switch is
+    forced, so the wiring (flip-tested float heatmaps, crop boxes, input size, params) is tested without a GPU."""
+    from models.crowdpose import ALPHAPOSE_CANDIDATES
+
+    rng = np.random.default_rng(5)
+    crops = rng.integers(0, 255, (5, 256, 192, 3), dtype=np.uint8)
+    boxes = np.concatenate([rng.uniform(0, 100, (5, 2)), rng.uniform(150, 300, (5, 2))], axis=1)
+    cfg = SPPEConfig(arch="fastpose_res18", random_weights=True, batch_size=2, device=device, precision="fp32")
+    sppe = SPPE(cfg, candidates=ALPHAPOSE_CANDIDATES)
+    assert sppe.candidates_on_device == (device != "cpu")
+    results = {}
+    for on_device in (False, True):
+        sppe.candidates_on_device = on_device
+        results[on_device] = sppe.estimate_with_candidates(crops, boxes)
+    (kp_np, sc_np, c_np), (kp_t, sc_t, c_t) = results[False], results[True]
+    np.testing.assert_array_equal(kp_t, kp_np)
+    np.testing.assert_array_equal(sc_t, sc_np)
+    for field in ("xy", "scores", "valid", "count"):
+        np.testing.assert_array_equal(getattr(c_t, field), getattr(c_np, field), err_msg=field)
+    assert c_np.count.shape == (5, cfg.num_joints) and (c_np.count >= 1).all()
