@@ -586,7 +586,7 @@ def test_torch_max_filter_equals_scipy_reflect(window: int, device: str) -> None
 
     rng = np.random.default_rng(window)
     for shape in ((6, 64, 48), (4, 3, 2)):
-        hm = rng.random(shape).astype(np.float32) - np.float32(0.5)  # negative values: a 0 border would show
+        hm = rng.random(shape).astype(np.float32) - np.float32(1.0)  # all negative: a 0 border would show
         hm[0, :3, :2] = 5.0  # a corner maximum: the border rule matters
         want = maximum_filter(hm, size=(1, window, window), mode="reflect")
         np.testing.assert_array_equal(_max_filter_torch(torch.from_numpy(hm).to(device), window).cpu().numpy(), want)
