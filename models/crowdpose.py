@@ -44,6 +44,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from models.crops import INPUT_SIZE_HW
 from models.keypoints import keypoint_set_for_num_joints
 from models.pose_nms import PoseNMSResult
 
@@ -169,6 +170,19 @@ def _max_filter(hm: np.ndarray, window: int) -> np.ndarray:
     return out
 
 
+def _candidate_inputs(
+    shape: tuple[int, ...], crop_boxes_xyxy: Any, input_size_hw: tuple[int, int] | None
+) -> tuple[np.ndarray, tuple[int, int]]:
+    """The checks both candidate searches make: heatmaps ``[N, K, H, W]``, one crop box per person; returns the boxes
+    as float64 ``[N, 4]`` and the input size (None: AlphaPose's 256×192)."""
+    if len(shape) != 4:
+        raise ValueError(f"heatmaps must be [N, K, H, W], got shape {tuple(shape)}")
+    boxes = np.asarray(_as_numpy(crop_boxes_xyxy), dtype=np.float64).reshape(-1, 4)
+    if len(boxes) != shape[0]:
+        raise ValueError(f"{len(boxes)} crop boxes for {shape[0]} heatmap stacks")
+    return boxes, INPUT_SIZE_HW if input_size_hw is None else input_size_hw
+
+
 def joint_candidates(
     heatmaps: Any,
     crop_boxes_xyxy: Any,
@@ -207,19 +221,11 @@ def joint_candidates(
     Returns:
         ``JointCandidates`` with M = ``params.max_candidates``.
     """
-    if input_size_hw is None:
-        from models.transforms import INPUT_SIZE_HW  # imported here: pose NMS tasks import this module without torch
-
-        input_size_hw = INPUT_SIZE_HW
     hm = _as_numpy(heatmaps)
-    if hm.ndim != 4:
-        raise ValueError(f"heatmaps must be [N, K, H, W], got shape {hm.shape}")
+    boxes, input_size_hw = _candidate_inputs(hm.shape, crop_boxes_xyxy, input_size_hw)
     if not np.issubdtype(hm.dtype, np.floating):
         hm = hm.astype(np.float32)
     n, k, h, w = hm.shape
-    boxes = np.asarray(_as_numpy(crop_boxes_xyxy), dtype=np.float64).reshape(-1, 4)
-    if len(boxes) != n:
-        raise ValueError(f"{len(boxes)} crop boxes for {n} heatmap stacks")
     m = params.max_candidates
     nk, hw = n * k, h * w
     flat = hm.reshape(nk, hw)
@@ -331,19 +337,11 @@ def joint_candidates_torch(
     """
     import torch
 
-    if input_size_hw is None:
-        from models.transforms import INPUT_SIZE_HW
-
-        input_size_hw = INPUT_SIZE_HW
-    if heatmaps.ndim != 4:
-        raise ValueError(f"heatmaps must be [N, K, H, W], got shape {tuple(heatmaps.shape)}")
+    boxes, input_size_hw = _candidate_inputs(tuple(heatmaps.shape), crop_boxes_xyxy, input_size_hw)
     hm = heatmaps.detach()
     if not hm.is_floating_point():
         hm = hm.float()
     n, k, h, w = hm.shape
-    boxes = np.asarray(_as_numpy(crop_boxes_xyxy), dtype=np.float64).reshape(-1, 4)
-    if len(boxes) != n:
-        raise ValueError(f"{len(boxes)} crop boxes for {n} heatmap stacks")
     m = params.max_candidates
     nk, hw = n * k, h * w
     mm = min(m, hw)  # slots the map can fill; the rest stay invalid
