@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import json
 import os
 
 import pytest
@@ -97,3 +98,39 @@ def test_a_job_adopts_and_reaps_what_its_children_leave_behind():
     grandchild, adopted = done.stdout.split()
     assert adopted == "True"
     assert not os.path.exists(f"/proc/{grandchild}"), "the adopted grandchild was left behind"
+
+
+def test_shutdown_kills_the_autoscaler_monitor_before_ray_waits_on_it():
+    """``shutdown_ray`` stops a local Ray's autoscaler monitor itself (``_stop_autoscaler_monitor``): Ray's own
+    shutdown reached it after the GCS and then waited a full second for a SIGTERM handler that reports through the
+    stopped GCS. Checked where Ray looks: the monitor is already gone (SIGKILL) when ``ray.shutdown()`` gets to it,
+    and the rest of Ray's processes still go its way."""
+    import os
+    import subprocess
+    import sys
+
+    code = """
+import json
+import ray
+import ray._private.node as node_module
+from jobs.ray_init import init_ray, shutdown_ray
+
+seen = {}
+original = node_module.Node._kill_process_type
+
+def recording(self, process_type, *args, **kwargs):
+    seen[process_type] = [info.process.poll() for info in self.all_processes.get(process_type, [])]
+    return original(self, process_type, *args, **kwargs)
+
+node_module.Node._kill_process_type = recording
+init_ray(1)
+shutdown_ray()
+print(json.dumps(seen))
+"""
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}  # a local Ray of its own
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    seen = json.loads(done.stdout.strip().splitlines()[-1])
+    assert seen["monitor"] == [-9]  # killed before Ray's turn came
+    assert seen["raylet"] == [None] and seen["gcs_server"] == [None]  # Ray still stops the others itself
+    assert "autoscaler failed" not in done.stderr.lower()
