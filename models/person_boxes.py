@@ -4,7 +4,7 @@ Torch-free. ``FrameDetections``, the input checks and the box filtering of ``Per
 detector (``models.detectors`` builds the networks on this base and re-exports everything here). ``precomputed``
 (AlphaPose's ``--detfile``, ``alphapose/utils/file_detector.py``) only reads boxes from a COCO detection JSON or
 Parquet file (``models.detections_io``), so the detection stage of a job with precomputed boxes never imports torch
-(1.0–1.9 s and ~0.3 GiB per process on a 2-core machine, issue 13); its crops are cut by OpenCV
+(1.0–1.9 s per process on a 2-core machine, issue 13); its crops are cut by OpenCV
 (``models.crops.crop_images``).
 
 Example::
