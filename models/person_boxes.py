@@ -9,12 +9,13 @@ Parquet file (``models.detections_io``), so the detection stage of a job with pr
 
 Example::
 
-    >>> import json, tempfile
+    >>> import json, pathlib, tempfile
     >>> import numpy as np
     >>> from models.person_boxes import precomputed
-    >>> path = tempfile.mktemp(suffix=".json")
-    >>> json.dump([{"image_id": "a.jpg", "category_id": 1, "score": 0.9, "bbox": [10, 20, 30, 60]}], open(path, "w"))
-    >>> det = precomputed(weights=path)
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "dets.json"
+    >>> box = {"image_id": "a.jpg", "category_id": 1, "score": 0.9, "bbox": [10, 20, 30, 60]}
+    >>> _ = path.write_text(json.dumps([box]))
+    >>> det = precomputed(weights=str(path))
     >>> out = det([np.zeros((120, 160, 3), np.uint8)], keys=["a.jpg"])
     >>> out[0].boxes_xyxy.tolist(), out[0].weights_id == det.weights_id, det.device_type
     ([[10.0, 20.0, 40.0, 80.0]], True, 'cpu')

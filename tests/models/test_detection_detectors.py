@@ -364,3 +364,4 @@ def test_random_weights_on_a_1x1_frame_find_nobody():
 
 def test_module_example_runs():
     assert doctest.testmod(models.detectors, raise_on_error=True).attempted >= 3
+    assert doctest.testmod(models.person_boxes, raise_on_error=True).attempted >= 6
