@@ -163,6 +163,10 @@ def test_ray_job_submit(sample, tmp_path):
         assert "succeeded" in proc.stdout
         summary = json.loads(next((out / "runs").glob("*/summary.json")).read_text())
         assert summary["published"] == 1 and summary["frames"] == 12 and summary["random_weights"] is True
+        # A job on a cluster only disconnects: shutdown_ray's kill of the autoscaler monitor is for a local Ray it
+        # started, never a cluster's (the monitor is still there).
+        monitor = subprocess.run(["pgrep", "-f", f"autoscaler/_private/monitor.py.*{temp_dir}"], capture_output=True)
+        assert monitor.returncode == 0, "the cluster's autoscaler monitor is gone"
     finally:
         _kill_ray_under(temp_dir)
         shutil.rmtree(temp_dir, ignore_errors=True)
