@@ -55,9 +55,8 @@ def shutdown_ray(timeout_s: float = 30.0) -> None:
     ray.shutdown()  # returns while the local Ray's workers are still exiting: exit_process waits for them
 
 
-def _stop_autoscaler_monitor() -> bool:
-    """Kill the autoscaler monitor of the local Ray this process started (none when it joined a cluster); True if
-    it did.
+def _stop_autoscaler_monitor() -> None:
+    """Kill the autoscaler monitor of the local Ray this process started (none when it joined a cluster).
 
     ``ray.shutdown()`` stops a local Ray's processes one after another, the GCS before the monitor, and gives each
     1 s after SIGTERM before a SIGKILL. The monitor's SIGTERM handler (``ray/autoscaler/_private/monitor.py``,
@@ -74,16 +73,13 @@ def _stop_autoscaler_monitor() -> bool:
         node = ray._private.worker._global_node
         infos = [] if node is None else list(node.all_processes.get(ray_constants.PROCESS_TYPE_MONITOR, []))
     except (AttributeError, ImportError):
-        return False
-    killed = False
+        return
     for info in infos:
         process = getattr(info, "process", None)
         if process is not None and process.poll() is None:
             process.kill()  # not SIGTERM: its handler would report an autoscaler failure to this driver
             with contextlib.suppress(Exception):
                 process.wait(timeout=5)
-            killed = True
-    return killed
 
 
 def _proc_stat(pid: int | str) -> list[str] | None:

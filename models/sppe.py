@@ -602,9 +602,8 @@ def fold_batchnorm(model: nn.Module, *, inplace: bool = False) -> nn.Module:
     """
     if model.training:
         raise ValueError("fold_batchnorm needs a model in eval mode")
-    root = (
-        model if inplace else copy.deepcopy(model)
-    )  # the trace shares submodules: by default never touch the caller's
+    # the trace shares submodules: unless told otherwise, never touch the caller's
+    root = model if inplace else copy.deepcopy(model)
     graph_module = torch.fx.GraphModule(root, _LeafDeformTracer().trace(root), type(model).__name__)
     modules = dict(graph_module.named_modules())
     for node in list(graph_module.graph.nodes):

@@ -478,7 +478,7 @@ def build_label_dataset(
     shards: list[dict],
     cfg: LabelConfig,
     spec: PublishSpec,
-    sppe_stage: type | None = None,
+    sppe_stage: type = SPPE,
     sppe_cfg: object | None = None,
 ):
     """The lazy Dataset whose rows are staged references (one per staged file: ``actors.publish.stage_rows``);
@@ -493,7 +493,6 @@ def build_label_dataset(
 
     import ray.data
 
-    sppe_stage = SPPE if sppe_stage is None else sppe_stage
     if any(s.num_cpus is None or s.actors is None for s in (cfg.resources.detect, cfg.resources.sppe)):
         have = ray.cluster_resources()
         cfg = plan_resources(cfg, have.get("CPU", 1.0), have.get("GPU", 0.0))
@@ -561,7 +560,7 @@ def run_label(
     shards: list[dict],
     cfg: LabelConfig,
     spec: PublishSpec,
-    sppe_stage: type | None = None,
+    sppe_stage: type = SPPE,
     sppe_cfg: object | None = None,
 ) -> list[dict]:
     """Label ``shards`` end to end (``build_label_dataset``, then ``publish_videos``); one summary row per video."""
